@@ -1,0 +1,19 @@
+import django_filters
+
+from jobs.models import JobType, Run
+
+
+class JobTypeFilter(django_filters.FilterSet):
+    class Meta:
+        model = JobType
+        fields = ["kind", "enabled", "queue"]
+
+
+class RunFilter(django_filters.FilterSet):
+    job_type = django_filters.CharFilter(field_name="job_type__name", help_text="Job type name.")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Run
+        fields = ["status", "job_type", "trigger", "created_after", "created_before"]

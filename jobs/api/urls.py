@@ -1,0 +1,13 @@
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from . import views
+
+router = DefaultRouter()
+router.register("job-types", views.JobTypeViewSet, basename="jobtype")
+router.register("runs", views.RunViewSet, basename="run")
+
+urlpatterns = [
+    path("tasks/", views.TaskListView.as_view(), name="task-list"),
+    path("", include(router.urls)),
+]

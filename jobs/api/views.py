@@ -1,0 +1,94 @@
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobs import services
+from jobs.executors import registered_task_names
+from jobs.models import JobType, Run
+
+from .filters import JobTypeFilter, RunFilter
+from .serializers import JobTypeSerializer, RunRequestSerializer, RunSerializer, TaskNameSerializer
+
+
+class JobTypeViewSet(viewsets.ModelViewSet):
+    queryset = JobType.objects.all()
+    serializer_class = JobTypeSerializer
+    lookup_field = "name"
+    filterset_class = JobTypeFilter
+    action_permissions = {"run": "jobs.run_jobtype"}
+
+    @extend_schema(
+        responses={
+            204: OpenApiResponse(description="Deleted."),
+            200: OpenApiResponse(JobTypeSerializer, description="It has runs, so it was disabled instead."),
+        }
+    )
+    def destroy(self, request, *args, **kwargs):
+        job_type = self.get_object()
+        if job_type.runs.exists():
+            job_type.enabled = False
+            job_type.save(update_fields=["enabled", "updated_at"])
+            return Response(
+                {
+                    "detail": "The job type has runs, so it was disabled instead of deleted.",
+                    **self.get_serializer(job_type).data,
+                }
+            )
+        job_type.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=RunRequestSerializer,
+        responses={
+            201: OpenApiResponse(RunSerializer, description="Run created."),
+            200: OpenApiResponse(RunSerializer, description="A run with this idempotency_key already exists."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def run(self, request, name=None):
+        """Trigger a run of this job type."""
+        job_type = self.get_object()
+        body = RunRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run, created = services.run_create(
+            job_type=job_type,
+            params=body.validated_data["params"],
+            trigger=Run.Trigger.API,
+            requested_by=request.user,
+            idempotency_key=body.validated_data.get("idempotency_key"),
+        )
+        data = RunSerializer(run, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Run.objects.select_related("job_type", "requested_by")
+    serializer_class = RunSerializer
+    filterset_class = RunFilter
+    action_permissions = {"cancel": "jobs.cancel_run", "rerun": "jobs.run_jobtype"}
+
+    @extend_schema(request=None, responses={200: RunSerializer, 409: OpenApiResponse(description="Already finished.")})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a run that has not finished: it never starts, or is stopped."""
+        run = services.run_cancel(run=self.get_object())
+        return Response(self.get_serializer(run).data)
+
+    @extend_schema(request=None, responses={201: RunSerializer, 409: OpenApiResponse(description="Not finished.")})
+    @action(detail=True, methods=["post"])
+    def rerun(self, request, pk=None):
+        """Run the same job type again with the same params."""
+        run = services.run_rerun(run=self.get_object(), requested_by=request.user)
+        return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class TaskListView(APIView):
+    """Celery tasks that a `task` job type may name."""
+
+    queryset = JobType.objects.none()  # Reading them needs the permission to view job types.
+
+    @extend_schema(responses=TaskNameSerializer(many=True))
+    def get(self, request):
+        return Response([{"name": name} for name in registered_task_names()])

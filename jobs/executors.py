@@ -1,0 +1,292 @@
+"""One executor per job kind: how its config is checked, how a run is sent to
+the workers, and (for kinds Jobsite runs itself) how it is executed there.
+
+Adding a kind is adding a class here and to EXECUTORS.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import tempfile
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+from django.conf import settings
+
+from jobsite.celery import app
+
+from . import net
+from .models import JobType, Run
+
+# Every message Jobsite publishes for a run carries this header, so the worker's
+# signal handlers skip other tasks without a database lookup.
+RUN_HEADER = "jobsite_run"
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+class RunFailed(Exception):
+    """The job ran and failed: its message becomes the run's error, with no traceback."""
+
+
+def registered_task_names() -> list[str]:
+    """Celery tasks a `task` job type may name: users' and built-in ones, not Celery's or Jobsite's own."""
+    app.loader.import_default_modules()
+    return sorted(name for name in app.tasks if not name.startswith(("celery.", "jobsite.")))
+
+
+class Executor:
+    kind: str
+    task_name = "jobsite.execute_run"
+
+    def config_errors(self, job_type: JobType) -> dict[str, list[str]]:
+        return {}
+
+    def publish(self, run: Run, *, countdown: float | None = None) -> None:
+        self._send(run, self.task_name, args=[str(run.id)], kwargs={}, countdown=countdown)
+
+    def _send(self, run: Run, task_name: str, *, args: list, kwargs: dict, countdown: float | None = None) -> None:
+        job_type = run.job_type
+        app.send_task(
+            task_name,
+            args=args,
+            kwargs=kwargs,
+            task_id=str(run.id),
+            queue=job_type.queue or None,
+            priority=job_type.priority,
+            soft_time_limit=job_type.soft_time_limit,
+            time_limit=job_type.hard_time_limit,
+            countdown=countdown,
+            headers={RUN_HEADER: True},
+        )
+
+    def execute(self, run: Run) -> Any:
+        raise NotImplementedError(f"{self.kind} runs are not executed by Jobsite")
+
+    def cancel_signal(self) -> str:
+        # SIGUSR1 raises SoftTimeLimitExceeded inside the task, so Jobsite's own
+        # executors stop cooperatively: kill the child process, drop the request.
+        return "SIGUSR1"
+
+
+class TaskExecutor(Executor):
+    kind = JobType.Kind.TASK
+
+    def config_errors(self, job_type: JobType) -> dict[str, list[str]]:
+        if not job_type.task:
+            return {"task": ["Name the Celery task to run, e.g. 'jobs.builtin.echo'."]}
+        if job_type.task not in registered_task_names():
+            return {
+                "task": [
+                    f"Unknown task '{job_type.task}': it is not registered. "
+                    "GET /api/v1/tasks/ lists the tasks you can use."
+                ]
+            }
+        return {}
+
+    def publish(self, run: Run, *, countdown: float | None = None) -> None:
+        self._send(run, run.job_type.task, args=[], kwargs=run.params, countdown=countdown)
+
+    def cancel_signal(self) -> str:
+        # A user's task cannot be asked to stop; its process is terminated.
+        return "SIGTERM"
+
+
+class HttpExecutor(Executor):
+    kind = JobType.Kind.HTTP
+
+    def config_errors(self, job_type: JobType) -> dict[str, list[str]]:
+        config = job_type.http
+        if not isinstance(config, dict):
+            return {"http": ["Must be an object with at least a 'url'."]}
+        problems = []
+        unknown = set(config) - {"method", "url", "headers", "body", "timeout_seconds", "expected_status"}
+        if unknown:
+            problems.append(f"Unknown keys: {', '.join(sorted(unknown))}.")
+        method = str(config.get("method", "GET")).upper()
+        if method not in HTTP_METHODS:
+            problems.append(f"method '{config.get('method')}': use one of {', '.join(HTTP_METHODS)}.")
+        url = config.get("url")
+        try:
+            parsed = httpx.URL(url) if isinstance(url, str) else None
+        except httpx.InvalidURL:
+            parsed = None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+            problems.append(f"url {url!r}: give an absolute http:// or https:// URL.")
+        else:
+            refusal = net.host_refusal_at_save(parsed.host)
+            if refusal:
+                problems.append(f"url: {refusal}.")
+        headers = config.get("headers", {})
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            problems.append("headers: must be an object of strings.")
+        timeout = config.get("timeout_seconds", 30)
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600:
+            problems.append("timeout_seconds: must be a number of seconds between 1 and 3600.")
+        expected = config.get("expected_status", [])
+        if not isinstance(expected, list) or not all(isinstance(c, int) and 100 <= c <= 599 for c in expected):
+            problems.append("expected_status: must be a list of HTTP status codes, e.g. [200, 201].")
+        return {"http": problems} if problems else {}
+
+    def execute(self, run: Run) -> dict:
+        config = run.job_type.http
+        method = config.get("method", "GET").upper()
+        url = config["url"]
+        expected = config.get("expected_status") or list(range(200, 300))
+        request_kwargs: dict[str, Any] = {"headers": dict(config.get("headers", {}))}
+        if "body" in config:
+            request_kwargs["json"] = config["body"]
+        elif method in ("POST", "PUT", "PATCH"):
+            request_kwargs["json"] = run.params
+        elif run.params:
+            request_kwargs["params"] = {k: v if isinstance(v, str) else json.dumps(v) for k, v in run.params.items()}
+        timeout = httpx.Timeout(config.get("timeout_seconds", 30))
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            for _ in range(settings.JOBS_HTTP_MAX_REDIRECTS + 1):
+                response, body, truncated = self._send_pinned(client, method, url, request_kwargs)
+                if not response.is_redirect:
+                    break
+                # Each hop is checked against the host rules like the first.
+                url = urljoin(url, response.headers["location"])
+                if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+                    method = "GET"
+                    request_kwargs.pop("json", None)
+            else:
+                raise RunFailed(f"More than {settings.JOBS_HTTP_MAX_REDIRECTS} redirects, last to {url}")
+        result: dict[str, Any] = {
+            "status_code": response.status_code,
+            "url": url,
+            "content_type": response.headers.get("content-type", ""),
+            "body": body.decode(response.encoding or "utf-8", errors="replace"),
+            "truncated": truncated,
+        }
+        if "json" in result["content_type"] and not truncated:
+            with contextlib.suppress(ValueError):
+                result["json"] = json.loads(body)
+        if response.status_code not in expected:
+            excerpt = result["body"][:500]
+            raise RunFailed(f"HTTP {response.status_code} from {url}, expected {expected}: {excerpt}")
+        return result
+
+    def _send_pinned(self, client: httpx.Client, method: str, url: str, kwargs: dict):
+        target = httpx.URL(url)
+        if target.scheme not in ("http", "https"):
+            raise RunFailed(f"Refusing to follow {url}: only http and https are allowed")
+        try:
+            address = net.allowed_addresses(target.host, target.port or (443 if target.scheme == "https" else 80))[0]
+        except net.HostRefused as exc:
+            raise RunFailed(str(exc)) from None
+        pinned = target.copy_with(host=address)
+        headers = {**kwargs["headers"], "Host": target.netloc.decode("ascii")}
+        request = client.build_request(
+            method,
+            pinned,
+            headers=headers,
+            json=kwargs.get("json"),
+            params=kwargs.get("params"),
+            extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+        )
+        limit = settings.JOBS_HTTP_MAX_BODY_BYTES
+        try:
+            response = client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise RunFailed(f"{type(exc).__name__} calling {url}: {exc}") from None
+        body, truncated = bytearray(), False
+        try:
+            for chunk in response.iter_bytes():
+                body.extend(chunk)
+                if len(body) > limit:
+                    del body[limit:]
+                    truncated = True
+                    break
+        finally:
+            response.close()
+        return response, bytes(body), truncated
+
+
+class CommandExecutor(Executor):
+    kind = JobType.Kind.COMMAND
+
+    def config_errors(self, job_type: JobType) -> dict[str, list[str]]:
+        config = job_type.command
+        argv = config.get("argv") if isinstance(config, dict) else None
+        if not isinstance(argv, list) or not argv or not all(isinstance(arg, str) for arg in argv):
+            return {"command": ['Give "argv": a non-empty list of strings, e.g. ["/usr/bin/env", "true"].']}
+        problems = []
+        allowlist = settings.JOBS_COMMAND_ALLOWLIST
+        if argv[0] not in allowlist:
+            listed = ", ".join(allowlist) if allowlist else "nothing: the command kind is off"
+            problems.append(
+                f"'{argv[0]}' is not in JOBS_COMMAND_ALLOWLIST (it lists {listed}); an administrator must add it."
+            )
+        timeout = config.get("timeout_seconds", 60)
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not 0 < timeout <= 86400:
+            problems.append("timeout_seconds: must be a whole number of seconds between 1 and 86400.")
+        if set(config) - {"argv", "timeout_seconds"}:
+            problems.append(f"Unknown keys: {', '.join(sorted(set(config) - {'argv', 'timeout_seconds'}))}.")
+        return {"command": problems} if problems else {}
+
+    def execute(self, run: Run) -> dict:
+        config = run.job_type.command
+        argv = config["argv"]
+        if argv[0] not in settings.JOBS_COMMAND_ALLOWLIST:
+            raise RunFailed(f"'{argv[0]}' is no longer in JOBS_COMMAND_ALLOWLIST")
+        # The worker's environment holds secrets; the command gets only what it needs.
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "JOBSITE_RUN_ID": str(run.id),
+            "JOBSITE_PARAMS": json.dumps(run.params),
+        }
+        timeout = config.get("timeout_seconds", 60)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                process = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, start_new_session=True
+                )
+            except OSError as exc:
+                raise RunFailed(f"Cannot start {argv[0]}: {exc.strerror}") from None
+            try:
+                exit_code = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._kill(process)
+                raise RunFailed(f"Command timed out after {timeout} s") from None
+            except BaseException:
+                # Cancelled (SoftTimeLimitExceeded) or the worker is stopping.
+                self._kill(process)
+                raise
+            stdout, stdout_cut = self._tail(out)
+            stderr, stderr_cut = self._tail(err)
+        result = {
+            "exit_code": exit_code,
+            "stdout": stdout,
+            "stderr": stderr,
+            "stdout_truncated": stdout_cut,
+            "stderr_truncated": stderr_cut,
+        }
+        if exit_code != 0:
+            raise RunFailed(f"Command exited with code {exit_code}\n--- stderr (tail) ---\n{stderr}")
+        return result
+
+    @staticmethod
+    def _kill(process: subprocess.Popen) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    @staticmethod
+    def _tail(stream) -> tuple[str, bool]:
+        limit = settings.JOBS_COMMAND_OUTPUT_TAIL_BYTES
+        size = stream.seek(0, os.SEEK_END)
+        stream.seek(max(size - limit, 0))
+        text = stream.read().decode("utf-8", errors="replace")
+        return (f"[… {size - limit} earlier bytes cut]\n{text}" if size > limit else text), size > limit
+
+
+EXECUTORS: dict[str, Executor] = {e.kind: e for e in (TaskExecutor(), HttpExecutor(), CommandExecutor())}
+
+
+def executor_for(kind: str) -> Executor:
+    return EXECUTORS[kind]

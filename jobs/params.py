@@ -1,0 +1,33 @@
+"""Run params: defaults applied, then checked against the job type's JSON Schema."""
+
+from typing import Any
+
+from jsonschema import exceptions as jsonschema_exceptions
+from jsonschema.validators import validator_for
+
+
+def check_schema(schema: Any) -> str | None:
+    """The problem with a params schema, or None when it is a usable JSON Schema."""
+    if not isinstance(schema, dict):
+        return "Must be a JSON object (a JSON Schema)."
+    try:
+        validator_for(schema).check_schema(schema)
+    except jsonschema_exceptions.SchemaError as exc:
+        return f"Not a valid JSON Schema: {exc.message}"
+    return None
+
+
+def params_errors(schema: dict, params: Any) -> list[str]:
+    """Every way `params` breaks `schema`, each naming where: "count: 'x' is not of type 'integer'"."""
+    if not isinstance(params, dict):
+        return ["Params must be a JSON object."]
+    validator = validator_for(schema)(schema)
+    messages = []
+    for error in sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(part) for part in error.absolute_path)
+        messages.append(f"{where}: {error.message}" if where else error.message)
+    return messages
+
+
+def params_with_defaults(defaults: dict, params: dict | None) -> dict:
+    return {**(defaults or {}), **(params or {})}

@@ -1,0 +1,150 @@
+"""Operations on runs that touch several objects or the broker.
+
+Every entry point (API, admin, commands, and later schedules and workflows)
+triggers runs through `run_create`, so they all validate, record and publish
+the same way.
+"""
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from jobsite.celery import app
+
+from .executors import executor_for
+from .models import JobType, Run
+from .params import params_errors, params_with_defaults
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """A request that cannot be carried out; `errors` maps fields to messages."""
+
+    def __init__(self, message: str | dict[str, list[str]]):
+        self.errors = message if isinstance(message, dict) else {"detail": [message]}
+        super().__init__(message if isinstance(message, str) else "; ".join(self.messages))
+
+    @property
+    def messages(self) -> list[str]:
+        return [f"{field}: {msg}" if field != "detail" else msg for field, msgs in self.errors.items() for msg in msgs]
+
+
+class InvalidInput(ServiceError):
+    """Bad input from the caller (HTTP 400)."""
+
+
+class Conflict(ServiceError):
+    """The request clashes with the current state of an object (HTTP 409)."""
+
+
+def run_create(
+    *,
+    job_type: JobType,
+    params: dict[str, Any] | None = None,
+    trigger: str,
+    requested_by: AbstractBaseUser | None = None,
+    idempotency_key: str | None = None,
+    rerun_of: Run | None = None,
+) -> tuple[Run, bool]:
+    """Validate params, record a pending run, and publish it once committed.
+
+    Returns the run and whether it was created: with an `idempotency_key`
+    already used for this job type, the first run comes back instead.
+    """
+    if not job_type.enabled:
+        raise Conflict(f"Job type '{job_type.name}' is disabled: enable it before running it.")
+    if params is not None and not isinstance(params, dict):
+        raise InvalidInput({"params": ["Params must be a JSON object."]})
+    params = params_with_defaults(job_type.default_params, params)
+    errors = params_errors(job_type.params_schema, params)
+    if errors:
+        raise InvalidInput({"params": errors})
+    if idempotency_key:
+        existing = Run.objects.filter(job_type=job_type, idempotency_key=idempotency_key).first()
+        if existing:
+            return existing, False
+    if requested_by is not None and not requested_by.is_authenticated:
+        requested_by = None
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                job_type=job_type,
+                params=params,
+                trigger=trigger,
+                requested_by=requested_by,
+                idempotency_key=idempotency_key or None,
+                rerun_of=rerun_of,
+            )
+            transaction.on_commit(lambda: run_publish(run=run))
+    except IntegrityError:
+        if idempotency_key:  # Another request with the same key won the race.
+            return Run.objects.get(job_type=job_type, idempotency_key=idempotency_key), False
+        raise
+    return run, True
+
+
+def run_publish(*, run: Run, countdown: float | None = None) -> bool:
+    """Hand a run to the broker. When the broker is down the run keeps its
+    status (`pending`) and is published again later, so it is never lost."""
+    try:
+        executor_for(run.job_type.kind).publish(run, countdown=countdown)
+    except Exception:
+        logger.warning(
+            "Could not publish run %s; it stays %s until the broker answers", run.pk, run.status, exc_info=True
+        )
+        return False
+    run.mark_queued()
+    return True
+
+
+def run_cancel(*, run: Run) -> Run:
+    previous = run.status
+    if not run.mark_cancelled():
+        run.refresh_from_db(fields=["status"])
+        raise Conflict(f"Run {run.pk} is already {run.status}: only runs that have not finished can be cancelled.")
+    if previous != Run.Status.SCHEDULED:
+        # terminate=True also covers a run that a worker started after we read it.
+        try:
+            app.control.revoke(str(run.pk), terminate=True, signal=executor_for(run.job_type.kind).cancel_signal())
+        except Exception:
+            logger.warning("Could not send the revoke for run %s", run.pk, exc_info=True)
+    return run
+
+
+def run_rerun(*, run: Run, requested_by: AbstractBaseUser | None = None) -> Run:
+    if not run.is_terminal:
+        raise Conflict(f"Run {run.pk} is still {run.status}: wait for it to finish or cancel it first.")
+    new_run, _ = run_create(
+        job_type=run.job_type, params=run.params, trigger=Run.Trigger.RERUN, requested_by=requested_by, rerun_of=run
+    )
+    return new_run
+
+
+# Tracking, called by the worker's Celery signal handlers (jobs/signals.py).
+
+
+def run_started(*, run_id: str, worker: str) -> None:
+    Run(pk=run_id).mark_started(worker=worker)
+
+
+def run_succeeded(*, run_id: str, result: Any) -> None:
+    Run(pk=run_id).mark_succeeded(result=result)
+
+
+def run_failed(*, run_id: str, error: str, traceback: str = "") -> None:
+    """Retry the run if its job type allows another attempt, else fail it."""
+    run = Run.objects.select_related("job_type").filter(pk=run_id).first()
+    if run is None or run.is_terminal:
+        return
+    job_type = run.job_type
+    if run.status == Run.Status.RUNNING and run.attempts <= job_type.max_retries:
+        delay = job_type.retry_delay(run.attempts)
+        if run.mark_retrying(error=error, traceback=traceback, retry_at=timezone.now() + timedelta(seconds=delay)):
+            run_publish(run=run, countdown=delay)
+            return
+    run.mark_failed(error=error, traceback=traceback)

@@ -1,0 +1,122 @@
+import pytest
+
+from jobs.models import JobType
+from tests.factories import JobTypeFactory, RunFactory
+
+URL = "/api/v1/job-types/"
+
+ECHO = {
+    "name": "say-hello",
+    "kind": "task",
+    "task": "jobs.builtin.echo",
+    "params_schema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+    "default_params": {"name": "world"},
+}
+
+
+def test_it_creates_a_task_job_type(api):
+    response = api.post(URL, ECHO, format="json")
+    assert response.status_code == 201, response.data
+    assert response.data["name"] == "say-hello"
+    job_type = JobType.objects.get(name="say-hello")
+    assert job_type.task == "jobs.builtin.echo"
+    assert job_type.default_params == {"name": "world"}
+
+
+def test_it_creates_an_http_job_type_for_an_allowed_host(api):
+    body = {"name": "ping", "kind": "http", "http": {"method": "GET", "url": "http://127.0.0.1:9/ok"}}
+    response = api.post(URL, body, format="json")
+    assert response.status_code == 201, response.data
+
+
+def test_it_reads_updates_and_lists_by_name(api):
+    JobTypeFactory(name="nightly")
+    assert api.get(f"{URL}nightly/").data["kind"] == "task"
+    response = api.patch(f"{URL}nightly/", {"description": "Every night", "max_retries": 2}, format="json")
+    assert response.status_code == 200, response.data
+    assert JobType.objects.get(name="nightly").max_retries == 2
+    names = [row["name"] for row in api.get(URL).data["results"]]
+    assert "nightly" in names
+
+
+def test_deleting_a_job_type_without_runs_deletes_it(api):
+    JobTypeFactory(name="temp")
+    assert api.delete(f"{URL}temp/").status_code == 204
+    assert not JobType.objects.filter(name="temp").exists()
+
+
+def test_deleting_a_job_type_with_runs_disables_it(api):
+    run = RunFactory(job_type=JobTypeFactory(name="kept"))
+    response = api.delete(f"{URL}kept/")
+    assert response.status_code == 200
+    assert "disabled instead of deleted" in response.data["detail"]
+    assert JobType.objects.get(pk=run.job_type.pk).enabled is False
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({**ECHO, "params_schema": {"type": "nope"}}, "params_schema", "Not a valid JSON Schema"),
+        ({**ECHO, "task": "no.such.task"}, "task", "Unknown task 'no.such.task'"),
+        ({**ECHO, "task": ""}, "task", "Name the Celery task"),
+        ({**ECHO, "kind": "teleport"}, "kind", '"teleport" is not a valid choice'),
+        ({**ECHO, "name": "not a slug!"}, "name", "letters, numbers, underscores or hyphens"),
+        ({**ECHO, "priority": 12}, "priority", "less than or equal to 9"),
+        (
+            {"name": "x", "kind": "http", "http": {"url": "http://169.254.169.254/latest/meta-data"}},
+            "http",
+            "loopback, private or link-local address; add it to JOBS_HTTP_ALLOWED_HOSTS",
+        ),
+        ({"name": "x", "kind": "http", "http": {"url": "http://127.0.0.5:8000/"}}, "http", "resolves to 127.0.0.5"),
+        ({"name": "x", "kind": "http", "http": {"url": "ftp://example.com/x"}}, "http", "give an absolute http://"),
+        ({"name": "x", "kind": "http", "http": {"url": "https://example.com", "method": "BREW"}}, "http", "BREW"),
+        ({"name": "x", "kind": "command", "command": {"argv": ["rm", "-rf", "/"]}}, "command", "not in JOBS_COMMAND"),
+        ({"name": "x", "kind": "command", "command": {"argv": "echo hi"}}, "command", "non-empty list of strings"),
+        ({**ECHO, "http": {"url": "https://example.com"}}, "http", "Only for kind 'http'"),
+    ],
+)
+def test_bad_definitions_get_a_400_naming_the_field_and_write_nothing(api, body, field, message):
+    response = api.post(URL, body, format="json")
+    assert response.status_code == 400
+    assert field in response.data, response.data
+    assert message in " ".join(str(m) for m in response.data[field])
+    assert not JobType.objects.exists()
+
+
+def test_malformed_json_gets_a_400(api):
+    response = api.post(URL, '{"name": "x", "kind": ', content_type="application/json")
+    assert response.status_code == 400
+    assert "JSON parse error" in response.data["detail"]
+    assert not JobType.objects.exists()
+
+
+def test_an_update_that_breaks_the_rules_changes_nothing(api):
+    JobTypeFactory(name="stable", task="jobs.builtin.echo")
+    response = api.patch(f"{URL}stable/", {"task": "no.such.task", "description": "x"}, format="json")
+    assert response.status_code == 400
+    job_type = JobType.objects.get(name="stable")
+    assert (job_type.task, job_type.description) == ("jobs.builtin.echo", "")
+
+
+def test_no_credentials_get_a_401(db, api_as):
+    assert api_as(None).get(URL).status_code == 401
+    assert api_as(None).post(URL, ECHO, format="json").status_code == 401
+
+
+def test_a_user_without_the_permission_gets_a_403(operator, api_as):
+    # An operator can read job types but not define them.
+    client = api_as(operator)
+    assert client.get(URL).status_code == 200
+    assert client.post(URL, ECHO, format="json").status_code == 403
+    assert not JobType.objects.exists()
+
+
+def test_a_user_with_no_permissions_cannot_even_read(django_user_model, api_as):
+    nobody = django_user_model.objects.create_user("nobody", password="pw")
+    assert api_as(nobody).get(URL).status_code == 403
+
+
+def test_tasks_lists_registered_tasks_but_not_celery_internals(api):
+    names = [row["name"] for row in api.get("/api/v1/tasks/").data]
+    assert {"jobs.builtin.echo", "jobs.builtin.sleep", "jobs.builtin.fail"} <= set(names)
+    assert not any(name.startswith(("celery.", "jobsite.")) for name in names)

@@ -1,0 +1,184 @@
+"""Fixtures: users, an API client, and the real parts (Redis, a Celery worker)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote, urlparse
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Permission, User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from jobs.models import Run
+from jobsite.celery import app
+
+from .factories import JobTypeFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- Users and clients ------------------------------------------------------
+
+
+def _user(username: str, *perms: str, **extra) -> User:
+    user = User.objects.create_user(username=username, password="pw", **extra)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return User.objects.get(pk=user.pk)  # fresh permission cache
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return _user("boss", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def operator(db) -> User:
+    """Can see and run job types and cancel runs, but not define job types."""
+    return _user("operator", "jobs.view_jobtype", "jobs.view_run", "jobs.run_jobtype", "jobs.cancel_run")
+
+
+@pytest.fixture
+def viewer(db) -> User:
+    return _user("viewer", "jobs.view_jobtype", "jobs.view_run")
+
+
+def _token_client(user: User | None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def api(admin_user) -> APIClient:
+    return _token_client(admin_user)
+
+
+@pytest.fixture
+def api_as():
+    return _token_client
+
+
+@pytest.fixture
+def job_type(db):
+    return JobTypeFactory()
+
+
+# --- Real parts ---------------------------------------------------------------
+
+
+def _log_tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A Redis of the tests' own, on the port tests/settings.py chose."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.exit("redis-server is not installed: run `make test`, or `apt-get install redis-server`", 2)
+    url = urlparse(settings.CELERY_BROKER_URL)
+    workdir = Path(tempfile.mkdtemp(prefix="jobsite-redis-"))
+    process = subprocess.Popen(
+        [binary, "--port", str(url.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=1)
+            break
+        except Exception:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.exit(f"redis-server did not start on port {url.port}", 2)
+            time.sleep(0.1)
+    yield settings.CELERY_BROKER_URL
+    process.terminate()
+    process.wait(10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _database_url() -> str:
+    """The URL of the test database, for processes the tests start."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    credentials = quote(db["USER"] or "") + (":" + quote(db["PASSWORD"]) if db["PASSWORD"] else "")
+    return f"postgres://{credentials}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class Worker:
+    """A real `celery worker` process on the tests' Redis and test database."""
+
+    def __init__(self, log: Path, concurrency: int = 2, extra_args: tuple[str, ...] = ()):
+        self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
+        self.log = log
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
+        command = [sys.executable, "-m", "celery", "-A", "jobsite", "worker", "-l", "info", "-P", "prefork"]
+        command += ["-c", str(concurrency), "-n", self.name, "--without-gossip", "--without-mingle", *extra_args]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.hostname = None
+        deadline = time.monotonic() + 60
+        while self.hostname is None:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"Celery worker did not start:\n{_log_tail(log)}")
+            replies = app.control.ping(timeout=0.5) or []
+            prefix = self.name.split("@")[0] + "@"
+            self.hostname = next((name for reply in replies for name in reply if name.startswith(prefix)), None)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(redis_server, django_db_setup, django_db_blocker, tmp_path_factory):
+    worker = Worker(tmp_path_factory.mktemp("worker") / "worker.log")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker(celery_worker, transactional_db):
+    """The session's worker, for a test whose data it must see (committed)."""
+    yield celery_worker
+    if celery_worker.process.poll() is not None:
+        pytest.fail(f"The Celery worker died:\n{_log_tail(celery_worker.log)}")
+
+
+def wait_for_run(run: Run, *statuses: str, timeout: float = 30) -> Run:
+    """Poll the database until the run reaches one of `statuses` (default: any terminal one)."""
+    statuses = statuses or Run.TERMINAL_STATUSES
+    deadline = time.monotonic() + timeout
+    while True:
+        run.refresh_from_db()
+        if run.status in statuses:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Run {run.pk} is {run.status} after {timeout} s, expected {statuses}")
+        time.sleep(0.1)

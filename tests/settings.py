@@ -1,0 +1,27 @@
+"""Settings for the test suite: the real ones, with only what tests must change.
+
+The test process and the Celery workers it starts both load this module, so
+they agree on the broker, the allow-lists and the database.
+"""
+
+import os
+import socket
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
+# The tests start their own Redis on a free port (tests/conftest.py); workers
+# they spawn inherit this variable and so find the same one.
+os.environ.setdefault("REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
+os.environ.setdefault("JOBS_HTTP_ALLOWED_HOSTS", "127.0.0.1")
+os.environ.setdefault("JOBS_COMMAND_ALLOWLIST", "/bin/echo,/bin/sh,/bin/sleep")
+
+from jobsite.settings import *  # noqa: E402, F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+JOBS_RETRY_BACKOFF_MAX_SECONDS = 2
