@@ -69,11 +69,11 @@ class JobTypeAdmin(admin.ModelAdmin):
             try:
                 run, _ = services.run_create(job_type=job_type, trigger=Run.Trigger.ADMIN, requested_by=request.user)
             except services.ServiceError as exc:
-                self.message_user(request, f"{job_type.name}: {exc}", messages.ERROR)
+                self.message_user(request, f"Could not run {job_type.name}: {exc}", messages.ERROR)
             else:
                 url = reverse("admin:jobs_run_change", args=[run.pk])
                 self.message_user(
-                    request, format_html('{}: started run <a href="{}">{}</a>', job_type.name, url, run.pk)
+                    request, format_html('Started run <a href="{}">{}</a> of {}.', url, run.pk, job_type.name)
                 )
 
     @admin.action(description="Enable", permissions=["change"])

@@ -1,0 +1,108 @@
+"""The admin: every list renders, and its actions and forms call the services."""
+
+import pytest
+from django.urls import reverse
+
+from jobs.models import JobType, Run
+from tests.factories import JobTypeFactory, RunFactory
+
+
+@pytest.fixture
+def staff(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+def test_each_admin_list_and_form_renders(staff):
+    run = RunFactory(result={"ok": True}, error="<script>alert(1)</script>")
+    pages = [
+        reverse("admin:jobs_jobtype_changelist"),
+        reverse("admin:jobs_jobtype_add"),
+        reverse("admin:jobs_jobtype_change", args=[run.job_type.pk]),
+        reverse("admin:jobs_jobtype_run", args=[run.job_type.pk]),
+        reverse("admin:jobs_run_changelist"),
+        reverse("admin:jobs_run_changelist") + "?status__exact=pending&q=" + run.job_type.name,
+        reverse("admin:jobs_run_change", args=[run.pk]),
+    ]
+    for page in pages:
+        response = staff.get(page)
+        assert response.status_code == 200, page
+    # User text is escaped.
+    detail = staff.get(reverse("admin:jobs_run_change", args=[run.pk])).content.decode()
+    assert "<script>alert(1)</script>" not in detail
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail
+
+
+def test_adding_a_job_type_with_a_bad_config_shows_a_form_error(staff):
+    response = staff.post(
+        reverse("admin:jobs_jobtype_add"),
+        {
+            "name": "bad",
+            "kind": "command",
+            "command": '{"argv": ["rm", "-rf", "/"]}',
+            "http": "{}",
+            "params_schema": "{}",
+            "default_params": "{}",
+            "max_retries": 0,
+            "retry_backoff_seconds": 10,
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 200
+    assert "not in JOBS_COMMAND_ALLOWLIST" in response.content.decode()
+    assert not JobType.objects.exists()
+
+
+def test_the_run_now_action_runs_each_selected_job_type(staff):
+    a, b = JobTypeFactory(name="a"), JobTypeFactory(name="b", enabled=False)
+    response = staff.post(
+        reverse("admin:jobs_jobtype_changelist"),
+        {"action": "run_now", "_selected_action": [a.pk, b.pk]},
+        follow=True,
+    )
+    assert list(Run.objects.values_list("job_type__name", "trigger")) == [("a", "admin")]
+    text = response.content.decode()
+    assert "Started run <a href" in text and " of a." in text
+    assert "Could not run b: Job type &#x27;b&#x27; is disabled" in text
+
+
+def test_the_run_form_validates_params_against_the_schema(staff):
+    job_type = JobTypeFactory(
+        name="typed", params_schema={"type": "object", "properties": {"n": {"type": "integer"}}}
+    )
+    url = reverse("admin:jobs_jobtype_run", args=[job_type.pk])
+    response = staff.post(url, {"params": '{"n": "many"}'})
+    assert response.status_code == 200
+    assert "n: &#x27;many&#x27; is not of type &#x27;integer&#x27;" in response.content.decode()
+    response = staff.post(url, {"params": '{"n": '})
+    assert "Enter a valid JSON" in response.content.decode()
+    assert not Run.objects.exists()
+    response = staff.post(url, {"params": '{"n": 4}'})
+    run = Run.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:jobs_run_change", args=[run.pk])
+    assert run.params == {"n": 4}
+
+
+def test_cancel_and_rerun_actions(staff):
+    finished = RunFactory(status="failed", params={"x": 1})
+    queued = RunFactory(job_type=finished.job_type, status="pending")
+    changelist = reverse("admin:jobs_run_changelist")
+    staff.post(changelist, {"action": "rerun", "_selected_action": [finished.pk]})
+    rerun = Run.objects.get(rerun_of=finished)
+    assert rerun.params == {"x": 1}
+    response = staff.post(changelist, {"action": "cancel", "_selected_action": [queued.pk, finished.pk]}, follow=True)
+    queued.refresh_from_db()
+    assert queued.status == "cancelled"
+    assert "is already failed" in response.content.decode()
+
+
+def test_a_viewer_sees_runs_but_gets_no_actions_or_run_form(client, viewer):
+    viewer.is_staff = True
+    viewer.save()
+    client.force_login(viewer)
+    run = RunFactory()
+    response = client.get(reverse("admin:jobs_run_changelist"))
+    assert response.status_code == 200
+    assert 'value="cancel"' not in response.content.decode()
+    assert client.get(reverse("admin:jobs_jobtype_run", args=[run.job_type.pk])).status_code == 403
