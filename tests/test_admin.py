@@ -67,9 +67,7 @@ def test_the_run_now_action_runs_each_selected_job_type(staff):
 
 
 def test_the_run_form_validates_params_against_the_schema(staff):
-    job_type = JobTypeFactory(
-        name="typed", params_schema={"type": "object", "properties": {"n": {"type": "integer"}}}
-    )
+    job_type = JobTypeFactory(name="typed", params_schema={"type": "object", "properties": {"n": {"type": "integer"}}})
     url = reverse("admin:jobs_jobtype_run", args=[job_type.pk])
     response = staff.post(url, {"params": '{"n": "many"}'})
     assert response.status_code == 200

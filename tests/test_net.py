@@ -10,8 +10,20 @@ def nothing_allowed(settings):
 
 @pytest.mark.parametrize(
     "host",
-    ["127.0.0.1", "127.9.9.9", "10.1.2.3", "192.168.0.10", "172.16.5.5", "169.254.169.254", "::1", "[::1]",
-     "fe80::1", "::ffff:127.0.0.1", "0.0.0.0", "localhost"],
+    [
+        "127.0.0.1",
+        "127.9.9.9",
+        "10.1.2.3",
+        "192.168.0.10",
+        "172.16.5.5",
+        "169.254.169.254",
+        "::1",
+        "[::1]",
+        "fe80::1",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+        "localhost",
+    ],
 )
 def test_it_refuses_loopback_private_and_link_local_hosts(host):
     with pytest.raises(HostRefused, match="JOBS_HTTP_ALLOWED_HOSTS"):

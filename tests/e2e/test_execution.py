@@ -37,7 +37,9 @@ def test_an_echo_task_runs_to_succeeded_with_its_result(worker, api):
 
 
 def test_an_http_job_type_runs_against_an_allowed_local_server(worker, api, http_service):
-    define(api, name="fetch", kind="http", http={"method": "GET", "url": f"{http_service}/ok", "expected_status": [200]})
+    define(
+        api, name="fetch", kind="http", http={"method": "GET", "url": f"{http_service}/ok", "expected_status": [200]}
+    )
     run = wait_for_run(trigger(api, "fetch", {"q": "jobs"}))
     assert run.status == "succeeded", run.error
     assert run.result["status_code"] == 200
