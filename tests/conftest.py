@@ -137,13 +137,19 @@ class Worker:
             command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
         )
         self.hostname = None
+        try:
+            self._wait_until_ready()
+        except BaseException:  # also Ctrl-C: never leave a worker behind
+            self.stop()
+            raise
+
+    def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + 60
+        prefix = self.name.split("@")[0] + "@"
         while self.hostname is None:
             if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"Celery worker did not start:\n{_log_tail(log)}")
+                raise RuntimeError(f"Celery worker did not start:\n{_log_tail(self.log)}")
             replies = app.control.ping(timeout=0.5) or []
-            prefix = self.name.split("@")[0] + "@"
             self.hostname = next((name for reply in replies for name in reply if name.startswith(prefix)), None)
 
     def stop(self) -> None:

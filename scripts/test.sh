@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Every check, in order: ruff, migrations up to date, pytest on SQLite, pytest
+# on PostgreSQL (a throwaway cluster started here and removed at exit).
+# Called by `make test`, which creates .venv first.
+#   DB=sqlite | DB=postgres   run only that pytest stage
+#   PYTEST_ARGS="-k foo"      extra pytest arguments (so are this script's own)
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PG_USER=jobsite
+PG_DB=jobsite
+PG_BIN=""
+PG_DIR=""
+PG_PORT=""
+PG_STARTED=0
+
+stage() {
+    printf '\n==> %s\n' "$*"
+}
+
+# Newest /usr/lib/postgresql/N/bin holding the server programs, if any.
+find_pg_bin() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [[ -n $dir && -x $dir/initdb && -x $dir/pg_ctl ]] && echo "$dir"
+}
+
+ensure_postgres_binaries() {
+    PG_BIN=$(find_pg_bin) && return
+    is_root || die "PostgreSQL server is not installed: run 'sudo apt-get install postgresql', or 'make test DB=sqlite'"
+    apt_install postgresql
+    PG_BIN=$(find_pg_bin) || die "no initdb/pg_ctl under /usr/lib/postgresql/*/bin after installing postgresql"
+}
+
+# PostgreSQL refuses to run as root, so as root the cluster belongs to `postgres`
+# (from /, since its programs fail in a working directory they cannot read).
+as_pg_owner() {
+    if is_root; then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        "$@"
+    fi
+}
+
+# Sets PG_DIR: .run/pg-test, unless the server could not use it there (the
+# `postgres` user cannot reach the checkout, or the socket path would be too
+# long for a unix socket), then a fresh folder under /tmp.
+pick_pg_dir() {
+    PG_DIR="$RUN_DIR/pg-test"
+    stop_stale_cluster "$PG_DIR"
+    rm -rf "$PG_DIR"
+    mkdir -p "$PG_DIR"
+    chown_to_pg_owner "$PG_DIR"
+    if ((${#PG_DIR} > 80)) || ! as_pg_owner test -w "$PG_DIR"; then
+        rm -rf "$PG_DIR"
+        PG_DIR=$(mktemp -d /tmp/jobsite-pg-test.XXXXXX)
+        chown_to_pg_owner "$PG_DIR"
+    fi
+    chmod 700 "$PG_DIR"
+}
+
+chown_to_pg_owner() {
+    if is_root; then
+        chown postgres: "$1"
+    fi
+}
+
+# A cluster left running by a run that was killed outright.
+stop_stale_cluster() {
+    [[ -f $1/postmaster.pid ]] || return 0
+    as_pg_owner "$PG_BIN/pg_ctl" -D "$1" -m immediate -w stop >/dev/null 2>&1 || true
+}
+
+# free_port FIRST: the first port from FIRST on that nothing listens on.
+free_port() {
+    local port
+    for ((port = $1; port < $1 + 100; port++)); do
+        port_in_use "$port" || {
+            echo "$port"
+            return
+        }
+    done
+    die "no free port in $1..$(($1 + 99))"
+}
+
+pg_start() {
+    pick_pg_dir
+    PG_PORT=$(free_port 55432)
+    as_pg_owner "$PG_BIN/initdb" -D "$PG_DIR" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >/dev/null
+    # Durability is pointless for a throwaway cluster, and costly in tests.
+    cat >>"$PG_DIR/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_DIR'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+    PG_STARTED=1
+    if ! as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 60 start >/dev/null; then
+        tail -n 20 "$PG_DIR/server.log" >&2 || true
+        die "PostgreSQL did not start (log: $PG_DIR/server.log)"
+    fi
+    # CREATEDB: the Django test runner creates and drops test_jobsite.
+    pg_psql -d postgres -c "CREATE ROLE $PG_USER LOGIN CREATEDB" -c "CREATE DATABASE $PG_DB OWNER $PG_USER" >/dev/null
+    export DATABASE_URL="postgres://$PG_USER@127.0.0.1:$PG_PORT/$PG_DB"
+    echo "PostgreSQL $("$PG_BIN/postgres" -V | awk '{print $3}') on 127.0.0.1:$PG_PORT, cluster in $PG_DIR"
+}
+
+pg_psql() {
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"
+}
+
+pg_stop() {
+    [[ $PG_STARTED == 1 ]] || return 0
+    as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DIR" -m fast -w stop >/dev/null 2>&1 ||
+        as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DIR" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+    PG_STARTED=0
+}
+
+# run_pytest LABEL [ENV=VALUE...]: pytest with PYTEST_ARGS and this script's args.
+run_pytest() {
+    local label=$1 rc=0
+    shift
+    stage "pytest ($label)"
+    env "$@" pytest "${PYTEST_EXTRA[@]}" || rc=$?
+    if ((rc == 5)); then
+        echo "pytest collected no tests ($label)" >&2
+    fi
+    return "$rc"
+}
+
+main() {
+    cd "$ROOT"
+    require_venv
+    mkdir -p "$RUN_DIR"
+    trap pg_stop EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+
+    local run_sqlite=1 run_postgres=1
+    case "${DB:-}" in
+        "") ;;
+        sqlite) run_postgres=0 ;;
+        postgres | postgresql | pg) run_sqlite=0 ;;
+        *) die "DB must be 'sqlite' or 'postgres', not '$DB'" ;;
+    esac
+    # shlex, so that PYTEST_ARGS="-k 'a and b'" keeps its quoted words together.
+    mapfile -d '' -t PYTEST_EXTRA < <(python -c 'import shlex, sys; sys.stdout.write("".join(a + "\0" for a in shlex.split(sys.argv[1])))' "${PYTEST_ARGS:-}")
+    PYTEST_EXTRA+=("$@")
+    # Settings refuse to start without one (unless DEBUG=1); any value does for tests.
+    export SECRET_KEY="${SECRET_KEY:-insecure-key-for-tests-only}"
+
+    # The tests start their own redis-server, on a free port, from this binary.
+    ensure_redis_server_binary
+    if ((run_postgres)); then
+        ensure_postgres_binaries
+    fi
+
+    stage "ruff check"
+    ruff check .
+
+    stage "migrations match the models"
+    SECRET_KEY=x DEBUG=0 python manage.py makemigrations --check --dry-run
+
+    if ((run_sqlite)); then
+        run_pytest SQLite -u DATABASE_URL
+    fi
+    if ((run_postgres)); then
+        stage "start a throwaway PostgreSQL"
+        pg_start
+        run_pytest PostgreSQL "DATABASE_URL=$DATABASE_URL"
+    fi
+    stage "all checks passed"
+}
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi
