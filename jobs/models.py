@@ -1,5 +1,5 @@
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils import timezone as django_timezone
 
 
 class JobType(models.Model):
@@ -138,6 +139,10 @@ class Run(models.Model):
     params = models.JSONField(default=dict, blank=True)
     trigger = models.CharField(max_length=20, choices=Trigger.choices)
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
+    schedule = models.ForeignKey("Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    # The fire time this run was created for: with `schedule`, unique, so a tick
+    # fired twice (two beats, a restarted dispatcher) creates one run.
+    schedule_tick = models.DateTimeField(null=True, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -163,12 +168,20 @@ class Run(models.Model):
                 fields=["job_type", "idempotency_key"],
                 condition=Q(idempotency_key__isnull=False),
                 name="run_unique_idempotency_key",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["schedule", "schedule_tick"],
+                condition=Q(schedule__isnull=False, schedule_tick__isnull=False),
+                name="run_unique_schedule_tick",
+            ),
         ]
         indexes = [
             models.Index(fields=["-created_at"], name="run_created"),
             models.Index(fields=["status", "-created_at"], name="run_status_created"),
             models.Index(fields=["job_type", "-created_at"], name="run_jobtype_created"),
+            models.Index(fields=["schedule", "-created_at"], name="run_schedule_created"),
+            # The dispatcher's "scheduled runs now due" query.
+            models.Index(fields=["scheduled_for"], condition=Q(status="scheduled"), name="run_scheduled_due"),
         ]
 
     def __str__(self) -> str:
@@ -245,3 +258,125 @@ class Run(models.Model):
 
     def mark_cancelled(self) -> bool:
         return self._transition(self.NOT_TERMINAL, status=self.Status.CANCELLED, finished_at=timezone.now())
+
+
+class Schedule(models.Model):
+    """A recurring trigger of a job type with fixed params.
+
+    The dispatcher (jobs/dispatch.py), ticked every second by celery beat,
+    fires every enabled schedule whose `next_run_at` has come.
+    """
+
+    class Overlap(models.TextChoices):
+        ALLOW = "allow", "Allow: fire even while the previous run is active"
+        SKIP = "skip", "Skip: do not fire while the previous run is active"
+
+    name = models.SlugField(max_length=100, unique=True)
+    job_type = models.ForeignKey(JobType, on_delete=models.PROTECT, related_name="schedules")
+    params = models.JSONField(default=dict, blank=True)
+    cron = models.CharField(
+        max_length=100, blank=True, help_text="Five fields: minute hour day-of-month month day-of-week, e.g. 0 5 * * 1."
+    )
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA time zone the cron follows.")
+    interval_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="Instead of cron: fire every N s.")
+    enabled = models.BooleanField(default=True)
+    start_at = models.DateTimeField(null=True, blank=True, help_text="Fire nothing before this.")
+    end_at = models.DateTimeField(null=True, blank=True, help_text="Fire nothing after this.")
+    overlap = models.CharField(max_length=10, choices=Overlap.choices, default=Overlap.ALLOW)
+    next_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    skipped_ticks = models.PositiveIntegerField(default=0, editable=False)
+    last_skipped_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_skip_reason = models.CharField(max_length=300, blank=True, editable=False)
+    # Also the anchor of interval fires. (`timezone` is a field in this class body.)
+    created_at = models.DateTimeField(default=django_timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    TIMING_FIELDS = ("cron", "timezone", "interval_seconds", "start_at", "end_at", "enabled")
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["next_run_at"], condition=Q(enabled=True), name="schedule_due")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        # A new schedule, or one whose timing changed, counts from now; an edit
+        # of its params alone keeps the fire it was waiting for.
+        if self._state.adding or self._timing_changed():
+            self.next_run_at = self.compute_next_run(timezone.now())
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "next_run_at"}
+        super().save(*args, **kwargs)
+        self._saved_timing = self._timing()
+
+    def clean(self) -> None:
+        from .params import params_errors, params_with_defaults
+        from .scheduling import cron_error, timezone_error
+
+        errors: dict[str, list[str]] = {}
+        if self.cron and self.interval_seconds is not None:
+            errors["cron"] = ["Give either cron or interval_seconds, not both."]
+        elif not self.cron and self.interval_seconds is None:
+            errors["cron"] = ["Give cron (e.g. '0 5 * * 1') or interval_seconds (e.g. 300)."]
+        elif self.cron:
+            problem = cron_error(self.cron)
+            if problem:
+                errors["cron"] = [problem]
+        if self.interval_seconds is not None and self.interval_seconds < 1:
+            errors["interval_seconds"] = ["Must be at least 1 second."]
+        problem = timezone_error(self.timezone)
+        if problem:
+            errors["timezone"] = [problem]
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            errors["end_at"] = ["Must be after start_at."]
+        if self.job_type_id:
+            if not isinstance(self.params, dict):
+                errors["params"] = ["Must be a JSON object."]
+            else:
+                merged = params_with_defaults(self.job_type.default_params, self.params)
+                problems = params_errors(self.job_type.params_schema, merged)
+                if problems:
+                    errors["params"] = problems
+        if errors:
+            raise ValidationError(errors)
+
+    def compute_next_run(self, after) -> "datetime | None":
+        """The first fire strictly after `after` within start_at/end_at, or None."""
+        from .scheduling import next_cron_fire, next_interval_fire
+
+        if self.start_at and after < self.start_at:
+            after = self.start_at - timedelta(microseconds=1)
+        if self.cron:
+            fire = next_cron_fire(self.cron, self.timezone, after)
+        else:
+            anchor = self.start_at or self.created_at
+            fire = next_interval_fire(anchor, self.interval_seconds, after)
+        if self.end_at and fire > self.end_at:
+            return None
+        return fire
+
+    def _timing(self) -> tuple:
+        return tuple(getattr(self, field) for field in self.TIMING_FIELDS)
+
+    def _timing_changed(self) -> bool:
+        return getattr(self, "_saved_timing", None) != self._timing()
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        if all(field in field_names for field in cls.TIMING_FIELDS):
+            instance._saved_timing = instance._timing()
+        return instance
+
+    @property
+    def timing_display(self) -> str:
+        from .scheduling import describe_cron
+
+        if self.cron:
+            return f"{describe_cron(self.cron)} ({self.timezone})"
+        return f"Every {self.interval_seconds} s" if self.interval_seconds else ""
+
+    @property
+    def last_run(self) -> "Run | None":
+        return self.runs.order_by("-created_at").first()

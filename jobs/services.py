@@ -6,7 +6,7 @@ the same way.
 """
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -16,7 +16,7 @@ from django.utils import timezone
 from jobsite.celery import app
 
 from .executors import executor_for
-from .models import JobType, Run
+from .models import JobType, Run, Schedule
 from .params import params_errors, params_with_defaults
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class Conflict(ServiceError):
     """The request clashes with the current state of an object (HTTP 409)."""
 
 
-def run_create(
+def run_build(
     *,
     job_type: JobType,
     params: dict[str, Any] | None = None,
@@ -50,11 +50,15 @@ def run_create(
     requested_by: AbstractBaseUser | None = None,
     idempotency_key: str | None = None,
     rerun_of: Run | None = None,
-) -> tuple[Run, bool]:
-    """Validate params, record a pending run, and publish it once committed.
+    run_at: datetime | None = None,
+    schedule: Schedule | None = None,
+    schedule_tick: datetime | None = None,
+) -> Run:
+    """Validate a trigger and return its run, not yet saved.
 
-    Returns the run and whether it was created: with an `idempotency_key`
-    already used for this job type, the first run comes back instead.
+    Every way of starting a run goes through here: the checks (enabled job
+    type, params against the schema after defaults, run_at in the future) are
+    the same for one run from the API and a thousand from the dispatcher.
     """
     if not job_type.enabled:
         raise Conflict(f"Job type '{job_type.name}' is disabled: enable it before running it.")
@@ -64,55 +68,86 @@ def run_create(
     errors = params_errors(job_type.params_schema, params)
     if errors:
         raise InvalidInput({"params": errors})
-    if idempotency_key:
-        existing = Run.objects.filter(job_type=job_type, idempotency_key=idempotency_key).first()
-        if existing:
-            return existing, False
+    if run_at is not None and run_at <= timezone.now():
+        raise InvalidInput(
+            {"run_at": [f"{run_at.isoformat()} is in the past: give a future time, or leave run_at out to run now."]}
+        )
     if requested_by is not None and not requested_by.is_authenticated:
         requested_by = None
+    return Run(
+        job_type=job_type,
+        params=params,
+        trigger=trigger,
+        status=Run.Status.SCHEDULED if run_at else Run.Status.PENDING,
+        scheduled_for=run_at,
+        requested_by=requested_by,
+        idempotency_key=idempotency_key or None,
+        rerun_of=rerun_of,
+        schedule=schedule,
+        schedule_tick=schedule_tick,
+    )
+
+
+def run_create(*, idempotency_key: str | None = None, **trigger) -> tuple[Run, bool]:
+    """Validate, record the run, and publish it once committed (or leave it
+    `scheduled` for the dispatcher when it has a `run_at`). Takes run_build's
+    arguments.
+
+    Returns the run and whether it was created: with an `idempotency_key`
+    already used for this job type, the first run comes back instead.
+    """
+    run = run_build(idempotency_key=idempotency_key, **trigger)
+    if idempotency_key:
+        existing = Run.objects.filter(job_type=run.job_type, idempotency_key=idempotency_key).first()
+        if existing:
+            return existing, False
     try:
         with transaction.atomic():
-            run = Run.objects.create(
-                job_type=job_type,
-                params=params,
-                trigger=trigger,
-                requested_by=requested_by,
-                idempotency_key=idempotency_key or None,
-                rerun_of=rerun_of,
-            )
-            transaction.on_commit(lambda: run_publish(run=run))
+            run.save(force_insert=True)
+            if run.status == Run.Status.PENDING:
+                transaction.on_commit(lambda: runs_publish([run]))
     except IntegrityError:
         if idempotency_key:  # Another request with the same key won the race.
-            return Run.objects.get(job_type=job_type, idempotency_key=idempotency_key), False
+            return Run.objects.get(job_type=run.job_type, idempotency_key=idempotency_key), False
         raise
     return run, True
 
 
-def run_publish(*, run: Run, countdown: float | None = None) -> bool:
-    """Hand a run to the broker. When the broker is down the run keeps its
-    status (`pending`) and is published again later, so it is never lost."""
-    try:
-        executor_for(run.job_type.kind).publish(run, countdown=countdown)
-    except Exception:
-        logger.warning(
-            "Could not publish run %s; it stays %s until the broker answers", run.pk, run.status, exc_info=True
-        )
-        return False
-    run.mark_queued()
-    return True
+def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
+    """Hand runs to the broker and mark those handed over `queued`.
+
+    A run the broker did not take keeps its status (`pending`) and is published
+    again later, so it is never lost. Returns how many were published.
+    """
+    published = []
+    for run in runs:
+        try:
+            executor_for(run.job_type.kind).publish(run, countdown=countdown)
+        except Exception:
+            logger.warning(
+                "Could not publish run %s; it stays %s until the broker answers", run.pk, run.status, exc_info=True
+            )
+            break  # the broker is down: the rest would fail the same way, slowly
+        published.append(run.pk)
+    if published:
+        now = timezone.now()
+        Run.objects.filter(pk__in=published, status=Run.Status.PENDING).update(status=Run.Status.QUEUED, queued_at=now)
+        for run in runs[: len(published)]:
+            if run.status == Run.Status.PENDING:
+                run.status, run.queued_at = Run.Status.QUEUED, now
+    return len(published)
 
 
 def run_cancel(*, run: Run) -> Run:
-    previous = run.status
     if not run.mark_cancelled():
         run.refresh_from_db(fields=["status"])
         raise Conflict(f"Run {run.pk} is already {run.status}: only runs that have not finished can be cancelled.")
-    if previous != Run.Status.SCHEDULED:
-        # terminate=True also covers a run that a worker started after we read it.
-        try:
-            app.control.revoke(str(run.pk), terminate=True, signal=executor_for(run.job_type.kind).cancel_signal())
-        except Exception:
-            logger.warning("Could not send the revoke for run %s", run.pk, exc_info=True)
+    # Revoked even when it looked `scheduled`: the dispatcher may have published
+    # it since it was read. terminate=True also covers a run already started.
+    try:
+        app.control.revoke(str(run.pk), terminate=True, signal=executor_for(run.job_type.kind).cancel_signal())
+    except Exception:
+        logger.warning("Could not send the revoke for run %s", run.pk, exc_info=True)
     return run
 
 
@@ -145,6 +180,6 @@ def run_failed(*, run_id: str, error: str, traceback: str = "") -> None:
     if run.status == Run.Status.RUNNING and run.attempts <= job_type.max_retries:
         delay = job_type.retry_delay(run.attempts)
         if run.mark_retrying(error=error, traceback=traceback, retry_at=timezone.now() + timedelta(seconds=delay)):
-            run_publish(run=run, countdown=delay)
+            runs_publish([run], countdown=delay)
             return
     run.mark_failed(error=error, traceback=traceback)

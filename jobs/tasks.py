@@ -20,3 +20,11 @@ def execute_run(run_id: str):
         if Run.objects.filter(pk=run_id, status=Run.Status.CANCELLED).exists():
             raise Ignore() from None
         raise
+
+
+@shared_task(name="jobsite.dispatch", ignore_result=True)
+def dispatch() -> dict[str, int]:
+    """Fire due schedules and release due scheduled runs (sent by beat every second)."""
+    from .dispatch import dispatch_due
+
+    return dispatch_due()

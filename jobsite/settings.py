@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 import dj_email_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -192,6 +193,25 @@ CELERY_TASK_TRACK_STARTED = False
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Jobsite's own work (the dispatcher) has a queue of its own, so a flood of job
+# runs never delays a schedule's fire. Listing both queues makes a plain
+# `celery worker` consume both; `make run` adds a worker for `jobsite` alone.
+JOBS_DISPATCH_QUEUE = "jobsite"
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name) for name in (CELERY_TASK_DEFAULT_QUEUE, JOBS_DISPATCH_QUEUE)
+]
+CELERY_TASK_ROUTES = {"jobsite.dispatch": {"queue": JOBS_DISPATCH_QUEUE}}
+# Beat is the clock: every second it sends one message that fires every due
+# schedule and scheduled run (jobs/dispatch.py). DatabaseScheduler stores this
+# entry as a PeriodicTask, visible in the admin. A message older than a few
+# seconds (the dispatcher was down) is dropped: the next one does its work.
+CELERY_BEAT_SCHEDULE = {
+    "jobsite: fire due schedules and scheduled runs": {
+        "task": "jobsite.dispatch",
+        "schedule": float(os.environ.get("JOBS_DISPATCH_INTERVAL_SECONDS", "1")),
+        "options": {"queue": JOBS_DISPATCH_QUEUE, "expire_seconds": 10},
+    }
+}
 JOBS_TASK_MODULES = env_list("JOBS_TASK_MODULES")
 CELERY_IMPORTS = ["jobs.builtin", *JOBS_TASK_MODULES]
 

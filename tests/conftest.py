@@ -13,6 +13,7 @@ from urllib.parse import quote, urlparse
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Permission, User
+from django_celery_beat.models import PeriodicTask
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -124,18 +125,39 @@ def _database_url() -> str:
     return f"postgres://{credentials}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def _celery(log: Path, *args: str) -> subprocess.Popen:
+    """Start `celery -A jobsite ARGS` on the tests' Redis and test database."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "jobsite", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _stop(process: subprocess.Popen, grace: float = 20) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+
 class Worker:
     """A real `celery worker` process on the tests' Redis and test database."""
 
     def __init__(self, log: Path, concurrency: int = 2, extra_args: tuple[str, ...] = ()):
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.log = log
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
-        command = [sys.executable, "-m", "celery", "-A", "jobsite", "worker", "-l", "info", "-P", "prefork"]
-        command += ["-c", str(concurrency), "-n", self.name, "--without-gossip", "--without-mingle", *extra_args]
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.process = _celery(
+            log, "worker", "-l", "info", "-P", "prefork", "-c", str(concurrency), "-n", self.name,
+            "--without-gossip", "--without-mingle", *extra_args,
+        )  # fmt: skip
         self.hostname = None
         try:
             self._wait_until_ready()
@@ -153,13 +175,25 @@ class Worker:
             self.hostname = next((name for reply in replies for name in reply if name.startswith(prefix)), None)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait()
+        _stop(self.process)
+
+
+class Beat:
+    """A real `celery beat` with django-celery-beat's DatabaseScheduler."""
+
+    def __init__(self, log: Path):
+        self.log = log
+        self.process = _celery(log, "beat", "-l", "info", "--pidfile=", "-s", str(log.with_suffix(".schedule")))
+        deadline = time.monotonic() + 30
+        # Ready once the scheduler has written its entries to the database.
+        while not PeriodicTask.objects.filter(task="jobsite.dispatch").exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"celery beat did not start:\n{_log_tail(log)}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        _stop(self.process, grace=10)
 
 
 @pytest.fixture(scope="session")
@@ -167,6 +201,20 @@ def celery_worker(redis_server, django_db_setup, django_db_blocker, tmp_path_fac
     worker = Worker(tmp_path_factory.mktemp("worker") / "worker.log")
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def start_beat(celery_worker, transactional_db, tmp_path):
+    """Start celery beats for this test (several, to test two beats by mistake)."""
+    beats = []
+
+    def start() -> Beat:
+        beats.append(Beat(tmp_path / f"beat-{len(beats)}.log"))
+        return beats[-1]
+
+    yield start
+    for beat in beats:
+        beat.stop()
 
 
 @pytest.fixture

@@ -52,3 +52,20 @@ def test_bad_input_exits_non_zero_with_one_line_and_creates_nothing(worker):
     from jobs.models import Run
 
     assert not Run.objects.exists()
+
+
+def test_at_stores_a_scheduled_run_and_refuses_the_past(worker):
+    from jobs.models import Run
+
+    JobTypeFactory(name="later")
+    done = run_job("later", "--at", "2999-01-01T09:30:00+01:00")
+    assert done.returncode == 0, done.stderr
+    run = Run.objects.get(pk=done.stdout.strip())
+    assert (run.status, run.scheduled_for.isoformat()) == ("scheduled", "2999-01-01T08:30:00+00:00")
+    done = run_job("later", "--at", "2001-01-01T00:00:00")
+    assert done.returncode != 0
+    assert "run_at: 2001-01-01T00:00:00+00:00 is in the past" in done.stderr
+    done = run_job("later", "--at", "next tuesday")
+    assert done.returncode != 0
+    assert "--at 'next tuesday' is not an ISO 8601 time" in done.stderr
+    assert Run.objects.count() == 1

@@ -1,13 +1,27 @@
+import copy
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs.models import JobType, Run
-
-MODEL_FIELDS = [f.name for f in JobType._meta.concrete_fields]
+from jobs.models import JobType, Run, Schedule
 
 
-class JobTypeSerializer(serializers.ModelSerializer):
+class ModelCleanMixin:
+    """Validate with the model's clean(), so the admin and the API apply the same rules."""
+
+    def validate(self, attrs):
+        candidate = copy.copy(self.instance) if self.instance else self.Meta.model()
+        for field, value in attrs.items():
+            setattr(candidate, field, value)
+        try:
+            candidate.clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+        return attrs
+
+
+class JobTypeSerializer(ModelCleanMixin, serializers.ModelSerializer):
     class Meta:
         model = JobType
         fields = [
@@ -31,21 +45,11 @@ class JobTypeSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["created_at", "updated_at"]
 
-    def validate(self, attrs):
-        # The model's clean() holds the rules, so the admin and the API agree.
-        candidate = JobType(**{f: getattr(self.instance, f) for f in MODEL_FIELDS} if self.instance else {})
-        for field, value in attrs.items():
-            setattr(candidate, field, value)
-        try:
-            candidate.clean()
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.message_dict) from None
-        return attrs
-
 
 class RunSerializer(serializers.ModelSerializer):
     job_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    schedule = serializers.SlugRelatedField(slug_field="name", read_only=True)
     duration_seconds = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
 
@@ -58,6 +62,7 @@ class RunSerializer(serializers.ModelSerializer):
             "params",
             "trigger",
             "rerun_of",
+            "schedule",
             "requested_by",
             "idempotency_key",
             "scheduled_for",
@@ -91,6 +96,9 @@ class RunRequestSerializer(serializers.Serializer):
     idempotency_key = serializers.CharField(
         required=False, max_length=200, help_text="Sending the same key again returns the first run."
     )
+    run_at = serializers.DateTimeField(
+        required=False, help_text="Run later, at this time (ISO 8601 with an offset); it must be in the future."
+    )
 
     def validate_params(self, value):
         if not isinstance(value, dict):
@@ -100,3 +108,53 @@ class RunRequestSerializer(serializers.Serializer):
 
 class TaskNameSerializer(serializers.Serializer):
     name = serializers.CharField()
+
+
+class LastRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Run
+        fields = ["id", "status", "created_at", "finished_at"]
+        read_only_fields = fields
+
+
+class ScheduleSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    job_type = serializers.SlugRelatedField(slug_field="name", queryset=JobType.objects.all())
+    timing = serializers.CharField(source="timing_display", read_only=True)
+    last_run = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Schedule
+        fields = [
+            "id",
+            "name",
+            "job_type",
+            "params",
+            "cron",
+            "timezone",
+            "interval_seconds",
+            "timing",
+            "enabled",
+            "overlap",
+            "start_at",
+            "end_at",
+            "next_run_at",
+            "last_run",
+            "skipped_ticks",
+            "last_skipped_at",
+            "last_skip_reason",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "next_run_at",
+            "skipped_ticks",
+            "last_skipped_at",
+            "last_skip_reason",
+            "created_at",
+            "updated_at",
+        ]
+
+    @extend_schema_field(LastRunSerializer(allow_null=True))
+    def get_last_run(self, schedule: Schedule):
+        run = schedule.last_run
+        return LastRunSerializer(run).data if run else None

@@ -6,6 +6,7 @@ from . import views
 router = DefaultRouter()
 router.register("job-types", views.JobTypeViewSet, basename="jobtype")
 router.register("runs", views.RunViewSet, basename="run")
+router.register("schedules", views.ScheduleViewSet, basename="schedule")
 
 urlpatterns = [
     path("tasks/", views.TaskListView.as_view(), name="task-list"),

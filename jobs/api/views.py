@@ -6,10 +6,16 @@ from rest_framework.views import APIView
 
 from jobs import services
 from jobs.executors import registered_task_names
-from jobs.models import JobType, Run
+from jobs.models import JobType, Run, Schedule
 
-from .filters import JobTypeFilter, RunFilter
-from .serializers import JobTypeSerializer, RunRequestSerializer, RunSerializer, TaskNameSerializer
+from .filters import JobTypeFilter, RunFilter, ScheduleFilter
+from .serializers import (
+    JobTypeSerializer,
+    RunRequestSerializer,
+    RunSerializer,
+    ScheduleSerializer,
+    TaskNameSerializer,
+)
 
 
 class JobTypeViewSet(viewsets.ModelViewSet):
@@ -58,6 +64,7 @@ class JobTypeViewSet(viewsets.ModelViewSet):
             trigger=Run.Trigger.API,
             requested_by=request.user,
             idempotency_key=body.validated_data.get("idempotency_key"),
+            run_at=body.validated_data.get("run_at"),
         )
         data = RunSerializer(run, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -82,6 +89,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         """Run the same job type again with the same params."""
         run = services.run_rerun(run=self.get_object(), requested_by=request.user)
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class ScheduleViewSet(viewsets.ModelViewSet):
+    queryset = Schedule.objects.select_related("job_type")
+    serializer_class = ScheduleSerializer
+    filterset_class = ScheduleFilter
 
 
 class TaskListView(APIView):

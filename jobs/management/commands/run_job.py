@@ -2,6 +2,8 @@ import json
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from jobs import services
 from jobs.models import JobType, Run
@@ -13,19 +15,30 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name", help="The job type's name.")
         parser.add_argument("--params", default="{}", help="Params as a JSON object, e.g. '{\"x\": 1}'.")
+        parser.add_argument(
+            "--at", dest="run_at", default=None, help="Run later, at this ISO 8601 time (no offset: TIME_ZONE)."
+        )
         parser.add_argument("--wait", action="store_true", help="Wait for the run to end and print its outcome.")
         parser.add_argument("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
 
-    def handle(self, *args, name, params, wait, timeout, **options):
+    def handle(self, *args, name, params, run_at, wait, timeout, **options):
         try:
             params = json.loads(params)
         except ValueError as exc:
             raise CommandError(f"--params is not valid JSON ({exc}): give an object such as '{{\"x\": 1}}'") from None
+        if run_at is not None:
+            try:
+                parsed = parse_datetime(run_at)
+            except ValueError:  # well-formed but impossible, e.g. month 13
+                parsed = None
+            if parsed is None:
+                raise CommandError(f"--at '{run_at}' is not an ISO 8601 time: give one like 2030-01-31T09:30:00+01:00")
+            run_at = parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
         job_type = JobType.objects.filter(name=name).first()
         if job_type is None:
             raise CommandError(f"No job type named '{name}': list them with the API (/api/v1/job-types/) or the admin")
         try:
-            run, _ = services.run_create(job_type=job_type, params=params, trigger=Run.Trigger.CLI)
+            run, _ = services.run_create(job_type=job_type, params=params, trigger=Run.Trigger.CLI, run_at=run_at)
         except services.ServiceError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         self.stdout.write(str(run.pk))

@@ -1,0 +1,123 @@
+"""The dispatcher: fires due schedules and releases due `scheduled` runs.
+
+celery beat (django-celery-beat's DatabaseScheduler) sends `jobsite.dispatch`
+every second; whichever worker takes it claims what is due in batches, each in
+its own transaction, and publishes the runs once committed. Claims are row
+locks that skip rows another dispatcher holds (PostgreSQL) or whole-database
+write transactions (SQLite, BEGIN IMMEDIATE), so several dispatchers at once —
+two beats by mistake, many workers — never fire a tick twice; the unique
+(schedule, schedule_tick) key on runs stands behind that.
+"""
+
+import logging
+from datetime import datetime
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import Run, Schedule
+from .services import ServiceError, run_build, runs_publish
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+
+
+def _claim(queryset):
+    """Lock the rows a batch claims, skipping those another dispatcher holds."""
+    if connection.features.has_select_for_update_skip_locked:
+        return queryset.select_for_update(skip_locked=True, of=("self",))
+    return queryset  # SQLite: the IMMEDIATE transaction already excludes other writers
+
+
+def dispatch_due(now: datetime | None = None) -> dict[str, int]:
+    """Fire every due schedule and release every due scheduled run."""
+    now = now or timezone.now()
+    fired = released = 0
+    while (batch := _fire_schedule_batch(now)) is not None:
+        fired += runs_publish(batch) if batch else 0
+    while batch := _release_scheduled_batch(now):
+        released += runs_publish(batch)
+    return {"fired": fired, "released": released}
+
+
+def _fire_schedule_batch(now: datetime) -> list[Run] | None:
+    """Claim up to BATCH_SIZE due schedules, create their runs and move them on.
+
+    Returns the runs created (to publish after commit), or None when nothing
+    was due.
+    """
+    with transaction.atomic():
+        due = Schedule.objects.filter(enabled=True, next_run_at__lte=now).select_related("job_type")
+        schedules = list(_claim(due.order_by("next_run_at"))[:BATCH_SIZE])
+        if not schedules:
+            return None
+        busy = _schedules_with_active_runs([s.pk for s in schedules if s.overlap == Schedule.Overlap.SKIP])
+        runs, skipped = [], []
+        for schedule in schedules:
+            tick = schedule.next_run_at
+            # Ticks missed while nothing dispatched (the stack was down) are
+            # fired once, as this one, not once each.
+            schedule.next_run_at = schedule.compute_next_run(max(now, tick))
+            if schedule.pk in busy:
+                skipped.append((schedule, tick, "the previous run was still active (overlap: skip)"))
+                continue
+            try:
+                runs.append(
+                    run_build(
+                        job_type=schedule.job_type,
+                        params=schedule.params,
+                        trigger=Run.Trigger.SCHEDULE,
+                        schedule=schedule,
+                        schedule_tick=tick,
+                    )
+                )
+            except ServiceError as exc:
+                skipped.append((schedule, tick, str(exc)))
+        Schedule.objects.bulk_update(schedules, ["next_run_at"])
+        for schedule, tick, reason in skipped:
+            Schedule.objects.filter(pk=schedule.pk).update(
+                skipped_ticks=F("skipped_ticks") + 1, last_skipped_at=tick, last_skip_reason=reason[:300]
+            )
+        return _insert(runs)
+
+
+def _schedules_with_active_runs(schedule_ids: list[int]) -> set[int]:
+    if not schedule_ids:
+        return set()
+    active = Run.objects.filter(schedule_id__in=schedule_ids, status__in=Run.NOT_TERMINAL)
+    return set(active.values_list("schedule_id", flat=True).distinct())
+
+
+def _insert(runs: list[Run]) -> list[Run]:
+    """Insert the runs; one whose (schedule, tick) exists already is dropped."""
+    try:
+        with transaction.atomic():
+            Run.objects.bulk_create(runs)
+        return runs
+    except IntegrityError:
+        pass
+    inserted = []
+    for run in runs:
+        try:
+            with transaction.atomic():
+                run.save(force_insert=True)
+            inserted.append(run)
+        except IntegrityError:
+            logger.warning("Schedule %s tick %s already fired; not firing it again", run.schedule_id, run.schedule_tick)
+    return inserted
+
+
+def _release_scheduled_batch(now: datetime) -> list[Run]:
+    """Claim up to BATCH_SIZE `scheduled` runs whose time has come and make them `pending`."""
+    with transaction.atomic():
+        due = Run.objects.filter(status=Run.Status.SCHEDULED, scheduled_for__lte=now).select_related("job_type")
+        runs = list(_claim(due.order_by("scheduled_for"))[:BATCH_SIZE])
+        if runs:
+            Run.objects.filter(pk__in=[r.pk for r in runs], status=Run.Status.SCHEDULED).update(
+                status=Run.Status.PENDING
+            )
+            for run in runs:
+                run.status = Run.Status.PENDING
+        return runs

@@ -1,0 +1,138 @@
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs.models import Schedule
+from tests.factories import JobTypeFactory, RunFactory
+
+URL = "/api/v1/schedules/"
+
+
+@pytest.fixture
+def report(db):
+    return JobTypeFactory(
+        name="report", params_schema={"type": "object", "properties": {"day": {"type": "string"}}, "required": ["day"]}
+    )
+
+
+def test_it_creates_a_cron_schedule_with_its_next_fire(api, report):
+    body = {
+        "name": "monday-report",
+        "job_type": "report",
+        "params": {"day": "mon"},
+        "cron": "0 5 * * 1",
+        "timezone": "Europe/Berlin",
+    }
+    response = api.post(URL, body, format="json")
+    assert response.status_code == 201, response.data
+    assert response.data["timing"] == "At 05:00, only on Monday (Europe/Berlin)"
+    schedule = Schedule.objects.get(name="monday-report")
+    assert schedule.next_run_at > timezone.now()
+    assert schedule.next_run_at.astimezone(timezone.get_default_timezone()).weekday() in (0, 6)
+    assert response.data["last_run"] is None
+
+
+def test_an_interval_schedule_fires_first_one_interval_after_creation(api, report):
+    response = api.post(
+        URL, {"name": "often", "job_type": "report", "params": {"day": "x"}, "interval_seconds": 90}, format="json"
+    )
+    assert response.status_code == 201, response.data
+    schedule = Schedule.objects.get(name="often")
+    assert schedule.next_run_at == schedule.created_at + timedelta(seconds=90)
+
+
+def test_it_shows_the_last_run(api, report):
+    schedule = Schedule.objects.create(name="s", job_type=report, params={"day": "x"}, interval_seconds=60)
+    RunFactory(job_type=report, schedule=schedule, status="failed")
+    newest = RunFactory(job_type=report, schedule=schedule, status="succeeded")
+    data = api.get(f"{URL}{schedule.pk}/").data
+    assert data["last_run"]["id"] == str(newest.pk)
+    assert data["last_run"]["status"] == "succeeded"
+
+
+def test_changing_the_timing_moves_the_next_fire_but_editing_params_does_not(api, report):
+    schedule = Schedule.objects.create(name="s", job_type=report, params={"day": "x"}, interval_seconds=3600)
+    before = schedule.next_run_at
+    api.patch(f"{URL}{schedule.pk}/", {"params": {"day": "y"}}, format="json")
+    schedule.refresh_from_db()
+    assert (schedule.params, schedule.next_run_at) == ({"day": "y"}, before)
+    api.patch(f"{URL}{schedule.pk}/", {"interval_seconds": None, "cron": "*/5 * * * *"}, format="json")
+    schedule.refresh_from_db()
+    assert schedule.next_run_at != before
+    assert schedule.next_run_at.minute % 5 == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"cron": "61 * * * *"}, "cron", "cron '61 * * * *': minute must be 0-59, not 61"),
+        ({"cron": "0 5 * * 1", "timezone": "Mars/Olympus"}, "timezone", "Unknown time zone 'Mars/Olympus'"),
+        ({"cron": "0 5 * * 1", "interval_seconds": 60}, "cron", "Give either cron or interval_seconds, not both."),
+        ({}, "cron", "Give cron (e.g. '0 5 * * 1') or interval_seconds (e.g. 300)."),
+        ({"interval_seconds": 0}, "interval_seconds", "Must be at least 1 second."),
+        ({"interval_seconds": -5}, "interval_seconds", "greater than or equal to 0"),
+        (
+            {"interval_seconds": 60, "start_at": "2030-01-02T00:00:00Z", "end_at": "2030-01-01T00:00:00Z"},
+            "end_at",
+            "Must be after start_at.",
+        ),
+        ({"interval_seconds": 60, "params": {"day": 3}}, "params", "day: 3 is not of type 'string'"),
+        ({"interval_seconds": 60, "params": {}}, "params", "'day' is a required property"),
+        ({"interval_seconds": 60, "job_type": "ghost"}, "job_type", "Object with name=ghost does not exist."),
+        ({"interval_seconds": 60, "overlap": "sometimes"}, "overlap", '"sometimes" is not a valid choice.'),
+    ],
+)
+def test_bad_schedules_get_a_400_naming_the_field_and_write_nothing(api, report, changes, field, message):
+    body = {"name": "bad", "job_type": "report", "params": {"day": "mon"}, **changes}
+    response = api.post(URL, body, format="json")
+    assert response.status_code == 400
+    assert message in " ".join(str(m) for m in response.data[field]), response.data
+    assert not Schedule.objects.exists()
+
+
+def test_the_admin_shows_the_same_errors_and_lists_schedules(client, admin_user, report):
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("admin:jobs_schedule_add"),
+        {
+            "name": "bad",
+            "job_type": report.pk,
+            "params": '{"day": "mon"}',
+            "cron": "61 * * * *",
+            "timezone": "UTC",
+            "overlap": "allow",
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 200
+    assert "minute must be 0-59, not 61" in response.content.decode()
+    assert not Schedule.objects.exists()
+    Schedule.objects.create(name="weekly", job_type=report, params={"day": "x"}, cron="0 5 * * 1")
+    page = client.get(reverse("admin:jobs_schedule_changelist")).content.decode()
+    assert "At 05:00, only on Monday (UTC)" in page
+
+
+def test_the_admin_enable_and_disable_actions(client, admin_user, report):
+    client.force_login(admin_user)
+    schedule = Schedule.objects.create(name="s", job_type=report, params={"day": "x"}, interval_seconds=60)
+    url = reverse("admin:jobs_schedule_changelist")
+    client.post(url, {"action": "disable", "_selected_action": [schedule.pk]})
+    schedule.refresh_from_db()
+    assert schedule.enabled is False
+    client.post(url, {"action": "enable", "_selected_action": [schedule.pk]})
+    schedule.refresh_from_db()
+    assert schedule.enabled is True
+    assert schedule.next_run_at > timezone.now()
+
+
+def test_viewers_cannot_change_schedules(viewer, api_as, report):
+    from django.contrib.auth.models import Permission
+
+    viewer.user_permissions.add(Permission.objects.get(codename="view_schedule"))
+    client = api_as(viewer)
+    assert client.get(URL).status_code == 200
+    assert (
+        client.post(URL, {"name": "s", "job_type": "report", "interval_seconds": 5}, format="json").status_code == 403
+    )
