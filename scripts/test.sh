@@ -48,7 +48,7 @@ as_pg_owner() {
 # `postgres` user cannot reach the checkout, or the socket path would be too
 # long for a unix socket), then a fresh folder under /tmp.
 pick_pg_dir() {
-    PG_DIR="$RUN_DIR/pg-test"
+    PG_DIR="$RUN_DIR/pg-${PG_CLUSTER_NAME:-test}"
     stop_stale_cluster "$PG_DIR"
     rm -rf "$PG_DIR"
     mkdir -p "$PG_DIR"
@@ -89,15 +89,16 @@ pg_start() {
     pick_pg_dir
     PG_PORT=$(free_port 55432)
     as_pg_owner "$PG_BIN/initdb" -D "$PG_DIR" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >/dev/null
-    # Durability is pointless for a throwaway cluster, and costly in tests.
     cat >>"$PG_DIR/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$PG_DIR'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 EOF
+    # Durability is pointless for a throwaway test cluster, and costly; benchmarks
+    # (scripts/with-postgres.sh) keep PostgreSQL's defaults to measure what users get.
+    if [[ ${PG_DURABLE:-0} != 1 ]]; then
+        printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' >>"$PG_DIR/postgresql.conf"
+    fi
     PG_STARTED=1
     if ! as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 60 start >/dev/null; then
         tail -n 20 "$PG_DIR/server.log" >&2 || true

@@ -1,0 +1,18 @@
+"""Tasks that only the benchmarks load (JOBS_TASK_MODULES=bench.tasks)."""
+
+import json
+import time
+
+import redis
+from celery import shared_task
+from django.conf import settings
+
+_redis = None
+
+
+@shared_task(name="bench.record", ignore_result=True)
+def record(name: str) -> None:
+    """Note when a stock beat entry fired: its name and the time it ran."""
+    global _redis
+    _redis = _redis or redis.Redis.from_url(settings.REDIS_URL)
+    _redis.rpush("bench:fires", json.dumps([name, time.time()]))
