@@ -44,10 +44,10 @@ class Executor:
     def config_errors(self, job_type: JobType) -> dict[str, list[str]]:
         return {}
 
-    def publish(self, run: Run, *, countdown: float | None = None) -> None:
-        self._send(run, self.task_name, args=[str(run.id)], kwargs={}, countdown=countdown)
+    def publish(self, run: Run, *, countdown: float | None = None, producer=None) -> None:
+        self._send(run, self.task_name, args=[str(run.id)], kwargs={}, countdown=countdown, producer=producer)
 
-    def _send(self, run: Run, task_name: str, *, args: list, kwargs: dict, countdown: float | None = None) -> None:
+    def _send(self, run: Run, task_name: str, *, args: list, kwargs: dict, countdown=None, producer=None) -> None:
         job_type = run.job_type
         app.send_task(
             task_name,
@@ -60,6 +60,7 @@ class Executor:
             time_limit=job_type.hard_time_limit,
             countdown=countdown,
             headers={RUN_HEADER: True},
+            producer=producer,
         )
 
     def execute(self, run: Run) -> Any:
@@ -86,8 +87,8 @@ class TaskExecutor(Executor):
             }
         return {}
 
-    def publish(self, run: Run, *, countdown: float | None = None) -> None:
-        self._send(run, run.job_type.task, args=[], kwargs=run.params, countdown=countdown)
+    def publish(self, run: Run, *, countdown: float | None = None, producer=None) -> None:
+        self._send(run, run.job_type.task, args=[], kwargs=run.params, countdown=countdown, producer=producer)
 
     def cancel_signal(self) -> str:
         # A user's task cannot be asked to stop; its process is terminated.

@@ -120,15 +120,16 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
     again later, so it is never lost. Returns how many were published.
     """
     published = []
-    for run in runs:
-        try:
-            executor_for(run.job_type.kind).publish(run, countdown=countdown)
-        except Exception:
-            logger.warning(
-                "Could not publish run %s; it stays %s until the broker answers", run.pk, run.status, exc_info=True
-            )
-            break  # the broker is down: the rest would fail the same way, slowly
-        published.append(run.pk)
+    try:
+        # One producer (one pooled connection) for the whole batch.
+        with app.producer_or_acquire() as producer:
+            for run in runs:
+                executor_for(run.job_type.kind).publish(run, countdown=countdown, producer=producer)
+                published.append(run.pk)
+    except Exception:
+        # The broker is down: the rest would fail the same way, slowly.
+        logger.warning("Could not publish %d run(s); they stay pending until the broker answers",
+                       len(runs) - len(published), exc_info=True)  # fmt: skip
     if published:
         now = timezone.now()
         Run.objects.filter(pk__in=published, status=Run.Status.PENDING).update(status=Run.Status.QUEUED, queued_at=now)

@@ -190,8 +190,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # The Run row records the start; a STARTED TaskResult row would double the write.
 CELERY_TASK_TRACK_STARTED = False
+# Workers send task events for Flower. No "task-sent" events: they would
+# double the broker round trips of every publish.
 CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Jobsite's own work (the dispatcher) has a queue of its own, so a flood of job
 # runs never delays a schedule's fire. Listing both queues makes a plain
