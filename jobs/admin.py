@@ -34,8 +34,42 @@ class RunParamsForm(forms.Form):
         return params
 
 
+def run_and_report(model_admin: admin.ModelAdmin, request, label: str, **trigger) -> None:
+    """Trigger a run from an admin action and say how it went."""
+    try:
+        run, _ = services.run_create(trigger=Run.Trigger.ADMIN, requested_by=request.user, **trigger)
+    except services.ServiceError as exc:
+        model_admin.message_user(request, f"Could not run {label}: {exc}", messages.ERROR)
+    else:
+        url = reverse("admin:jobs_run_change", args=[run.pk])
+        model_admin.message_user(request, format_html('Started run <a href="{}">{}</a> of {}.', url, run.pk, label))
+
+
+class EnableRunMixin:
+    """Enable/disable actions, and the `run` permission for run actions."""
+
+    def has_run_permission(self, request) -> bool:
+        return request.user.has_perm("jobs.run_jobtype")
+
+    @admin.action(description="Enable", permissions=["change"])
+    def enable(self, request, queryset):
+        self._set_enabled(queryset, True)
+
+    @admin.action(description="Disable", permissions=["change"])
+    def disable(self, request, queryset):
+        self._set_enabled(queryset, False)
+
+    @staticmethod
+    def _set_enabled(queryset, enabled: bool) -> None:
+        # save() per object rather than update(): it keeps updated_at right and
+        # lets the model react (a schedule counts its next fire from now).
+        for obj in queryset:
+            obj.enabled = enabled
+            obj.save()
+
+
 @admin.register(JobType)
-class JobTypeAdmin(admin.ModelAdmin):
+class JobTypeAdmin(EnableRunMixin, admin.ModelAdmin):
     list_display = ["name", "kind", "target", "queue", "enabled", "run_link", "updated_at"]
     list_filter = ["kind", "enabled", "queue"]
     search_fields = ["name", "description", "task"]
@@ -61,9 +95,6 @@ class JobTypeAdmin(admin.ModelAdmin):
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
 
-    def has_run_permission(self, request) -> bool:
-        return request.user.has_perm("jobs.run_jobtype")
-
     @admin.display(description="Run")
     def run_link(self, job_type: JobType) -> str:
         return format_html('<a href="{}">Run…</a>', reverse("admin:jobs_jobtype_run", args=[job_type.pk]))
@@ -71,29 +102,8 @@ class JobTypeAdmin(admin.ModelAdmin):
     @admin.action(description="Run now with default params", permissions=["run"])
     def run_now(self, request, queryset):
         for job_type in queryset:
-            try:
-                run, _ = services.run_create(job_type=job_type, trigger=Run.Trigger.ADMIN, requested_by=request.user)
-            except services.ServiceError as exc:
-                self.message_user(request, f"Could not run {job_type.name}: {exc}", messages.ERROR)
-            else:
-                url = reverse("admin:jobs_run_change", args=[run.pk])
-                self.message_user(
-                    request, format_html('Started run <a href="{}">{}</a> of {}.', url, run.pk, job_type.name)
-                )
+            run_and_report(self, request, job_type.name, job_type=job_type)
 
-    @admin.action(description="Enable", permissions=["change"])
-    def enable(self, request, queryset):
-        # save() per object rather than update(): it keeps updated_at right and
-        # lets signals (schedules' sync, later) see the change.
-        for job_type in queryset:
-            job_type.enabled = True
-            job_type.save(update_fields=["enabled", "updated_at"])
-
-    @admin.action(description="Disable", permissions=["change"])
-    def disable(self, request, queryset):
-        for job_type in queryset:
-            job_type.enabled = False
-            job_type.save(update_fields=["enabled", "updated_at"])
 
     def get_urls(self):
         run_view = self.admin_site.admin_view(self.run_view)
@@ -186,7 +196,7 @@ class RunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(EnableRunMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "job_type",
@@ -235,37 +245,10 @@ class ScheduleAdmin(admin.ModelAdmin):
         url = reverse("admin:jobs_run_change", args=[schedule.last_run_id])
         return format_html('<a href="{}">{}</a>', url, schedule.last_run_status)
 
-    def has_run_permission(self, request) -> bool:
-        return request.user.has_perm("jobs.run_jobtype")
-
-    @admin.action(description="Enable", permissions=["change"])
-    def enable(self, request, queryset):
-        # save() per object: it recomputes the next fire from now.
-        for schedule in queryset:
-            schedule.enabled = True
-            schedule.save()
-
-    @admin.action(description="Disable", permissions=["change"])
-    def disable(self, request, queryset):
-        for schedule in queryset:
-            schedule.enabled = False
-            schedule.save()
 
     @admin.action(description="Run now with the schedule's params", permissions=["run"])
     def run_now(self, request, queryset):
         for schedule in queryset.select_related("job_type"):
-            try:
-                run, _ = services.run_create(
-                    job_type=schedule.job_type,
-                    params=schedule.params,
-                    trigger=Run.Trigger.ADMIN,
-                    requested_by=request.user,
-                    schedule=schedule,
-                )
-            except services.ServiceError as exc:
-                self.message_user(request, f"Could not run {schedule.name}: {exc}", messages.ERROR)
-            else:
-                url = reverse("admin:jobs_run_change", args=[run.pk])
-                self.message_user(
-                    request, format_html('Started run <a href="{}">{}</a> of {}.', url, run.pk, schedule.name)
-                )
+            run_and_report(
+                self, request, schedule.name, job_type=schedule.job_type, params=schedule.params, schedule=schedule
+            )
