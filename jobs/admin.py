@@ -1,4 +1,5 @@
 import json
+from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
@@ -8,8 +9,23 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from . import services
-from .models import JobType, Run
+from . import notifications, services
+from .models import JobType, NotifyStatus, Run
+
+
+class EmailListField(forms.Field):
+    """Addresses typed as text, separated by commas or lines; checked by the
+    model or the service, so the admin and the API say the same."""
+
+    widget = forms.Textarea(attrs={"rows": 2, "cols": 80})
+
+    def to_python(self, value):
+        if isinstance(value, list):
+            return value
+        return notifications.split_emails(value or "")
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
 
 
 class RunParamsForm(forms.Form):
@@ -18,6 +34,11 @@ class RunParamsForm(forms.Form):
         initial=dict,
         widget=forms.Textarea(attrs={"rows": 8, "cols": 80}),
         help_text="A JSON object, merged over the job type's default params.",
+    )
+    notify_emails = EmailListField(
+        required=False,
+        label="Also notify",
+        help_text="Addresses to tell about this run too (comma-separated), under the job type's notify_on.",
     )
 
     def clean_params(self):
@@ -29,13 +50,40 @@ class RunParamsForm(forms.Form):
         return params
 
 
+class JobTypeForm(forms.ModelForm):
+    notify_emails = EmailListField(required=False, help_text="Comma-separated addresses.")
+    webhook_secret = forms.CharField(
+        required=False,
+        max_length=200,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+    class Meta:
+        model = JobType
+        fields = ["notify_emails", "webhook_secret"]  # the admin adds the rest from its fieldsets
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        has_secret = bool(self.instance.webhook_secret)
+        self.fields["webhook_secret"].help_text = (
+            "A secret is set; it is never shown. Type a new one to replace it, or leave this empty to keep it."
+            if has_secret
+            else f"Signs each webhook request (at least {notifications.MIN_SECRET_LENGTH} characters)."
+        )
+
+    def clean_webhook_secret(self):
+        # The secret is never sent to the browser, so an empty field keeps it.
+        return self.cleaned_data["webhook_secret"] or self.instance.webhook_secret
+
+
 @admin.register(JobType)
 class JobTypeAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "target", "queue", "enabled", "run_link", "updated_at"]
-    list_filter = ["kind", "enabled", "queue"]
+    form = JobTypeForm
+    list_display = ["name", "kind", "target", "queue", "enabled", "notify_display", "run_link", "updated_at"]
+    list_filter = ["kind", "enabled", "queue", "notify_on"]
     search_fields = ["name", "description", "task"]
     readonly_fields = ["created_at", "updated_at"]
-    actions = ["run_now", "enable", "disable"]
+    actions = ["run_now", "send_test_notification", "enable", "disable"]
     fieldsets = [
         (None, {"fields": ["name", "description", "kind", "enabled"]}),
         ("What to run", {"fields": ["task", "http", "command"], "description": "Fill the one that matches the kind."}),
@@ -53,11 +101,44 @@ class JobTypeAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        (
+            "Notifications",
+            {
+                "fields": ["notify_on", "notify_emails", "webhook_url", "webhook_secret"],
+                "description": "Who is told when a run ends. Check it with the action “Send a test notification”.",
+            },
+        ),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
 
     def has_run_permission(self, request) -> bool:
         return request.user.has_perm("jobs.run_jobtype")
+
+    @admin.display(description="Notify", ordering="notify_on")
+    def notify_display(self, job_type: JobType) -> str:
+        if job_type.notify_on == job_type._meta.get_field("notify_on").default:
+            return "never"
+        told = [f"{len(job_type.notify_emails)} address{'es' if len(job_type.notify_emails) != 1 else ''}"]
+        if job_type.webhook_url:
+            # The URL may carry a token of its own: only its host is shown.
+            told.append(f"webhook to {urlsplit(job_type.webhook_url).hostname}")
+        return f"on {job_type.notify_on}: {', '.join(told)}"
+
+    @admin.action(description="Send a test notification", permissions=["change"])
+    def send_test_notification(self, request, queryset):
+        for job_type in queryset:
+            try:
+                outcome = services.notification_send_test(job_type=job_type)
+            except services.ServiceError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+                continue
+            for channel, result in outcome.items():
+                if result["status"] == "sent":
+                    self.message_user(request, f"{job_type.name}: test {channel} sent {result['detail']}.")
+                else:
+                    self.message_user(
+                        request, f"{job_type.name}: test {channel} failed: {result['error']}", messages.ERROR
+                    )
 
     @admin.display(description="Run")
     def run_link(self, job_type: JobType) -> str:
@@ -107,11 +188,12 @@ class JobTypeAdmin(admin.ModelAdmin):
                     params=form.cleaned_data["params"],
                     trigger=Run.Trigger.ADMIN,
                     requested_by=request.user,
+                    notify_emails=form.cleaned_data["notify_emails"],
                 )
             except services.ServiceError as exc:
                 for field, errors in exc.errors.items():
                     for error in errors:
-                        form.add_error("params" if field == "params" else None, error)
+                        form.add_error(field if field in form.fields else None, error)
             else:
                 self.message_user(request, f"Run {run.pk} of {job_type.name} created.")
                 return redirect("admin:jobs_run_change", run.pk)
@@ -126,16 +208,49 @@ class JobTypeAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/jobs/jobtype/run.html", context)
 
 
+RUN_NOTIFY_INTERNALS = ["notify_outcome", "notify_locked_until"]
+
+
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
-    list_display = ["short_id", "job_type", "status", "trigger", "created_at", "duration_display", "attempts", "worker"]
-    list_filter = ["status", "trigger", "job_type", "created_at"]
+    list_display = [
+        "short_id",
+        "job_type",
+        "status",
+        "trigger",
+        "created_at",
+        "duration_display",
+        "attempts",
+        "worker",
+        "notification_display",
+    ]
+    list_filter = ["status", "trigger", "notify_status", "job_type", "created_at"]
     search_fields = ["=id", "job_type__name"]
     list_select_related = ["job_type"]
     date_hierarchy = "created_at"
     actions = ["cancel", "rerun"]
     show_full_result_count = False  # no COUNT(*) over the whole run table
-    readonly_fields = [f.name for f in Run._meta.fields] + ["duration_display"]
+    exclude = RUN_NOTIFY_INTERNALS  # shown as "Notification", in words
+    readonly_fields = [f.name for f in Run._meta.fields if f.name not in RUN_NOTIFY_INTERNALS] + [
+        "duration_display",
+        "notification_display",
+    ]
+
+    @admin.display(description="Notification", ordering="notify_status")
+    def notification_display(self, run: Run) -> str:
+        if not run.notify_status:
+            return "—"
+        outcome = run.notify_outcome or {}
+        parts = [
+            f"{channel} {o['status']}" + (f" ({o['error']})" if o.get("error") and o["status"] != "sent" else "")
+            for channel, o in outcome.items()
+            if isinstance(o, dict)
+        ]
+        if "error" in outcome:
+            parts.append(outcome["error"])
+        if run.notify_status == NotifyStatus.PENDING and run.notify_locked_until:
+            parts.append(f"next attempt {run.notify_locked_until:%Y-%m-%d %H:%M:%S}")
+        return f"{run.notify_status}" + (f": {'; '.join(parts)}" if parts else "")
 
     @admin.display(description="Run", ordering="created_at")
     def short_id(self, run: Run) -> str:

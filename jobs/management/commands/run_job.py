@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jobs import services
 from jobs.models import JobType, Run
+from jobs.notifications import split_emails
 
 
 class Command(BaseCommand):
@@ -13,10 +14,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name", help="The job type's name.")
         parser.add_argument("--params", default="{}", help="Params as a JSON object, e.g. '{\"x\": 1}'.")
+        parser.add_argument(
+            "--notify",
+            action="append",
+            default=[],
+            metavar="EMAIL",
+            help="Also tell this address about the run (repeat, or separate with commas), under its notify_on.",
+        )
         parser.add_argument("--wait", action="store_true", help="Wait for the run to end and print its outcome.")
         parser.add_argument("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
 
-    def handle(self, *args, name, params, wait, timeout, **options):
+    def handle(self, *args, name, params, notify, wait, timeout, **options):
         try:
             params = json.loads(params)
         except ValueError as exc:
@@ -25,7 +33,12 @@ class Command(BaseCommand):
         if job_type is None:
             raise CommandError(f"No job type named '{name}': list them with the API (/api/v1/job-types/) or the admin")
         try:
-            run, _ = services.run_create(job_type=job_type, params=params, trigger=Run.Trigger.CLI)
+            run, _ = services.run_create(
+                job_type=job_type,
+                params=params,
+                trigger=Run.Trigger.CLI,
+                notify_emails=[email for value in notify for email in split_emails(value)],
+            )
         except services.ServiceError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         self.stdout.write(str(run.pk))
