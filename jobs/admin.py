@@ -134,10 +134,10 @@ class JobTypeAdmin(admin.ModelAdmin):
                 continue
             for channel, result in outcome.items():
                 if result["status"] == "sent":
-                    self.message_user(request, f"{job_type.name}: test {channel} sent {result['detail']}.")
+                    self.message_user(request, f"Test {channel} for {job_type.name} sent {result['detail']}.")
                 else:
                     self.message_user(
-                        request, f"{job_type.name}: test {channel} failed: {result['error']}", messages.ERROR
+                        request, f"Test {channel} for {job_type.name} failed: {result['error']}", messages.ERROR
                     )
 
     @admin.display(description="Run")

@@ -138,9 +138,7 @@ def test_a_long_result_is_cut_in_the_email(notifying, settings):
     assert len(text) < 2000
 
 
-def test_a_failing_smtp_server_is_retried_then_recorded_without_touching_the_run(
-    notifying, closed_smtp_port, settings
-):
+def test_a_failing_smtp_server_is_retried_then_recorded_without_touching_the_run(notifying, closed_smtp_port, settings):
     settings.JOBS_NOTIFY_MAX_ATTEMPTS = 3
     run = ended(notifying)
     assert run_notify(run_id=run.pk).state == "retry"
