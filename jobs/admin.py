@@ -10,7 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import notifications, services
-from .models import JobType, NotifyStatus, Run
+from .models import JobType, NotifyOn, NotifyStatus, Run
 
 
 class EmailListField(forms.Field):
@@ -114,9 +114,32 @@ class JobTypeAdmin(admin.ModelAdmin):
     def has_run_permission(self, request) -> bool:
         return request.user.has_perm("jobs.run_jobtype")
 
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # A view-only page shows every field's value: never the secret's.
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": [f if f != "webhook_secret" else "webhook_secret_set" for f in options["fields"]],
+                },
+            )
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "webhook_secret_set"]
+
+    @admin.display(description="Webhook secret")
+    def webhook_secret_set(self, job_type: JobType) -> str:
+        return "set (never shown)" if job_type.webhook_secret else "not set"
+
     @admin.display(description="Notify", ordering="notify_on")
     def notify_display(self, job_type: JobType) -> str:
-        if job_type.notify_on == job_type._meta.get_field("notify_on").default:
+        if job_type.notify_on == NotifyOn.NEVER:
             return "never"
         told = [f"{len(job_type.notify_emails)} address{'es' if len(job_type.notify_emails) != 1 else ''}"]
         if job_type.webhook_url:

@@ -125,3 +125,16 @@ def test_a_runs_page_and_list_show_its_notification_outcome(staff):
     assert expected in staff.get(reverse("admin:jobs_run_change", args=[run.pk])).content.decode()
     listing = staff.get(reverse("admin:jobs_run_changelist") + "?notify_status__exact=failed").content.decode()
     assert expected in listing
+
+
+def test_a_viewer_sees_that_a_secret_is_set_but_not_the_secret(client, viewer):
+    viewer.is_staff = True
+    viewer.save()
+    client.force_login(viewer)
+    job_type = JobTypeFactory(name="told", webhook_url="http://127.0.0.1:9/hook", webhook_secret=SECRET)
+    page = client.get(reverse("admin:jobs_jobtype_change", args=[job_type.pk]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert SECRET not in text
+    assert "set (never shown)" in text
+    assert "http://127.0.0.1:9/hook" in text
