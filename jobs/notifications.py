@@ -234,7 +234,7 @@ class Notification:
             "url": self.url,
             "duration": humane_duration(run.duration.total_seconds() if run.duration else None),
             "params": excerpt(run.params)[0],
-            "result": excerpt(run.result)[0] if run.status == Run.Status.SUCCEEDED else "",
+            "result": excerpt(run.result)[0] if run.status == Run.Status.SUCCEEDED and run.result is not None else "",
             "error": excerpt(run.error)[0],
         }
 
