@@ -1,4 +1,5 @@
 import json
+from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
@@ -9,8 +10,23 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from . import services
-from .models import JobType, Run, Schedule
+from . import notifications, services
+from .models import JobType, NotifyOn, NotifyStatus, Run, Schedule
+
+
+class EmailListField(forms.Field):
+    """Addresses typed as text, separated by commas or lines; checked by the
+    model or the service, so the admin and the API say the same."""
+
+    widget = forms.Textarea(attrs={"rows": 2, "cols": 80})
+
+    def to_python(self, value):
+        if isinstance(value, list):
+            return value
+        return notifications.split_emails(value or "")
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
 
 
 class RunParamsForm(forms.Form):
@@ -23,6 +39,11 @@ class RunParamsForm(forms.Form):
     run_at = forms.DateTimeField(
         required=False,
         help_text="Leave empty to run now, or give a future time (YYYY-MM-DD HH:MM, in the site's time zone).",
+    )
+    notify_emails = EmailListField(
+        required=False,
+        label="Also notify",
+        help_text="Addresses to tell about this run too (comma-separated), under the job type's notify_on.",
     )
 
     def clean_params(self):
@@ -68,13 +89,40 @@ class EnableRunMixin:
             obj.save()
 
 
+class JobTypeForm(forms.ModelForm):
+    notify_emails = EmailListField(required=False, help_text="Comma-separated addresses.")
+    webhook_secret = forms.CharField(
+        required=False,
+        max_length=200,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+    class Meta:
+        model = JobType
+        fields = ["notify_emails", "webhook_secret"]  # the admin adds the rest from its fieldsets
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        has_secret = bool(self.instance.webhook_secret)
+        self.fields["webhook_secret"].help_text = (
+            "A secret is set; it is never shown. Type a new one to replace it, or leave this empty to keep it."
+            if has_secret
+            else f"Signs each webhook request (at least {notifications.MIN_SECRET_LENGTH} characters)."
+        )
+
+    def clean_webhook_secret(self):
+        # The secret is never sent to the browser, so an empty field keeps it.
+        return self.cleaned_data["webhook_secret"] or self.instance.webhook_secret
+
+
 @admin.register(JobType)
 class JobTypeAdmin(EnableRunMixin, admin.ModelAdmin):
-    list_display = ["name", "kind", "target", "queue", "enabled", "run_link", "updated_at"]
-    list_filter = ["kind", "enabled", "queue"]
+    form = JobTypeForm
+    list_display = ["name", "kind", "target", "queue", "enabled", "notify_display", "run_link", "updated_at"]
+    list_filter = ["kind", "enabled", "queue", "notify_on"]
     search_fields = ["name", "description", "task"]
     readonly_fields = ["created_at", "updated_at"]
-    actions = ["run_now", "enable", "disable"]
+    actions = ["run_now", "send_test_notification", "enable", "disable"]
     fieldsets = [
         (None, {"fields": ["name", "description", "kind", "enabled"]}),
         ("What to run", {"fields": ["task", "http", "command"], "description": "Fill the one that matches the kind."}),
@@ -92,8 +140,64 @@ class JobTypeAdmin(EnableRunMixin, admin.ModelAdmin):
                 ]
             },
         ),
+        (
+            "Notifications",
+            {
+                "fields": ["notify_on", "notify_emails", "webhook_url", "webhook_secret"],
+                "description": "Who is told when a run ends. Check it with the action “Send a test notification”.",
+            },
+        ),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # A view-only page shows every field's value: never the secret's.
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": [f if f != "webhook_secret" else "webhook_secret_set" for f in options["fields"]],
+                },
+            )
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "webhook_secret_set"]
+
+    @admin.display(description="Webhook secret")
+    def webhook_secret_set(self, job_type: JobType) -> str:
+        return "set (never shown)" if job_type.webhook_secret else "not set"
+
+    @admin.display(description="Notify", ordering="notify_on")
+    def notify_display(self, job_type: JobType) -> str:
+        if job_type.notify_on == NotifyOn.NEVER:
+            return "never"
+        told = [f"{len(job_type.notify_emails)} address{'es' if len(job_type.notify_emails) != 1 else ''}"]
+        if job_type.webhook_url:
+            # The URL may carry a token of its own: only its host is shown.
+            told.append(f"webhook to {urlsplit(job_type.webhook_url).hostname}")
+        return f"on {job_type.notify_on}: {', '.join(told)}"
+
+    @admin.action(description="Send a test notification", permissions=["change"])
+    def send_test_notification(self, request, queryset):
+        for job_type in queryset:
+            try:
+                outcome = services.notification_send_test(job_type=job_type)
+            except services.ServiceError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+                continue
+            for channel, result in outcome.items():
+                if result["status"] == "sent":
+                    self.message_user(request, f"Test {channel} for {job_type.name} sent {result['detail']}.")
+                else:
+                    self.message_user(
+                        request, f"Test {channel} for {job_type.name} failed: {result['error']}", messages.ERROR
+                    )
 
     @admin.display(description="Run")
     def run_link(self, job_type: JobType) -> str:
@@ -103,7 +207,6 @@ class JobTypeAdmin(EnableRunMixin, admin.ModelAdmin):
     def run_now(self, request, queryset):
         for job_type in queryset:
             run_and_report(self, request, job_type.name, job_type=job_type)
-
 
     def get_urls(self):
         run_view = self.admin_site.admin_view(self.run_view)
@@ -123,6 +226,7 @@ class JobTypeAdmin(EnableRunMixin, admin.ModelAdmin):
                     trigger=Run.Trigger.ADMIN,
                     requested_by=request.user,
                     run_at=form.cleaned_data["run_at"],
+                    notify_emails=form.cleaned_data["notify_emails"],
                 )
             except services.ServiceError as exc:
                 for field, errors in exc.errors.items():
@@ -142,16 +246,49 @@ class JobTypeAdmin(EnableRunMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/jobs/jobtype/run.html", context)
 
 
+RUN_NOTIFY_INTERNALS = ["notify_outcome", "notify_locked_until"]
+
+
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
-    list_display = ["short_id", "job_type", "status", "trigger", "created_at", "duration_display", "attempts", "worker"]
-    list_filter = ["status", "trigger", "job_type", "schedule", "created_at"]
+    list_display = [
+        "short_id",
+        "job_type",
+        "status",
+        "trigger",
+        "created_at",
+        "duration_display",
+        "attempts",
+        "worker",
+        "notification_display",
+    ]
+    list_filter = ["status", "trigger", "notify_status", "job_type", "schedule", "created_at"]
     search_fields = ["=id", "job_type__name"]
     list_select_related = ["job_type"]
     date_hierarchy = "created_at"
     actions = ["cancel", "rerun"]
     show_full_result_count = False  # no COUNT(*) over the whole run table
-    readonly_fields = [f.name for f in Run._meta.fields] + ["duration_display"]
+    exclude = RUN_NOTIFY_INTERNALS  # shown as "Notification", in words
+    readonly_fields = [f.name for f in Run._meta.fields if f.name not in RUN_NOTIFY_INTERNALS] + [
+        "duration_display",
+        "notification_display",
+    ]
+
+    @admin.display(description="Notification", ordering="notify_status")
+    def notification_display(self, run: Run) -> str:
+        if not run.notify_status:
+            return "—"
+        outcome = run.notify_outcome or {}
+        parts = [
+            f"{channel} {o['status']}" + (f" ({o['error']})" if o.get("error") and o["status"] != "sent" else "")
+            for channel, o in outcome.items()
+            if isinstance(o, dict)
+        ]
+        if "error" in outcome:
+            parts.append(outcome["error"])
+        if run.notify_status == NotifyStatus.PENDING and run.notify_locked_until:
+            parts.append(f"next attempt {run.notify_locked_until:%Y-%m-%d %H:%M:%S}")
+        return f"{run.notify_status}" + (f": {'; '.join(parts)}" if parts else "")
 
     @admin.display(description="Run", ordering="created_at")
     def short_id(self, run: Run) -> str:
@@ -244,7 +381,6 @@ class ScheduleAdmin(EnableRunMixin, admin.ModelAdmin):
             return "—"
         url = reverse("admin:jobs_run_change", args=[schedule.last_run_id])
         return format_html('<a href="{}">{}</a>', url, schedule.last_run_status)
-
 
     @admin.action(description="Run now with the schedule's params", permissions=["run"])
     def run_now(self, request, queryset):

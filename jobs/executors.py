@@ -20,10 +20,14 @@ from jobsite.celery import app
 
 from . import net
 from .models import JobType, Run
+from .notifications import notify_on_for
 
 # Every message Jobsite publishes for a run carries this header, so the worker's
 # signal handlers skip other tasks without a database lookup.
 RUN_HEADER = "jobsite_run"
+# ...and this one, the run's notify_on rule, so that a run that ends need not
+# look up its job type to know whether to notify (it almost never has to).
+NOTIFY_HEADER = "jobsite_notify_on"
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
@@ -59,7 +63,7 @@ class Executor:
             soft_time_limit=job_type.soft_time_limit,
             time_limit=job_type.hard_time_limit,
             countdown=countdown,
-            headers={RUN_HEADER: True},
+            headers={RUN_HEADER: True, NOTIFY_HEADER: notify_on_for(run)},
             producer=producer,
         )
 
@@ -109,17 +113,9 @@ class HttpExecutor(Executor):
         method = str(config.get("method", "GET")).upper()
         if method not in HTTP_METHODS:
             problems.append(f"method '{config.get('method')}': use one of {', '.join(HTTP_METHODS)}.")
-        url = config.get("url")
-        try:
-            parsed = httpx.URL(url) if isinstance(url, str) else None
-        except httpx.InvalidURL:
-            parsed = None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
-            problems.append(f"url {url!r}: give an absolute http:// or https:// URL.")
-        else:
-            refusal = net.host_refusal_at_save(parsed.host)
-            if refusal:
-                problems.append(f"url: {refusal}.")
+        url_problem = net.url_problem(config.get("url"))
+        if url_problem:
+            problems.append(f"url: {url_problem}")
         headers = config.get("headers", {})
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             problems.append("headers: must be an object of strings.")
@@ -171,40 +167,20 @@ class HttpExecutor(Executor):
             raise RunFailed(f"HTTP {response.status_code} from {url}, expected {expected}: {excerpt}")
         return result
 
-    def _send_pinned(self, client: httpx.Client, method: str, url: str, kwargs: dict):
-        target = httpx.URL(url)
-        if target.scheme not in ("http", "https"):
-            raise RunFailed(f"Refusing to follow {url}: only http and https are allowed")
+    @staticmethod
+    def _send_pinned(client: httpx.Client, method: str, url: str, kwargs: dict) -> net.PinnedResponse:
         try:
-            address = net.allowed_addresses(target.host, target.port or (443 if target.scheme == "https" else 80))[0]
-        except net.HostRefused as exc:
+            return net.send_pinned(
+                client,
+                method,
+                url,
+                headers=kwargs["headers"],
+                max_body_bytes=settings.JOBS_HTTP_MAX_BODY_BYTES,
+                json=kwargs.get("json"),
+                params=kwargs.get("params"),
+            )
+        except net.RequestFailed as exc:
             raise RunFailed(str(exc)) from None
-        pinned = target.copy_with(host=address)
-        headers = {**kwargs["headers"], "Host": target.netloc.decode("ascii")}
-        request = client.build_request(
-            method,
-            pinned,
-            headers=headers,
-            json=kwargs.get("json"),
-            params=kwargs.get("params"),
-            extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
-        )
-        limit = settings.JOBS_HTTP_MAX_BODY_BYTES
-        try:
-            response = client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise RunFailed(f"{type(exc).__name__} calling {url}: {exc}") from None
-        body, truncated = bytearray(), False
-        try:
-            for chunk in response.iter_bytes():
-                body.extend(chunk)
-                if len(body) > limit:
-                    del body[limit:]
-                    truncated = True
-                    break
-        finally:
-            response.close()
-        return response, bytes(body), truncated
 
 
 class CommandExecutor(Executor):

@@ -12,6 +12,12 @@ from django.utils import timezone
 from django.utils import timezone as django_timezone
 
 
+class NotifyOn(models.TextChoices):
+    NEVER = "never"
+    FAILURE = "failure"
+    COMPLETION = "completion"
+
+
 class JobType(models.Model):
     class Kind(models.TextChoices):
         TASK = "task", "Celery task"
@@ -53,6 +59,21 @@ class JobType(models.Model):
     max_concurrency = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)], help_text="Empty: no limit."
     )
+    notify_on = models.CharField(
+        max_length=20,
+        choices=NotifyOn.choices,
+        default=NotifyOn.NEVER,
+        help_text="When to email notify_emails and call the webhook: never, when a run fails, or whenever one ends.",
+    )
+    notify_emails = models.JSONField(
+        default=list, blank=True, help_text="Addresses told when a run ends (see notify_on)."
+    )
+    webhook_url = models.CharField(
+        max_length=500, blank=True, help_text="Receives a signed JSON POST when a run ends (see notify_on)."
+    )
+    webhook_secret = models.CharField(
+        max_length=200, blank=True, help_text="Signs webhook bodies (HMAC-SHA256). Never shown again once saved."
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -66,6 +87,7 @@ class JobType(models.Model):
 
     def clean(self) -> None:
         from .executors import executor_for
+        from .notifications import notification_config_errors
         from .params import check_schema
 
         errors = executor_for(self.kind).config_errors(self) if self.kind in self.Kind.values else {}
@@ -77,6 +99,8 @@ class JobType(models.Model):
             errors.setdefault("params_schema", []).append(schema_error)
         if not isinstance(self.default_params, dict):
             errors.setdefault("default_params", []).append("Must be a JSON object.")
+        for field, problems in notification_config_errors(self).items():
+            errors.setdefault(field, []).extend(problems)
         if errors:
             raise ValidationError(errors)
 
@@ -103,6 +127,12 @@ class JobType(models.Model):
         if self.kind == self.Kind.COMMAND:
             return " ".join(str(arg) for arg in self.command.get("argv", []))
         return ""
+
+
+class NotifyStatus(models.TextChoices):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 class RunQuerySet(models.QuerySet):
@@ -161,6 +191,15 @@ class Run(models.Model):
     result = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
+    # Notification: `notify_status` becomes pending in the same UPDATE that ends
+    # the run (when its job type wants one), and sent or failed exactly once,
+    # with `notified_at`, when the outcome is known.
+    notify_emails = models.JSONField(default=list, blank=True, help_text="Addresses added for this run only.")
+    notify_status = models.CharField(max_length=10, choices=NotifyStatus.choices, blank=True, default="")
+    notify_attempts = models.PositiveSmallIntegerField(default=0)
+    notify_locked_until = models.DateTimeField(null=True, blank=True)
+    notify_outcome = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    notified_at = models.DateTimeField(null=True, blank=True)
 
     objects = RunQuerySet.as_manager()
 
@@ -187,6 +226,10 @@ class Run(models.Model):
             # The dispatcher's "scheduled runs now due" query. Not a partial index:
             # SQLite cannot use one when the status comes as a bound parameter.
             models.Index(fields=["status", "scheduled_for"], name="run_status_scheduled_for"),
+            # The notification sweeper looks only at the few runs still pending.
+            models.Index(
+                fields=["notify_locked_until"], condition=Q(notify_status="pending"), name="run_notify_pending"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -210,7 +253,10 @@ class Run(models.Model):
     # and never rewrites a terminal state. Each returns whether it applied.
 
     def _transition(self, from_statuses, **changes) -> bool:
-        updated = Run.objects.filter(pk=self.pk, status__in=from_statuses).update(**changes)
+        return self._transition_query(Run.objects.filter(pk=self.pk, status__in=from_statuses), **changes)
+
+    def _transition_query(self, query: models.QuerySet, **changes) -> bool:
+        updated = query.update(**changes)
         if updated:
             for field, value in changes.items():
                 if hasattr(value, "resolve_expression"):
@@ -233,23 +279,26 @@ class Run(models.Model):
             worker=worker,
         )
 
-    def mark_succeeded(self, *, result) -> bool:
+    # The terminal ones take `notify`: the run's notification is then marked
+    # pending in the same UPDATE, so a run cannot end without the record that
+    # it still has to be notified.
+
+    def _ending(self, notify: bool) -> dict:
+        return {"finished_at": timezone.now(), **({"notify_status": NotifyStatus.PENDING} if notify else {})}
+
+    def mark_succeeded(self, *, result, notify: bool = False) -> bool:
         return self._transition(
             self.NOT_TERMINAL,
             status=self.Status.SUCCEEDED,
-            finished_at=timezone.now(),
             result=result,
             error="",
             traceback="",
+            **self._ending(notify),
         )
 
-    def mark_failed(self, *, error: str, traceback: str = "") -> bool:
+    def mark_failed(self, *, error: str, traceback: str = "", notify: bool = False) -> bool:
         return self._transition(
-            self.NOT_TERMINAL,
-            status=self.Status.FAILED,
-            finished_at=timezone.now(),
-            error=error,
-            traceback=traceback,
+            self.NOT_TERMINAL, status=self.Status.FAILED, error=error, traceback=traceback, **self._ending(notify)
         )
 
     def mark_retrying(self, *, error: str, traceback: str, retry_at) -> bool:
@@ -261,8 +310,42 @@ class Run(models.Model):
             traceback=traceback,
         )
 
-    def mark_cancelled(self) -> bool:
-        return self._transition(self.NOT_TERMINAL, status=self.Status.CANCELLED, finished_at=timezone.now())
+    def mark_cancelled(self, *, notify: bool = False) -> bool:
+        return self._transition(self.NOT_TERMINAL, status=self.Status.CANCELLED, **self._ending(notify))
+
+    # Notification. One attempt at a time holds the run's notification (a lease
+    # in `notify_locked_until`); the attempt number it got is its fence, so an
+    # attempt that outlived its lease cannot overwrite a newer one's record.
+
+    def _notification_update(self, attempt: int, **changes) -> bool:
+        query = Run.objects.filter(pk=self.pk, notify_status=NotifyStatus.PENDING, notify_attempts=attempt)
+        return self._transition_query(query, **changes)
+
+    def claim_notification(self, *, lease_seconds: float) -> int | None:
+        """Take the pending notification for one attempt; its number, or None if
+        it is not pending (already sent or failed) or another attempt holds it."""
+        now = timezone.now()
+        hold_until = now + timedelta(seconds=lease_seconds)
+        claimed = (
+            Run.objects.filter(pk=self.pk, notify_status=NotifyStatus.PENDING)
+            .filter(Q(notify_locked_until__isnull=True) | Q(notify_locked_until__lte=now))
+            .update(notify_locked_until=hold_until, notify_attempts=F("notify_attempts") + 1)
+        )
+        if not claimed:
+            return None
+        self.refresh_from_db(fields=["notify_attempts", "notify_locked_until", "notify_outcome"])
+        return self.notify_attempts
+
+    def save_notification_progress(self, *, attempt: int, outcome: dict, retry_at=None) -> bool:
+        """Record what this attempt did; with `retry_at`, hold the notification until then."""
+        changes = {"notify_locked_until": retry_at} if retry_at else {}
+        return self._notification_update(attempt, notify_outcome=outcome, **changes)
+
+    def mark_notified(self, *, attempt: int, status: str, outcome: dict) -> bool:
+        """Record the final outcome, once: sent, or failed with the reasons in `outcome`."""
+        return self._notification_update(
+            attempt, notify_status=status, notify_outcome=outcome, notified_at=timezone.now(), notify_locked_until=None
+        )
 
 
 class Schedule(models.Model):

@@ -1,4 +1,5 @@
-"""Which hosts `http` job types may reach.
+"""Which hosts Jobsite's outgoing requests (`http` job types, webhooks) may
+reach, and how a request is sent so that it reaches only those.
 
 Loopback, private, link-local and other non-public addresses are refused unless
 `JOBS_HTTP_ALLOWED_HOSTS` lists the host name, the address, or a network holding
@@ -9,12 +10,18 @@ check and a private one for the connection.
 
 import ipaddress
 import socket
+from typing import Any, NamedTuple
 
+import httpx
 from django.conf import settings
 
 
 class HostRefused(Exception):
     pass
+
+
+class RequestFailed(Exception):
+    """The request was refused by the host rules or could not be completed."""
 
 
 def _allowed_entries() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
@@ -77,3 +84,63 @@ def host_refusal_at_save(host: str) -> str | None:
             return None
         return str(exc)
     return None
+
+
+def url_problem(url: Any) -> str | None:
+    """What is wrong with `url` as the target of an outgoing request, judged at save time."""
+    try:
+        parsed = httpx.URL(url) if isinstance(url, str) else None
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        return f"give an absolute http:// or https:// URL, not {url!r}."
+    refusal = host_refusal_at_save(parsed.host)
+    return f"{refusal}." if refusal else None
+
+
+class PinnedResponse(NamedTuple):
+    response: httpx.Response
+    body: bytes
+    truncated: bool
+
+
+def send_pinned(
+    client: httpx.Client, method: str, url: str, *, headers: dict[str, str], max_body_bytes: int, **content: Any
+) -> PinnedResponse:
+    """Send one request to an address of the URL's host that the rules allow.
+
+    `content` is httpx's `json`, `params` or `content`. Redirects are not
+    followed: a caller that follows them sends each hop through here again.
+    The response body is read up to `max_body_bytes`.
+    """
+    target = httpx.URL(url)
+    if target.scheme not in ("http", "https"):
+        raise RequestFailed(f"Refusing to follow {url}: only http and https are allowed")
+    try:
+        address = allowed_addresses(target.host, target.port or (443 if target.scheme == "https" else 80))[0]
+    except HostRefused as exc:
+        raise RequestFailed(str(exc)) from None
+    request = client.build_request(
+        method,
+        target.copy_with(host=address),
+        headers={**headers, "Host": target.netloc.decode("ascii")},
+        extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+        **content,
+    )
+    try:
+        response = client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise RequestFailed(f"{type(exc).__name__} calling {url}: {exc}") from None
+    body, truncated = bytearray(), False
+    try:
+        for chunk in response.iter_bytes():
+            body.extend(chunk)
+            if len(body) > max_body_bytes:
+                del body[max_body_bytes:]
+                truncated = True
+                break
+    except httpx.HTTPError as exc:
+        raise RequestFailed(f"{type(exc).__name__} reading the answer of {url}: {exc}") from None
+    finally:
+        response.close()
+    return PinnedResponse(response, bytes(body), truncated)

@@ -9,14 +9,17 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from jobsite.celery import app
 
+from . import notifications
 from .executors import executor_for
-from .models import JobType, Run, Schedule
+from .models import JobType, NotifyOn, Run, Schedule
 from .params import params_errors, params_with_defaults
 
 logger = logging.getLogger(__name__)
@@ -53,21 +56,34 @@ def run_build(
     run_at: datetime | None = None,
     schedule: Schedule | None = None,
     schedule_tick: datetime | None = None,
+    notify_emails: list[str] | None = None,
 ) -> Run:
     """Validate a trigger and return its run, not yet saved.
 
     Every way of starting a run goes through here: the checks (enabled job
     type, params against the schema after defaults, run_at in the future) are
     the same for one run from the API and a thousand from the dispatcher.
+    `notify_emails` are told about this run as well as the job type's own.
     """
     if not job_type.enabled:
         raise Conflict(f"Job type '{job_type.name}' is disabled: enable it before running it.")
     if params is not None and not isinstance(params, dict):
         raise InvalidInput({"params": ["Params must be a JSON object."]})
     params = params_with_defaults(job_type.default_params, params)
-    errors = params_errors(job_type.params_schema, params)
+    errors = {}
+    params_problems = params_errors(job_type.params_schema, params)
+    if params_problems:
+        errors["params"] = params_problems
+    email_problems = notifications.email_list_errors(notify_emails or [])
+    if not email_problems and notify_emails and job_type.notify_on == NotifyOn.NEVER:
+        email_problems = [
+            f"Job type '{job_type.name}' never notifies (its notify_on is 'never'): "
+            "set it to 'failure' or 'completion' first, or leave notify_emails out."
+        ]
+    if email_problems:
+        errors["notify_emails"] = email_problems
     if errors:
-        raise InvalidInput({"params": errors})
+        raise InvalidInput(errors)
     if run_at is not None and run_at <= timezone.now():
         raise InvalidInput(
             {"run_at": [f"{run_at.isoformat()} is in the past: give a future time, or leave run_at out to run now."]}
@@ -85,6 +101,7 @@ def run_build(
         rerun_of=rerun_of,
         schedule=schedule,
         schedule_tick=schedule_tick,
+        notify_emails=notifications.clean_emails(notify_emails or []),
     )
 
 
@@ -140,9 +157,12 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
 
 
 def run_cancel(*, run: Run) -> Run:
-    if not run.mark_cancelled():
+    notify = notifications.wants_notification(notifications.notify_on_for(run), Run.Status.CANCELLED)
+    if not run.mark_cancelled(notify=notify):
         run.refresh_from_db(fields=["status"])
         raise Conflict(f"Run {run.pk} is already {run.status}: only runs that have not finished can be cancelled.")
+    if notify:
+        notifications.notify_later(run.pk)
     # Revoked even when it looked `scheduled`: the dispatcher may have published
     # it since it was read. terminate=True also covers a run already started.
     try:
@@ -168,8 +188,15 @@ def run_started(*, run_id: str, worker: str) -> None:
     Run(pk=run_id).mark_started(worker=worker)
 
 
-def run_succeeded(*, run_id: str, result: Any) -> None:
-    Run(pk=run_id).mark_succeeded(result=result)
+def run_succeeded(*, run_id: str, result: Any, notify_on: str | None = None) -> None:
+    """`notify_on`: the rule the run was published with (its message says it,
+    so the usual `never` costs no query); None if unknown, then looked up."""
+    if notify_on is None:
+        run = Run.objects.select_related("job_type").filter(pk=run_id).first()
+        notify_on = notifications.notify_on_for(run) if run else NotifyOn.NEVER
+    notify = notifications.wants_notification(notify_on, Run.Status.SUCCEEDED)
+    if Run(pk=run_id).mark_succeeded(result=result, notify=notify) and notify:
+        notifications.notify_later(run_id)
 
 
 def run_failed(*, run_id: str, error: str, traceback: str = "") -> None:
@@ -183,4 +210,32 @@ def run_failed(*, run_id: str, error: str, traceback: str = "") -> None:
         if run.mark_retrying(error=error, traceback=traceback, retry_at=timezone.now() + timedelta(seconds=delay)):
             runs_publish([run], countdown=delay)
             return
-    run.mark_failed(error=error, traceback=traceback)
+    notify = notifications.wants_notification(notifications.notify_on_for(run), Run.Status.FAILED)
+    if run.mark_failed(error=error, traceback=traceback, notify=notify) and notify:
+        notifications.notify_later(run.pk)
+
+
+# Notifications' tools for users.
+
+
+def notification_send_test(*, job_type: JobType) -> dict[str, dict]:
+    """Send a sample notification to the job type's recipients and webhook now,
+    whatever its notify_on; what each channel did."""
+    if not job_type.notify_emails and not job_type.webhook_url:
+        raise Conflict(
+            f"Job type '{job_type.name}' has no notify_emails and no webhook_url: there is nobody to send to."
+        )
+    now = timezone.now()
+    sample = Run(
+        job_type=job_type,
+        status=Run.Status.SUCCEEDED,
+        params=job_type.default_params,
+        trigger=Run.Trigger.ADMIN,
+        created_at=now - timedelta(seconds=3),
+        started_at=now - timedelta(seconds=2),
+        finished_at=now,
+        attempts=1,
+        result={"sample": True, "message": "A run's result appears here."},
+    )
+    url = settings.SITE_URL + reverse("admin:jobs_jobtype_change", args=[job_type.pk])
+    return notifications.deliver(notifications.Notification(run=sample, url=url, test=True), {})

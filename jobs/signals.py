@@ -4,15 +4,17 @@ from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 
 from . import services
-from .executors import RUN_HEADER, RunFailed
+from .executors import NOTIFY_HEADER, RUN_HEADER, RunFailed
+
+
+def _header(task, name: str):
+    request = task.request
+    return request.get(name) or (request.headers or {}).get(name)
 
 
 def _run_id(task) -> str | None:
     """The run id of a task Jobsite published, or None for any other task."""
-    request = task.request
-    if request.get(RUN_HEADER) or (request.headers or {}).get(RUN_HEADER):
-        return request.id
-    return None
+    return task.request.id if _header(task, RUN_HEADER) else None
 
 
 @signals.task_prerun.connect
@@ -26,7 +28,7 @@ def on_task_prerun(task_id, task, **_):
 def on_task_success(sender, result, **_):
     run_id = _run_id(sender)
     if run_id:
-        services.run_succeeded(run_id=run_id, result=result)
+        services.run_succeeded(run_id=run_id, result=result, notify_on=_header(sender, NOTIFY_HEADER))
 
 
 @signals.task_failure.connect

@@ -2,7 +2,9 @@
 
 from celery import shared_task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from django.conf import settings
 
+from . import notifications
 from .executors import executor_for
 from .models import Run
 
@@ -28,3 +30,30 @@ def dispatch() -> dict[str, int]:
     from .dispatch import dispatch_due
 
     return dispatch_due()
+
+
+@shared_task(
+    bind=True,
+    name="jobsite.notify_run",
+    acks_late=True,
+    max_retries=None,  # the run's own attempt count decides when to give up
+    # Stops an attempt before its hold on the notification ends (see run_notify).
+    soft_time_limit=settings.JOBS_NOTIFY_LEASE_SECONDS - 10,
+    time_limit=settings.JOBS_NOTIFY_LEASE_SECONDS,
+)
+def notify_run(self, run_id: str) -> str:
+    """Email and call the webhook about a run that ended, exactly once."""
+    try:
+        result = notifications.run_notify(run_id=run_id)
+    except SoftTimeLimitExceeded:
+        # This attempt outlived its hold; the next one takes over once the hold ends.
+        raise self.retry(countdown=settings.JOBS_NOTIFY_LEASE_SECONDS) from None
+    if result.retry_in is not None:
+        raise self.retry(countdown=result.retry_in)
+    return result.state
+
+
+@shared_task(name="jobsite.notify_sweep", ignore_result=True)
+def notify_sweep() -> int:
+    """Queue again the notifications whose task was lost (run by beat every minute)."""
+    return notifications.notification_sweep()

@@ -159,9 +159,22 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIN
 X_FRAME_OPTIONS = "SAMEORIGIN"
 
 # --- Email ----------------------------------------------------------------
-vars().update(dj_email_url.parse(os.environ.get("EMAIL_URL", "console:")))
+EMAIL_URL = os.environ.get("EMAIL_URL", "console:")
+_email = dj_email_url.parse(EMAIL_URL)
+if "EMAIL_BACKEND" not in _email:
+    # dj-email-url ignores schemes it does not know (e.g. "smtp+tls"), which
+    # would silently send with Django's default: plain SMTP to localhost.
+    raise ImproperlyConfigured(
+        f"EMAIL_URL scheme {EMAIL_URL.split(':', 1)[0]!r} is not known: use smtp://, submission:// (STARTTLS), "
+        "smtp://...?ssl=1 (TLS), console: or dummy:"
+    )
+vars().update(_email)
+# Without a timeout a stuck SMTP server would hold a notification worker forever.
+EMAIL_TIMEOUT = _email["EMAIL_TIMEOUT"] or 30
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "jobsite@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Links in notifications point here: the address people use to reach Jobsite.
+SITE_URL = os.environ.get("SITE_URL", "http://localhost:8000").rstrip("/")
 
 # --- Celery ---------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -231,6 +244,28 @@ JOBS_DEFAULT_TIMEOUT_SECONDS = env_int("JOBS_DEFAULT_TIMEOUT_SECONDS", 300)
 # clean up after SoftTimeLimitExceeded before it is killed.
 JOBS_HARD_TIMEOUT_GRACE_SECONDS = env_int("JOBS_HARD_TIMEOUT_GRACE_SECONDS", 30)
 JOBS_RETRY_BACKOFF_MAX_SECONDS = env_int("JOBS_RETRY_BACKOFF_MAX_SECONDS", 600)
+
+# --- Notifications ----------------------------------------------------------
+# A notification that cannot be delivered (SMTP or webhook down) is tried again
+# after JOBS_NOTIFY_RETRY_BACKOFF_SECONDS, doubling up to the max, until
+# JOBS_NOTIFY_MAX_ATTEMPTS attempts have been made; then its failure is recorded.
+JOBS_NOTIFY_MAX_ATTEMPTS = env_int("JOBS_NOTIFY_MAX_ATTEMPTS", 8)
+JOBS_NOTIFY_RETRY_BACKOFF_SECONDS = env_int("JOBS_NOTIFY_RETRY_BACKOFF_SECONDS", 30)
+JOBS_NOTIFY_RETRY_BACKOFF_MAX_SECONDS = env_int("JOBS_NOTIFY_RETRY_BACKOFF_MAX_SECONDS", 1800)
+JOBS_WEBHOOK_TIMEOUT_SECONDS = env_int("JOBS_WEBHOOK_TIMEOUT_SECONDS", 10)
+# Characters of a run's params, result and error quoted in a notification.
+JOBS_NOTIFY_EXCERPT_CHARS = env_int("JOBS_NOTIFY_EXCERPT_CHARS", 2000)
+# One attempt holds its run's notification this long; a worker that died while
+# holding it is replaced after that. Longer than an SMTP plus a webhook timeout.
+JOBS_NOTIFY_LEASE_SECONDS = max(
+    env_int("JOBS_NOTIFY_LEASE_SECONDS", 120), EMAIL_TIMEOUT + JOBS_WEBHOOK_TIMEOUT_SECONDS + 20
+)
+# Backstop for a notification whose task was lost (broker down when the run
+# ended, or a retry that never came back): it is sent late, not never.
+CELERY_BEAT_SCHEDULE["jobsite: send notifications whose task was lost"] = {
+    "task": "jobsite.notify_sweep",
+    "schedule": 60.0,
+}
 
 
 # --- REST API ---------------------------------------------------------------

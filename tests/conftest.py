@@ -21,6 +21,7 @@ from jobs.models import Run
 from jobsite.celery import app
 
 from .factories import JobTypeFactory
+from .servers import Mailbox, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -225,6 +226,30 @@ def worker(celery_worker, transactional_db):
         pytest.fail(f"The Celery worker died:\n{_log_tail(celery_worker.log)}")
 
 
+@pytest.fixture(scope="session")
+def smtp_server():
+    """The tests' SMTP server, on the port EMAIL_URL names (tests/settings.py)."""
+    server = Mailbox(settings.EMAIL_PORT)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server):
+    """The SMTP server, running and empty; whatever a test did to it, it runs again after."""
+    smtp_server.start()
+    smtp_server.clear()
+    yield smtp_server
+    smtp_server.start()
+
+
+@pytest.fixture
+def webhook():
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
 def wait_for_run(run: Run, *statuses: str, timeout: float = 30) -> Run:
     """Poll the database until the run reaches one of `statuses` (default: any terminal one)."""
     statuses = statuses or Run.TERMINAL_STATUSES
@@ -235,4 +260,17 @@ def wait_for_run(run: Run, *statuses: str, timeout: float = 30) -> Run:
             return run
         if time.monotonic() > deadline:
             raise AssertionError(f"Run {run.pk} is {run.status} after {timeout} s, expected {statuses}")
+        time.sleep(0.1)
+
+
+def wait_for_notification(run: Run, *statuses: str, timeout: float = 30) -> Run:
+    """Poll until the run's notification is sent or failed (or one of `statuses`)."""
+    statuses = statuses or ("sent", "failed")
+    deadline = time.monotonic() + timeout
+    while True:
+        run.refresh_from_db()
+        if run.notify_status in statuses:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Run {run.pk}'s notification is {run.notify_status!r} after {timeout} s")
         time.sleep(0.1)

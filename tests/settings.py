@@ -18,6 +18,15 @@ os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
 # The tests start their own Redis on a free port (tests/conftest.py); workers
 # they spawn inherit this variable and so find the same one.
 os.environ.setdefault("REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
+# Likewise an SMTP server of their own (aiosmtpd, the `mailbox` fixture): the
+# workers email it. Notification retries are quick, yet span more than the
+# 20 s outage that a test rides out (1+2+3+3+... s over 11 attempts: 27 s).
+os.environ.setdefault("EMAIL_URL", f"smtp://127.0.0.1:{_free_port()}?timeout=5")
+os.environ.setdefault("JOBS_NOTIFY_RETRY_BACKOFF_SECONDS", "1")
+os.environ.setdefault("JOBS_NOTIFY_RETRY_BACKOFF_MAX_SECONDS", "3")
+os.environ.setdefault("JOBS_NOTIFY_MAX_ATTEMPTS", "11")
+os.environ.setdefault("JOBS_NOTIFY_LEASE_SECONDS", "30")
+os.environ.setdefault("JOBS_WEBHOOK_TIMEOUT_SECONDS", "5")
 os.environ.setdefault("JOBS_HTTP_ALLOWED_HOSTS", "127.0.0.1")
 os.environ.setdefault("JOBS_COMMAND_ALLOWLIST", "/bin/echo,/bin/sh,/bin/sleep")
 

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs.models import JobType, Run, Schedule
+from jobs.models import JobType, NotifyStatus, Run, Schedule
 
 
 class ModelCleanMixin:
@@ -39,11 +39,47 @@ class JobTypeSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "max_retries",
             "retry_backoff_seconds",
             "max_concurrency",
+            "notify_on",
+            "notify_emails",
+            "webhook_url",
+            "webhook_secret",
             "enabled",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
+        # Written, never read back: it signs the webhook requests.
+        extra_kwargs = {"webhook_secret": {"write_only": True}}
+
+
+class NotificationChannelSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["sent", "failed"])
+    detail = serializers.CharField(required=False, help_text="Sent: to whom, or the webhook's answer.")
+    error = serializers.CharField(required=False, help_text="Failed: why (the last attempt's reason).")
+    at = serializers.DateTimeField()
+
+
+class NotificationSerializer(serializers.Serializer):
+    """The outcome of a run's notification: null when it has none."""
+
+    status = serializers.ChoiceField(choices=NotifyStatus.choices)
+    notified_at = serializers.DateTimeField(allow_null=True, help_text="When the final outcome was recorded.")
+    attempts = serializers.IntegerField()
+    next_attempt_at = serializers.DateTimeField(allow_null=True, help_text="Pending: when it is tried again.")
+    email = NotificationChannelSerializer(required=False)
+    webhook = NotificationChannelSerializer(required=False)
+    error = serializers.CharField(required=False)
+
+    def to_representation(self, run: Run):
+        outcome = run.notify_outcome or {}
+        data = {
+            "status": run.notify_status,
+            "notified_at": run.notified_at,
+            "attempts": run.notify_attempts,
+            "next_attempt_at": run.notify_locked_until if run.notify_status == NotifyStatus.PENDING else None,
+            **outcome,
+        }
+        return super().to_representation(data)
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -51,6 +87,7 @@ class RunSerializer(serializers.ModelSerializer):
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     schedule = serializers.SlugRelatedField(slug_field="name", read_only=True)
     duration_seconds = serializers.SerializerMethodField()
+    notification = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
 
     class Meta:
@@ -76,6 +113,8 @@ class RunSerializer(serializers.ModelSerializer):
             "result",
             "error",
             "traceback",
+            "notify_emails",
+            "notification",
             "url",
         ]
         read_only_fields = fields
@@ -83,6 +122,10 @@ class RunSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_duration_seconds(self, run: Run) -> float | None:
         return run.duration.total_seconds() if run.duration else None
+
+    @extend_schema_field(NotificationSerializer(allow_null=True))
+    def get_notification(self, run: Run) -> dict | None:
+        return NotificationSerializer(run).data if run.notify_status else None
 
     @extend_schema_field(serializers.URLField())
     def get_url(self, run: Run) -> str:
@@ -98,6 +141,11 @@ class RunRequestSerializer(serializers.Serializer):
     )
     run_at = serializers.DateTimeField(
         required=False, help_text="Run later, at this time (ISO 8601 with an offset); it must be in the future."
+    )
+    notify_emails = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Also tell these addresses about this run (under the job type's notify_on).",
     )
 
     def validate_params(self, value):

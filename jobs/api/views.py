@@ -65,6 +65,7 @@ class JobTypeViewSet(viewsets.ModelViewSet):
             requested_by=request.user,
             idempotency_key=body.validated_data.get("idempotency_key"),
             run_at=body.validated_data.get("run_at"),
+            notify_emails=body.validated_data.get("notify_emails"),
         )
         data = RunSerializer(run, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

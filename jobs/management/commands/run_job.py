@@ -7,6 +7,7 @@ from django.utils.dateparse import parse_datetime
 
 from jobs import services
 from jobs.models import JobType, Run
+from jobs.notifications import split_emails
 
 
 class Command(BaseCommand):
@@ -18,10 +19,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--at", dest="run_at", default=None, help="Run later, at this ISO 8601 time (no offset: TIME_ZONE)."
         )
+        parser.add_argument(
+            "--notify",
+            action="append",
+            default=[],
+            metavar="EMAIL",
+            help="Also tell this address about the run (repeat, or separate with commas), under its notify_on.",
+        )
         parser.add_argument("--wait", action="store_true", help="Wait for the run to end and print its outcome.")
         parser.add_argument("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
 
-    def handle(self, *args, name, params, run_at, wait, timeout, **options):
+    def handle(self, *args, name, params, run_at, notify, wait, timeout, **options):
         try:
             params = json.loads(params)
         except ValueError as exc:
@@ -38,7 +46,13 @@ class Command(BaseCommand):
         if job_type is None:
             raise CommandError(f"No job type named '{name}': list them with the API (/api/v1/job-types/) or the admin")
         try:
-            run, _ = services.run_create(job_type=job_type, params=params, trigger=Run.Trigger.CLI, run_at=run_at)
+            run, _ = services.run_create(
+                job_type=job_type,
+                params=params,
+                trigger=Run.Trigger.CLI,
+                run_at=run_at,
+                notify_emails=[email for value in notify for email in split_emails(value)],
+            )
         except services.ServiceError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         self.stdout.write(str(run.pk))

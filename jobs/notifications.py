@@ -1,0 +1,384 @@
+"""Telling people that a run ended: one email and one signed webhook call.
+
+When a run reaches a terminal state that its job type's `notify_on` asks to be
+told about, the UPDATE that ends the run also marks its notification pending
+(`Run.mark_*(notify=True)`), and the `jobsite.notify_run` task is sent once that
+commits. The task (`run_notify`) takes the notification for one attempt with a
+conditional UPDATE, sends what has not been sent yet, and records the outcome
+once (`notified_at`). A redelivered or duplicated task finds it taken or done
+and sends nothing; a failed attempt is tried again with backoff; a task lost on
+the way is sent again by `notification_sweep`.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
+from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from jobsite.celery import app
+
+from . import net
+from .models import JobType, NotifyOn, NotifyStatus, Run
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_TASK = "jobsite.notify_run"
+SIGNATURE_HEADER = "X-Jobsite-Signature"
+MAX_RECIPIENTS = 50
+MIN_SECRET_LENGTH = 16
+# A pending notification untouched this long lost its task: the sweeper sends it again.
+SWEEP_AFTER = timedelta(minutes=5)
+
+
+# --- Who is told, when ---------------------------------------------------------
+
+
+def notify_on_for(run: Run) -> str:
+    """The `notify_on` rule that applies to `run`.
+
+    Workflows hook in here: a run with a parent (a workflow's step) is reported
+    by its workflow run, never on its own. `parent_id` is read from the
+    instance, without a query; until `Run.parent` exists it is always None.
+    """
+    if getattr(run, "parent_id", None) is not None:
+        return NotifyOn.NEVER
+    return run.job_type.notify_on
+
+
+def wants_notification(notify_on: str, status: str) -> bool:
+    """Whether a run that ended with `status` is notified under `notify_on`.
+
+    `failure` means failed (not cancelled: someone chose that); `completion`
+    means any end.
+    """
+    if notify_on == NotifyOn.COMPLETION:
+        return status in Run.TERMINAL_STATUSES
+    if notify_on == NotifyOn.FAILURE:
+        return status == Run.Status.FAILED
+    return False
+
+
+def recipients(run: Run) -> list[str]:
+    """The job type's addresses and the run's own, each once."""
+    return clean_emails([*run.job_type.notify_emails, *run.notify_emails])
+
+
+# --- Checking what users give -----------------------------------------------------
+
+
+def split_emails(text: str) -> list[str]:
+    """Addresses from text separated by commas, semicolons, spaces or lines."""
+    return [part for part in text.replace(";", ",").replace("\n", ",").replace(" ", ",").split(",") if part]
+
+
+def clean_emails(emails: list[str]) -> list[str]:
+    seen, cleaned = set(), []
+    for email in emails:
+        email = email.strip()
+        if email.lower() not in seen:
+            seen.add(email.lower())
+            cleaned.append(email)
+    return cleaned
+
+
+def email_list_errors(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return ['Give a list of email addresses, e.g. ["ops@example.com"].']
+    problems = []
+    for email in value:
+        try:
+            validate_email(email.strip())
+        except ValidationError:
+            problems.append(f"{email!r} is not a valid email address.")
+    if len(value) > MAX_RECIPIENTS:
+        problems.append(f"At most {MAX_RECIPIENTS} addresses, not {len(value)}: use a mailing list.")
+    return problems
+
+
+def notification_config_errors(job_type: JobType) -> dict[str, list[str]]:
+    errors = {}
+    email_problems = email_list_errors(job_type.notify_emails)
+    if email_problems:
+        errors["notify_emails"] = email_problems
+    if job_type.webhook_url:
+        url_problem = net.url_problem(job_type.webhook_url)
+        if url_problem:
+            errors["webhook_url"] = [url_problem[0].upper() + url_problem[1:]]
+        if len(job_type.webhook_secret) < MIN_SECRET_LENGTH:
+            errors["webhook_secret"] = [
+                f"Give a secret of at least {MIN_SECRET_LENGTH} characters to sign webhook requests with, "
+                "e.g. from: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            ]
+    return errors
+
+
+# --- Sending the task ---------------------------------------------------------------
+
+
+def notification_enqueue(run_id) -> None:
+    """Send the notify task; if the broker is down, the sweeper sends it later."""
+    try:
+        app.send_task(NOTIFY_TASK, args=[str(run_id)], task_id=f"notify-{run_id}")
+    except Exception:
+        logger.warning("Could not queue the notification of run %s; the sweeper will", run_id, exc_info=True)
+
+
+def notify_later(run_id) -> None:
+    transaction.on_commit(lambda: notification_enqueue(run_id))
+
+
+def notification_sweep(*, limit: int = 500) -> int:
+    """Queue again the pending notifications whose task was lost; how many."""
+    cutoff = timezone.now() - SWEEP_AFTER
+    stale = Run.objects.filter(notify_status=NotifyStatus.PENDING).filter(
+        Q(notify_locked_until__isnull=True, finished_at__lte=cutoff) | Q(notify_locked_until__lte=cutoff)
+    )
+    run_ids = list(stale.values_list("pk", flat=True)[:limit])
+    for run_id in run_ids:
+        notification_enqueue(run_id)
+    if run_ids:
+        logger.warning("Queued %d notifications again whose task was lost", len(run_ids))
+    return len(run_ids)
+
+
+# --- What is said -------------------------------------------------------------------
+
+
+def excerpt(value: Any) -> tuple[str, bool]:
+    """`value` as readable text, cut at JOBS_NOTIFY_EXCERPT_CHARS; and whether it was cut."""
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder)
+    limit = settings.JOBS_NOTIFY_EXCERPT_CHARS
+    if len(text) <= limit:
+        return text, False
+    return f"{text[:limit]}\n… ({len(text) - limit} more characters)", True
+
+
+def _bounded(value: Any) -> tuple[Any, bool]:
+    """`value` itself when its JSON fits the excerpt size, else its cut text."""
+    text, cut = excerpt(value)
+    return (text if cut else value), cut
+
+
+def humane_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+@dataclass
+class Notification:
+    """What is said about one run, in the email and in the webhook's body."""
+
+    run: Run
+    url: str
+    test: bool = False
+
+    @property
+    def event(self) -> str:
+        return "test" if self.test else "run.finished"
+
+    def payload(self) -> dict[str, Any]:
+        run = self.run
+        params, params_cut = _bounded(run.params)
+        result, result_cut = _bounded(run.result)
+        error, error_cut = excerpt(run.error)
+        return {
+            "event": self.event,
+            "run": {
+                "id": str(run.pk),
+                "job_type": run.job_type.name,
+                "status": run.status,
+                "trigger": run.trigger,
+                "requested_by": run.requested_by.get_username() if run.requested_by_id else None,
+                "params": params,
+                "params_truncated": params_cut,
+                "result": result,
+                "result_truncated": result_cut,
+                "error": error,
+                "error_truncated": error_cut,
+                "created_at": run.created_at,
+                "started_at": run.started_at,
+                "finished_at": run.finished_at,
+                "duration_seconds": run.duration.total_seconds() if run.duration else None,
+                "attempts": run.attempts,
+                "url": self.url,
+            },
+        }
+
+    def context(self) -> dict[str, Any]:
+        run = self.run
+        return {
+            "run": run,
+            "job_type": run.job_type.name,
+            "test": self.test,
+            "url": self.url,
+            "duration": humane_duration(run.duration.total_seconds() if run.duration else None),
+            "params": excerpt(run.params)[0],
+            "result": excerpt(run.result)[0] if run.status == Run.Status.SUCCEEDED and run.result is not None else "",
+            "error": excerpt(run.error)[0],
+        }
+
+    def email(self, to: list[str]) -> EmailMultiAlternatives:
+        context = self.context()
+        subject = " ".join(render_to_string("emails/run_finished_subject.txt", context).split())
+        message = EmailMultiAlternatives(
+            subject=subject,
+            body=render_to_string("emails/run_finished.txt", context),
+            to=to,
+            headers={"X-Jobsite-Run": str(self.run.pk), "X-Jobsite-Event": self.event},
+        )
+        message.attach_alternative(render_to_string("emails/run_finished.html", context), "text/html")
+        return message
+
+
+def notification_for(run: Run) -> Notification:
+    return Notification(run=run, url=settings.SITE_URL + run.get_absolute_url())
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The X-Jobsite-Signature header value for `body`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+# --- How it is sent: one transport per channel -------------------------------------------
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+class EmailTransport:
+    channel = "email"
+
+    def wanted(self, run: Run) -> bool:
+        return bool(recipients(run))
+
+    def notify(self, notification: Notification) -> str:
+        to = recipients(notification.run)
+        try:
+            notification.email(to).send()
+        except Exception as exc:  # smtplib's errors, refused or timed-out connections
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
+        return f"to {', '.join(to)}"
+
+
+class WebhookTransport:
+    channel = "webhook"
+
+    def wanted(self, run: Run) -> bool:
+        return bool(run.job_type.webhook_url)
+
+    def notify(self, notification: Notification) -> str:
+        job_type = notification.run.job_type
+        body = json.dumps(notification.payload(), cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "Jobsite-Webhook",
+            "X-Jobsite-Event": notification.event,
+            "X-Jobsite-Delivery": str(notification.run.pk),
+            SIGNATURE_HEADER: sign(job_type.webhook_secret, body),
+        }
+        url = job_type.webhook_url
+        try:
+            with httpx.Client(timeout=settings.JOBS_WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as client:
+                answer = net.send_pinned(client, "POST", url, headers=headers, content=body, max_body_bytes=500)
+        except net.RequestFailed as exc:
+            raise DeliveryFailed(str(exc)) from None
+        status = answer.response.status_code
+        if not 200 <= status < 300:
+            text = answer.body.decode("utf-8", errors="replace")
+            raise DeliveryFailed(f"HTTP {status} from {url}" + (f": {text}" if text else ""))
+        return f"HTTP {status} from {url}"
+
+
+TRANSPORTS = (EmailTransport(), WebhookTransport())
+
+
+def deliver(notification: Notification, outcome: dict[str, dict], on_sent=None) -> dict[str, dict]:
+    """Send through every wanted channel not already sent in `outcome`; the new outcome."""
+    outcome = dict(outcome)
+    for transport in TRANSPORTS:
+        channel = transport.channel
+        if not transport.wanted(notification.run) or outcome.get(channel, {}).get("status") == "sent":
+            continue
+        try:
+            detail = transport.notify(notification)
+        except DeliveryFailed as exc:
+            outcome[channel] = {"status": "failed", "error": str(exc), "at": timezone.now()}
+        else:
+            outcome[channel] = {"status": "sent", "detail": detail, "at": timezone.now()}
+            if on_sent:
+                on_sent(outcome)
+    return outcome
+
+
+# --- The task's work ---------------------------------------------------------------------
+
+
+@dataclass
+class NotifyResult:
+    state: str  # sent | failed | retry | busy | done
+    retry_in: float | None = None
+
+
+def retry_delay(attempt: int) -> float:
+    delay = settings.JOBS_NOTIFY_RETRY_BACKOFF_SECONDS * 2 ** max(attempt - 1, 0)
+    return min(delay, settings.JOBS_NOTIFY_RETRY_BACKOFF_MAX_SECONDS)
+
+
+def run_notify(*, run_id: str) -> NotifyResult:
+    """One attempt at notifying `run_id`; says whether and when to try again."""
+    attempt = Run(pk=run_id).claim_notification(lease_seconds=settings.JOBS_NOTIFY_LEASE_SECONDS)
+    if attempt is None:
+        row = Run.objects.filter(pk=run_id).values("notify_status", "notify_locked_until").first()
+        if row is None or row["notify_status"] != NotifyStatus.PENDING:
+            return NotifyResult("done")  # sent or failed already: a redelivered or duplicate task
+        # Another attempt holds it. Come back when its hold ends, to take over
+        # if its worker died; by then it has usually finished.
+        wait = (row["notify_locked_until"] - timezone.now()).total_seconds() if row["notify_locked_until"] else 0
+        return NotifyResult("busy", retry_in=max(wait, 0) + 1)
+    run = Run.objects.select_related("job_type", "requested_by").get(pk=run_id)
+
+    def record_sent(outcome):  # at once, so a later retry does not send it again
+        run.save_notification_progress(attempt=attempt, outcome=outcome)
+
+    outcome = deliver(notification_for(run), run.notify_outcome, on_sent=record_sent)
+    if not outcome:
+        outcome = {
+            "error": "Nobody to notify: the job type has no notify_emails or webhook_url, "
+            "and the run added no notify_emails."
+        }
+        run.mark_notified(attempt=attempt, status=NotifyStatus.FAILED, outcome=outcome)
+        return NotifyResult("failed")
+    failed = {channel: o["error"] for channel, o in outcome.items() if o["status"] != "sent"}
+    if not failed:
+        run.mark_notified(attempt=attempt, status=NotifyStatus.SENT, outcome=outcome)
+        return NotifyResult("sent")
+    if attempt >= settings.JOBS_NOTIFY_MAX_ATTEMPTS:
+        run.mark_notified(attempt=attempt, status=NotifyStatus.FAILED, outcome=outcome)
+        logger.warning("Gave up notifying run %s after %d attempts: %s", run_id, attempt, failed)
+        return NotifyResult("failed")
+    delay = retry_delay(attempt)
+    run.save_notification_progress(attempt=attempt, outcome=outcome, retry_at=timezone.now() + timedelta(seconds=delay))
+    logger.info("Notifying run %s failed (attempt %d), again in %s s: %s", run_id, attempt, delay, failed)
+    return NotifyResult("retry", retry_in=delay)
