@@ -13,7 +13,8 @@ class RunFilter(django_filters.FilterSet):
     job_type = django_filters.CharFilter(field_name="job_type__name", help_text="Job type name.")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    parent = django_filters.UUIDFilter(field_name="parent", help_text="A workflow run's id: its step runs.")
 
     class Meta:
         model = Run
-        fields = ["status", "job_type", "trigger", "created_after", "created_before"]
+        fields = ["status", "job_type", "trigger", "parent", "created_after", "created_before"]
