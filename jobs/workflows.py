@@ -128,9 +128,7 @@ class Advance:
 def advance(*, parent_id) -> Advance:
     """Bring a workflow run up to date with its steps. Call inside a transaction."""
     outcome = Advance()
-    parent = (
-        Run.objects.select_for_update(of=("self",)).select_related("job_type").filter(pk=parent_id).first()
-    )
+    parent = Run.objects.select_for_update(of=("self",)).select_related("job_type").filter(pk=parent_id).first()
     if parent is None or parent.is_terminal:
         return outcome
     children = list(parent.children.select_related("job_type").order_by("created_at"))

@@ -176,7 +176,6 @@ class RunSerializer(DurationMixin, serializers.ModelSerializer):
         """A workflow step's run: the step's name."""
         return run.step_name or None
 
-
     @extend_schema_field(serializers.URLField())
     def get_url(self, run: Run) -> str:
         request = self.context.get("request")
@@ -213,7 +212,6 @@ class StepRunSerializer(DurationMixin, serializers.ModelSerializer):
             "reused_from",
         ]
         read_only_fields = fields
-
 
 
 class RunDetailSerializer(RunSerializer):

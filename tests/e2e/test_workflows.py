@@ -6,8 +6,8 @@ from django_celery_results.models import TaskResult
 
 from jobs.models import Run
 from tests.conftest import WORKFLOW_QUEUE, wait_for_run
-from tests.tasks import calls
 from tests.e2e.test_execution import define, trigger
+from tests.tasks import calls
 
 
 def steps_of(api, run: Run) -> dict[str, dict]:
