@@ -89,7 +89,7 @@ class JobType(models.Model):
         if self.on_failure_id is not None and self.pk is not None and self.on_failure_id == self.pk:
             errors.setdefault("on_failure", []).append("A job type cannot be its own failure hook.")
         if self.kind == self.Kind.WORKFLOW and self.pk is not None:
-            used_in = sorted(WorkflowStep.objects.filter(job_type=self).values_list("workflow__name", flat=True))
+            used_in = sorted(set(WorkflowStep.objects.filter(job_type=self).values_list("workflow__name", flat=True)))
             if used_in:
                 errors.setdefault("kind", []).append(
                     f"'{self.name}' is a step of {', '.join(used_in)}, and a step cannot be a workflow: "

@@ -106,8 +106,8 @@ class JobTypeSerializer(serializers.ModelSerializer):
                 StepSpec(
                     name=s["name"],
                     job_type=job_types.get(s["job_type"]),
-                    params=s["params"],
-                    depends_on=s["depends_on"],
+                    params=s.get("params", {}),
+                    depends_on=s.get("depends_on", []),
                     job_type_name=s["job_type"],
                 )
                 for s in steps
