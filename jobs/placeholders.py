@@ -70,13 +70,12 @@ def references(value: Any) -> Iterator[Reference | PlaceholderError]:
 
 def _dig(value: Any, path: tuple[str, ...], what: str) -> Any:
     for depth, key in enumerate(path):
-        where = ".".join((what, *path[:depth])) if depth else what
         if isinstance(value, dict) and key in value:
             value = value[key]
         elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
             value = value[int(key)]
         else:
-            raise PlaceholderError(f"{where} has no '{key}'")
+            raise PlaceholderError(f"{what} has no '{'.'.join(path[: depth + 1])}'")
     return value
 
 

@@ -33,7 +33,7 @@ def test_it_resolves_exact_placeholders_to_json_and_embedded_ones_to_text(templa
         ("{{ params.month }}", "{{ params.month }}: params has no 'month'"),
         (
             "{{ steps.extract.result.rows.5 }}",
-            "{{ steps.extract.result.rows.5 }}: the result of 'extract'.rows has no '5'",
+            "{{ steps.extract.result.rows.5 }}: the result of 'extract' has no 'rows.5'",
         ),
         ("{{ steps.load.result }}", "{{ steps.load.result }}: step 'load' has no result yet"),
         ("x {{ nonsense }}", "'{{ nonsense }}' is not a placeholder Jobsite knows"),

@@ -9,6 +9,8 @@ from tests.factories import JobTypeFactory
 
 URL = "/api/v1/job-types/"
 SCHEMA = {"type": "object", "properties": {"day": {"type": "string"}}}
+EXTRACT = {"name": "extract", "job_type": "echo", "params": {"day": "{{ params.day }}"}}
+LOAD = {"name": "load", "job_type": "echo", "params": {"rows": "{{ steps.extract.result }}"}, "depends_on": ["extract"]}
 
 
 @pytest.fixture
