@@ -141,6 +141,12 @@ class JobTypeAdmin(RunnableAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).exclude(kind=JobType.Kind.WORKFLOW)
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Links to a job type (from a run, a step) reach workflows here too.
+        if str(object_id).isdigit() and Workflow.objects.filter(pk=object_id).exists():
+            return redirect("admin:jobs_workflow_change", object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def formfield_for_choice_field(self, db_field, request, **kwargs):
         if db_field.name == "kind":
             kwargs["choices"] = [c for c in JobType.Kind.choices if c[0] != JobType.Kind.WORKFLOW]
