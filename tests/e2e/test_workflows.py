@@ -4,10 +4,11 @@ import time
 
 from django_celery_results.models import TaskResult
 
-from jobs.models import Run
+from jobs.models import JobType, Run
 from tests.conftest import WORKFLOW_QUEUE, wait_for_run
 from tests.e2e.test_execution import define, trigger
 from tests.tasks import calls
+from tests.test_import_export import WORKFLOWS_YML, run_command
 
 
 def steps_of(api, run: Run) -> dict[str, dict]:
@@ -180,3 +181,37 @@ def test_a_failed_workflow_starts_its_failure_hook(workflow_worker, api):
     }
     # The failed step is the workflow's business: it starts no hook of its own.
     assert Run.objects.filter(trigger="hook").count() == 1
+
+
+def test_an_imported_celery_director_workflow_runs_with_its_hooks_and_exports_back(workflow_worker, api, tmp_path):
+    out, err = run_command("import_workflows", str(WORKFLOWS_YML))
+    assert out.startswith("Job types: created 9")
+    assert "shop-etl-periodic: shop-etl cron '0 */3 * * *' UTC" in err  # read, waiting for the Schedule model
+    run = wait_for_run(trigger(api, "shop-etl", {"rows": 4}), timeout=60)
+    assert run.status == "succeeded", run.error
+    assert run.result == {
+        "extract": [0, 1, 2, 3],
+        "transform-sum": 6,
+        "transform-count": 4,
+        "load": "loaded 4 rows",
+        "on-success": "all good",
+    }
+    steps = steps_of(api, run)
+    assert steps["on-success"]["started_at"] > steps["load"]["finished_at"]
+    transforms = [Run.objects.get(pk=steps[name]["run"]) for name in ("transform-sum", "transform-count")]
+    assert all(t.started_at > Run.objects.get(pk=steps["extract"]["run"]).finished_at for t in transforms)
+
+    # The failure hook: break LOAD, and the workflow's failure starts NOTIFY_FAILURE.
+    JobType.objects.filter(name="load").update(task="jobs.builtin.fail")
+    failed = wait_for_run(trigger(api, "shop-etl", {"rows": 1}), timeout=60)
+    assert failed.status == "failed"
+    assert steps_of(api, failed)["on-success"]["status"] == "cancelled"
+    hook = wait_for_run(Run.objects.get(trigger="hook"), timeout=30)
+    assert hook.job_type.name == "notify-failure-on-workflow-tests"
+    assert hook.result == {"failed_run": str(failed.pk), "error": failed.error}
+
+    # Exported, and read back unchanged.
+    exported = tmp_path / "job-types.yml"
+    run_command("export_job_types", "--output", str(exported))
+    out, _ = run_command("import_job_types", str(exported))
+    assert out.strip() == "Job types: created 0; updated 0; unchanged 9."
