@@ -174,6 +174,10 @@ class WorkflowStepForm(forms.ModelForm):
         fields = ["name", "job_type", "params", "depends_on"]
         widgets = {"params": forms.Textarea(attrs={"rows": 3, "cols": 50})}
 
+    def clean_params(self):
+        params = self.cleaned_data["params"]
+        return {} if params in (None, "") else params
+
 
 class WorkflowStepFormSet(forms.BaseInlineFormSet):
     def clean(self):

@@ -40,8 +40,9 @@ def form_data(steps: list[dict], **fields) -> dict:
 
 
 def test_adding_a_workflow_with_its_steps_inline(staff, echo):
+    assert staff.get(reverse("admin:jobs_workflow_add")).status_code == 200
     steps = [
-        {"name": "extract", "job_type": echo.pk, "params": '{"day": "{{ params.day }}"}', "depends_on": ""},
+        {"name": "extract", "job_type": echo.pk, "params": "", "depends_on": ""},
         {
             "name": "load",
             "job_type": echo.pk,
@@ -53,10 +54,17 @@ def test_adding_a_workflow_with_its_steps_inline(staff, echo):
     assert response.status_code == 302, response.context["errors"] if response.context else response
     etl = JobType.objects.get(name="etl")
     assert etl.kind == "workflow"
-    assert list(etl.steps.values_list("name", "depends_on", "position")) == [
-        ("extract", [], 0),
-        ("load", ["extract"], 1),
+    assert list(etl.steps.values_list("name", "params", "depends_on", "position")) == [
+        ("extract", {}, [], 0),
+        ("load", {"rows": "{{ steps.extract.result }}"}, ["extract"], 1),
     ]
+    # It runs from its Run… form like any job type.
+    run_form = reverse("admin:jobs_workflow_run", args=[etl.pk])
+    assert staff.get(run_form).status_code == 200
+    response = staff.post(run_form, {"params": '{"day": "mon"}'})
+    run = Run.objects.get(parent=None)
+    assert response.status_code == 302 and run.job_type == etl
+    assert run.children.count() == 2
 
 
 @pytest.mark.parametrize(
