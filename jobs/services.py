@@ -186,8 +186,6 @@ def run_failure_hook(*, run: Run) -> Run | None:
 
 
 # Tracking, called by the worker's Celery signal handlers (jobs/signals.py).
-
-
 # A step run's end always advances its workflow run, even when the end was
 # already recorded (a redelivered task): advancing is idempotent, and a worker
 # that died between the two must not leave the workflow stuck.
