@@ -3,7 +3,7 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -11,7 +11,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import notifications, services
-from .models import JobType, NotifyOn, NotifyStatus, Run, Schedule
+from .graph_svg import workflow_svg
+from .models import JobType, NotifyOn, NotifyStatus, Run, Schedule, Workflow, WorkflowStep
+from .workflow_graph import StepSpec, steps_errors
 
 
 class EmailListField(forms.Field):
@@ -115,40 +117,20 @@ class JobTypeForm(forms.ModelForm):
         return self.cleaned_data["webhook_secret"] or self.instance.webhook_secret
 
 
-@admin.register(JobType)
-class JobTypeAdmin(EnableRunMixin, admin.ModelAdmin):
+class RunnableAdmin(EnableRunMixin, admin.ModelAdmin):
+    """What job types and workflows share: the Run… form, the run, test
+    notification, enable and disable actions, and the notification settings."""
+
     form = JobTypeForm
-    list_display = ["name", "kind", "target", "queue", "enabled", "notify_display", "run_link", "updated_at"]
-    list_filter = ["kind", "enabled", "queue", "notify_on"]
-    search_fields = ["name", "description", "task"]
-    readonly_fields = ["created_at", "updated_at"]
     actions = ["run_now", "send_test_notification", "enable", "disable"]
-    fieldsets = [
-        (None, {"fields": ["name", "description", "kind", "enabled"]}),
-        ("What to run", {"fields": ["task", "http", "command"], "description": "Fill the one that matches the kind."}),
-        ("Params", {"fields": ["params_schema", "default_params"]}),
-        (
-            "Execution",
-            {
-                "fields": [
-                    "queue",
-                    "priority",
-                    "timeout_seconds",
-                    "max_retries",
-                    "retry_backoff_seconds",
-                    "max_concurrency",
-                ]
-            },
-        ),
-        (
-            "Notifications",
-            {
-                "fields": ["notify_on", "notify_emails", "webhook_url", "webhook_secret"],
-                "description": "Who is told when a run ends. Check it with the action “Send a test notification”.",
-            },
-        ),
-        ("History", {"fields": ["created_at", "updated_at"]}),
-    ]
+    change_form_template = "admin/jobs/jobtype/change_form.html"
+    notifications_fieldset = (
+        "Notifications",
+        {
+            "fields": ["notify_on", "notify_emails", "webhook_url", "webhook_secret"],
+            "description": "Who is told when a run ends. Check it with the action “Send a test notification”.",
+        },
+    )
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
@@ -201,7 +183,8 @@ class JobTypeAdmin(EnableRunMixin, admin.ModelAdmin):
 
     @admin.display(description="Run")
     def run_link(self, job_type: JobType) -> str:
-        return format_html('<a href="{}">Run…</a>', reverse("admin:jobs_jobtype_run", args=[job_type.pk]))
+        url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_run", args=[job_type.pk])
+        return format_html('<a href="{}">Run…</a>', url)
 
     @admin.action(description="Run now with default params", permissions=["run"])
     def run_now(self, request, queryset):
@@ -210,13 +193,14 @@ class JobTypeAdmin(EnableRunMixin, admin.ModelAdmin):
 
     def get_urls(self):
         run_view = self.admin_site.admin_view(self.run_view)
-        return [path("<int:object_id>/run/", run_view, name="jobs_jobtype_run"), *super().get_urls()]
+        name = f"{self.opts.app_label}_{self.opts.model_name}_run"
+        return [path("<int:object_id>/run/", run_view, name=name), *super().get_urls()]
 
     def run_view(self, request, object_id):
         """A form to run one job type with params of the user's choosing."""
         if not self.has_run_permission(request):
             raise PermissionDenied
-        job_type = get_object_or_404(JobType, pk=object_id)
+        job_type = get_object_or_404(self.get_queryset(request), pk=object_id)
         form = RunParamsForm(request.POST or None, initial={"params": job_type.default_params})
         if request.method == "POST" and form.is_valid():
             try:
@@ -246,6 +230,191 @@ class JobTypeAdmin(EnableRunMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/jobs/jobtype/run.html", context)
 
 
+@admin.register(JobType)
+class JobTypeAdmin(RunnableAdmin):
+    """Job types that run one thing; workflows have their own page."""
+
+    list_display = ["name", "kind", "target", "queue", "enabled", "notify_display", "run_link", "updated_at"]
+    list_filter = ["kind", "enabled", "queue", "notify_on"]
+    search_fields = ["name", "description", "task"]
+    readonly_fields = ["created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "kind", "enabled"]}),
+        ("What to run", {"fields": ["task", "http", "command"], "description": "Fill the one that matches the kind."}),
+        ("Params", {"fields": ["params_schema", "default_params"]}),
+        (
+            "Execution",
+            {
+                "fields": [
+                    "queue",
+                    "priority",
+                    "timeout_seconds",
+                    "max_retries",
+                    "retry_backoff_seconds",
+                    "max_concurrency",
+                    "on_failure",
+                ]
+            },
+        ),
+        RunnableAdmin.notifications_fieldset,
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).exclude(kind=JobType.Kind.WORKFLOW)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Links to a job type (from a run, a step) reach workflows here too.
+        if str(object_id).isdigit() and Workflow.objects.filter(pk=object_id).exists():
+            return redirect("admin:jobs_workflow_change", object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "kind":
+            kwargs["choices"] = [c for c in JobType.Kind.choices if c[0] != JobType.Kind.WORKFLOW]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+
+# --- Workflows ------------------------------------------------------------------
+
+
+class StepNamesField(forms.CharField):
+    """A list of step names, typed comma-separated."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        return [name.strip() for name in (value or "").split(",") if name.strip()]
+
+
+class WorkflowStepForm(forms.ModelForm):
+    depends_on = StepNamesField(required=False, help_text="Names of the steps it waits for, comma-separated.")
+
+    class Meta:
+        model = WorkflowStep
+        fields = ["name", "job_type", "params", "depends_on"]
+        widgets = {"params": forms.Textarea(attrs={"rows": 3, "cols": 50})}
+
+    def clean_params(self):
+        params = self.cleaned_data["params"]
+        return {} if params in (None, "") else params
+
+
+class WorkflowStepFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        """The workflow's rules (jobs/workflow_graph.py), checked on all steps at once as in the API."""
+        if any(self.errors):
+            return
+        steps = [
+            StepSpec(
+                name=form.cleaned_data["name"],
+                job_type=form.cleaned_data["job_type"],
+                params=form.cleaned_data["params"],
+                depends_on=form.cleaned_data["depends_on"],
+            )
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        errors = steps_errors(steps, params_schema=self.instance.params_schema)
+        if errors:
+            raise ValidationError(errors)
+        super().clean()
+
+    def save(self, commit=True):
+        # Steps are listed in the order of the form.
+        saved = super().save(commit=commit)
+        kept = [f.instance for f in self.forms if f.instance.pk and f not in self.deleted_forms]
+        for position, step in enumerate(kept):
+            if step.position != position:
+                WorkflowStep.objects.filter(pk=step.pk).update(position=position)
+        return saved
+
+
+class WorkflowStepInline(admin.TabularInline):
+    model = WorkflowStep
+    fk_name = "workflow"
+    form = WorkflowStepForm
+    formset = WorkflowStepFormSet
+    extra = 1
+    min_num = 0
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "job_type":
+            kwargs["queryset"] = JobType.objects.exclude(kind=JobType.Kind.WORKFLOW)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class WorkflowForm(JobTypeForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.instance.kind = JobType.Kind.WORKFLOW  # so that clean() checks it as one
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(RunnableAdmin):
+    """Job types of kind workflow: their steps inline, their graph drawn."""
+
+    form = WorkflowForm
+    inlines = [WorkflowStepInline]
+    list_display = ["name", "description", "queue", "enabled", "run_link", "updated_at"]
+    list_filter = ["enabled", "queue"]
+    search_fields = ["name", "description", "steps__name"]
+    readonly_fields = ["graph", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "enabled"]}),
+        ("Params", {"fields": ["params_schema", "default_params"]}),
+        (
+            "Execution",
+            {
+                "fields": ["queue", "on_failure"],
+                "description": "Steps whose job type names no queue go to the workflow's queue.",
+            },
+        ),
+        ("Steps", {"fields": ["graph"]}),
+        RunnableAdmin.notifications_fieldset,
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="Graph")
+    def graph(self, workflow: Workflow) -> str:
+        if workflow.pk is None:
+            return "Save the workflow to see its graph."
+        steps = [(s.name, s.job_type.name, s.depends_on) for s in workflow.steps.select_related("job_type")]
+        return workflow_svg(steps) if steps else "No steps yet."
+
+    # A workflow is a job type: the job type permissions apply.
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("jobs.view_jobtype") or request.user.has_perm("jobs.change_jobtype")
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("jobs.add_jobtype")
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("jobs.change_jobtype")
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_perm("jobs.delete_jobtype")
+
+
+class StepRunInline(admin.TabularInline):
+    """A workflow run's step runs, on its page."""
+
+    model = Run
+    fk_name = "parent"
+    verbose_name = "step"
+    verbose_name_plural = "Steps"
+    fields = ["step_name", "job_type", "status", "started_at", "finished_at", "attempts", "error"]
+    readonly_fields = fields
+    ordering = ["created_at"]
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 RUN_NOTIFY_INTERNALS = ["notify_outcome", "notify_locked_until"]
 
 
@@ -263,6 +432,7 @@ class RunAdmin(admin.ModelAdmin):
         "notification_display",
     ]
     list_filter = ["status", "trigger", "notify_status", "job_type", "schedule", "created_at"]
+    inlines = [StepRunInline]
     search_fields = ["=id", "job_type__name"]
     list_select_related = ["job_type"]
     date_hierarchy = "created_at"

@@ -16,7 +16,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .models import Run, Schedule
+from . import workflows
+from .models import JobType, Run, Schedule
 from .services import ServiceError, run_build, runs_publish
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,11 @@ def _fire_schedule_batch(now: datetime) -> list[Run] | None:
             Schedule.objects.filter(pk=schedule.pk).update(
                 skipped_ticks=F("skipped_ticks") + 1, last_skipped_at=tick, last_skip_reason=reason[:300]
             )
-        return _insert(runs)
+        inserted = _insert(runs)
+        for run in inserted:
+            if run.job_type.kind == JobType.Kind.WORKFLOW:
+                workflows.create_step_runs(parent=run)
+        return inserted
 
 
 def _save_next_runs(schedules: list[Schedule]) -> None:

@@ -6,6 +6,7 @@ Adding a kind is adding a class here and to EXECUTORS.
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -28,6 +29,7 @@ RUN_HEADER = "jobsite_run"
 # ...and this one, the run's notify_on rule, so that a run that ends need not
 # look up its job type to know whether to notify (it almost never has to).
 NOTIFY_HEADER = "jobsite_notify_on"
+logger = logging.getLogger(__name__)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
@@ -53,12 +55,14 @@ class Executor:
 
     def _send(self, run: Run, task_name: str, *, args: list, kwargs: dict, countdown=None, producer=None) -> None:
         job_type = run.job_type
+        # A workflow's steps go to its queue unless their own job type names one.
+        workflow_queue = run.parent.job_type.queue if run.parent_id else ""
         app.send_task(
             task_name,
             args=args,
             kwargs=kwargs,
             task_id=str(run.id),
-            queue=job_type.queue or None,
+            queue=job_type.queue or workflow_queue or None,
             priority=job_type.priority,
             soft_time_limit=job_type.soft_time_limit,
             time_limit=job_type.hard_time_limit,
@@ -74,6 +78,14 @@ class Executor:
         # SIGUSR1 raises SoftTimeLimitExceeded inside the task, so Jobsite's own
         # executors stop cooperatively: kill the child process, drop the request.
         return "SIGUSR1"
+
+    def stop(self, run: Run) -> None:
+        """Tell the workers to drop the cancelled run's task, or stop it if it started."""
+        # terminate=True also covers a run that a worker started after we read it.
+        try:
+            app.control.revoke(str(run.pk), terminate=True, signal=self.cancel_signal())
+        except Exception:
+            logger.warning("Could not send the revoke for run %s", run.pk, exc_info=True)
 
 
 class TaskExecutor(Executor):
@@ -262,7 +274,24 @@ class CommandExecutor(Executor):
         return (f"[… {size - limit} earlier bytes cut]\n{text}" if size > limit else text), size > limit
 
 
-EXECUTORS: dict[str, Executor] = {e.kind: e for e in (TaskExecutor(), HttpExecutor(), CommandExecutor())}
+class WorkflowExecutor(Executor):
+    """A workflow run is no Celery task: publishing it starts its first steps
+    (jobs/workflows.py), and each step is published as a run of its own."""
+
+    kind = JobType.Kind.WORKFLOW
+
+    def publish(self, run: Run, *, countdown: float | None = None, producer=None) -> None:
+        from .services import workflow_advance  # services import this module
+
+        workflow_advance(parent_id=run.pk)
+
+    def stop(self, run: Run) -> None:
+        pass  # nothing of its own runs; run_cancel cancels its steps
+
+
+EXECUTORS: dict[str, Executor] = {
+    e.kind: e for e in (TaskExecutor(), HttpExecutor(), CommandExecutor(), WorkflowExecutor())
+}
 
 
 def executor_for(kind: str) -> Executor:

@@ -23,6 +23,7 @@ class JobType(models.Model):
         TASK = "task", "Celery task"
         HTTP = "http", "HTTP request"
         COMMAND = "command", "Command"
+        WORKFLOW = "workflow", "Workflow"
 
     name = models.SlugField(max_length=100, unique=True, help_text="Unique slug used in the API and commands.")
     description = models.TextField(blank=True)
@@ -74,6 +75,15 @@ class JobType(models.Model):
     webhook_secret = models.CharField(
         max_length=200, blank=True, help_text="Signs webhook bodies (HMAC-SHA256). Never shown again once saved."
     )
+    on_failure = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="failure_hook_of",
+        help_text="A job type to run when a run of this one fails (after its retries). "
+        "It gets the params {run_id, job_type, error, params}.",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -101,6 +111,15 @@ class JobType(models.Model):
             errors.setdefault("default_params", []).append("Must be a JSON object.")
         for field, problems in notification_config_errors(self).items():
             errors.setdefault(field, []).extend(problems)
+        if self.on_failure_id is not None and self.pk is not None and self.on_failure_id == self.pk:
+            errors.setdefault("on_failure", []).append("A job type cannot be its own failure hook.")
+        if self.kind == self.Kind.WORKFLOW and self.pk is not None:
+            used_in = sorted(set(WorkflowStep.objects.filter(job_type=self).values_list("workflow__name", flat=True)))
+            if used_in:
+                errors.setdefault("kind", []).append(
+                    f"'{self.name}' is a step of {', '.join(used_in)}, and a step cannot be a workflow: "
+                    "remove it from those workflows first."
+                )
         if errors:
             raise ValidationError(errors)
 
@@ -128,6 +147,71 @@ class JobType(models.Model):
             return " ".join(str(arg) for arg in self.command.get("argv", []))
         return ""
 
+    def usages(self) -> list[str]:
+        """What refers to this job type and so keeps it from being deleted, in words."""
+        uses = [
+            f"a step of workflow '{name}'"
+            for name in sorted(set(self.used_in_steps.values_list("workflow__name", flat=True)))
+        ]
+        uses += [f"the failure hook of '{name}'" for name in self.failure_hook_of.values_list("name", flat=True)]
+        return uses
+
+
+class WorkflowManager(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(kind=JobType.Kind.WORKFLOW)
+
+
+class Workflow(JobType):
+    """The job types of kind `workflow`, for the admin's Workflows page."""
+
+    objects = WorkflowManager()
+
+    class Meta:
+        proxy = True
+        ordering = ["name"]
+
+    def save(self, *args, **kwargs):
+        self.kind = JobType.Kind.WORKFLOW
+        super().save(*args, **kwargs)
+
+
+class WorkflowStep(models.Model):
+    """One step of a workflow: another job type, with params that may hold
+    placeholders and the names of the steps it waits for.
+
+    `depends_on` holds step names rather than a many-to-many to steps: a whole
+    workflow is then written (API, admin inline, import) in one pass, with
+    steps that refer to siblings not saved yet, and it is checked as one graph
+    before anything is written (jobs/workflow_graph.py).
+    """
+
+    workflow = models.ForeignKey(
+        JobType, on_delete=models.CASCADE, related_name="steps", limit_choices_to={"kind": JobType.Kind.WORKFLOW}
+    )
+    name = models.SlugField(max_length=100, help_text="Unique in the workflow; placeholders and depends_on use it.")
+    job_type = models.ForeignKey(
+        JobType,
+        on_delete=models.PROTECT,
+        related_name="used_in_steps",
+        help_text="What the step runs: any job type but a workflow.",
+    )
+    params = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Params of the step's run. Placeholders: {{ params.KEY }} (the workflow run's params) and "
+        "{{ steps.NAME.result }} (an upstream step's result, optionally .path.into.it).",
+    )
+    depends_on = models.JSONField(default=list, blank=True, help_text="Names of the steps this one waits for.")
+    position = models.PositiveIntegerField(default=0, help_text="Order in lists; execution follows depends_on.")
+
+    class Meta:
+        ordering = ["workflow", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["workflow", "name"], name="workflowstep_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id and self.workflow.name}.{self.name}"
+
 
 class NotifyStatus(models.TextChoices):
     PENDING = "pending"
@@ -143,6 +227,7 @@ class RunQuerySet(models.QuerySet):
 class Run(models.Model):
     class Status(models.TextChoices):
         SCHEDULED = "scheduled"
+        WAITING = "waiting"  # a workflow step whose dependencies have not all succeeded
         PENDING = "pending"
         QUEUED = "queued"
         RUNNING = "running"
@@ -158,10 +243,13 @@ class Run(models.Model):
         CLI = "cli"
         WORKFLOW = "workflow"
         RERUN = "rerun"
+        HOOK = "hook"  # a failure hook, run because another run failed
 
     TERMINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
     ACTIVE_STATUSES = (Status.PENDING, Status.QUEUED, Status.RUNNING, Status.RETRYING)
-    NOT_TERMINAL = (Status.SCHEDULED, *ACTIVE_STATUSES)
+    NOT_TERMINAL = (Status.SCHEDULED, Status.WAITING, *ACTIVE_STATUSES)
+    # Not handed to the broker yet, so cancelling them needs no revoke.
+    UNPUBLISHED = (Status.SCHEDULED, Status.WAITING)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No single-column indexes on job_type and schedule: the composite indexes
@@ -177,6 +265,13 @@ class Run(models.Model):
     # The fire time this run was created for: with `schedule`, unique, so a tick
     # fired twice (two beats, a restarted dispatcher) creates one run.
     schedule_tick = models.DateTimeField(null=True, blank=True)
+    # A workflow step's run: its workflow run, its step, and a copy of the
+    # step's name and dependencies taken when the workflow run started, so that
+    # editing the workflow never changes a run in progress or its history.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    step = models.ForeignKey(WorkflowStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    step_name = models.CharField(max_length=100, blank=True)
+    depends_on = models.JSONField(default=list, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -265,6 +360,16 @@ class Run(models.Model):
                 else:
                     setattr(self, field, value)
         return bool(updated)
+
+    def mark_running(self) -> bool:
+        """A workflow run: its first step started."""
+        return self._transition(
+            [self.Status.PENDING, self.Status.QUEUED], status=self.Status.RUNNING, started_at=timezone.now()
+        )
+
+    def mark_ready(self, *, params: dict) -> bool:
+        """A workflow step: the steps it depends on succeeded, and its params are resolved."""
+        return self._transition([self.Status.WAITING], status=self.Status.PENDING, params=params)
 
     def mark_queued(self) -> bool:
         return self._transition([self.Status.PENDING], status=self.Status.QUEUED, queued_at=timezone.now())

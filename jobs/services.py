@@ -5,6 +5,7 @@ triggers runs through `run_create`, so they all validate, record and publish
 the same way.
 """
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from django.utils import timezone
 
 from jobsite.celery import app
 
-from . import notifications
+from . import notifications, workflows
 from .executors import executor_for
 from .models import JobType, NotifyOn, Run, Schedule
 from .params import params_errors, params_with_defaults
@@ -67,6 +68,8 @@ def run_build(
     """
     if not job_type.enabled:
         raise Conflict(f"Job type '{job_type.name}' is disabled: enable it before running it.")
+    if job_type.kind == JobType.Kind.WORKFLOW and not job_type.steps.exists():
+        raise Conflict(f"Workflow '{job_type.name}' has no steps: add at least one before running it.")
     if params is not None and not isinstance(params, dict):
         raise InvalidInput({"params": ["Params must be a JSON object."]})
     params = params_with_defaults(job_type.default_params, params)
@@ -105,13 +108,17 @@ def run_build(
     )
 
 
-def run_create(*, idempotency_key: str | None = None, **trigger) -> tuple[Run, bool]:
+def run_create(*, idempotency_key: str | None = None, reuse_steps_of: Run | None = None, **trigger) -> tuple[Run, bool]:
     """Validate, record the run, and publish it once committed (or leave it
     `scheduled` for the dispatcher when it has a `run_at`). Takes run_build's
     arguments.
 
     Returns the run and whether it was created: with an `idempotency_key`
     already used for this job type, the first run comes back instead.
+
+    A workflow run is created with one child run per step, in the same
+    transaction; `reuse_steps_of` (a workflow run) makes the steps that
+    succeeded there reuse their results (see workflows.create_step_runs).
     """
     run = run_build(idempotency_key=idempotency_key, **trigger)
     if idempotency_key:
@@ -121,6 +128,8 @@ def run_create(*, idempotency_key: str | None = None, **trigger) -> tuple[Run, b
     try:
         with transaction.atomic():
             run.save(force_insert=True)
+            if run.job_type.kind == JobType.Kind.WORKFLOW:
+                workflows.create_step_runs(parent=run, reuse_from=reuse_steps_of)
             if run.status == Run.Status.PENDING:
                 transaction.on_commit(lambda: runs_publish([run]))
     except IntegrityError:
@@ -157,35 +166,99 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
 
 
 def run_cancel(*, run: Run) -> Run:
+    """Cancel a run that has not finished. A workflow run's unfinished steps are
+    cancelled with it; a step's cancel fails its workflow run."""
+    previous = run.status
     notify = notifications.wants_notification(notifications.notify_on_for(run), Run.Status.CANCELLED)
     if not run.mark_cancelled(notify=notify):
         run.refresh_from_db(fields=["status"])
         raise Conflict(f"Run {run.pk} is already {run.status}: only runs that have not finished can be cancelled.")
     if notify:
         notifications.notify_later(run.pk)
-    # Revoked even when it looked `scheduled`: the dispatcher may have published
-    # it since it was read. terminate=True also covers a run already started.
-    try:
-        app.control.revoke(str(run.pk), terminate=True, signal=executor_for(run.job_type.kind).cancel_signal())
-    except Exception:
-        logger.warning("Could not send the revoke for run %s", run.pk, exc_info=True)
+    if previous != Run.Status.WAITING:
+        # Revoked even when it looked `scheduled`: the dispatcher may have
+        # published it since it was read.
+        executor_for(run.job_type.kind).stop(run)
+    if run.job_type.kind == JobType.Kind.WORKFLOW:
+        for step_run in run.children.filter(status__in=Run.NOT_TERMINAL).select_related("job_type"):
+            with contextlib.suppress(Conflict):  # it ended meanwhile
+                run_cancel(run=step_run)
+    if run.parent_id:
+        workflow_advance(parent_id=run.parent_id)
     return run
 
 
-def run_rerun(*, run: Run, requested_by: AbstractBaseUser | None = None) -> Run:
+def run_rerun(*, run: Run, requested_by: AbstractBaseUser | None = None, from_failed: bool = False) -> Run:
+    """Run the same job type again with the same params. `from_failed` (workflow
+    runs only) reuses the results of the steps that succeeded."""
+    if from_failed and run.job_type.kind != JobType.Kind.WORKFLOW:
+        raise InvalidInput({"from_failed": ["Only a workflow run can be rerun from its failed steps."]})
     if not run.is_terminal:
         raise Conflict(f"Run {run.pk} is still {run.status}: wait for it to finish or cancel it first.")
+    if from_failed and run.status == Run.Status.SUCCEEDED:
+        raise Conflict(
+            f"Run {run.pk} succeeded, so no step failed: rerun it without from_failed to run every step again."
+        )
     new_run, _ = run_create(
-        job_type=run.job_type, params=run.params, trigger=Run.Trigger.RERUN, requested_by=requested_by, rerun_of=run
+        job_type=run.job_type,
+        params=run.params,
+        trigger=Run.Trigger.RERUN,
+        requested_by=requested_by,
+        rerun_of=run,
+        reuse_steps_of=run if from_failed else None,
     )
     return new_run
 
 
+def workflow_advance(*, parent_id) -> None:
+    """Publish the steps of a workflow run that became ready, or end the
+    workflow run; called when it starts and whenever one of its steps ends.
+    Safe to call any number of times, from any number of processes at once."""
+    with transaction.atomic():
+        outcome = workflows.advance(parent_id=parent_id)
+        if outcome.ended is not None and outcome.ended.notify_status:
+            notifications.notify_later(outcome.ended.pk)
+
+        def after_commit():
+            for step_run in outcome.revoke:
+                executor_for(step_run.job_type.kind).stop(step_run)
+            runs_publish(outcome.ready)
+            if outcome.failed is not None:
+                run_failure_hook(run=outcome.failed)
+
+        transaction.on_commit(after_commit)
+
+
+def run_failure_hook(*, run: Run) -> Run | None:
+    """Start the failure hook of a run's job type, if it has one. Step runs
+    leave it to their workflow run, and hook runs never start another hook."""
+    hook = run.job_type.on_failure
+    if hook is None or run.parent_id or run.trigger == Run.Trigger.HOOK:
+        return None
+    params = {"run_id": str(run.pk), "job_type": run.job_type.name, "error": run.error, "params": run.params}
+    try:
+        hook_run, _ = run_create(job_type=hook, params=params, trigger=Run.Trigger.HOOK)
+    except ServiceError as exc:
+        logger.warning("Could not start failure hook %s for run %s: %s", hook.name, run.pk, exc)
+        return None
+    return hook_run
+
+
 # Tracking, called by the worker's Celery signal handlers (jobs/signals.py).
+# A step run's end always advances its workflow run, even when the end was
+# already recorded (a redelivered task): advancing is idempotent, and a worker
+# that died between the two must not leave the workflow stuck.
+
+
+def _parent_id(run_id: str):
+    return Run.objects.filter(pk=run_id).values_list("parent_id", flat=True).first()
 
 
 def run_started(*, run_id: str, worker: str) -> None:
     Run(pk=run_id).mark_started(worker=worker)
+    parent_id = _parent_id(run_id)
+    if parent_id:
+        Run(pk=parent_id).mark_running()
 
 
 def run_succeeded(*, run_id: str, result: Any, notify_on: str | None = None) -> None:
@@ -197,22 +270,31 @@ def run_succeeded(*, run_id: str, result: Any, notify_on: str | None = None) -> 
     notify = notifications.wants_notification(notify_on, Run.Status.SUCCEEDED)
     if Run(pk=run_id).mark_succeeded(result=result, notify=notify) and notify:
         notifications.notify_later(run_id)
+    parent_id = _parent_id(run_id)
+    if parent_id:
+        workflow_advance(parent_id=parent_id)
 
 
 def run_failed(*, run_id: str, error: str, traceback: str = "") -> None:
     """Retry the run if its job type allows another attempt, else fail it."""
     run = Run.objects.select_related("job_type").filter(pk=run_id).first()
-    if run is None or run.is_terminal:
+    if run is None:
         return
-    job_type = run.job_type
-    if run.status == Run.Status.RUNNING and run.attempts <= job_type.max_retries:
-        delay = job_type.retry_delay(run.attempts)
-        if run.mark_retrying(error=error, traceback=traceback, retry_at=timezone.now() + timedelta(seconds=delay)):
-            runs_publish([run], countdown=delay)
-            return
-    notify = notifications.wants_notification(notifications.notify_on_for(run), Run.Status.FAILED)
-    if run.mark_failed(error=error, traceback=traceback, notify=notify) and notify:
-        notifications.notify_later(run.pk)
+    if not run.is_terminal:
+        job_type = run.job_type
+        if run.status == Run.Status.RUNNING and run.attempts <= job_type.max_retries:
+            delay = job_type.retry_delay(run.attempts)
+            if run.mark_retrying(error=error, traceback=traceback, retry_at=timezone.now() + timedelta(seconds=delay)):
+                runs_publish([run], countdown=delay)
+                return
+        notify = notifications.wants_notification(notifications.notify_on_for(run), Run.Status.FAILED)
+        if run.mark_failed(error=error, traceback=traceback, notify=notify):
+            if notify:
+                notifications.notify_later(run.pk)
+            if not run.parent_id:
+                run_failure_hook(run=run)
+    if run.parent_id:
+        workflow_advance(parent_id=run.parent_id)
 
 
 # Notifications' tools for users.

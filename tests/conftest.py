@@ -204,6 +204,11 @@ def celery_worker(redis_server, django_db_setup, django_db_blocker, tmp_path_fac
     worker.stop()
 
 
+def _still_alive(worker: Worker) -> None:
+    if worker.process.poll() is not None:
+        pytest.fail(f"The Celery worker died:\n{_log_tail(worker.log)}")
+
+
 @pytest.fixture
 def start_beat(celery_worker, transactional_db, tmp_path):
     """Start celery beats for this test (several, to test two beats by mistake)."""
@@ -222,8 +227,27 @@ def start_beat(celery_worker, transactional_db, tmp_path):
 def worker(celery_worker, transactional_db):
     """The session's worker, for a test whose data it must see (committed)."""
     yield celery_worker
-    if celery_worker.process.poll() is not None:
-        pytest.fail(f"The Celery worker died:\n{_log_tail(celery_worker.log)}")
+    _still_alive(celery_worker)
+
+
+# Workflow tests send their steps to a queue of their own, served by a worker
+# with four processes, so parallel steps really run in parallel.
+WORKFLOW_QUEUE = "workflow-tests"
+
+
+@pytest.fixture(scope="session")
+def celery_workflow_worker(redis_server, django_db_setup, django_db_blocker, tmp_path_factory):
+    log = tmp_path_factory.mktemp("workflow-worker") / "worker.log"
+    worker = Worker(log, concurrency=4, extra_args=("-Q", WORKFLOW_QUEUE))
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def workflow_worker(celery_workflow_worker, transactional_db):
+    """A worker with concurrency 4 on WORKFLOW_QUEUE, for a test whose data it must see."""
+    yield celery_workflow_worker
+    _still_alive(celery_workflow_worker)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,8 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from jobs.models import JobType
+from jobs.workflow_graph import steps_errors
+from jobs.workflows import step_specs
 
 
 def test_ensure_admin_creates_a_generated_admin_once_and_prints_the_password(db, capsys, monkeypatch):
@@ -30,10 +32,13 @@ def test_ensure_admin_uses_the_environment_when_given(db, monkeypatch):
 def test_load_demo_is_idempotent_and_keeps_user_edits(db):
     call_command("load_demo")
     names = set(JobType.objects.values_list("name", flat=True))
-    assert names == {"demo-echo", "demo-sleep", "demo-fail"}
+    assert names == {"demo-echo", "demo-sleep", "demo-fail", "demo-workflow"}
     JobType.objects.filter(name="demo-echo").update(description="mine")
     call_command("load_demo")
-    assert JobType.objects.count() == 3
+    assert JobType.objects.count() == 4
     assert JobType.objects.get(name="demo-echo").description == "mine"
     for job_type in JobType.objects.all():
         job_type.full_clean()  # the demos are valid definitions
+    workflow = JobType.objects.get(name="demo-workflow")
+    assert workflow.steps.count() == 4
+    assert steps_errors(step_specs(workflow), params_schema=workflow.params_schema) == []

@@ -11,6 +11,8 @@ from jobs.models import JobType, Run, Schedule
 from .filters import JobTypeFilter, RunFilter, ScheduleFilter
 from .serializers import (
     JobTypeSerializer,
+    RerunRequestSerializer,
+    RunDetailSerializer,
     RunRequestSerializer,
     RunSerializer,
     ScheduleSerializer,
@@ -19,7 +21,7 @@ from .serializers import (
 
 
 class JobTypeViewSet(viewsets.ModelViewSet):
-    queryset = JobType.objects.all()
+    queryset = JobType.objects.select_related("on_failure").prefetch_related("steps__job_type")
     serializer_class = JobTypeSerializer
     lookup_field = "name"
     filterset_class = JobTypeFilter
@@ -29,10 +31,16 @@ class JobTypeViewSet(viewsets.ModelViewSet):
         responses={
             204: OpenApiResponse(description="Deleted."),
             200: OpenApiResponse(JobTypeSerializer, description="It has runs, so it was disabled instead."),
+            409: OpenApiResponse(description="A workflow step or a failure hook uses it."),
         }
     )
     def destroy(self, request, *args, **kwargs):
         job_type = self.get_object()
+        uses = job_type.usages()
+        if uses and not job_type.runs.exists():
+            raise services.Conflict(
+                f"Job type '{job_type.name}' is {' and '.join(uses)}: remove it from there before deleting it."
+            )
         if job_type.runs.exists():
             job_type.enabled = False
             job_type.save(update_fields=["enabled", "updated_at"])
@@ -77,18 +85,32 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     filterset_class = RunFilter
     action_permissions = {"cancel": "jobs.cancel_run", "rerun": "jobs.run_jobtype"}
 
-    @extend_schema(request=None, responses={200: RunSerializer, 409: OpenApiResponse(description="Already finished.")})
+    def get_serializer_class(self):
+        # The list stays one query per page; one run shows its steps too.
+        return RunSerializer if self.action == "list" else RunDetailSerializer
+
+    @extend_schema(
+        request=None, responses={200: RunDetailSerializer, 409: OpenApiResponse(description="Already finished.")}
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a run that has not finished: it never starts, or is stopped."""
         run = services.run_cancel(run=self.get_object())
         return Response(self.get_serializer(run).data)
 
-    @extend_schema(request=None, responses={201: RunSerializer, 409: OpenApiResponse(description="Not finished.")})
+    @extend_schema(
+        request=RerunRequestSerializer,
+        responses={201: RunDetailSerializer, 409: OpenApiResponse(description="Not finished.")},
+    )
     @action(detail=True, methods=["post"])
     def rerun(self, request, pk=None):
-        """Run the same job type again with the same params."""
-        run = services.run_rerun(run=self.get_object(), requested_by=request.user)
+        """Run the same job type again with the same params; a workflow run can
+        reuse the results of its steps that succeeded (`from_failed`)."""
+        body = RerunRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run = services.run_rerun(
+            run=self.get_object(), requested_by=request.user, from_failed=body.validated_data["from_failed"]
+        )
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
 
 

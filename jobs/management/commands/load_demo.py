@@ -39,6 +39,29 @@ DEMO_JOB_TYPES = [
 ]
 
 
+DEMO_WORKFLOW = {
+    "name": "demo-workflow",
+    "description": "Echoes, sleeps twice in parallel, then echoes what the others returned.",
+    "kind": JobType.Kind.WORKFLOW,
+    "params_schema": {"type": "object", "properties": {"message": {"type": "string", "maxLength": 100}}},
+    "default_params": {"message": "Hello from a workflow"},
+}
+DEMO_STEPS = [  # name, job type, params, depends_on
+    ("start", "demo-echo", {"message": "{{ params.message }}"}, []),
+    ("nap-1", "demo-sleep", {"seconds": 2}, ["start"]),
+    ("nap-2", "demo-sleep", {"seconds": 3}, ["start"]),
+    (
+        "finish",
+        "demo-echo",
+        {
+            "message": "{{ steps.start.result.message }}, "
+            "after {{ steps.nap-1.result }} s and {{ steps.nap-2.result }} s"
+        },
+        ["nap-1", "nap-2"],
+    ),
+]
+
+
 class Command(BaseCommand):
     help = "Create the demo job types that are missing; never changes existing ones."
 
@@ -48,4 +71,15 @@ class Command(BaseCommand):
             for spec in DEMO_JOB_TYPES
             if JobType.objects.get_or_create(name=spec["name"], defaults=spec)[1]
         ]
+        workflow, made = JobType.objects.get_or_create(name=DEMO_WORKFLOW["name"], defaults=DEMO_WORKFLOW)
+        if made:
+            for position, (name, job_type, params, depends_on) in enumerate(DEMO_STEPS):
+                workflow.steps.create(
+                    name=name,
+                    job_type=JobType.objects.get(name=job_type),
+                    params=params,
+                    depends_on=depends_on,
+                    position=position,
+                )
+            created.append(workflow.name)
         self.stdout.write(f"Demo job types created: {', '.join(created)}" if created else "Demo job types present.")

@@ -1,0 +1,245 @@
+"""celery-director's workflows.yml, read into Jobsite definitions.
+
+    project.NAME:
+      tasks:                    # a chain: each item waits for the one before
+        - TASK_A
+        - SOME_GROUP:           # parallel tasks
+            type: group
+            tasks: [TASK_B, TASK_C]
+        - TASK_D
+      queue: q1                 # or {default: q1, customs: {TASK_A: q2}}
+      schema: project/name      # schemas/project/name.json next to the file
+      hooks: {success: TASK_OK, failure: TASK_KO}
+      periodic: {interval: 60}  # or {crontab: "0 */3 * * *"}, with an optional payload
+
+becomes:
+- a `task` job type per task name (`TASK_A` → `task-a`), and one per task and
+  queue for a task given its own queue (`task-a-on-q2`, queue `q2`);
+- a `workflow` job type per entry (`project.NAME` → `project-name`), its
+  `queue` the workflow's default queue, its `params_schema` the schema file;
+  each step gets the workflow's params as `payload`, as director tasks expect;
+- hooks: `success` → a last step `on-success` that waits for all the others;
+  `failure` → the workflow's failure hook (`on_failure`), a job type run with
+  `{run_id, job_type, error, params}` when a run of the workflow fails;
+- periodic → a schedule definition, in the shape of the schedules API
+  (`DirectorImport.schedules`; definitions.import_schedules creates them).
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from celery.schedules import crontab
+from django.conf import settings
+
+from .models import JobType
+from .params import check_schema
+from .yaml_lines import FileError, line_of
+
+WORKFLOW_KEYS = ("tasks", "queue", "periodic", "hooks", "schema")
+GROUP_KEYS = ("type", "tasks")
+QUEUE_KEYS = ("default", "customs")
+HOOK_KEYS = ("success", "failure")
+PERIODIC_KEYS = ("interval", "crontab", "schedule", "payload")
+PAYLOAD = {"payload": "{{ params }}"}
+SUCCESS_STEP = "on-success"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+@dataclass
+class DirectorImport:
+    job_types: list[dict] = field(default_factory=list)  # definitions, as export_job_types writes them
+    # {name, job_type, params, enabled, and cron + timezone or interval_seconds}
+    schedules: list[dict] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)  # job type name → line it comes from
+
+
+def read(document: Any, *, schemas_dir: Path) -> DirectorImport:
+    """The job types, workflows and schedules a workflows.yml describes.
+    FileError, with the line, for anything celery-director would not accept."""
+    if not isinstance(document, dict) or not document:
+        raise FileError(line_of(document), "a workflows.yml maps workflow names ('project.NAME') to workflows")
+    reader = _Reader(schemas_dir)
+    for key, workflow in document.items():
+        reader.workflow(key, workflow, line_of(document, key))
+    return reader.result
+
+
+class _Reader:
+    def __init__(self, schemas_dir: Path):
+        self.schemas_dir = schemas_dir
+        self.result = DirectorImport()
+        self.owner: dict[str, str] = {}  # job type name → what it was made from, to catch clashes
+
+    def _claim(self, name: str, source: str, line: int | None) -> None:
+        if not name:
+            raise FileError(line, f"'{source}' gives an empty name: use letters or digits in it")
+        if self.owner.setdefault(name, source) != source:
+            raise FileError(
+                line, f"'{source}' and '{self.owner[name]}' would both become job type '{name}': rename one"
+            )
+        self.result.lines.setdefault(name, line)
+
+    def task_job_type(self, task: Any, queue: str, line: int | None) -> str:
+        if not isinstance(task, str) or not task:
+            raise FileError(line, f"a task is a task name or a group, not {task!r}")
+        name = slug(task) + (f"-on-{slug(queue)}" if queue else "")
+        self._claim(name, f"{task} on {queue}" if queue else task, line)
+        entry = {"name": name, "kind": JobType.Kind.TASK, "task": task}
+        if queue:
+            entry["queue"] = queue
+        if entry not in self.result.job_types:
+            self.result.job_types.append(entry)
+        return name
+
+    def workflow(self, key: Any, workflow: Any, line: int | None) -> None:
+        if not isinstance(key, str) or "." not in key:
+            raise FileError(line, f"workflow name {key!r}: celery-director names workflows 'project.NAME'")
+        if not isinstance(workflow, dict):
+            raise FileError(line, f"{key}: give a mapping with at least 'tasks'")
+        _known_keys(workflow, WORKFLOW_KEYS, f"{key}", "celery-director workflows use")
+        name = slug(key)
+        self._claim(name, key, line)
+        default_queue, customs = self._queues(key, workflow)
+        steps: list[dict] = []
+        previous: list[str] = []
+        tasks = workflow.get("tasks")
+        if not isinstance(tasks, list) or not tasks:
+            raise FileError(line_of(workflow, "tasks"), f"{key}: 'tasks' must be a list of at least one task")
+        for index, item in enumerate(tasks):
+            item_line = line_of(tasks, index)
+            names = [item] if not isinstance(item, dict) else self._group(key, item, item_line)
+            added = [self._step(steps, task, customs, previous, line_of(tasks, index)) for task in names]
+            previous = added
+        entry: dict[str, Any] = {
+            "name": name,
+            "description": f"Imported from celery-director workflow {key}.",
+            "kind": JobType.Kind.WORKFLOW,
+            "params_schema": self._schema(key, workflow),
+            "queue": default_queue,
+        }
+        hooks = workflow.get("hooks")
+        on_failure = None
+        if hooks is not None:
+            if not isinstance(hooks, dict):
+                raise FileError(line_of(workflow, "hooks"), f"{key}: hooks must be a mapping of success and failure")
+            _known_keys(hooks, HOOK_KEYS, f"{key}: hooks", "hooks are")
+            if "success" in hooks:
+                job_type = self.task_job_type(
+                    hooks["success"], customs.get(hooks["success"], ""), line_of(hooks, "success")
+                )
+                sinks = {s["name"] for s in steps} - {need for s in steps for need in s["depends_on"]}
+                ordered_sinks = [s["name"] for s in steps if s["name"] in sinks]
+                steps.append(
+                    {"name": SUCCESS_STEP, "job_type": job_type, "params": PAYLOAD, "depends_on": ordered_sinks}
+                )
+            if "failure" in hooks:
+                # The hook runs on its own, not as a step: it needs the workflow's queue itself.
+                on_failure = self.task_job_type(hooks["failure"], default_queue, line_of(hooks, "failure"))
+        entry["steps"] = steps
+        entry["on_failure"] = on_failure
+        self.result.job_types.append(entry)
+        if "periodic" in workflow:
+            self.result.schedules.append(self._schedule(key, name, workflow["periodic"], line_of(workflow, "periodic")))
+
+    def _queues(self, key: str, workflow: dict) -> tuple[str, dict[str, str]]:
+        queue = workflow.get("queue", "")
+        line = line_of(workflow, "queue")
+        if isinstance(queue, str):
+            return queue, {}
+        if not isinstance(queue, dict):
+            raise FileError(line, f"{key}: queue is a queue name, or a mapping with 'default' and 'customs'")
+        _known_keys(queue, QUEUE_KEYS, f"{key}: queue", "a queue mapping has")
+        default, customs = queue.get("default", ""), queue.get("customs", {})
+        if not isinstance(default, str):
+            raise FileError(line_of(queue, "default"), f"{key}: queue default must be a queue name")
+        if not isinstance(customs, dict) or not all(isinstance(v, str) and v for v in customs.values()):
+            raise FileError(line_of(queue, "customs"), f"{key}: queue customs maps task names to queue names")
+        return default, {task: q for task, q in customs.items() if q != default}
+
+    def _group(self, key: str, item: dict, line: int | None) -> list:
+        if len(item) != 1:
+            raise FileError(line, f"{key}: a group is one name holding 'type: group' and 'tasks'")
+        group_name, group = next(iter(item.items()))
+        if not isinstance(group, dict):
+            raise FileError(line, f"{key}: group {group_name} needs 'type: group' and 'tasks'")
+        _known_keys(group, GROUP_KEYS, f"{key}: group {group_name}", "a group has")
+        if group.get("type") != "group":
+            raise FileError(
+                line_of(group, "type") if "type" in group else line,
+                f"{key}: {group_name} needs 'type: group' (the only type there is)",
+            )
+        tasks = group.get("tasks")
+        if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+            raise FileError(line_of(group, "tasks"), f"{key}: group {group_name} needs a list of task names in 'tasks'")
+        return tasks
+
+    def _step(self, steps: list[dict], task: Any, customs: dict, previous: list[str], line: int | None) -> str:
+        job_type = self.task_job_type(task, customs.get(task, "") if isinstance(task, str) else "", line)
+        base = slug(task)
+        name, number = base, 1
+        while any(step["name"] == name for step in steps) or name == SUCCESS_STEP:
+            number += 1
+            name = f"{base}-{number}"
+        steps.append({"name": name, "job_type": job_type, "params": PAYLOAD, "depends_on": list(previous)})
+        return name
+
+    def _schema(self, key: str, workflow: dict) -> dict:
+        if "schema" not in workflow:
+            return {}
+        schema_name = workflow["schema"]
+        line = line_of(workflow, "schema")
+        path = self.schemas_dir / f"{schema_name}.json"
+        if not isinstance(schema_name, str) or not path.is_file():
+            raise FileError(
+                line, f"{key}: schema '{schema_name}' is not a file at {path}: put it there or pass --schemas"
+            )
+        try:
+            schema = json.loads(path.read_text())
+        except ValueError as exc:
+            raise FileError(line, f"{key}: schema {path} is not valid JSON: {exc}") from None
+        problem = check_schema(schema)
+        if problem:
+            raise FileError(line, f"{key}: schema {path}: {problem}")
+        return schema
+
+    def _schedule(self, key: str, name: str, periodic: Any, line: int | None) -> dict:
+        if not isinstance(periodic, dict):
+            raise FileError(
+                line, f"{key}: periodic is a mapping with 'interval' or 'crontab', and an optional 'payload'"
+            )
+        _known_keys(periodic, PERIODIC_KEYS, f"{key}: periodic", "periodic has")
+        given = [k for k in ("interval", "crontab", "schedule") if k in periodic]
+        if len(given) != 1:
+            raise FileError(line, f"{key}: periodic needs exactly one of 'interval' (seconds) or 'crontab'")
+        value = periodic[given[0]]
+        value_line = line_of(periodic, given[0])
+        payload = periodic.get("payload", {})
+        if not isinstance(payload, dict):
+            raise FileError(line_of(periodic, "payload"), f"{key}: periodic payload must be a mapping")
+        schedule = {"name": f"{name}-periodic", "job_type": name, "params": dict(payload), "enabled": True}
+        # `schedule` is director's older key: seconds, or a crontab string.
+        if given[0] == "interval" or (given[0] == "schedule" and not isinstance(value, str)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1 or value != int(value):
+                raise FileError(value_line, f"{key}: periodic interval must be a whole number of seconds, at least 1")
+            return {**schedule, "interval_seconds": int(value)}
+        if not isinstance(value, str) or len(value.split()) != 5:
+            raise FileError(value_line, f"{key}: crontab must be 5 fields, e.g. '0 */3 * * *', not {value!r}")
+        fields = zip(("minute", "hour", "day_of_month", "month_of_year", "day_of_week"), value.split(), strict=True)
+        for field_name, field_value in fields:
+            try:
+                crontab(**{field_name: field_value})
+            except ValueError as exc:
+                raise FileError(value_line, f"{key}: crontab {value!r}: {field_name} '{field_value}': {exc}") from None
+        return {**schedule, "cron": value, "timezone": settings.CELERY_TIMEZONE}
+
+
+def _known_keys(mapping: dict, known: tuple[str, ...], where: str, what: str) -> None:
+    for key in mapping:
+        if key not in known:
+            raise FileError(line_of(mapping, key), f"{where}: unknown key '{key}'; {what} {', '.join(known)}")

@@ -1,0 +1,36 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand
+
+from jobs.definitions import import_definitions
+from jobs.yaml_lines import FileError, line_of
+
+from ._files import file_error, read_yaml, report_schedules
+
+KEYS = ("job_types", "schedules")
+
+
+class Command(BaseCommand):
+    help = "Create or update job types and workflows from a file written by export_job_types. All or nothing."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="A YAML file from export_job_types.")
+
+    def handle(self, *args, file, **options):
+        path = Path(file)
+        document = read_yaml(path)
+        try:
+            if not isinstance(document, dict) or "job_types" not in document:
+                raise FileError(line_of(document), "expected a mapping with 'job_types' (as export_job_types writes)")
+            for key in document:
+                if key not in KEYS:
+                    raise FileError(line_of(document, key), f"unknown key '{key}'; the file has {', '.join(KEYS)}")
+            entries = document["job_types"]
+            if not isinstance(entries, list):
+                raise FileError(line_of(document, "job_types"), "job_types must be a list of job types")
+            summary = import_definitions(entries)
+            schedules = document.get("schedules") or []
+        except FileError as exc:
+            raise file_error(path, exc) from None
+        self.stdout.write(str(summary))
+        report_schedules(self, schedules)

@@ -1,0 +1,170 @@
+"""A workflow's steps as a graph: the rules a definition must follow, and the
+orders derived from it. Pure functions, shared by the API, the admin and the
+import commands so that all of them accept and refuse the same definitions."""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .models import JobType
+from .placeholders import PlaceholderError, references
+
+SLUG = re.compile(r"[-a-zA-Z0-9_]+")
+
+
+@dataclass
+class StepSpec:
+    """One step as given, before it is saved. `job_type` is None when the name
+    given (`job_type_name`) matches no job type."""
+
+    name: Any
+    job_type: JobType | None
+    params: Any = field(default_factory=dict)
+    depends_on: Any = field(default_factory=list)
+    job_type_name: str = ""
+
+
+def steps_errors(steps: Sequence[StepSpec], *, params_schema: Any) -> list[str]:
+    """Every rule the steps break, each message naming the step and the fix; [] when valid."""
+    if not steps:
+        return ["A workflow needs at least one step."]
+    errors = _shape_errors(steps)
+    if errors:
+        return errors
+    deps = {step.name: list(dict.fromkeys(step.depends_on)) for step in steps}
+    for name, needs in deps.items():
+        for need in needs:
+            if need == name:
+                errors.append(f"Step '{name}' depends on itself.")
+            elif need not in deps:
+                errors.append(f"Step '{name}' depends on '{need}', which is not a step of this workflow.")
+    if errors:
+        return errors
+    cycle = find_cycle(deps)
+    if cycle:
+        return [f"The steps form a cycle: {' → '.join(cycle)} (each waits for the next). Remove one of these."]
+    return _placeholder_errors(steps, deps, params_schema)
+
+
+def _shape_errors(steps: Sequence[StepSpec]) -> list[str]:
+    errors, seen = [], set()
+    for number, step in enumerate(steps, 1):
+        if not isinstance(step.name, str) or not SLUG.fullmatch(step.name):
+            errors.append(
+                f"Step {number}: name {step.name!r} must be a slug (letters, numbers, hyphens or underscores)."
+            )
+            label = f"Step {number}"
+        else:
+            if step.name in seen:
+                errors.append(f"Step name '{step.name}' is used twice: names must be unique in a workflow.")
+            seen.add(step.name)
+            label = f"Step '{step.name}'"
+        if step.job_type is None:
+            errors.append(f"{label}: there is no job type named '{step.job_type_name}'.")
+        elif step.job_type.kind == JobType.Kind.WORKFLOW:
+            errors.append(
+                f"{label}: '{step.job_type.name}' is a workflow; a step runs a task, http or command job type."
+            )
+        if not isinstance(step.params, dict):
+            errors.append(f"{label}: params must be a JSON object.")
+        if not isinstance(step.depends_on, list) or not all(isinstance(d, str) for d in step.depends_on):
+            errors.append(f"{label}: depends_on must be a list of step names.")
+    return errors
+
+
+def _placeholder_errors(steps: Sequence[StepSpec], deps: dict[str, list[str]], params_schema: Any) -> list[str]:
+    properties = params_schema.get("properties") if isinstance(params_schema, dict) else None
+    known_params = set(properties) if isinstance(properties, dict) else None
+    errors = []
+    for step in steps:
+        before = upstream(deps, step.name)
+        for ref in references(step.params):
+            if isinstance(ref, PlaceholderError):
+                errors.append(f"Step '{step.name}': {ref}")
+            elif ref.step is None:
+                if ref.path and known_params is not None and ref.path[0] not in known_params:
+                    listed = ", ".join(sorted(known_params)) or "none"
+                    errors.append(
+                        f"Step '{step.name}': {ref.text} names param '{ref.path[0]}', which the workflow's "
+                        f"params_schema does not list (it lists: {listed})."
+                    )
+            elif ref.step not in deps:
+                errors.append(
+                    f"Step '{step.name}': {ref.text} refers to step '{ref.step}', which is not a step of this workflow."
+                )
+            elif ref.step not in before:
+                errors.append(
+                    f"Step '{step.name}': {ref.text} refers to step '{ref.step}', which is not upstream of "
+                    f"'{step.name}': add '{ref.step}' to its depends_on (or to a step it depends on)."
+                )
+    return errors
+
+
+def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
+    """A cycle as a closed path of step names (["a", "b", "a"]), or None."""
+    done: set[str] = set()
+    path: list[str] = []
+    on_path: set[str] = set()
+
+    def visit(name: str) -> list[str] | None:
+        path.append(name)
+        on_path.add(name)
+        for need in deps.get(name, ()):
+            if need in on_path:
+                return [*path[path.index(need) :], need]
+            if need not in done:
+                found = visit(need)
+                if found:
+                    return found
+        path.pop()
+        on_path.discard(name)
+        done.add(name)
+        return None
+
+    for name in deps:
+        if name not in done:
+            found = visit(name)
+            if found:
+                return found
+    return None
+
+
+def upstream(deps: dict[str, list[str]], name: str) -> set[str]:
+    """The steps `name` waits for, directly or through others."""
+    seen: set[str] = set()
+    stack = list(deps.get(name, ()))
+    while stack:
+        need = stack.pop()
+        if need not in seen:
+            seen.add(need)
+            stack.extend(deps.get(need, ()))
+    return seen
+
+
+def topological_order(deps: dict[str, list[str]]) -> list[str]:
+    """Step names so that each comes after the steps it depends on; ties keep
+    the order of `deps`. Names in a cycle (never saved) come last."""
+    order: list[str] = []
+    placed: set[str] = set()
+    remaining = list(deps)
+    while remaining:
+        ready = [name for name in remaining if all(need in placed or need not in deps for need in deps[name])]
+        if not ready:
+            return order + remaining
+        for name in ready:
+            order.append(name)
+            placed.add(name)
+        remaining = [name for name in remaining if name not in placed]
+    return order
+
+
+def layers(deps: dict[str, list[str]]) -> list[list[str]]:
+    """Steps by depth: the first layer depends on nothing, each later one on earlier ones."""
+    depth: dict[str, int] = {}
+    for name in topological_order(deps):
+        depth[name] = 1 + max((depth.get(need, -1) for need in deps[name] if need in deps), default=-1)
+    result: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for name, level in depth.items():
+        result[level].append(name)
+    return result

@@ -1,0 +1,203 @@
+"""Workflow runs in the database: the step runs of a workflow run, and how
+they advance. These functions only read and write rows; the services in
+jobs/services.py wrap them in transactions and talk to the broker.
+
+A workflow run is the parent; each step gets a child run, created `waiting`
+(or `succeeded`, reusing an earlier result) when the workflow run is created.
+`advance` moves the waiting steps whose dependencies all succeeded to
+`pending`, to be published once committed. It runs with the workflow run's row
+locked (`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite every write
+transaction is `BEGIN IMMEDIATE` and so already serialised), and each step
+moves with a conditional UPDATE from `waiting`: when parallel steps end at the
+same moment, the one that sees the last of them succeed publishes the next
+step, and only that one.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.utils import timezone
+
+from . import notifications
+from .models import JobType, Run, WorkflowStep
+from .params import params_errors, params_with_defaults
+from .placeholders import PlaceholderError, resolve
+from .workflow_graph import StepSpec, topological_order
+
+BROKEN = (Run.Status.FAILED, Run.Status.CANCELLED)
+NOT_STARTED = (Run.Status.WAITING, Run.Status.PENDING, Run.Status.QUEUED)
+
+
+# --- Definitions --------------------------------------------------------------
+
+
+def step_specs(workflow: JobType) -> list[StepSpec]:
+    return [
+        StepSpec(name=step.name, job_type=step.job_type, params=step.params, depends_on=step.depends_on)
+        for step in workflow.steps.select_related("job_type")
+    ]
+
+
+def replace_steps(*, workflow: JobType, steps: Sequence[StepSpec]) -> None:
+    """Make the workflow's steps exactly `steps` (already checked with
+    workflow_graph.steps_errors). A step that keeps its name keeps its row, and
+    so the link from its past runs."""
+    existing = {step.name: step for step in workflow.steps.all()}
+    for position, spec in enumerate(steps):
+        step = existing.get(spec.name) or WorkflowStep(workflow=workflow, name=spec.name)
+        values = {
+            "job_type_id": spec.job_type.pk,
+            "params": spec.params,
+            "depends_on": list(spec.depends_on),
+            "position": position,
+        }
+        if step.pk is None or any(getattr(step, key) != value for key, value in values.items()):
+            for key, value in values.items():
+                setattr(step, key, value)
+            step.save()
+    workflow.steps.exclude(name__in=[spec.name for spec in steps]).delete()
+
+
+# --- Runs -----------------------------------------------------------------------
+
+
+def create_step_runs(*, parent: Run, reuse_from: Run | None = None) -> None:
+    """One child run per step of the workflow, in the caller's transaction.
+
+    With `reuse_from` (a rerun from the failed steps), a step that succeeded in
+    that run, with the same job type and with every step it depends on reused
+    too, is created `succeeded` with a copy of its result and `rerun_of` set to
+    the original; it is not executed again.
+    """
+    steps = list(parent.job_type.steps.select_related("job_type"))
+    deps = {step.name: list(step.depends_on) for step in steps}
+    by_name = {step.name: step for step in steps}
+    originals = {child.step_name: child for child in reuse_from.children.all()} if reuse_from else {}
+    reused: set[str] = set()
+    runs = []
+    for name in topological_order(deps):
+        step = by_name[name]
+        common = {
+            "job_type": step.job_type,
+            "parent": parent,
+            "step": step,
+            "step_name": name,
+            "depends_on": deps[name],
+            "trigger": Run.Trigger.WORKFLOW,
+            "requested_by_id": parent.requested_by_id,
+        }
+        original = originals.get(name)
+        if (
+            original is not None
+            and original.status == Run.Status.SUCCEEDED
+            and original.job_type_id == step.job_type_id
+            and all(need in reused for need in deps[name])
+        ):
+            reused.add(name)
+            runs.append(
+                Run(
+                    **common,
+                    status=Run.Status.SUCCEEDED,
+                    params=original.params,
+                    result=original.result,
+                    rerun_of=original,
+                    started_at=original.started_at,
+                    finished_at=original.finished_at,
+                )
+            )
+        else:
+            runs.append(Run(**common, status=Run.Status.WAITING, params=step.params))
+    Run.objects.bulk_create(runs)
+
+
+def step_runs(parent: Run) -> list[Run]:
+    """The step runs of a workflow run, in topological order."""
+    children = list(parent.children.select_related("job_type").order_by("created_at", "step_name"))
+    by_name = {child.step_name: child for child in children}
+    return [by_name[name] for name in topological_order({c.step_name: c.depends_on for c in children})]
+
+
+@dataclass
+class Advance:
+    """What a call to `advance` changed, for the caller to act on once committed."""
+
+    ready: list[Run] = field(default_factory=list)  # now `pending`: publish them
+    revoke: list[Run] = field(default_factory=list)  # cancelled after they may have reached the broker
+    failed: Run | None = None  # the workflow run, if it just failed
+    ended: Run | None = None  # the workflow run, if it just ended (to notify)
+
+
+def advance(*, parent_id) -> Advance:
+    """Bring a workflow run up to date with its steps. Call inside a transaction."""
+    outcome = Advance()
+    parent = Run.objects.select_for_update(of=("self",)).select_related("job_type").filter(pk=parent_id).first()
+    if parent is None or parent.is_terminal:
+        return outcome
+    children = list(parent.children.select_related("job_type").order_by("created_at"))
+    for child in children:
+        child.parent = parent  # publishing reads the workflow's queue
+    if _fail_if_broken(parent, children, outcome):
+        return outcome
+    if all(child.status == Run.Status.SUCCEEDED for child in children):
+        results = {child.step_name: child.result for child in children}
+        if parent.mark_succeeded(result=results, notify=_notify(parent, Run.Status.SUCCEEDED)):
+            outcome.ended = parent
+        return outcome
+    statuses = {child.step_name: child.status for child in children}
+    results = {child.step_name: child.result for child in children if child.status == Run.Status.SUCCEEDED}
+    for child in children:
+        if child.status != Run.Status.WAITING:
+            continue
+        if not all(statuses.get(need) == Run.Status.SUCCEEDED for need in child.depends_on):
+            continue
+        params, error = _dispatch_params(child, parent, results)
+        if error:
+            child.mark_failed(error=error)
+        elif child.mark_ready(params=params):
+            outcome.ready.append(child)
+    if _fail_if_broken(parent, children, outcome):
+        outcome.ready = [run for run in outcome.ready if run.status == Run.Status.PENDING]
+    return outcome
+
+
+def _fail_if_broken(parent: Run, children: list[Run], outcome: Advance) -> bool:
+    """A failed (or cancelled) step fails the workflow run and cancels the steps
+    that have not started; steps already running finish on their own."""
+    broken = [child for child in children if child.status in BROKEN]
+    if not broken:
+        return False
+    first = min(broken, key=lambda child: (child.finished_at or timezone.now(), child.step_name))
+    what = "failed" if first.status == Run.Status.FAILED else "was cancelled"
+    error = f"Step '{first.step_name}' {what}" + (f": {first.error}" if first.error else ".")
+    if parent.mark_failed(error=error, notify=_notify(parent, Run.Status.FAILED)):
+        outcome.failed = outcome.ended = parent
+    for child in children:
+        previous = child.status
+        if previous in NOT_STARTED and child.mark_cancelled() and previous != Run.Status.WAITING:
+            outcome.revoke.append(child)
+    return True
+
+
+def _notify(parent: Run, status: str) -> bool:
+    # The workflow run is told about once, for the whole workflow; its steps never are.
+    return notifications.wants_notification(notifications.notify_on_for(parent), status)
+
+
+def _dispatch_params(child: Run, parent: Run, results: dict) -> tuple[dict | None, str | None]:
+    """The step's params with placeholders resolved and its job type's defaults
+    applied, checked against that job type's schema; or the error that fails it."""
+    job_type = child.job_type
+    if not job_type.enabled:
+        return None, f"Job type '{job_type.name}' is disabled: enable it, then rerun the workflow."
+    try:
+        params = resolve(child.params, params=parent.params, results=results)
+    except PlaceholderError as exc:
+        return None, f"Params of step '{child.step_name}': {exc}"
+    params = params_with_defaults(job_type.default_params, params)
+    errors = params_errors(job_type.params_schema, params)
+    if errors:
+        return None, (
+            f"Params of step '{child.step_name}' do not match job type '{job_type.name}' once resolved: "
+            + "; ".join(errors)
+        )
+    return params, None

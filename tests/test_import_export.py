@@ -1,0 +1,212 @@
+"""manage.py import_workflows (celery-director files), export_job_types and import_job_types."""
+
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from jobs import director, yaml_lines
+from jobs.models import JobType, WorkflowStep
+from tests.factories import JobTypeFactory
+
+FIXTURES = Path(__file__).parent / "fixtures" / "director"
+WORKFLOWS_YML = FIXTURES / "workflows.yml"
+
+
+def run_command(name, *args) -> tuple[str, str]:
+    from io import StringIO
+
+    out, err = StringIO(), StringIO()
+    call_command(name, *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def steps_of(name: str) -> list[tuple[str, str, list[str]]]:
+    return list(JobType.objects.get(name=name).steps.values_list("name", "job_type__name", "depends_on"))
+
+
+def test_it_imports_chains_groups_queues_hooks_and_schemas(db):
+    out, err = run_command("import_workflows", str(WORKFLOWS_YML))
+    assert out.startswith("Job types: created 9 (")
+    assert steps_of("shop-etl") == [
+        ("extract", "extract", []),
+        ("transform-sum", "transform-sum", ["extract"]),
+        ("transform-count", "transform-count", ["extract"]),
+        ("load", "load", ["transform-sum", "transform-count"]),
+        ("on-success", "notify-success", ["load"]),
+    ]
+    etl = JobType.objects.get(name="shop-etl")
+    assert etl.queue == "workflow-tests"
+    assert etl.params_schema["required"] == ["rows"]
+    assert etl.on_failure.name == "notify-failure-on-workflow-tests"
+    assert (etl.on_failure.task, etl.on_failure.queue) == ("NOTIFY_FAILURE", "workflow-tests")
+    assert JobType.objects.get(name="extract").task == "EXTRACT"
+    assert WorkflowStep.objects.get(workflow__name="shop-etl", name="extract").params == {"payload": "{{ params }}"}
+    # A task given a queue of its own in one workflow is a job type of its own.
+    assert steps_of("shop-nightly") == [("extract", "extract", []), ("load", "load-on-reports", ["extract"])]
+    assert JobType.objects.get(name="load-on-reports").queue == "reports"
+    assert JobType.objects.get(name="shop-nightly").queue == "workflow-tests"
+    assert "Schedules: 2 read but NOT created" in err
+
+
+def test_importing_the_same_file_twice_changes_nothing(db):
+    run_command("import_workflows", str(WORKFLOWS_YML))
+    before = list(JobType.objects.values_list("name", "updated_at"))
+    steps_before = list(WorkflowStep.objects.values_list("pk", "name"))
+    out, _ = run_command("import_workflows", str(WORKFLOWS_YML))
+    assert out.strip() == "Job types: created 0; updated 0; unchanged 9."
+    assert list(JobType.objects.values_list("name", "updated_at")) == before
+    assert list(WorkflowStep.objects.values_list("pk", "name")) == steps_before
+
+
+def test_periodic_entries_become_schedule_definitions(db):
+    imported = director.read(yaml_lines.load(WORKFLOWS_YML.read_text()), schemas_dir=FIXTURES / "schemas")
+    assert imported.schedules == [
+        {
+            "name": "shop-etl-periodic",
+            "job_type": "shop-etl",
+            "params": {"rows": 3},
+            "enabled": True,
+            "cron": "0 */3 * * *",
+            "timezone": "UTC",
+        },
+        {
+            "name": "shop-nightly-periodic",
+            "job_type": "shop-nightly",
+            "params": {},
+            "enabled": True,
+            "interval_seconds": 60,
+        },
+    ]
+
+
+GOOD = """\
+shop.ETL:
+  tasks:
+    - EXTRACT
+    - LOAD
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "shop.ETL:\n  taks:\n    - EXTRACT\n",
+            ":2: shop.ETL: unknown key 'taks'; celery-director workflows use tasks,",
+        ),
+        ("shop.ETL:\n  tasks: [EXTRACT\n", ":3: not valid YAML"),
+        ("shop.ETL:\n  tasks:\n    - EXTRACT\n    - GHOST_TASK\n", ":4: job type 'ghost-task': task: Unknown task"),
+        (
+            "shop.ETL:\n  tasks:\n    - G:\n        tasks: [EXTRACT]\n",
+            ":3: shop.ETL: G needs 'type: group' (the only type there is)",
+        ),
+        (
+            "shop.ETL:\n  tasks:\n    - G:\n        type: group\n        tasks: [EXTRACT]\n        queue: q\n",
+            ":6: shop.ETL: group G: unknown key 'queue'; a group has type, tasks",
+        ),
+        (
+            "shop.ETL:\n  tasks: [EXTRACT]\n  schema: shop/missing\n",
+            ":3: shop.ETL: schema 'shop/missing' is not a file",
+        ),
+        (
+            GOOD + "  periodic:\n    crontab: '61 * * * *'\n",
+            ":6: shop.ETL: crontab '61 * * * *': minute '61': Invalid end range: 61 > 59",
+        ),
+        (
+            GOOD + "  periodic:\n    interval: 60\n    crontab: '* * * * *'\n",
+            ":5: shop.ETL: periodic needs exactly one",
+        ),
+        (GOOD + "  periodic:\n    interval: -5\n", ":6: shop.ETL: periodic interval must be a whole number"),
+        (
+            GOOD + "  hooks:\n    succes: NOTIFY_SUCCESS\n",
+            ":6: shop.ETL: hooks: unknown key 'succes'; hooks are success,",
+        ),
+        (GOOD + "  queue: {customs: [LOAD]}\n", ":5: shop.ETL: queue customs maps task names to queue names"),
+        ("ETL:\n  tasks: [EXTRACT]\n", ":1: workflow name 'ETL': celery-director names workflows 'project.NAME'"),
+        ("shop.ETL:\n  tasks: []\n", ":2: shop.ETL: 'tasks' must be a list of at least one task"),
+        ("shop.ETL:\n  tasks: [A]\nshop.ETL:\n  tasks: [B]\n", ":3: 'shop.ETL' is given twice"),
+        ("- just a list\n", ":1: a workflows.yml maps workflow names"),
+    ],
+)
+def test_a_bad_file_is_reported_with_its_line_and_writes_nothing(db, tmp_path, text, message):
+    (tmp_path / "schemas").mkdir()
+    path = tmp_path / "workflows.yml"
+    path.write_text(text)
+    with pytest.raises(CommandError) as error:
+        run_command("import_workflows", str(path))
+    assert str(error.value).startswith(str(path)), str(error.value)
+    assert message in str(error.value), str(error.value)
+    assert not JobType.objects.exists()
+
+
+def test_an_unreadable_file_is_one_line_too(db, tmp_path):
+    with pytest.raises(CommandError, match=r"Cannot read .*nope\.yml: No such file or directory"):
+        run_command("import_workflows", str(tmp_path / "nope.yml"))
+
+
+# --- export_job_types → import_job_types --------------------------------------------
+
+
+@pytest.fixture
+def assorted(db):
+    hook = JobTypeFactory(name="alert", description="Tell someone", default_params={"to": "ops"})
+    JobType.objects.create(
+        name="ping",
+        kind="http",
+        http={"method": "GET", "url": "http://127.0.0.1:9/ping", "expected_status": [200]},
+        queue="io",
+        priority=3,
+        timeout_seconds=20,
+        max_retries=2,
+        on_failure=hook,
+    )
+    flow = JobType.objects.create(
+        name="flow",
+        kind="workflow",
+        params_schema={"type": "object", "properties": {"day": {"type": "string"}}},
+        on_failure=hook,
+        enabled=False,
+    )
+    flow.steps.create(name="first", job_type=hook, params={"day": "{{ params.day }}"})
+    flow.steps.create(name="then", job_type=hook, params={"got": "{{ steps.first.result }}"}, depends_on=["first"])
+
+
+def test_export_then_import_gives_back_the_same_definitions(assorted, tmp_path):
+    exported = tmp_path / "job-types.yml"
+    run_command("export_job_types", "--output", str(exported))
+    first = exported.read_text()
+    assert "name: flow" in first and "on_failure: alert" in first
+    out, _ = run_command("import_job_types", str(exported))
+    assert out.strip() == "Job types: created 0; updated 0; unchanged 3."
+    # Into an empty database: everything back as it was.
+    JobType.objects.update(on_failure=None)
+    WorkflowStep.objects.all().delete()
+    JobType.objects.all().delete()
+    out, _ = run_command("import_job_types", str(exported))
+    assert out.startswith("Job types: created 3 (")
+    again, _ = run_command("export_job_types")
+    assert again == first
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("job_types:\n- name: x\n  kind: task\n  taks: jobs.builtin.echo\n", ":4: job type 'x': unknown key 'taks'"),
+        ("job_types:\n- name: x\n  kind: task\n  task: nope\n", ":2: job type 'x': task: Unknown task 'nope'"),
+        (
+            "job_types:\n- name: w\n  kind: workflow\n  steps:\n  - name: a\n    job_type: a\n    depends_on: [a]\n",
+            ":2: job type 'w': steps: Step 'a' depends on itself.",
+        ),
+        ("jobtypes: []\n", ":1: expected a mapping with 'job_types'"),
+    ],
+)
+def test_import_job_types_reports_bad_definitions_with_their_line(db, tmp_path, text, message):
+    JobTypeFactory(name="a")
+    path = tmp_path / "job-types.yml"
+    path.write_text(text)
+    with pytest.raises(CommandError) as error:
+        run_command("import_job_types", str(path))
+    assert message in str(error.value), str(error.value)
+    assert list(JobType.objects.values_list("name", flat=True)) == ["a"]
