@@ -34,6 +34,14 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={value!r}: must be a whole number") from None
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: must be a number of seconds, e.g. 1.5") from None
+
+
 DEBUG = env_bool("DEBUG")
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -127,7 +135,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL = "/monitor/"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -210,6 +218,15 @@ JOBS_DEFAULT_TIMEOUT_SECONDS = env_int("JOBS_DEFAULT_TIMEOUT_SECONDS", 300)
 # clean up after SoftTimeLimitExceeded before it is killed.
 JOBS_HARD_TIMEOUT_GRACE_SECONDS = env_int("JOBS_HARD_TIMEOUT_GRACE_SECONDS", 30)
 JOBS_RETRY_BACKOFF_MAX_SECONDS = env_int("JOBS_RETRY_BACKOFF_MAX_SECONDS", 600)
+
+# --- Monitoring pages and Flower ---------------------------------------------
+# Flower listens on loopback with url_prefix=flower and its own basic-auth
+# credentials; the web process proxies /flower/ to it for staff users.
+FLOWER_URL = os.environ.get("FLOWER_URL", "http://127.0.0.1:5555/flower")
+FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")  # "user:password", as given to flower --basic_auth
+# Seconds a page waits for workers to answer `celery inspect`, and for the
+# broker to accept a connection: a page must render when neither answers.
+MONITOR_INSPECT_TIMEOUT = env_float("MONITOR_INSPECT_TIMEOUT", 1.0)
 
 
 # --- REST API ---------------------------------------------------------------
