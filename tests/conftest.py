@@ -127,10 +127,14 @@ def _database_url() -> str:
 class Worker:
     """A real `celery worker` process on the tests' Redis and test database."""
 
-    def __init__(self, log: Path, concurrency: int = 2, extra_args: tuple[str, ...] = ()):
+    def __init__(self, log: Path, concurrency: int = 2, extra_args: tuple[str, ...] = (), broker_url: str | None = None):
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.log = log
+        # broker_url: another Redis database than the tests' own, so the session's worker is not seen there.
+        self.broker_url = broker_url
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
+        if broker_url:
+            env["REDIS_URL"] = broker_url
         command = [sys.executable, "-m", "celery", "-A", "jobsite", "worker", "-l", "info", "-P", "prefork"]
         command += ["-c", str(concurrency), "-n", self.name, "--without-gossip", "--without-mingle", *extra_args]
         self.process = subprocess.Popen(
@@ -149,7 +153,8 @@ class Worker:
         while self.hostname is None:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"Celery worker did not start:\n{_log_tail(self.log)}")
-            replies = app.control.ping(timeout=0.5) or []
+            with app.connection_for_write(self.broker_url) as conn:
+                replies = app.control.ping(timeout=0.5, connection=conn) or []
             self.hostname = next((name for reply in replies for name in reply if name.startswith(prefix)), None)
 
     def stop(self) -> None:

@@ -150,7 +150,7 @@ class RunNowForm(forms.Form):
         if self.param_names:
             self.fields["extra"].label = "Other params (JSON)"
         else:
-            self.fields["extra"].initial = json.dumps(defaults) if defaults else "{}"
+            self.fields["extra"].initial = defaults
 
     def clean_extra(self) -> dict:
         value = self.cleaned_data["extra"]

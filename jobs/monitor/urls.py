@@ -13,6 +13,6 @@ urlpatterns = [
     path("runs/<uuid:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("runs/<uuid:run_id>/rerun/", views.run_rerun, name="run-rerun"),
     path("job-types/", views.job_type_list, name="job-types"),
-    path("job-types/<slug:name>/", views.job_type_detail, name="job-type"),
+    path("job-types/<path:name>/", views.job_type_detail, name="job-type"),
     path("workers/", views.workers, name="workers"),
 ]

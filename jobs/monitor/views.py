@@ -137,7 +137,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "older_link": link(after=page.older) if page and page.older else None,
         "job_type_names": JobType.objects.order_by("name").values_list("name", flat=True)[:JOB_TYPE_LIST_LIMIT],
     }
-    return render(request, "monitor/run_list.html", context)
+    return render(request, "monitor/run_list.html", context, status=400 if page is None else 200)
 
 
 def _run_context(request: HttpRequest, run: Run) -> dict:
