@@ -127,7 +127,9 @@ def _database_url() -> str:
 class Worker:
     """A real `celery worker` process on the tests' Redis and test database."""
 
-    def __init__(self, log: Path, concurrency: int = 2, extra_args: tuple[str, ...] = (), broker_url: str | None = None):
+    def __init__(
+        self, log: Path, concurrency: int = 2, extra_args: tuple[str, ...] = (), broker_url: str | None = None
+    ):
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.log = log
         # broker_url: another Redis database than the tests' own, so the session's worker is not seen there.
