@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.templatetags.static import static
 from django.utils.html import format_html
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 logger = logging.getLogger(__name__)
@@ -66,11 +67,20 @@ def _with_csrf_script(request: HttpRequest, html: bytes) -> bytes:
     return head + tag.encode() + marker + tail
 
 
+@csrf_exempt  # checked below by csrf_protect, once the body is read
 @login_required
 @require_http_methods(["GET", "POST"])
 def flower_proxy(request: HttpRequest, path: str = "") -> HttpResponse:
     if not request.user.is_staff:
         raise PermissionDenied("Flower is for staff users.")
+    # Read the raw body first: the CSRF check parses form posts, and a parsed
+    # multipart stream could no longer be passed on to Flower as it came.
+    request.body  # noqa: B018
+    return _proxy(request, path)
+
+
+@csrf_protect
+def _proxy(request: HttpRequest, path: str) -> HttpResponse:
     url = f"{settings.FLOWER_URL.rstrip('/')}/{path}"
     try:
         upstream = httpx.request(
