@@ -74,7 +74,8 @@ def test_posts_to_flower_need_djangos_csrf_token(flower, admin_user):
     form = "application/x-www-form-urlencoded"
     response = client.post(url, "", content_type=form, HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 400 and b"Missing argument workername" in response.content
-    response = client.post(url, "workername=nobody%40nowhere&ratelimit=1%2Fm", content_type=form, HTTP_X_CSRFTOKEN=token)
+    body = "workername=nobody%40nowhere&ratelimit=1%2Fm"
+    response = client.post(url, body, content_type=form, HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 404 and b"Unknown worker 'nobody@nowhere'" in response.content
 
 
