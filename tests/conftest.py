@@ -130,10 +130,11 @@ class Worker:
     def __init__(
         self, log: Path, concurrency: int = 2, extra_args: tuple[str, ...] = (), broker_url: str | None = None
     ):
+        """`broker_url`: another broker than the tests' own. The caller then tells
+        by itself when the worker is ready: this process's Celery app (and its
+        connection pools) stays on the tests' broker."""
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.log = log
-        # broker_url: another Redis database than the tests' own, so the session's worker is not seen there.
-        self.broker_url = broker_url
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
         if broker_url:
             env["REDIS_URL"] = broker_url
@@ -143,6 +144,8 @@ class Worker:
             command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
         )
         self.hostname = None
+        if broker_url:
+            return
         try:
             self._wait_until_ready()
         except BaseException:  # also Ctrl-C: never leave a worker behind
@@ -155,8 +158,7 @@ class Worker:
         while self.hostname is None:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"Celery worker did not start:\n{_log_tail(self.log)}")
-            with app.connection_for_write(self.broker_url) as conn:
-                replies = app.control.ping(timeout=0.5, connection=conn) or []
+            replies = app.control.ping(timeout=0.5) or []
             self.hostname = next((name for reply in replies for name in reply if name.startswith(prefix)), None)
 
     def stop(self) -> None:

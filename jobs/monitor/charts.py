@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from jobs.models import Run
 
+MIN_SLOTS = 25
+
 
 @dataclass
 class Bar:
@@ -49,7 +51,7 @@ def duration_chart(runs: list[Run], *, width: int = 640, height: int = 120) -> D
     timed.sort(key=lambda run: run.created_at)
     seconds = [run.duration.total_seconds() for run in timed]
     top = max(max(seconds), 0.001)
-    slot = width / len(timed)
+    slot = width / max(len(timed), MIN_SLOTS)  # a few runs get thin bars, not one wide block
     gap = min(2.0, slot * 0.2)
     bars = []
     for i, (run, value) in enumerate(zip(timed, seconds, strict=True)):

@@ -126,6 +126,7 @@ class RunNowForm(forms.Form):
 
     extra = forms.JSONField(
         required=False,
+        initial=dict,
         label="Params (JSON)",
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
         help_text="A JSON object, merged under the fields above and over the job type's default params.",
@@ -150,7 +151,7 @@ class RunNowForm(forms.Form):
         if self.param_names:
             self.fields["extra"].label = "Other params (JSON)"
         else:
-            self.fields["extra"].initial = defaults
+            self.fields["extra"].initial = defaults or {}
 
     def clean_extra(self) -> dict:
         value = self.cleaned_data["extra"]

@@ -144,6 +144,7 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
     user = request.user
     return {
         "run": run,
+        "params_json": pretty_json(run.params),
         "result_json": None if run.result is None else pretty_json(run.result),
         "can_cancel": not run.is_terminal and user.has_perm("jobs.cancel_run"),
         "can_rerun": run.is_terminal and user.has_perm("jobs.run_jobtype"),
@@ -163,7 +164,6 @@ def run_detail(request: HttpRequest, run_id) -> HttpResponse:
     run = _get_run(run_id)
     context = {
         **_run_context(request, run),
-        "params_json": pretty_json(run.params),
         "reruns": list(run.reruns.order_by(*NEWEST_FIRST)[:RECENT_LIMIT]),
         **workflow_context(run),
     }
