@@ -53,12 +53,13 @@ def duration_chart(runs: list[Run], *, width: int = 640, height: int = 120) -> D
     top = max(max(seconds), 0.001)
     slot = width / max(len(timed), MIN_SLOTS)  # a few runs get thin bars, not one wide block
     gap = min(2.0, slot * 0.2)
+    start = width - slot * len(timed)  # the newest run always at the right edge
     bars = []
     for i, (run, value) in enumerate(zip(timed, seconds, strict=True)):
         bar_height = max(1.0, value / top * (height - 2))
         bars.append(
             Bar(
-                x=round(i * slot + gap / 2, 2),
+                x=round(start + i * slot + gap / 2, 2),
                 y=round(height - bar_height, 2),
                 width=round(slot - gap, 2),
                 height=round(bar_height, 2),

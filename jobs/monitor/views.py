@@ -12,7 +12,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -24,7 +23,7 @@ from jobs.models import JobType, Run
 from .charts import duration_chart
 from .cluster import cluster_status
 from .forms import RunFilterForm, RunNowForm
-from .queries import NEWEST_FIRST, capped_count, keyset_page, newest_in_statuses, status_counts_since
+from .queries import NEWEST_FIRST, count_in_statuses, keyset_page, newest_in_statuses, runs, status_counts_since
 
 ACTIVE_LIMIT = 50
 RECENT_LIMIT = 10
@@ -32,10 +31,6 @@ PAGE_SIZE = 50
 JOB_TYPE_WINDOW = 100  # runs a job type page reads for its rate and chart
 JOB_TYPE_LIST_LIMIT = 200
 REFRESH_SECONDS = 3
-
-
-def _runs() -> QuerySet:
-    return Run.objects.select_related("job_type")
 
 
 def known_queues() -> list[str]:
@@ -81,9 +76,9 @@ def _live_dashboard_context() -> dict:
     now = timezone.now()
     return {
         "active_runs": newest_in_statuses(Run.ACTIVE_STATUSES, ACTIVE_LIMIT),
-        "active_total": capped_count(Run.objects.filter(status__in=Run.ACTIVE_STATUSES)),
+        "active_total": count_in_statuses(Run.ACTIVE_STATUSES),
         "active_limit": ACTIVE_LIMIT,
-        "recent_runs": list(_runs().order_by(*NEWEST_FIRST)[:RECENT_LIMIT]),
+        "recent_runs": list(runs().order_by(*NEWEST_FIRST)[:RECENT_LIMIT]),
         "recent_failures": newest_in_statuses([Run.Status.FAILED], RECENT_LIMIT),
         "counts": status_counts_since(now - timedelta(hours=24)),
         "refreshed_at": now,
@@ -117,10 +112,10 @@ def run_list(request: HttpRequest) -> HttpResponse:
     form = RunFilterForm(request.GET or None)
     page = None
     if not form.is_bound:
-        page = keyset_page(_runs(), size=PAGE_SIZE)
+        page = keyset_page(runs(), size=PAGE_SIZE)
     elif form.is_valid():
         data = form.cleaned_data
-        page = keyset_page(form.filter(_runs()), size=PAGE_SIZE, after=data["after"], before=data["before"])
+        page = keyset_page(form.filter(runs()), size=PAGE_SIZE, after=data["after"], before=data["before"])
 
     def link(**cursor) -> str:
         query = request.GET.copy()
@@ -164,7 +159,6 @@ def run_detail(request: HttpRequest, run_id) -> HttpResponse:
     run = _get_run(run_id)
     context = {
         **_run_context(request, run),
-        "reruns": list(run.reruns.order_by(*NEWEST_FIRST)[:RECENT_LIMIT]),
         **workflow_context(run),
     }
     return render(request, "monitor/run_detail.html", context)
@@ -272,8 +266,8 @@ def workers(request: HttpRequest) -> HttpResponse:
             ids.append(uuid.UUID(task_id))
         except ValueError:
             continue  # not a run: some other task with an id of its own
-    runs = {str(pk): run for pk, run in _runs().in_bulk(ids).items()} if ids else {}
+    by_id = {str(pk): run for pk, run in runs().in_bulk(ids).items()} if ids else {}
     for worker in cluster.workers:
         for task in worker.active:
-            task["run"] = runs.get(task.get("id"))
+            task["run"] = by_id.get(task.get("id"))
     return render(request, "monitor/workers.html", {"cluster": cluster})

@@ -288,7 +288,7 @@ def test_rerunning_a_failed_run_opens_the_new_run(operator_client, operator):
         {"n": 1},
         operator,
     )
-    assert f'href="/monitor/runs/{new_run.pk}/"' in operator_client.get(f"/monitor/runs/{run.pk}/").content.decode()
+    assert f'href="/monitor/runs/{run.pk}/"' in operator_client.get(f"/monitor/runs/{new_run.pk}/").content.decode()
 
 
 def test_rerunning_an_active_run_says_why_not(operator_client):
