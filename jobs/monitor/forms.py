@@ -140,7 +140,12 @@ class RunNowForm(forms.Form):
         defaults = job_type.default_params if isinstance(job_type.default_params, dict) else {}
         self.param_names: list[str] = []
         fields = {}
-        for name, prop in properties.items():
+        # Required params first, in the schema's `required` order (a list keeps
+        # its order; PostgreSQL's jsonb does not keep the order of object keys).
+        names = [name for name in schema.get("required") or [] if name in properties]
+        names += [name for name in properties if name not in names]
+        for name in names:
+            prop = properties[name]
             field = _schema_field(prop, required=name in required and name not in defaults, default=defaults.get(name))
             if field is not None:
                 field.label = field.label or name

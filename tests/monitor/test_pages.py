@@ -342,6 +342,8 @@ def test_the_run_now_form_has_a_field_per_simple_param_and_json_for_the_rest(sta
     assert 'name="p_tags"' not in body
     assert '<textarea name="extra"' in body and "Other params (JSON)" in body
     assert "Who to greet" in body
+    # Required params come first, whatever order the database keeps the schema's keys in.
+    assert body.index('name="p_name"') < body.index('name="p_count"') < body.index('name="p_ratio"')
 
 
 def test_running_from_the_form_creates_a_run_with_typed_params(operator_client, operator, greet):
