@@ -105,3 +105,12 @@ def test_the_session_cookie_never_reaches_flower(flower, staff_client):
     assert "Cookie" not in headers and "cookie" not in {name.lower() for name in headers}
     assert headers["Accept"] == "text/html"
     assert headers["Authorization"].startswith("Basic ")
+
+
+def test_redirects_to_flowers_own_address_come_back_through_the_proxy(settings):
+    from jobs.monitor.flower import _local_location
+
+    settings.FLOWER_URL = "http://127.0.0.1:5555/flower"
+    assert _local_location("http://127.0.0.1:5555/flower/tasks?state=FAILURE") == "/flower/tasks?state=FAILURE"
+    assert _local_location("/flower/login") == "/flower/login"
+    assert _local_location("https://elsewhere.example/x") == "https://elsewhere.example/x"
