@@ -2,6 +2,7 @@
 #
 #   make run   [PORT=8000]                    web, worker, beat and Flower via honcho
 #   make test  [DB=sqlite|postgres] [PYTEST_ARGS="-k foo"]
+#   make bench-monitor [DB=sqlite|postgres]   monitoring pages at 1,000 vs 1,000,000 runs
 #   make lint | make format | make clean
 
 SHELL := bash
@@ -17,10 +18,10 @@ PYTHON_CANDIDATES := $(or $(PYTHON),python3 python3.13 python3.12 python3.11)
 
 # PORT, DB and PYTEST_ARGS reach the scripts as make exports command-line variables.
 
-.PHONY: help venv run test lint format clean
+.PHONY: help venv run test bench-monitor lint format clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Options: make run PORT=8001 | make test DB=sqlite|postgres PYTEST_ARGS=\"-k name -x\" | make venv PYTHON=python3.12"
 
 venv: $(STAMP) ## Create .venv and install requirements/dev.txt
@@ -43,6 +44,9 @@ run: venv ## Start Redis (if needed), migrate, then web + worker + beat + Flower
 
 test: venv ## ruff, migrations check, pytest on SQLite then PostgreSQL
 	@scripts/test.sh
+
+bench-monitor: venv ## Time the monitoring pages at 1,000 and 1,000,000 runs, on SQLite and PostgreSQL
+	@scripts/bench.sh bench/monitor_scale.py $(BENCH_ARGS)
 
 lint: venv ## ruff check (must pass) and ruff format --check (advisory)
 	$(VENV)/bin/ruff check .

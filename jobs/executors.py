@@ -29,6 +29,9 @@ RUN_HEADER = "jobsite_run"
 # ...and this one, the run's notify_on rule, so that a run that ends need not
 # look up its job type to know whether to notify (it almost never has to).
 NOTIFY_HEADER = "jobsite_notify_on"
+# ...and this one, the id of its workflow run ("" for none), so that a run that
+# ends need not look it up to know whether a workflow must advance.
+PARENT_HEADER = "jobsite_parent"
 logger = logging.getLogger(__name__)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -67,7 +70,7 @@ class Executor:
             soft_time_limit=job_type.soft_time_limit,
             time_limit=job_type.hard_time_limit,
             countdown=countdown,
-            headers={RUN_HEADER: True, NOTIFY_HEADER: notify_on_for(run)},
+            headers={RUN_HEADER: True, NOTIFY_HEADER: notify_on_for(run), PARENT_HEADER: str(run.parent_id or "")},
             producer=producer,
         )
 

@@ -331,7 +331,7 @@ class Run(models.Model):
         return f"{self.job_type_id and self.job_type.name} {self.id}"
 
     def get_absolute_url(self) -> str:
-        return reverse("admin:jobs_run_change", args=[self.pk])
+        return reverse("monitor:run", args=[self.pk])
 
     @property
     def is_terminal(self) -> bool:

@@ -250,27 +250,31 @@ def run_failure_hook(*, run: Run) -> Run | None:
 # that died between the two must not leave the workflow stuck.
 
 
-def _parent_id(run_id: str):
+def _parent_id(run_id: str, known: str | None):
+    """The run's workflow run id: from its message when it says ("" for none), else looked up."""
+    if known is not None:
+        return known or None
     return Run.objects.filter(pk=run_id).values_list("parent_id", flat=True).first()
 
 
-def run_started(*, run_id: str, worker: str) -> None:
+def run_started(*, run_id: str, worker: str, parent_id: str | None = None) -> None:
     Run(pk=run_id).mark_started(worker=worker)
-    parent_id = _parent_id(run_id)
+    parent_id = _parent_id(run_id, parent_id)
     if parent_id:
         Run(pk=parent_id).mark_running()
 
 
-def run_succeeded(*, run_id: str, result: Any, notify_on: str | None = None) -> None:
-    """`notify_on`: the rule the run was published with (its message says it,
-    so the usual `never` costs no query); None if unknown, then looked up."""
+def run_succeeded(*, run_id: str, result: Any, notify_on: str | None = None, parent_id: str | None = None) -> None:
+    """`notify_on` and `parent_id`: what the run's message says (so that the
+    usual run, that notifies nobody and has no workflow, costs no query); None
+    if unknown, then looked up."""
     if notify_on is None:
         run = Run.objects.select_related("job_type").filter(pk=run_id).first()
         notify_on = notifications.notify_on_for(run) if run else NotifyOn.NEVER
     notify = notifications.wants_notification(notify_on, Run.Status.SUCCEEDED)
     if Run(pk=run_id).mark_succeeded(result=result, notify=notify) and notify:
         notifications.notify_later(run_id)
-    parent_id = _parent_id(run_id)
+    parent_id = _parent_id(run_id, parent_id)
     if parent_id:
         workflow_advance(parent_id=parent_id)
 

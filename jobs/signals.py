@@ -4,7 +4,7 @@ from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 
 from . import services
-from .executors import NOTIFY_HEADER, RUN_HEADER, RunFailed
+from .executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER, RunFailed
 
 
 def _header(task, name: str):
@@ -21,14 +21,19 @@ def _run_id(task) -> str | None:
 def on_task_prerun(task_id, task, **_):
     run_id = _run_id(task)
     if run_id:
-        services.run_started(run_id=run_id, worker=task.request.hostname or "")
+        services.run_started(run_id=run_id, worker=task.request.hostname or "", parent_id=_header(task, PARENT_HEADER))
 
 
 @signals.task_success.connect
 def on_task_success(sender, result, **_):
     run_id = _run_id(sender)
     if run_id:
-        services.run_succeeded(run_id=run_id, result=result, notify_on=_header(sender, NOTIFY_HEADER))
+        services.run_succeeded(
+            run_id=run_id,
+            result=result,
+            notify_on=_header(sender, NOTIFY_HEADER),
+            parent_id=_header(sender, PARENT_HEADER),
+        )
 
 
 @signals.task_failure.connect

@@ -35,6 +35,14 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={value!r}: must be a whole number") from None
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: must be a number of seconds, e.g. 1.5") from None
+
+
 DEBUG = env_bool("DEBUG")
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -128,7 +136,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL = "/monitor/"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -266,6 +274,14 @@ CELERY_BEAT_SCHEDULE["jobsite: send notifications whose task was lost"] = {
     "task": "jobsite.notify_sweep",
     "schedule": 60.0,
 }
+# --- Monitoring pages and Flower ---------------------------------------------
+# Flower listens on loopback with url_prefix=flower and its own basic-auth
+# credentials; the web process proxies /flower/ to it for staff users.
+FLOWER_URL = os.environ.get("FLOWER_URL", "http://127.0.0.1:5555/flower")
+FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")  # "user:password", as given to flower --basic_auth
+# Seconds a page waits for workers to answer `celery inspect`, and for the
+# broker to accept a connection: a page must render when neither answers.
+MONITOR_INSPECT_TIMEOUT = env_float("MONITOR_INSPECT_TIMEOUT", 1.0)
 
 
 # --- REST API ---------------------------------------------------------------

@@ -15,21 +15,30 @@ FLOWER_PORT=5555
 REDIS_STARTED_HERE=0
 REDIS_NOTE=""
 
-# Adds SECRET_KEY to .env unless it is already there.
-ensure_secret_key() {
-    local env_file="$ROOT/.env"
-    if [[ -f $env_file ]] && grep -Eq '^[[:space:]]*(export[[:space:]]+)?SECRET_KEY=.' "$env_file"; then
+# ensure_env_secret NAME PYTHON_EXPRESSION COMMENT: adds NAME=<a random value>
+# to .env unless .env already sets it. The expression may use `secrets`.
+ensure_env_secret() {
+    local name=$1 expression=$2 comment=$3 env_file="$ROOT/.env"
+    if [[ -f $env_file ]] && grep -Eq "^[[:space:]]*(export[[:space:]]+)?$name=." "$env_file"; then
         return
     fi
-    local key
-    key=$(python -c 'import secrets; print(secrets.token_urlsafe(50))')
+    local value
+    value=$(python -c "import secrets; print($expression)")
     if [[ ! -f $env_file ]]; then
         (umask 077 && : >"$env_file")
     elif [[ -s $env_file && $(tail -c1 "$env_file") != "" ]]; then
         echo >>"$env_file"
     fi
-    printf '# Written by scripts/run.sh; keep it secret, keep it stable (sessions depend on it).\nSECRET_KEY=%s\n' "$key" >>"$env_file"
-    echo "Wrote a new random SECRET_KEY to .env"
+    printf '# Written by scripts/run.sh; %s\n%s=%s\n' "$comment" "$name" "$value" >>"$env_file"
+    echo "Wrote a new random $name to .env"
+}
+
+ensure_secrets() {
+    ensure_env_secret SECRET_KEY "secrets.token_urlsafe(50)" \
+        "keep it secret, keep it stable (sessions depend on it)."
+    # Flower's own login: only the web process uses it, to proxy /flower/ for staff users.
+    ensure_env_secret FLOWER_BASIC_AUTH "'jobsite:' + secrets.token_urlsafe(24)" \
+        "Flower's basic auth, used by the web process's /flower/ proxy only."
 }
 
 # Exports the variables of .env, parsed exactly as honcho parses it. Variables
@@ -157,7 +166,7 @@ main() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
 
-    ensure_secret_key
+    ensure_secrets
     load_env_file
     export PORT="${PORT:-8000}"
     [[ $PORT =~ ^[0-9]+$ ]] || die "PORT must be a number, not '$PORT'"

@@ -34,6 +34,16 @@ ensure_postgres_binaries() {
     PG_BIN=$(find_pg_bin) || die "no initdb/pg_ctl under /usr/lib/postgresql/*/bin after installing postgresql"
 }
 
+# The browser tests drive Debian's Chromium; Playwright never downloads a browser.
+CHROMIUM=/usr/bin/chromium
+
+ensure_chromium() {
+    [[ -x $CHROMIUM ]] && return
+    is_root || die "Chromium is not installed (the browser tests need $CHROMIUM): run 'sudo apt-get install chromium'"
+    apt_install chromium
+    [[ -x $CHROMIUM ]] || die "$CHROMIUM is still missing after installing the chromium package"
+}
+
 # PostgreSQL refuses to run as root, so as root the cluster belongs to `postgres`
 # (from /, since its programs fail in a working directory they cannot read).
 as_pg_owner() {
@@ -157,6 +167,7 @@ main() {
 
     # The tests start their own redis-server, on a free port, from this binary.
     ensure_redis_server_binary
+    ensure_chromium
     if ((run_postgres)); then
         ensure_postgres_binaries
     fi

@@ -126,9 +126,11 @@ def _database_url() -> str:
     return f"postgres://{credentials}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def _celery(log: Path, *args: str) -> subprocess.Popen:
-    """Start `celery -A jobsite ARGS` on the tests' Redis and test database."""
+def _celery(log: Path, *args: str, broker_url: str | None = None) -> subprocess.Popen:
+    """Start `celery -A jobsite ARGS` on the test database and the tests' Redis (or `broker_url`)."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
+    if broker_url:
+        env["REDIS_URL"] = broker_url
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "jobsite", *args],
         cwd=ROOT,
@@ -152,14 +154,21 @@ def _stop(process: subprocess.Popen, grace: float = 20) -> None:
 class Worker:
     """A real `celery worker` process on the tests' Redis and test database."""
 
-    def __init__(self, log: Path, concurrency: int = 2, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self, log: Path, concurrency: int = 2, extra_args: tuple[str, ...] = (), broker_url: str | None = None
+    ):
+        """`broker_url`: another broker than the tests' own. The caller then tells
+        by itself when the worker is ready: this process's Celery app (and its
+        connection pools) stays on the tests' broker."""
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.log = log
         self.process = _celery(
             log, "worker", "-l", "info", "-P", "prefork", "-c", str(concurrency), "-n", self.name,
-            "--without-gossip", "--without-mingle", *extra_args,
+            "--without-gossip", "--without-mingle", *extra_args, broker_url=broker_url,
         )  # fmt: skip
         self.hostname = None
+        if broker_url:
+            return
         try:
             self._wait_until_ready()
         except BaseException:  # also Ctrl-C: never leave a worker behind

@@ -28,6 +28,10 @@ def form_data(steps: list[dict], **fields) -> dict:
         "default_params": "{}",
         "queue": "",
         "on_failure": "",
+        "notify_on": "never",  # what the form's select submits by default
+        "notify_emails": "",
+        "webhook_url": "",
+        "webhook_secret": "",
         "steps-TOTAL_FORMS": str(len(steps)),
         "steps-INITIAL_FORMS": "0",
         "steps-MIN_NUM_FORMS": "0",

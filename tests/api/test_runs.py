@@ -31,7 +31,7 @@ def test_running_records_a_run_with_defaults_applied(api, counted, admin_user):
     assert run.trigger == "api"
     assert run.requested_by == admin_user
     assert response.data["job_type"] == "counted"
-    assert response.data["url"].endswith(f"/{run.pk}/change/")
+    assert response.data["url"] == f"http://testserver/monitor/runs/{run.pk}/"
 
 
 def test_params_that_break_the_schema_get_a_400_and_no_run(api, counted):

@@ -47,7 +47,7 @@ def test_it_emails_the_result_and_link_of_a_completion_job_types_run_once(worker
     assert message["From"] == settings.DEFAULT_FROM_EMAIL
     assert sorted(mailbox.envelopes[0][1]) == ["me@example.com", "ops@example.com"]
     text = text_part(message)
-    link = f"{settings.SITE_URL}/admin/jobs/run/{run.pk}/change/"
+    link = f"{settings.SITE_URL}/monitor/runs/{run.pk}/"
     assert link in text
     assert '"rows": 1234' in text
     assert "Status:    succeeded" in text
@@ -97,7 +97,7 @@ def test_the_webhook_receives_one_post_whose_signature_verifies(worker, api, web
     assert payload["event"] == "run.finished"
     assert payload["run"]["id"] == str(run.pk)
     assert (payload["run"]["status"], payload["run"]["result"]) == ("succeeded", {"n": 7})
-    assert payload["run"]["url"] == f"{settings.SITE_URL}/admin/jobs/run/{run.pk}/change/"
+    assert payload["run"]["url"] == f"{settings.SITE_URL}/monitor/runs/{run.pk}/"
     assert headers["X-Jobsite-Delivery"] == str(run.pk)
     data = api.get(f"/api/v1/runs/{run.pk}/").data
     assert data["notification"]["webhook"]["detail"] == f"HTTP 200 from {webhook.url}"

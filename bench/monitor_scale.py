@@ -1,0 +1,337 @@
+"""Do the monitoring pages stay as fast with 1,000,000 runs as with 1,000?
+
+    make bench-monitor                              # SQLite, then a throwaway PostgreSQL
+    .venv/bin/python bench/monitor_scale.py         # one database: DATABASE_URL, else a scratch SQLite file
+
+For each size it makes a database of its own and bulk-loads that many runs
+(one every 30 seconds back from now, 20 job types, 10% failed, 1% cancelled,
+and the same 30 active runs at every size), analyzes it, then requests each
+page with Django's test client, logged in, and reports the median of --repeat
+requests. The requests alternate between the sizes (a router points the ORM at
+one database or the other), so a busy machine slows both sides alike: the
+ratio is what matters. The goal: every page at the largest size within 1.5x
+its time at the smallest.
+
+It never touches your data: its databases are scratch SQLite files under /tmp,
+or jobsite_bench_<pid>_<size> on DATABASE_URL's server (which needs CREATEDB),
+dropped at the end. There is no broker either (REDIS_URL points
+at a closed loopback port), so the pages say "broker unreachable" at once and
+the times are those of the database and the templates; asking workers adds
+MONITOR_INSPECT_TIMEOUT (1 s) to the dashboard and workers page at any size.
+With --explain it prints the plans of the pages' main queries at each size.
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+JOB_TYPES = 20
+ACTIVE_RUNS = 30
+SPACING = timedelta(seconds=30)
+GOAL_RATIO = 1.5
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def configure(scratch: Path) -> None:
+    """Settings for a bench process: its own database, no broker, quiet logs."""
+    os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "jobsite.settings"
+    os.environ["ALLOWED_HOSTS"] = "testserver"
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    os.environ["LOG_LEVEL"] = "ERROR"
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["SQLITE_PATH"] = str(scratch / "bench.sqlite3")
+    import django
+
+    django.setup()
+
+
+# --- Filling --------------------------------------------------------------------
+
+COLUMNS = [
+    "id",
+    "job_type_id",
+    "status",
+    "params",
+    "trigger",
+    "created_at",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "attempts",
+    "worker",
+    "result",
+    "error",
+    "traceback",
+]
+
+
+def run_rows(n: int, job_type_ids: list[int], now):
+    rng = random.Random(n)
+    active = ["queued", "running", "retrying"]
+    for i in range(n):
+        created = now - SPACING * i - timedelta(microseconds=rng.randrange(1_000_000))
+        if i < ACTIVE_RUNS:
+            status = active[i % 3]
+        elif i % 10 == 7:
+            status = "failed"
+        elif i % 97 == 3:
+            status = "cancelled"
+        else:
+            status = "succeeded"
+        terminal = i >= ACTIVE_RUNS
+        started = created + timedelta(seconds=1) if status != "queued" else None
+        finished = started + timedelta(seconds=rng.uniform(0.1, 30)) if terminal else None
+        yield {
+            "id": uuid.uuid4(),
+            "job_type_id": job_type_ids[i % len(job_type_ids)],
+            "status": status,
+            "params": {"n": i},
+            "trigger": "schedule" if i % 10 == 0 else "api",
+            "created_at": created,
+            "queued_at": created + timedelta(milliseconds=5),
+            "started_at": started,
+            "finished_at": finished,
+            "attempts": 0 if started is None else 1,
+            "worker": "" if started is None else f"celery@bench-{i % 4}",
+            "result": {"ok": True, "n": i} if status == "succeeded" else None,
+            "error": "RuntimeError: boom" if status == "failed" else "",
+            "traceback": "Traceback (most recent call last):\n  ...\nRuntimeError: boom" if status == "failed" else "",
+        }
+
+
+def fill(alias: str, n: int, job_type_ids: list[int]) -> float:
+    """Load n generated runs into database `alias`; returns the seconds it took."""
+    from django.db import connections, transaction
+    from django.utils import timezone
+
+    from jobs.models import Run
+
+    connection = connections[alias]
+    started = time.perf_counter()
+    fields = [Run._meta.get_field(name.removesuffix("_id")) for name in COLUMNS]
+    rows = run_rows(n, job_type_ids, timezone.now())
+    with transaction.atomic(using=alias), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # COPY: the fast way to load a million rows into PostgreSQL.
+            with cursor.cursor.copy(f"COPY jobs_run ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(
+                        [json.dumps(row[c]) if c in JSON_COLUMNS and row[c] is not None else row[c] for c in COLUMNS]
+                    )
+        else:
+            sql = f"INSERT INTO jobs_run ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+            batch = []
+            for row in rows:
+                batch.append(
+                    [field.get_db_prep_save(row[c], connection) for field, c in zip(fields, COLUMNS, strict=True)]
+                )
+                if len(batch) == 20_000:
+                    cursor.executemany(sql, batch)
+                    batch = []
+            if batch:
+                cursor.executemany(sql, batch)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_run" if connection.vendor == "postgresql" else "ANALYZE")
+    return time.perf_counter() - started
+
+
+JSON_COLUMNS = ("params", "result")
+
+
+# --- One database per size, and a router to pick one ---------------------------------
+
+
+class Router:
+    """Sends every query to the database of the size being measured."""
+
+    alias = "default"
+
+    def db_for_read(self, model, **hints):
+        return self.alias
+
+    db_for_write = db_for_read
+
+    def allow_relation(self, obj1, obj2, **hints):
+        return True
+
+    def allow_migrate(self, db, app_label, **hints):
+        return True
+
+
+ROUTER = Router()
+
+
+def add_databases(sizes: list[int]) -> dict[int, str]:
+    """A database alias per size, configured like the default one (before any connection opens)."""
+    from django.conf import settings
+    from django.db import router
+
+    aliases = {}
+    default = settings.DATABASES["default"]
+    for size in sizes:
+        alias = f"runs_{size}"
+        test_name = (
+            f"jobsite_bench_{os.getpid()}_{size}"
+            if "postgresql" in default["ENGINE"]
+            else str(Path(default["NAME"]).with_name(f"bench_{size}.sqlite3"))
+        )
+        settings.DATABASES[alias] = {**default, "TEST": {**default.get("TEST", {}), "NAME": test_name}}
+        aliases[size] = alias
+    router.routers = [ROUTER]
+    return aliases
+
+
+def create_database(alias: str) -> str:
+    from django.db import connections
+
+    ROUTER.alias = alias
+    return connections[alias].creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+
+
+# --- Measuring --------------------------------------------------------------------
+
+
+def page_urls(client, sample_run_id, job_type_name: str) -> dict[str, str]:
+    import re
+
+    first = client.get("/monitor/runs/").content.decode()
+    older = re.search(r'href="([^"]+)" rel="next"', first)
+    return {
+        "dashboard": "/monitor/",
+        "dashboard, live part": "/monitor/live/",
+        "runs": "/monitor/runs/",
+        "runs, status=failed": "/monitor/runs/?status=failed",
+        "runs, job_type": f"/monitor/runs/?job_type={job_type_name}",
+        "runs, 2nd page": "/monitor/runs/" + older[1].replace("&amp;", "&"),
+        "run detail": f"/monitor/runs/{sample_run_id}/",
+        "job type": f"/monitor/job-types/{job_type_name}/",
+    }
+
+
+def explain(alias: str) -> list[tuple[str, str]]:
+    """Plans of the queries behind the pages, as the database chose them."""
+    from django.db import connections
+    from django.utils import timezone
+
+    from jobs.models import Run
+    from jobs.monitor.queries import COUNT_CAP, NEWEST_FIRST
+
+    connection = connections[alias]
+    runs = Run.objects.using(alias)
+    newest = runs.order_by(*NEWEST_FIRST).values_list("created_at", "id").first()
+    since = timezone.now() - timedelta(hours=24)
+    queries = {
+        "24h count of one status": runs.filter(status="succeeded", created_at__gte=since).order_by()[: COUNT_CAP + 1],
+        "count of one active status": runs.filter(status="running").order_by()[: COUNT_CAP + 1],
+        "newest runs of one status": runs.filter(status="running").order_by(*NEWEST_FIRST)[:50],
+        "runs, first page": runs.order_by(*NEWEST_FIRST)[:51],
+        "runs, status filter": runs.filter(status="failed").order_by(*NEWEST_FIRST)[:51],
+        "runs, job type filter": runs.filter(job_type_id=1).order_by(*NEWEST_FIRST)[:51],
+        "runs, older page": runs.filter(created_at__lte=newest[0])
+        .exclude(created_at=newest[0], id__gte=newest[1])
+        .order_by(*NEWEST_FIRST)[:51],
+    }
+    plans = []
+    for name, queryset in queries.items():
+        sql, params = queryset.query.sql_with_params()
+        prefix = "EXPLAIN " if connection.vendor == "postgresql" else "EXPLAIN QUERY PLAN "
+        with connection.cursor() as cursor:
+            cursor.execute(prefix + sql, params)
+            lines = [str(row[-1]) for row in cursor.fetchall()]
+        plans.append((name, "\n      ".join(lines)))
+    return plans
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,1000000", help="run counts, comma-separated (default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=15, help="requests per page and size; the median counts")
+    parser.add_argument("--explain", action="store_true", help="print the query plans at each size")
+    args = parser.parse_args()
+    sizes = sorted({int(size) for size in args.sizes.split(",")})
+    if len(sizes) < 2:
+        parser.error("--sizes needs at least two sizes to compare")
+
+    scratch = Path(tempfile.mkdtemp(prefix="jobsite-bench-"))
+    created = []
+    try:
+        configure(scratch)
+        from django.contrib.auth.models import User
+        from django.db import connections
+        from django.test import Client
+
+        from jobs.models import JobType, Run
+
+        aliases = add_databases(sizes)
+        vendor = connections["default"].vendor
+        print(f"Database: {vendor}; sizes {', '.join(f'{size:,}' for size in sizes)}; {args.repeat} requests per page")
+        clients, urls = {}, {}
+        for size, alias in aliases.items():
+            created.append((alias, create_database(alias)))
+            job_types = [
+                JobType.objects.create(name=f"job-{i:02d}", kind="task", task="jobs.builtin.echo")
+                for i in range(JOB_TYPES)
+            ]
+            seconds = fill(alias, size, [jt.pk for jt in job_types])
+            print(f"{size:,} runs loaded in {seconds:.1f} s")
+            client = Client()
+            client.force_login(User.objects.create_superuser("bench", password="bench-only-not-a-secret"))
+            sample = Run.objects.filter(created_at__lte=Run.objects.order_by("-created_at")[size // 2].created_at)
+            sample = sample.order_by("-created_at", "-id").first()
+            clients[size], urls[size] = client, page_urls(client, sample.pk, job_types[7].name)
+            if args.explain:
+                for name, plan in explain(alias):
+                    print(f"  plan, {name}:\n      {plan}")
+
+        times = {size: {name: [] for name in urls[size]} for size in sizes}
+        for round_ in range(args.repeat + 2):  # the first two rounds warm up
+            for name in urls[sizes[0]]:
+                for size in sizes:
+                    ROUTER.alias = aliases[size]
+                    started = time.perf_counter()
+                    response = clients[size].get(urls[size][name])
+                    elapsed = time.perf_counter() - started
+                    assert response.status_code == 200, (size, name, response.status_code)
+                    if round_ >= 2:
+                        times[size][name].append(elapsed)
+    finally:
+        for alias, old_name in created:
+            connections[alias].creation.destroy_test_db(old_name, verbosity=0)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    small, large = sizes[0], sizes[-1]
+    print(f"\n{vendor}: median ms per page (min in brackets); goal: {large:,} runs within {GOAL_RATIO}x of {small:,}\n")
+    print(f"| page | {' | '.join(f'{size:,} runs' for size in sizes)} | ratio |")
+    print(f"|---|{'---:|' * len(sizes)}---:|")
+    worst = 0.0
+    for name in times[small]:
+        medians = {size: statistics.median(times[size][name]) for size in sizes}
+        ratio = medians[large] / medians[small]
+        worst = max(worst, ratio)
+        cells = " | ".join(f"{medians[size] * 1000:.1f} ({min(times[size][name]) * 1000:.1f})" for size in sizes)
+        print(f"| {name} | {cells} | {ratio:.2f}{'' if ratio <= GOAL_RATIO else ' over'} |")
+    print(f"\nWorst ratio: {worst:.2f}, {'within' if worst <= GOAL_RATIO else 'OVER'} the {GOAL_RATIO}x goal")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""/flower/: Flower, reached through the web process, for staff users only.
+
+Flower listens on loopback with its own basic-auth credentials, which only
+this proxy knows. Django does the rest: the login, the staff check, CSRF on
+POST (Flower's pages get a script that sends Django's token), and
+X-Frame-Options, so the workers page can embed Flower from the same origin.
+"""
+
+import base64
+import logging
+
+import httpx
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.templatetags.static import static
+from django.utils.html import format_html
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_http_methods
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 10
+# Sent on to Flower; the browser's cookies (Django's session) never are.
+REQUEST_HEADERS = ("Accept", "Content-Type", "X-Requested-With", "X-XSRFToken")
+RESPONSE_HEADERS = ("Content-Type", "Cache-Control", "ETag", "Last-Modified", "Expires", "Content-Disposition")
+
+
+def _upstream_headers(request: HttpRequest) -> dict[str, str]:
+    headers = {name: request.headers[name] for name in REQUEST_HEADERS if name in request.headers}
+    # Compressed bodies would have to be decoded to add the CSRF script.
+    headers["Accept-Encoding"] = "identity"
+    if settings.FLOWER_BASIC_AUTH:
+        token = base64.b64encode(settings.FLOWER_BASIC_AUTH.encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    return headers
+
+
+def _local_location(location: str) -> str:
+    """A redirect to Flower's own address, made relative so it comes back here."""
+    upstream = httpx.URL(settings.FLOWER_URL)
+    target = httpx.URL(location)
+    if target.is_absolute_url and (target.scheme, target.host, target.port) == (
+        upstream.scheme,
+        upstream.host,
+        upstream.port,
+    ):
+        query = f"?{target.query.decode()}" if target.query else ""
+        return f"{target.path}{query}"
+    return location
+
+
+def _with_csrf_script(request: HttpRequest, html: bytes) -> bytes:
+    """Flower's jQuery POSTs (revoke, terminate, pool size...) must carry
+    Django's CSRF token through the proxy; this script adds it."""
+    from django.middleware.csrf import get_token
+
+    get_token(request)  # makes sure the CSRF cookie is set
+    tag = format_html(
+        '<script src="{}" data-cookie="{}"></script>', static("jobs/flower-csrf.js"), settings.CSRF_COOKIE_NAME
+    )
+    head, marker, tail = html.rpartition(b"</body>")
+    if not marker:
+        return html + tag.encode()
+    return head + tag.encode() + marker + tail
+
+
+@csrf_exempt  # checked below by csrf_protect, once the body is read
+@login_required
+@require_http_methods(["GET", "POST"])
+def flower_proxy(request: HttpRequest, path: str = "") -> HttpResponse:
+    if not request.user.is_staff:
+        raise PermissionDenied("Flower is for staff users.")
+    # Read the raw body first: the CSRF check parses form posts, and a parsed
+    # multipart stream could no longer be passed on to Flower as it came.
+    request.body  # noqa: B018
+    return _proxy(request, path)
+
+
+@csrf_protect
+def _proxy(request: HttpRequest, path: str) -> HttpResponse:
+    url = f"{settings.FLOWER_URL.rstrip('/')}/{path}"
+    try:
+        upstream = httpx.request(
+            request.method,
+            url,
+            params=request.GET.urlencode() or None,
+            content=request.body if request.method == "POST" else None,
+            headers=_upstream_headers(request),
+            timeout=TIMEOUT_SECONDS,
+            follow_redirects=False,
+        )
+    except httpx.HTTPError as exc:
+        logger.warning("Flower did not answer at %s: %s", settings.FLOWER_URL, exc)
+        context = {"flower_url": settings.FLOWER_URL, "error": str(exc) or exc.__class__.__name__}
+        return render(request, "monitor/flower_unavailable.html", context, status=502)
+    if upstream.status_code == 401:
+        # Flower refused the proxy's credentials: a configuration problem, not the user's.
+        logger.error("Flower refused FLOWER_BASIC_AUTH at %s", settings.FLOWER_URL)
+        context = {"flower_url": settings.FLOWER_URL, "error": "Flower refused the credentials in FLOWER_BASIC_AUTH."}
+        return render(request, "monitor/flower_unavailable.html", context, status=502)
+    content = upstream.content
+    if upstream.headers.get("Content-Type", "").startswith("text/html"):
+        content = _with_csrf_script(request, content)
+    response = HttpResponse(content, status=upstream.status_code)
+    for name in RESPONSE_HEADERS:
+        if name in upstream.headers:
+            response[name] = upstream.headers[name]
+    if "Location" in upstream.headers:
+        response["Location"] = _local_location(upstream.headers["Location"])
+    return response

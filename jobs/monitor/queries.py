@@ -1,0 +1,135 @@
+"""Bounded, indexed reads of the run table for the monitoring pages.
+
+The run table grows without end, so nothing here counts or sorts all of it:
+counts stop at COUNT_CAP, lists read one index range with a LIMIT, and the
+history pages by keyset ((created_at, id) of the last row seen), not by OFFSET.
+"""
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
+
+from jobs.models import JobType, Run
+
+COUNT_CAP = 10_000
+NEWEST_FIRST = ("-created_at", "-id")
+
+
+def runs() -> QuerySet:
+    """Runs with their job types. Fetched with a second query rather than a
+    join: with a join, SQLite may plan "every job type, then sort all their
+    runs" instead of reading the newest runs from the created_at index."""
+    return Run.objects.prefetch_related("job_type")
+
+
+def capped_count(queryset: QuerySet, cap: int = COUNT_CAP) -> int:
+    """COUNT(*) over at most cap + 1 rows: a result above `cap` means "more than cap"."""
+    return queryset.order_by()[: cap + 1].count()
+
+
+def count_in_statuses(statuses: Iterable[str], cap: int = COUNT_CAP) -> int:
+    """Runs in any of `statuses`, counted one status at a time: with `status IN (...)`
+    a planner that only knows the average rows per status may read the whole table."""
+    return min(sum(capped_count(Run.objects.filter(status=status), cap) for status in statuses), cap + 1)
+
+
+def status_counts_since(since: datetime) -> list[dict]:
+    """Runs created since `since`, per status, each counted on the (status, created_at) index."""
+    counts = []
+    for status in Run.Status:
+        n = capped_count(Run.objects.filter(status=status, created_at__gte=since))
+        counts.append({"status": status.value, "count": min(n, COUNT_CAP), "capped": n > COUNT_CAP})
+    return counts
+
+
+def newest_in_statuses(statuses: Iterable[str], limit: int, queryset: QuerySet | None = None) -> list[Run]:
+    """The newest `limit` runs in any of `statuses`.
+
+    One query per status, each a LIMIT over the (status, created_at) index: a
+    single `status IN (...) ORDER BY created_at` would sort every matching row.
+    """
+    queryset = runs() if queryset is None else queryset
+    found = [run for status in statuses for run in queryset.filter(status=status).order_by(*NEWEST_FIRST)[:limit]]
+    found.sort(key=lambda run: (run.created_at, run.id), reverse=True)
+    return found[:limit]
+
+
+def search(text: str) -> Q:
+    """Runs whose id starts with `text` (hex digits, dashes allowed) or whose job type's name contains it."""
+    text = text.strip()
+    # Job types are few compared with runs; their ids become an indexed IN list.
+    job_type_ids = list(JobType.objects.filter(name__icontains=text).values_list("pk", flat=True)[:100])
+    condition = Q(job_type_id__in=job_type_ids)
+    digits = text.replace("-", "").lower()
+    if re.fullmatch(r"[0-9a-f]{1,32}", digits):
+        # An id prefix is a range of the primary key, so it uses its index.
+        low, high = uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+        condition |= Q(id__gte=low, id__lte=high)
+    return condition
+
+
+# --- Keyset pagination ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cursor:
+    created_at: datetime
+    id: uuid.UUID
+
+    @classmethod
+    def of(cls, run: Run) -> "Cursor":
+        return cls(run.created_at, run.id)
+
+    @classmethod
+    def parse(cls, value: str) -> "Cursor":
+        """From `str(cursor)`; ValueError when it is not one."""
+        created_at, _, run_id = value.rpartition("_")
+        parsed = datetime.fromisoformat(created_at)
+        if parsed.tzinfo is None:
+            raise ValueError("a cursor's time has a time zone")
+        return cls(parsed, uuid.UUID(run_id))
+
+    def __str__(self) -> str:
+        return f"{self.created_at.isoformat()}_{self.id.hex}"
+
+
+@dataclass
+class Page:
+    runs: list[Run]
+    newer: Cursor | None  # pass as `before` for the previous (newer) page
+    older: Cursor | None  # pass as `after` for the next (older) page
+
+
+def keyset_page(queryset: QuerySet, *, size: int, after: Cursor | None = None, before: Cursor | None = None) -> Page:
+    """Runs of `queryset` newest first, `size` of them, older than `after` or newer than `before`.
+
+    "Is there another page" comes from reading size + 1 rows: no COUNT. The
+    condition is written as `created_at <= t AND NOT (created_at = t AND id >= i)`
+    so the database starts the index scan at t instead of filtering from the top.
+    """
+    if before is not None:
+        rows = list(
+            queryset.filter(created_at__gte=before.created_at)
+            .exclude(created_at=before.created_at, id__lte=before.id)
+            .order_by("created_at", "id")[: size + 1]
+        )
+        if len(rows) <= size:  # back at the top: show a full first page
+            return keyset_page(queryset, size=size)
+        runs = rows[:size][::-1]
+        return Page(runs, Cursor.of(runs[0]), Cursor.of(runs[-1]))
+    if after is not None:
+        queryset = queryset.filter(created_at__lte=after.created_at).exclude(
+            created_at=after.created_at, id__gte=after.id
+        )
+    rows = list(queryset.order_by(*NEWEST_FIRST)[: size + 1])
+    runs = rows[:size]
+    has_older = len(rows) > size
+    return Page(
+        runs,
+        Cursor.of(runs[0]) if after is not None and runs else None,
+        Cursor.of(runs[-1]) if has_older else None,
+    )

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Run a benchmark from bench/ on SQLite, then on PostgreSQL: DATABASE_URL's
+# server if set (the benchmark makes a database of its own there), else a
+# throwaway cluster started here like scripts/test.sh does, removed at exit.
+#   scripts/bench.sh bench/monitor_scale.py [its arguments...]
+#   DB=sqlite | DB=postgres      only that database
+set -euo pipefail
+
+# shellcheck source=scripts/test.sh
+source "$(dirname "${BASH_SOURCE[0]}")/test.sh"
+
+main() {
+    cd "$ROOT"
+    require_venv
+    [[ $# -ge 1 && -f $1 ]] || die "usage: scripts/bench.sh bench/SCRIPT.py [arguments]"
+    mkdir -p "$RUN_DIR"
+    trap pg_stop EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    export SECRET_KEY="${SECRET_KEY:-insecure-key-for-benchmarks-only}"
+
+    case "${DB:-}" in
+        "" | sqlite)
+            stage "$1 on SQLite"
+            env -u DATABASE_URL python "$@"
+            ;;
+    esac
+    case "${DB:-}" in
+        "" | postgres | postgresql | pg)
+            if [[ -z ${DATABASE_URL:-} ]]; then
+                ensure_postgres_binaries
+                stage "start a throwaway PostgreSQL"
+                pg_start
+            fi
+            stage "$1 on PostgreSQL"
+            python "$@"
+            ;;
+        sqlite) ;;
+        *) die "DB must be 'sqlite' or 'postgres', not '$DB'" ;;
+    esac
+}
+
+main "$@"

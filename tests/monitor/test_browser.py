@@ -1,0 +1,221 @@
+"""The monitoring pages in headless Chromium, against a live server, a real
+worker and a real Flower. Each test saves screenshots to .run/screenshots/.
+
+Chromium is Debian's (`make test` installs it); Playwright never downloads one.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from playwright.sync_api import expect, sync_playwright
+
+from jobs.models import Run
+from jobs.services import run_create
+from tests.conftest import ROOT, wait_for_run
+from tests.factories import JobTypeFactory
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = ROOT / ".run" / "screenshots"
+LIVE_TIMEOUT_MS = 20_000  # a few refreshes of the live parts (every 3 s)
+
+pytestmark = pytest.mark.worker
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make test` (it installs it) or apt-get install chromium")
+    # Playwright's sync API keeps an event loop in this thread, and Django
+    # refuses ORM calls from a thread with a running loop. The tests' own ORM
+    # calls are plain synchronous code between browser steps, so allow them.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser, live_server, admin_user, flower, worker):
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(LIVE_TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+def log_in(page, next_path="/monitor/"):
+    page.goto(next_path)
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next="))
+    page.fill("#id_username", "boss")
+    page.fill("#id_password", "pw")
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(re.escape(next_path) + "$"))
+
+
+def screenshot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{connection.vendor}-{name}.png", full_page=True)
+
+
+def start(job_type, **params) -> Run:
+    run, _ = run_create(job_type=job_type, params=params, trigger=Run.Trigger.API)
+    return run
+
+
+def test_it_logs_in_and_opens_every_page(page, worker):
+    echo = JobTypeFactory(name="echo", description="Returns its params.")
+    greet = JobTypeFactory(
+        name="greet",
+        params_schema={
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "times": {"type": "integer"}, "loud": {"type": "boolean"}},
+            "required": ["name"],
+        },
+        default_params={"times": 1},
+    )
+    doomed = JobTypeFactory(name="doomed", task="jobs.builtin.fail")
+    done = [wait_for_run(start(echo, n=i)) for i in range(3)]
+    wait_for_run(start(greet, name="Ada"))
+    failed = wait_for_run(start(doomed, message="disk full"))
+    assert failed.status == "failed"
+
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    screenshot(page, "login")
+    log_in(page)
+    expect(page.locator("h1")).to_have_text("Dashboard")
+    expect(page.locator("#recent-failures")).to_contain_text("disk full")
+    expect(page.locator("#cluster")).to_contain_text(worker.hostname)
+    screenshot(page, "dashboard")
+
+    page.click("header >> text=Runs")
+    expect(page.locator("#run-history tbody tr")).to_have_count(5)
+    page.select_option("#id_status", "failed")
+    page.click("#run-filters button[type=submit]")
+    expect(page.locator("#run-history tbody tr")).to_have_count(1)
+    expect(page.locator("#run-history")).to_contain_text("doomed")
+    screenshot(page, "runs-filtered")
+
+    page.click(f'#run-history a[href="/monitor/runs/{failed.pk}/"]')
+    expect(page.locator("#run-status")).to_have_text("failed")
+    expect(page.locator("#error")).to_contain_text("BuiltinTaskFailed: disk full")
+    expect(page.locator("#error")).to_contain_text("Traceback (most recent call last)")
+    screenshot(page, "run-failed")
+
+    page.goto(f"/monitor/runs/{done[0].pk}/")
+    expect(page.locator("#result")).to_contain_text('"n": 0')
+    screenshot(page, "run-succeeded")
+
+    page.click("header >> text=Job types")
+    screenshot(page, "job-types")
+    page.click("text=greet")
+    expect(page.locator("#success-rate")).to_have_text("100%")
+    expect(page.locator("#duration-chart rect.bar")).to_have_count(1)
+    screenshot(page, "job-type")
+
+    page.click("header >> text=Workers")
+    expect(page.locator(f'[data-worker="{worker.hostname}"]')).to_be_visible()
+    expect(page.locator("#cluster")).to_contain_text("celery")
+    screenshot(page, "workers")
+
+
+def test_a_run_shows_up_live_as_active_then_moves_to_the_history(page):
+    nap = JobTypeFactory(name="nap", task="jobs.builtin.sleep")
+    log_in(page)
+    page.evaluate("window.notReloaded = true")
+    run = start(nap, seconds=4)
+
+    active_row = page.locator(f'#active-runs [data-run="{run.pk}"]')
+    expect(active_row).to_be_visible()
+    expect(active_row).to_contain_text(re.compile("queued|running"))
+    screenshot(page, "dashboard-active")
+
+    expect(active_row).to_have_count(0)
+    expect(page.locator(f'#recent-runs [data-run="{run.pk}"]')).to_contain_text("succeeded")
+    assert page.evaluate("window.notReloaded") is True  # updated in place, not by reloading
+    screenshot(page, "dashboard-finished")
+
+    page.click("header >> text=Runs")
+    expect(page.locator(f'#run-history [data-run="{run.pk}"]')).to_contain_text("succeeded")
+
+
+def test_a_running_run_is_cancelled_from_its_page(page):
+    nap = JobTypeFactory(name="nap", task="jobs.builtin.sleep")
+    run = start(nap, seconds=60)
+    log_in(page, f"/monitor/runs/{run.pk}/")
+    expect(page.locator("#run-status")).to_have_text("running")  # the page follows the run by itself
+    screenshot(page, "run-running")
+
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#cancel-run")
+    page.wait_for_timeout(500)
+    run.refresh_from_db()
+    assert run.status == "running"  # dismissing the confirmation posts nothing
+
+    messages = []
+    page.once("dialog", lambda dialog: (messages.append(dialog.message), dialog.accept()))
+    page.click("#cancel-run")
+    expect(page.locator(".message.success")).to_have_text("Run cancelled.")
+    expect(page.locator("#run-status")).to_have_text("cancelled")
+    assert messages == ["Cancel this run of nap?"]
+    assert wait_for_run(run).status == "cancelled"
+    expect(page.locator("#rerun-run")).to_be_visible()
+    screenshot(page, "run-cancelled")
+
+
+def test_the_run_now_form_starts_a_run_and_its_page_follows_it(page):
+    JobTypeFactory(
+        name="greet",
+        params_schema={"type": "object", "properties": {"name": {"type": "string"}, "times": {"type": "integer"}}},
+    )
+    log_in(page, "/monitor/job-types/greet/")
+    page.fill("#id_p_name", "Ada")
+    page.fill("#id_p_times", "2")
+    screenshot(page, "job-type-form")
+    page.click("#run-now-form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/monitor/runs/[0-9a-f-]{36}/$"))
+    expect(page.locator("#run-status")).to_have_text("succeeded")
+    expect(page.locator("#result")).to_contain_text('"name": "Ada"')
+    run = Run.objects.get()
+    assert (run.params, run.trigger) == ({"name": "Ada", "times": 2}, "admin")
+
+
+def test_flower_opens_embedded_in_the_workers_page_and_on_its_own(page, worker):
+    run = wait_for_run(start(JobTypeFactory(name="echo"), hello="flower"))
+    log_in(page, "/monitor/workers/")
+    flower = page.frame_locator("iframe.flower")
+    expect(flower.locator("body")).to_contain_text(worker.hostname)
+    expect(flower.locator("#workers-refresh-status")).to_contain_text("Updated")
+    screenshot(page, "workers-with-flower")
+
+    page.goto("/flower/")
+    expect(page).to_have_title("Workers · Flower")
+    expect(page.locator("body")).to_contain_text(worker.hostname)
+    expect(page.locator("#workers-refresh-status")).to_contain_text("Updated")
+    screenshot(page, "flower")
+
+    page.goto(f"/monitor/runs/{run.pk}/")
+    page.click("#flower-task-link")
+    expect(page.locator("body")).to_contain_text(str(run.pk))
+    expect(page.locator("body")).to_contain_text("jobs.builtin.echo")
+    screenshot(page, "flower-task")

@@ -1,0 +1,116 @@
+"""/flower/ through the web process, against a real Flower with basic auth."""
+
+import httpx
+from django.test import Client
+
+from jobs.models import Run
+from jobs.services import run_create
+from tests.conftest import wait_for_run
+from tests.factories import JobTypeFactory
+
+from .conftest import free_port
+
+
+def test_flower_itself_refuses_requests_without_its_credentials(flower):
+    assert httpx.get(f"{flower.url}/", timeout=5).status_code == 401
+    assert httpx.get(f"{flower.url}/", auth=("flower", "wrong"), timeout=5).status_code == 401
+
+
+def test_staff_see_flowers_main_pages_through_the_proxy(flower, staff_client):
+    dashboard = staff_client.get("/flower/")
+    assert dashboard.status_code == 200
+    assert dashboard["Content-Type"].startswith("text/html")
+    body = dashboard.content.decode()
+    assert "<title>Workers · Flower</title>" in body
+    # Flower's own links stay under /flower/, so they come back through the proxy.
+    assert 'href="/flower/tasks"' in body
+    assert dashboard["X-Frame-Options"] == "SAMEORIGIN"
+
+    tasks = staff_client.get("/flower/tasks")
+    assert tasks.status_code == 200 and "<title>Tasks · Flower</title>" in tasks.content.decode()
+    script = staff_client.get("/flower/static/js/flower.js")
+    assert script.status_code == 200
+    assert b"url_prefix" in script.content
+    api = staff_client.get("/flower/api/workers", {"refresh": "false"})
+    assert api.status_code == 200 and api["Content-Type"].startswith("application/json")
+
+
+def test_flower_shows_a_run_that_a_worker_executed(flower, worker, staff_client):
+    run, _ = run_create(job_type=JobTypeFactory(name="echo"), params={"hello": "flower"}, trigger=Run.Trigger.API)
+    assert wait_for_run(run).status == "succeeded"
+    page = staff_client.get(f"/flower/task/{run.pk}")
+    # Flower learns about tasks from events, which may lag a moment behind the database.
+    for _ in range(50):
+        if page.status_code == 200:
+            break
+        page = staff_client.get(f"/flower/task/{run.pk}")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert str(run.pk) in body and "jobs.builtin.echo" in body
+    # The run page links there.
+    assert f'href="/flower/task/{run.pk}"' in staff_client.get(f"/monitor/runs/{run.pk}/").content.decode()
+
+
+def test_flower_pages_get_the_script_that_sends_djangos_csrf_token(flower, staff_client):
+    body = staff_client.get("/flower/").content.decode()
+    assert '<script src="/static/jobs/flower-csrf.js" data-cookie="csrftoken"></script></body>' in body
+    assert "csrftoken" in staff_client.cookies
+
+
+def test_posts_to_flower_need_djangos_csrf_token(flower, admin_user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    client.get("/flower/")  # sets the CSRF cookie, as a browser would have it
+    url = "/flower/api/task/revoke/00000000-0000-4000-8000-000000000000"
+    token = client.cookies["csrftoken"].value
+    assert client.post(url).status_code == 403
+    assert client.post(url, {"terminate": "false"}).status_code == 403
+    for body in ({}, {"terminate": "false"}):  # multipart, as Django's test client sends it
+        response = client.post(url, body, HTTP_X_CSRFTOKEN=token)
+        assert response.status_code == 200
+        assert response.json() == {"message": "Revoked '00000000-0000-4000-8000-000000000000'"}
+    # A form-encoded body, as Flower's jQuery sends it, reaches Flower as it was sent.
+    url = "/flower/api/task/rate-limit/jobs.builtin.echo"
+    form = "application/x-www-form-urlencoded"
+    response = client.post(url, "", content_type=form, HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 400 and b"Missing argument workername" in response.content
+    body = "workername=nobody%40nowhere&ratelimit=1%2Fm"
+    response = client.post(url, body, content_type=form, HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 404 and b"Unknown worker 'nobody@nowhere'" in response.content
+
+
+def test_without_flower_the_proxy_says_so(staff_client, settings):
+    settings.FLOWER_URL = f"http://127.0.0.1:{free_port()}/flower"
+    response = staff_client.get("/flower/")
+    assert response.status_code == 502
+    body = response.content.decode()
+    assert "Flower is unavailable" in body and settings.FLOWER_URL in body
+
+
+def test_with_the_wrong_credentials_the_proxy_says_so(flower, staff_client, settings):
+    settings.FLOWER_BASIC_AUTH = "flower:not-the-password"
+    response = staff_client.get("/flower/")
+    assert response.status_code == 502
+    assert "Flower refused the credentials in FLOWER_BASIC_AUTH." in response.content.decode()
+
+
+def test_the_session_cookie_never_reaches_flower(flower, staff_client):
+    # Flower echoes nothing back, so look at what the proxy would send.
+    from django.test import RequestFactory
+
+    from jobs.monitor.flower import _upstream_headers
+
+    request = RequestFactory().get("/flower/", HTTP_COOKIE="sessionid=secret; csrftoken=t", HTTP_ACCEPT="text/html")
+    headers = _upstream_headers(request)
+    assert "Cookie" not in headers and "cookie" not in {name.lower() for name in headers}
+    assert headers["Accept"] == "text/html"
+    assert headers["Authorization"].startswith("Basic ")
+
+
+def test_redirects_to_flowers_own_address_come_back_through_the_proxy(settings):
+    from jobs.monitor.flower import _local_location
+
+    settings.FLOWER_URL = "http://127.0.0.1:5555/flower"
+    assert _local_location("http://127.0.0.1:5555/flower/tasks?state=FAILURE") == "/flower/tasks?state=FAILURE"
+    assert _local_location("/flower/login") == "/flower/login"
+    assert _local_location("https://elsewhere.example/x") == "https://elsewhere.example/x"
