@@ -13,11 +13,22 @@ from typing import Any
 
 from django.db import transaction
 
-from .api.serializers import JobTypeSerializer
-from .models import JobType
+from .api.serializers import JobTypeSerializer, ScheduleSerializer
+from .models import JobType, Schedule
 from .yaml_lines import FileError, line_of
 
 LEFT_OUT = ("created_at", "updated_at")
+# A schedule's state, not its definition: what an import does not set.
+SCHEDULE_LEFT_OUT = (
+    "id",
+    "timing",
+    "next_run_at",
+    "last_run",
+    "skipped_ticks",
+    "last_skipped_at",
+    "last_skip_reason",
+    *LEFT_OUT,
+)
 
 
 def _plain(data: Any) -> Any:
@@ -36,11 +47,23 @@ def definition(job_type: JobType) -> dict:
     return data
 
 
+def schedule_definition(schedule: Schedule) -> dict:
+    """One schedule as the API shows it, without its state."""
+    data = _plain(ScheduleSerializer(schedule).data)
+    for key in SCHEDULE_LEFT_OUT:
+        data.pop(key, None)
+    return data
+
+
 def export_definitions() -> dict:
-    """Every job type, workflows last (their steps name the others)."""
+    """Every job type, workflows last (their steps name the others), then every schedule."""
     job_types = JobType.objects.select_related("on_failure").prefetch_related("steps__job_type")
     ordered = sorted(job_types, key=lambda job_type: (job_type.kind == JobType.Kind.WORKFLOW, job_type.name))
-    return {"job_types": [definition(job_type) for job_type in ordered]}
+    schedules = Schedule.objects.select_related("job_type").order_by("name")
+    return {
+        "job_types": [definition(job_type) for job_type in ordered],
+        "schedules": [schedule_definition(schedule) for schedule in schedules],
+    }
 
 
 @dataclass
@@ -49,12 +72,14 @@ class ImportSummary:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
 
+    what: str = "Job types"
+
     def __str__(self) -> str:
         parts = [
             f"{what} {len(names)}" + (f" ({', '.join(names)})" if names and what != "unchanged" else "")
             for what, names in (("created", self.created), ("updated", self.updated), ("unchanged", self.unchanged))
         ]
-        return "Job types: " + "; ".join(parts) + "."
+        return f"{self.what}: " + "; ".join(parts) + "."
 
 
 def import_definitions(entries: list[dict], *, lines: dict[str, int] | None = None) -> ImportSummary:
@@ -136,12 +161,36 @@ def _messages(errors: Any, where: str = "") -> list[str]:
     return [f"{where}: {errors}" if where else str(errors)]
 
 
-def import_schedules(definitions: list[dict]) -> ImportSummary | None:
+def import_schedules(entries: list[dict], *, lines: dict[str, int] | None = None) -> ImportSummary:
     """Create or update schedules from definitions in the schedules API's shape
-    ({name, job_type, params, enabled, cron + timezone or interval_seconds}).
-
-    The Schedule model (issue 3) is not part of this build yet: this returns
-    None and the commands say that the schedules were not created. Once it is,
-    this is the one place to connect it (through the schedules API serializer,
-    like import_definitions)."""
-    return None
+    ({name, job_type, params, enabled, cron + timezone or interval_seconds, ...}),
+    through the schedules API's serializer. A definition equal to what is stored
+    is left alone. FileError on the first that breaks a rule; call it inside the
+    same transaction as the job types' import so that nothing is written then."""
+    summary = ImportSummary(what="Schedules")
+    lines = lines or {}
+    writable = [name for name, f in ScheduleSerializer().fields.items() if not f.read_only]
+    with transaction.atomic():
+        for entry in entries:
+            if not isinstance(entry, dict):
+                raise FileError(line_of(entry), "each schedule is a mapping of its fields (name, job_type, ...)")
+            name = entry.get("name")
+            line = line_of(entry) or lines.get(name)
+            unknown = [key for key in entry if key not in writable]
+            if unknown:
+                raise FileError(
+                    line_of(entry, unknown[0]) or line,
+                    f"schedule '{name}': unknown key '{unknown[0]}'; schedules have {', '.join(writable)}",
+                )
+            instance = Schedule.objects.filter(name=name).first() if isinstance(name, str) else None
+            if instance is not None and all(
+                _plain(schedule_definition(instance).get(key)) == _plain(value) for key, value in entry.items()
+            ):
+                summary.unchanged.append(name)
+                continue
+            serializer = ScheduleSerializer(instance, data=entry, partial=instance is not None)
+            if not serializer.is_valid():
+                raise FileError(line, f"schedule '{name}': {'; '.join(_messages(serializer.errors))}")
+            serializer.save()
+            (summary.updated if instance else summary.created).append(name)
+    return summary

@@ -57,6 +57,7 @@ class DirectorImport:
     # {name, job_type, params, enabled, and cron + timezone or interval_seconds}
     schedules: list[dict] = field(default_factory=list)
     lines: dict[str, int] = field(default_factory=dict)  # job type name → line it comes from
+    schedule_lines: dict[str, int] = field(default_factory=dict)  # schedule name → line of its `periodic`
 
 
 def read(document: Any, *, schemas_dir: Path) -> DirectorImport:
@@ -145,7 +146,9 @@ class _Reader:
         entry["on_failure"] = on_failure
         self.result.job_types.append(entry)
         if "periodic" in workflow:
-            self.result.schedules.append(self._schedule(key, name, workflow["periodic"], line_of(workflow, "periodic")))
+            schedule = self._schedule(key, name, workflow["periodic"], line_of(workflow, "periodic"))
+            self.result.schedules.append(schedule)
+            self.result.schedule_lines[schedule["name"]] = line_of(workflow, "periodic")
 
     def _queues(self, key: str, workflow: dict) -> tuple[str, dict[str, str]]:
         queue = workflow.get("queue", "")

@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from jobs import director, yaml_lines
-from jobs.models import JobType, WorkflowStep
+from jobs.models import JobType, Schedule, WorkflowStep
 from tests.factories import JobTypeFactory
 
 FIXTURES = Path(__file__).parent / "fixtures" / "director"
@@ -27,7 +27,7 @@ def steps_of(name: str) -> list[tuple[str, str, list[str]]]:
 
 
 def test_it_imports_chains_groups_queues_hooks_and_schemas(db):
-    out, err = run_command("import_workflows", str(WORKFLOWS_YML))
+    out, _ = run_command("import_workflows", str(WORKFLOWS_YML))
     assert out.startswith("Job types: created 9 (")
     assert steps_of("shop-etl") == [
         ("extract", "extract", []),
@@ -47,15 +47,28 @@ def test_it_imports_chains_groups_queues_hooks_and_schemas(db):
     assert steps_of("shop-nightly") == [("extract", "extract", []), ("load", "load-on-reports", ["extract"])]
     assert JobType.objects.get(name="load-on-reports").queue == "reports"
     assert JobType.objects.get(name="shop-nightly").queue == "workflow-tests"
-    assert "Schedules: 2 read but NOT created" in err
+    assert "Schedules: created 2 (shop-etl-periodic, shop-nightly-periodic)" in out
+    etl_periodic = Schedule.objects.get(name="shop-etl-periodic")
+    assert (etl_periodic.job_type.name, etl_periodic.cron, etl_periodic.params) == (
+        "shop-etl",
+        "0 */3 * * *",
+        {"rows": 3},
+    )
+    assert etl_periodic.next_run_at is not None
+    assert Schedule.objects.get(name="shop-nightly-periodic").interval_seconds == 60
 
 
 def test_importing_the_same_file_twice_changes_nothing(db):
     run_command("import_workflows", str(WORKFLOWS_YML))
     before = list(JobType.objects.values_list("name", "updated_at"))
     steps_before = list(WorkflowStep.objects.values_list("pk", "name"))
+    schedules_before = list(Schedule.objects.values_list("name", "updated_at", "next_run_at"))
     out, _ = run_command("import_workflows", str(WORKFLOWS_YML))
-    assert out.strip() == "Job types: created 0; updated 0; unchanged 9."
+    assert out.strip().splitlines() == [
+        "Job types: created 0; updated 0; unchanged 9.",
+        "Schedules: created 0; updated 0; unchanged 2.",
+    ]
+    assert list(Schedule.objects.values_list("name", "updated_at", "next_run_at")) == schedules_before
     assert list(JobType.objects.values_list("name", "updated_at")) == before
     assert list(WorkflowStep.objects.values_list("pk", "name")) == steps_before
 
@@ -171,6 +184,11 @@ def assorted(db):
     )
     flow.steps.create(name="first", job_type=hook, params={"day": "{{ params.day }}"})
     flow.steps.create(name="then", job_type=hook, params={"got": "{{ steps.first.result }}"}, depends_on=["first"])
+    Schedule.objects.create(
+        name="nightly-alert", job_type=hook, params={"to": "night"}, cron="30 2 * * *", timezone="Europe/Berlin",
+        overlap="skip",
+    )  # fmt: skip
+    Schedule.objects.create(name="often", job_type=hook, interval_seconds=90, enabled=False)
 
 
 def test_export_then_import_gives_back_the_same_definitions(assorted, tmp_path):
@@ -178,14 +196,20 @@ def test_export_then_import_gives_back_the_same_definitions(assorted, tmp_path):
     run_command("export_job_types", "--output", str(exported))
     first = exported.read_text()
     assert "name: flow" in first and "on_failure: alert" in first
+    assert "name: nightly-alert" in first and "timezone: Europe/Berlin" in first
     out, _ = run_command("import_job_types", str(exported))
-    assert out.strip() == "Job types: created 0; updated 0; unchanged 3."
+    assert out.strip().splitlines() == [
+        "Job types: created 0; updated 0; unchanged 3.",
+        "Schedules: created 0; updated 0; unchanged 2.",
+    ]
     # Into an empty database: everything back as it was.
+    Schedule.objects.all().delete()
     JobType.objects.update(on_failure=None)
     WorkflowStep.objects.all().delete()
     JobType.objects.all().delete()
     out, _ = run_command("import_job_types", str(exported))
     assert out.startswith("Job types: created 3 (")
+    assert "Schedules: created 2 (nightly-alert, often)" in out
     again, _ = run_command("export_job_types")
     assert again == first
 
@@ -200,6 +224,15 @@ def test_export_then_import_gives_back_the_same_definitions(assorted, tmp_path):
             ":2: job type 'w': steps: Step 'a' depends on itself.",
         ),
         ("jobtypes: []\n", ":1: expected a mapping with 'job_types'"),
+        (
+            "job_types: []\nschedules:\n- name: s\n  job_type: a\n  cron: 61 * * * *\n",
+            ":3: schedule 's': cron: cron '61 * * * *': minute must be 0-59, not 61",
+        ),
+        (
+            "job_types:\n- name: b\n  kind: task\n  task: jobs.builtin.echo\nschedules:\n- name: s\n  job_type: b\n"
+            "  interval_seconds: 5\n  every: 5\n",
+            ":9: schedule 's': unknown key 'every'",
+        ),
     ],
 )
 def test_import_job_types_reports_bad_definitions_with_their_line(db, tmp_path, text, message):
@@ -210,3 +243,4 @@ def test_import_job_types_reports_bad_definitions_with_their_line(db, tmp_path, 
         run_command("import_job_types", str(path))
     assert message in str(error.value), str(error.value)
     assert list(JobType.objects.values_list("name", flat=True)) == ["a"]
+    assert not Schedule.objects.exists()

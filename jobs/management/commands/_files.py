@@ -1,5 +1,5 @@
-"""What the import and export commands share: reading a YAML file, saying
-where it is wrong, and reporting schedules."""
+"""What the import and export commands share: reading a YAML file and
+saying where it is wrong."""
 
 from pathlib import Path
 from typing import Any
@@ -7,7 +7,6 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from jobs import yaml_lines
-from jobs.definitions import import_schedules
 
 
 def read_yaml(path: Path) -> Any:
@@ -26,22 +25,3 @@ def read_yaml(path: Path) -> Any:
 def file_error(path: Path, exc: yaml_lines.FileError) -> CommandError:
     """One line saying where the problem is and what to fix: 'workflows.yml:12: ...'."""
     return CommandError(f"{path}:{exc.line}: {exc.message}" if exc.line else f"{path}: {exc.message}")
-
-
-def report_schedules(command, definitions: list[dict]) -> None:
-    if not definitions:
-        return
-    summary = import_schedules(definitions)
-    if summary is not None:
-        command.stdout.write(str(summary).replace("Job types", "Schedules"))
-        return
-    command.stderr.write(
-        f"Schedules: {len(definitions)} read but NOT created: the Schedule model is not part of this build yet."
-    )
-    for schedule in definitions:
-        when = (
-            f"cron '{schedule['cron']}' {schedule['timezone']}"
-            if "cron" in schedule
-            else f"every {schedule['interval_seconds']} s"
-        )
-        command.stderr.write(f"  {schedule['name']}: {schedule['job_type']} {when}, params {schedule['params']}")

@@ -5,11 +5,11 @@ from django.core.management.base import BaseCommand, CommandError
 from jobs.definitions import export_definitions
 from jobs.yaml_lines import dump
 
-HEADER = "# Jobsite job types and workflows; read back with: manage.py import_job_types FILE\n"
+HEADER = "# Jobsite job types, workflows and schedules; read back with: manage.py import_job_types FILE\n"
 
 
 class Command(BaseCommand):
-    help = "Write every job type and workflow as YAML, which import_job_types reads back unchanged."
+    help = "Write every job type, workflow and schedule as YAML, which import_job_types reads back unchanged."
 
     def add_arguments(self, parser):
         parser.add_argument("--output", "-o", help="File to write (default: standard output).")

@@ -1,17 +1,21 @@
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
+from django.db import transaction
 
-from jobs.definitions import import_definitions
+from jobs.definitions import import_definitions, import_schedules
 from jobs.yaml_lines import FileError, line_of
 
-from ._files import file_error, read_yaml, report_schedules
+from ._files import file_error, read_yaml
 
 KEYS = ("job_types", "schedules")
 
 
 class Command(BaseCommand):
-    help = "Create or update job types and workflows from a file written by export_job_types. All or nothing."
+    help = (
+        "Create or update job types, workflows and schedules from a file written by export_job_types. "
+        "All or nothing."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="A YAML file from export_job_types.")
@@ -28,9 +32,13 @@ class Command(BaseCommand):
             entries = document["job_types"]
             if not isinstance(entries, list):
                 raise FileError(line_of(document, "job_types"), "job_types must be a list of job types")
-            summary = import_definitions(entries)
-            schedules = document.get("schedules") or []
+            schedule_entries = document.get("schedules") or []
+            if not isinstance(schedule_entries, list):
+                raise FileError(line_of(document, "schedules"), "schedules must be a list of schedules")
+            with transaction.atomic():  # all or nothing, schedules included
+                summary = import_definitions(entries)
+                schedules = import_schedules(schedule_entries)
         except FileError as exc:
             raise file_error(path, exc) from None
         self.stdout.write(str(summary))
-        report_schedules(self, schedules)
+        self.stdout.write(str(schedules))

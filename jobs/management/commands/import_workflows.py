@@ -1,12 +1,13 @@
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
+from django.db import transaction
 
 from jobs import director
-from jobs.definitions import import_definitions
+from jobs.definitions import import_definitions, import_schedules
 from jobs.yaml_lines import FileError
 
-from ._files import file_error, read_yaml, report_schedules
+from ._files import file_error, read_yaml
 
 
 class Command(BaseCommand):
@@ -26,8 +27,10 @@ class Command(BaseCommand):
         document = read_yaml(path)
         try:
             imported = director.read(document, schemas_dir=Path(schemas) if schemas else path.parent / "schemas")
-            summary = import_definitions(imported.job_types, lines=imported.lines)
+            with transaction.atomic():  # all or nothing, schedules included
+                summary = import_definitions(imported.job_types, lines=imported.lines)
+                schedules = import_schedules(imported.schedules, lines=imported.schedule_lines)
         except FileError as exc:
             raise file_error(path, exc) from None
         self.stdout.write(str(summary))
-        report_schedules(self, imported.schedules)
+        self.stdout.write(str(schedules))
