@@ -16,3 +16,9 @@ def record(name: str) -> None:
     global _redis
     _redis = _redis or redis.Redis.from_url(settings.REDIS_URL)
     _redis.rpush("bench:fires", json.dumps([name, time.time()]))
+
+
+@shared_task(name="bench.started_at")
+def started_at() -> float:
+    """When the worker started this task (epoch seconds): publish-to-start latency."""
+    return time.time()

@@ -1,0 +1,124 @@
+#!/usr/bin/env python
+"""Latency of single runs: Jobsite over the API vs plain Celery, one at a time.
+
+- jobsite: POST /api/v1/job-types/noop/run/ (token auth, against the web
+  process), then the run's `started_at` and `finished_at` from the database;
+- celery: `send_task` of a task that returns the time it started, result read
+  from django-celery-results.
+
+Both against the same Redis, database and worker (prefork, concurrency 2), in
+the same invocation, alternating so that a busy machine slows both alike.
+Reports trigger-to-start and trigger-to-finish p50/p99, and the ratio of the
+p50s of trigger-to-start to Celery's publish-to-start.
+
+    .venv/bin/python bench/latency.py --runs 200
+    scripts/bench.sh bench/latency.py --runs 200
+"""
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.stack import Stack, drop_database, free_port, percentile, scratch_database_url, workdir
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.002)
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=200)
+    args = parser.parse_args()
+    work = workdir()
+    database_url = scratch_database_url(work)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only"),
+        "DJANGO_SETTINGS_MODULE": "jobsite.settings",
+        "JOBS_TASK_MODULES": "bench.tasks",
+        "LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    stack = Stack(work, env)
+    try:
+        import django
+
+        django.setup()
+        import httpx
+        from django.contrib.auth.models import User
+        from django.core.management import call_command
+        from rest_framework.authtoken.models import Token
+
+        from jobs.models import JobType, Run
+        from jobsite.celery import app
+
+        call_command("migrate", verbosity=0)
+        JobType.objects.create(name="noop", kind="task", task="jobs.builtin.echo")
+        token = Token.objects.create(user=User.objects.create_superuser("bench", password="bench-only-password")).key
+        stack.celery("worker", "worker", "-l", "warning", "-Q", "celery", "-c", "2", "-P", "prefork")
+        stack.start("web", [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"])
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Token {token}"})
+        wait_for(lambda: app.control.ping(timeout=0.5), 60, "the worker")
+
+        def web_up():
+            try:
+                return client.get("/healthz").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(web_up, 60, "the web process")
+
+        jobsite_start, jobsite_finish, celery_start, celery_finish = [], [], [], []
+        for i in range(args.runs + 10):
+            measured = i >= 10  # the first few warm up connections and caches
+            t0 = time.time()
+            response = client.post("/api/v1/job-types/noop/run/", json={"params": {}})
+            response.raise_for_status()
+            run_id = response.json()["id"]
+            run = wait_for(
+                lambda run_id=run_id: Run.objects.filter(pk=run_id, finished_at__isnull=False).first(), 30, "a run"
+            )
+            if measured:
+                jobsite_start.append(run.started_at.timestamp() - t0)
+                jobsite_finish.append(run.finished_at.timestamp() - t0)
+            t0 = time.time()
+            result = app.send_task("bench.started_at")
+            started = result.get(timeout=30, interval=0.002)
+            if measured:
+                celery_start.append(started - t0)
+                celery_finish.append(time.time() - t0)
+        database = "postgresql" if database_url.startswith("postgres") else "sqlite"
+        ms = lambda values, q: f"{1000 * percentile(values, q):.1f}"  # noqa: E731
+        print(
+            "| database | runs | Jobsite trigger→start p50 / p99 (ms) | Celery publish→start p50 / p99 (ms) "
+            "| ratio of p50s | Jobsite trigger→finish p50 / p99 (ms) | Celery publish→result p50 / p99 (ms) |"
+        )
+        print("|---|---:|---|---|---:|---|---|")
+        print(
+            f"| {database} | {args.runs} | {ms(jobsite_start, 50)} / {ms(jobsite_start, 99)} "
+            f"| {ms(celery_start, 50)} / {ms(celery_start, 99)} "
+            f"| {percentile(jobsite_start, 50) / percentile(celery_start, 50):.2f} "
+            f"| {ms(jobsite_finish, 50)} / {ms(jobsite_finish, 99)} "
+            f"| {ms(celery_finish, 50)} / {ms(celery_finish, 99)} |"
+        )
+        print(f"(measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC)", file=sys.stderr)
+    finally:
+        stack.stop()
+        drop_database(database_url)
+
+
+if __name__ == "__main__":
+    main()
