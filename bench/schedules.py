@@ -93,7 +93,7 @@ def _measure(stack: Stack, work: Path, count: int, mode: str, minutes: int) -> d
 
     stack.celery("beat", "beat", "-l", "warning", "--pidfile=", "-s", str(work / "beat-schedule"))
     if mode == "jobsite":
-        stack.celery("dispatcher", "worker", "-l", "warning", "-Q", "jobsite", "-c", "1", "-n", "dispatcher@%h")
+        stack.celery("dispatcher", "worker", "-l", "warning", "-Q", "jobsite", "-c", "2", "-n", "dispatcher@%h")
     stack.celery("worker", "worker", "-l", "warning", "-Q", "celery", "-c", "2", "-n", "worker@%h", "--without-gossip")
 
     # The measured window starts at the first minute boundary 25 s or more away.
