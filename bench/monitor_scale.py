@@ -5,7 +5,10 @@
 
 For each size it makes a database of its own and bulk-loads that many runs
 (one every 30 seconds back from now, 20 job types, 10% failed, 1% cancelled,
-and the same 30 active runs at every size), analyzes it, then requests each
+and the same 30 active runs at every size; a tenth of them fired by
+schedules, half of those by one and the rest by 999 others, and one in 1,000
+a workflow run with three step runs, so
+`schedule` and `parent` are NULL on most rows), analyzes it, then requests each
 page with Django's test client, logged in, and reports the median of --repeat
 requests. The requests alternate between the sizes (a router points the ORM at
 one database or the other), so a busy machine slows both sides alike: the
@@ -39,6 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 JOB_TYPES = 20
+SCHEDULES = 1000
+WORKFLOW_EVERY = 1000  # one run in this many is a workflow run, with STEPS step runs
+STEPS = ("extract", "transform", "load")
 ACTIVE_RUNS = 30
 SPACING = timedelta(seconds=30)
 GOAL_RATIO = 1.5
@@ -81,10 +87,54 @@ COLUMNS = [
     "result",
     "error",
     "traceback",
+    "schedule_id",
+    "parent_id",
+    "step_name",
+    "depends_on",
+    "notify_emails",
+    "notify_status",
+    "notify_attempts",
+    "notify_outcome",
 ]
 
 
-def run_rows(n: int, job_type_ids: list[int], now):
+def run_rows(n: int, job_type_ids: list[int], now, schedule_ids: list[int], workflow_id: int):
+    for row in plain_rows(n, job_type_ids, now):
+        i = row["params"]["n"]
+        if i % WORKFLOW_EVERY == WORKFLOW_EVERY // 2 and row["status"] in ("succeeded", "failed"):
+            row["job_type_id"], row["trigger"] = workflow_id, "api"
+            yield row
+            yield from step_rows(row, job_type_ids)
+            continue
+        if row["trigger"] == "schedule":
+            # Half to the first schedule (the one the history is filtered by,
+            # so that its page lists 50 runs at every size), the rest spread.
+            k = i // 10
+            row["schedule_id"] = schedule_ids[0] if k % 2 == 0 else schedule_ids[1 + k // 2 % (len(schedule_ids) - 1)]
+        yield row
+
+
+def step_rows(parent: dict, job_type_ids: list[int]):
+    start = parent["started_at"]
+    for number, name in enumerate(STEPS):
+        yield {
+            **parent,
+            "id": uuid.uuid4(),
+            "job_type_id": job_type_ids[number],
+            "status": "succeeded",
+            "trigger": "workflow",
+            "started_at": start + timedelta(seconds=number),
+            "finished_at": start + timedelta(seconds=number + 1),
+            "parent_id": parent["id"],
+            "step_name": name,
+            "depends_on": list(STEPS[:number][-1:]),
+            "result": {"ok": True},
+            "error": "",
+            "traceback": "",
+        }
+
+
+def plain_rows(n: int, job_type_ids: list[int], now):
     rng = random.Random(n)
     active = ["queued", "running", "retrying"]
     for i in range(n):
@@ -115,11 +165,20 @@ def run_rows(n: int, job_type_ids: list[int], now):
             "result": {"ok": True, "n": i} if status == "succeeded" else None,
             "error": "RuntimeError: boom" if status == "failed" else "",
             "traceback": "Traceback (most recent call last):\n  ...\nRuntimeError: boom" if status == "failed" else "",
+            "schedule_id": None,
+            "parent_id": None,
+            "step_name": "",
+            "depends_on": [],
+            "notify_emails": [],
+            "notify_status": "",
+            "notify_attempts": 0,
+            "notify_outcome": {},
         }
 
 
-def fill(alias: str, n: int, job_type_ids: list[int]) -> float:
-    """Load n generated runs into database `alias`; returns the seconds it took."""
+def fill(alias: str, n: int, job_type_ids: list[int], schedule_ids: list[int], workflow_id: int) -> float:
+    """Load n generated runs (and the step runs of the workflow runs among them)
+    into database `alias`; returns the seconds it took."""
     from django.db import connections, transaction
     from django.utils import timezone
 
@@ -128,7 +187,7 @@ def fill(alias: str, n: int, job_type_ids: list[int]) -> float:
     connection = connections[alias]
     started = time.perf_counter()
     fields = [Run._meta.get_field(name.removesuffix("_id")) for name in COLUMNS]
-    rows = run_rows(n, job_type_ids, timezone.now())
+    rows = run_rows(n, job_type_ids, timezone.now(), schedule_ids, workflow_id)
     with transaction.atomic(using=alias), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # COPY: the fast way to load a million rows into PostgreSQL.
@@ -154,7 +213,7 @@ def fill(alias: str, n: int, job_type_ids: list[int]) -> float:
     return time.perf_counter() - started
 
 
-JSON_COLUMNS = ("params", "result")
+JSON_COLUMNS = ("params", "result", "depends_on", "notify_emails", "notify_outcome")
 
 
 # --- One database per size, and a router to pick one ---------------------------------
@@ -210,7 +269,7 @@ def create_database(alias: str) -> str:
 # --- Measuring --------------------------------------------------------------------
 
 
-def page_urls(client, sample_run_id, job_type_name: str) -> dict[str, str]:
+def page_urls(client, sample_run_id, job_type_name: str, schedule_name: str, workflow_run_id) -> dict[str, str]:
     import re
 
     first = client.get("/monitor/runs/").content.decode()
@@ -224,6 +283,10 @@ def page_urls(client, sample_run_id, job_type_name: str) -> dict[str, str]:
         "runs, 2nd page": "/monitor/runs/" + older[1].replace("&amp;", "&"),
         "run detail": f"/monitor/runs/{sample_run_id}/",
         "job type": f"/monitor/job-types/{job_type_name}/",
+        "runs, schedule": f"/monitor/runs/?schedule={schedule_name}",
+        "schedules": "/monitor/schedules/",
+        "schedules, page 10": "/monitor/schedules/?page=10",
+        "workflow run": f"/monitor/runs/{workflow_run_id}/",
     }
 
 
@@ -239,6 +302,7 @@ def explain(alias: str) -> list[tuple[str, str]]:
     runs = Run.objects.using(alias)
     newest = runs.order_by(*NEWEST_FIRST).values_list("created_at", "id").first()
     since = timezone.now() - timedelta(hours=24)
+    a_parent = runs.filter(trigger="workflow").values_list("parent_id", flat=True).first()
     queries = {
         "24h count of one status": runs.filter(status="succeeded", created_at__gte=since).order_by()[: COUNT_CAP + 1],
         "count of one active status": runs.filter(status="running").order_by()[: COUNT_CAP + 1],
@@ -249,6 +313,9 @@ def explain(alias: str) -> list[tuple[str, str]]:
         "runs, older page": runs.filter(created_at__lte=newest[0])
         .exclude(created_at=newest[0], id__gte=newest[1])
         .order_by(*NEWEST_FIRST)[:51],
+        "runs, schedule filter": runs.filter(schedule_id=7).order_by(*NEWEST_FIRST)[:51],
+        "runs, busy schedule and status": runs.filter(schedule_id=1, status="failed").order_by(*NEWEST_FIRST)[:51],
+        "a workflow run's steps": runs.filter(parent_id=a_parent).order_by("created_at", "step_name"),
     }
     plans = []
     for name, queryset in queries.items():
@@ -278,8 +345,9 @@ def main() -> int:
         from django.contrib.auth.models import User
         from django.db import connections
         from django.test import Client
+        from django.utils import timezone
 
-        from jobs.models import JobType, Run
+        from jobs.models import JobType, Run, Schedule
 
         aliases = add_databases(sizes)
         vendor = connections["default"].vendor
@@ -291,13 +359,26 @@ def main() -> int:
                 JobType.objects.create(name=f"job-{i:02d}", kind="task", task="jobs.builtin.echo")
                 for i in range(JOB_TYPES)
             ]
-            seconds = fill(alias, size, [jt.pk for jt in job_types])
+            workflow = JobType.objects.create(name="etl", kind=JobType.Kind.WORKFLOW)
+            schedules = Schedule.objects.bulk_create(
+                Schedule(
+                    name=f"schedule-{i:04d}",
+                    job_type=job_types[i % JOB_TYPES],
+                    interval_seconds=60 + i,
+                    next_run_at=timezone.now() + timedelta(seconds=60 + i),
+                )
+                for i in range(SCHEDULES)
+            )
+            seconds = fill(alias, size, [jt.pk for jt in job_types], [s.pk for s in schedules], workflow.pk)
             print(f"{size:,} runs loaded in {seconds:.1f} s")
             client = Client()
             client.force_login(User.objects.create_superuser("bench", password="bench-only-not-a-secret"))
             sample = Run.objects.filter(created_at__lte=Run.objects.order_by("-created_at")[size // 2].created_at)
             sample = sample.order_by("-created_at", "-id").first()
-            clients[size], urls[size] = client, page_urls(client, sample.pk, job_types[7].name)
+            workflow_runs = Run.objects.filter(job_type=workflow).order_by("-created_at")
+            workflow_run = workflow_runs[(workflow_runs.count() - 1) // 2]
+            clients[size] = client
+            urls[size] = page_urls(client, sample.pk, job_types[7].name, schedules[0].name, workflow_run.pk)
             if args.explain:
                 for name, plan in explain(alias):
                     print(f"  plan, {name}:\n      {plan}")

@@ -4,7 +4,6 @@ from urllib.parse import urlsplit
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -534,12 +533,7 @@ class ScheduleAdmin(EnableRunMixin, admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        last = Run.objects.filter(schedule=OuterRef("pk")).order_by("-created_at")
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(last_run_id=Subquery(last.values("pk")[:1]), last_run_status=Subquery(last.values("status")[:1]))
-        )
+        return super().get_queryset(request).with_last_run()
 
     @admin.display(description="Timing")
     def timing_display(self, schedule: Schedule) -> str:

@@ -11,12 +11,21 @@ BOX_WIDTH, BOX_HEIGHT, COLUMN_GAP, ROW_GAP, MARGIN = 170, 40, 60, 16, 10
 FITS = 22  # characters that fit in a box; the full name is in the tooltip
 
 
-def _fit(text: str) -> str:
-    return text if len(text) <= FITS else text[: FITS - 1] + "…"
+def fit(text: str, size: int = FITS) -> str:
+    """`text` cut to `size` characters, with an ellipsis when cut."""
+    return text if len(text) <= size else text[: size - 1] + "…"
 
 
-def workflow_svg(steps: list[tuple[str, str, list[str]]]) -> SafeString:
-    """`steps`: (name, job type name, depends_on) of each step."""
+def workflow_svg(
+    steps: list[tuple[str, str, list[str]]],
+    *,
+    statuses: dict[str, str] | None = None,
+    urls: dict[str, str] | None = None,
+) -> SafeString:
+    """`steps`: (name, job type name, depends_on) of each step. For a workflow
+    run, `statuses` gives each step's status (a class on its box, for the
+    stylesheet to colour) and `urls` the page each box links to."""
+    statuses, urls = statuses or {}, urls or {}
     deps = {name: [need for need in needs if need != name] for name, _, needs in steps}
     job_types = {name: job_type for name, job_type, _ in steps}
     position = {}
@@ -50,25 +59,36 @@ def workflow_svg(steps: list[tuple[str, str, list[str]]]) -> SafeString:
         ),
         format_html_join(
             "",
-            '<g><title>{}: {}</title><rect x="{}" y="{}" width="{}" height="{}" rx="6" fill="#f8f8f8" '
-            'stroke="#417690"/><text x="{}" y="{}" font-size="13" font-weight="bold">{}</text>'
-            '<text x="{}" y="{}" font-size="11" fill="#666">{}</text></g>',
+            "{}",
             (
-                (
-                    name,
-                    job_types[name],
-                    x,
-                    y,
-                    BOX_WIDTH,
-                    BOX_HEIGHT,
-                    x + 8,
-                    y + 16,
-                    _fit(name),
-                    x + 8,
-                    y + 32,
-                    _fit(job_types[name]),
-                )
+                (_node(name, job_types[name], x, y, statuses.get(name), urls.get(name)),)
                 for name, (x, y) in position.items()
             ),
         ),
     )
+
+
+def _node(name: str, job_type: str, x: int, y: int, status: str | None, url: str | None) -> SafeString:
+    box = format_html(
+        '<title>{}: {}{}</title><rect x="{}" y="{}" width="{}" height="{}" rx="6" fill="#f8f8f8" '
+        'stroke="#417690"/><text x="{}" y="{}" font-size="13" font-weight="bold">{}</text>'
+        '<text x="{}" y="{}" font-size="11" fill="#666">{}</text>',
+        name,
+        job_type,
+        f" ({status})" if status else "",
+        x,
+        y,
+        BOX_WIDTH,
+        BOX_HEIGHT,
+        x + 8,
+        y + 16,
+        fit(name),
+        x + 8,
+        y + 32,
+        fit(job_type),
+    )
+    if url:
+        box = format_html('<a href="{}">{}</a>', url, box)
+    if status:
+        return format_html('<g class="step {}" data-step="{}">{}</g>', status, name, box)
+    return format_html("<g>{}</g>", box)

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils import timezone as django_timezone
@@ -252,8 +252,8 @@ class Run(models.Model):
     UNPUBLISHED = (Status.SCHEDULED, Status.WAITING)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # No single-column indexes on job_type and schedule: the composite indexes
-    # below lead with them, and every index is paid for on each insert.
+    # No single-column indexes on job_type, schedule and parent: the composite
+    # indexes below lead with them, and every index is paid for on each insert.
     job_type = models.ForeignKey(JobType, on_delete=models.PROTECT, related_name="runs", db_index=False)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     params = models.JSONField(default=dict, blank=True)
@@ -268,7 +268,9 @@ class Run(models.Model):
     # A workflow step's run: its workflow run, its step, and a copy of the
     # step's name and dependencies taken when the workflow run started, so that
     # editing the workflow never changes a run in progress or its history.
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children", db_index=False
+    )
     step = models.ForeignKey(WorkflowStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     step_name = models.CharField(max_length=100, blank=True)
     depends_on = models.JSONField(default=list, blank=True)
@@ -317,7 +319,13 @@ class Run(models.Model):
             models.Index(fields=["-created_at"], name="run_created"),
             models.Index(fields=["status", "-created_at"], name="run_status_created"),
             models.Index(fields=["job_type", "-created_at"], name="run_jobtype_created"),
-            models.Index(fields=["schedule", "-created_at"], name="run_schedule_created"),
+            # Partial where the column is mostly NULL: an index over every row
+            # tells SQLite's planner that one schedule (or one workflow run) has
+            # as many runs as NULL has, and it reads the whole table instead.
+            models.Index(
+                fields=["schedule", "-created_at"], condition=Q(schedule__isnull=False), name="run_schedule_created"
+            ),
+            models.Index(fields=["parent", "created_at"], condition=Q(parent__isnull=False), name="run_parent_created"),
             # The dispatcher's "scheduled runs now due" query. Not a partial index:
             # SQLite cannot use one when the status comes as a bound parameter.
             models.Index(fields=["status", "scheduled_for"], name="run_status_scheduled_for"),
@@ -342,6 +350,22 @@ class Run(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+    @property
+    def notification(self) -> dict | None:
+        """The notification's outcome as the API and the run page show it (None: the run has none):
+        status, notified_at, attempts, next_attempt_at, and per channel (`email`, `webhook`)
+        {status, detail or error, at}."""
+        if not self.notify_status:
+            return None
+        pending = self.notify_status == NotifyStatus.PENDING
+        return {
+            "status": self.notify_status,
+            "notified_at": self.notified_at,
+            "attempts": self.notify_attempts,
+            "next_attempt_at": self.notify_locked_until if pending else None,
+            **(self.notify_outcome or {}),
+        }
 
     # State changes. Each is one conditional UPDATE, so that a signal fired twice
     # (a redelivered task) or late (after a cancel) never moves a run backwards
@@ -453,6 +477,18 @@ class Run(models.Model):
         )
 
 
+class ScheduleQuerySet(models.QuerySet):
+    def with_last_run(self) -> "ScheduleQuerySet":
+        """Annotated with `last_run_id`, `last_run_status` and `last_run_created_at`: one
+        subquery each, per schedule, on the (schedule, created_at) index of runs."""
+        last = Run.objects.filter(schedule=OuterRef("pk")).order_by("-created_at")
+        return self.annotate(
+            last_run_id=Subquery(last.values("pk")[:1]),
+            last_run_status=Subquery(last.values("status")[:1]),
+            last_run_created_at=Subquery(last.values("created_at")[:1]),
+        )
+
+
 class Schedule(models.Model):
     """A recurring trigger of a job type with fixed params.
 
@@ -485,6 +521,8 @@ class Schedule(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     TIMING_FIELDS = ("cron", "timezone", "interval_seconds", "start_at", "end_at", "enabled")
+
+    objects = ScheduleQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

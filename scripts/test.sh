@@ -95,9 +95,21 @@ free_port() {
     die "no free port in $1..$(($1 + 99))"
 }
 
+# The first port to try for PostgreSQL: just above the kernel's ephemeral range,
+# so that no client connection (of any process on a busy machine) holds the port
+# between free_port's check and the server's bind; 55432 where that range is unknown.
+pg_port_base() {
+    local low high
+    if read -r low high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((high < 65000)); then
+        echo $((high + 1))
+    else
+        echo 55432
+    fi
+}
+
 pg_start() {
     pick_pg_dir
-    PG_PORT=$(free_port 55432)
+    PG_PORT=$(free_port "$(pg_port_base)")
     as_pg_owner "$PG_BIN/initdb" -D "$PG_DIR" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >/dev/null
     cat >>"$PG_DIR/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'

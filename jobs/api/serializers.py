@@ -169,7 +169,7 @@ class NotificationChannelSerializer(serializers.Serializer):
 
 
 class NotificationSerializer(serializers.Serializer):
-    """The outcome of a run's notification: null when it has none."""
+    """The outcome of a run's notification (Run.notification): null when it has none."""
 
     status = serializers.ChoiceField(choices=NotifyStatus.choices)
     notified_at = serializers.DateTimeField(allow_null=True, help_text="When the final outcome was recorded.")
@@ -178,17 +178,6 @@ class NotificationSerializer(serializers.Serializer):
     email = NotificationChannelSerializer(required=False)
     webhook = NotificationChannelSerializer(required=False)
     error = serializers.CharField(required=False)
-
-    def to_representation(self, run: Run):
-        outcome = run.notify_outcome or {}
-        data = {
-            "status": run.notify_status,
-            "notified_at": run.notified_at,
-            "attempts": run.notify_attempts,
-            "next_attempt_at": run.notify_locked_until if run.notify_status == NotifyStatus.PENDING else None,
-            **outcome,
-        }
-        return super().to_representation(data)
 
 
 class RunSerializer(DurationMixin, serializers.ModelSerializer):
@@ -237,7 +226,8 @@ class RunSerializer(DurationMixin, serializers.ModelSerializer):
 
     @extend_schema_field(NotificationSerializer(allow_null=True))
     def get_notification(self, run: Run) -> dict | None:
-        return NotificationSerializer(run).data if run.notify_status else None
+        outcome = run.notification
+        return None if outcome is None else NotificationSerializer(outcome).data
 
     @extend_schema_field(serializers.URLField())
     def get_url(self, run: Run) -> str:

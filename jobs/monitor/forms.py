@@ -6,7 +6,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from jobs.models import JobType, Run
+from jobs.models import JobType, Run, Schedule
 
 from .queries import Cursor, search
 
@@ -18,19 +18,26 @@ class RunFilterForm(forms.Form):
     status = forms.ChoiceField(required=False, choices=[("", "any status"), *Run.Status.choices])
     job_type = forms.CharField(required=False, max_length=100, label="Job type")
     trigger = forms.ChoiceField(required=False, choices=[("", "any trigger"), *Run.Trigger.choices])
+    schedule = forms.CharField(required=False, max_length=100, label="Schedule")
     created_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     created_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
     after = forms.CharField(required=False, widget=forms.HiddenInput)
     before = forms.CharField(required=False, widget=forms.HiddenInput)
 
-    def clean_job_type(self) -> JobType | None:
-        name = self.cleaned_data["job_type"].strip()
+    def _clean_named(self, field: str, model, what: str):
+        name = self.cleaned_data[field].strip()
         if not name:
             return None
-        job_type = JobType.objects.filter(name=name).first()
-        if job_type is None:
-            raise forms.ValidationError(f"No job type is named '{name}'.")
-        return job_type
+        found = model.objects.filter(name=name).first()
+        if found is None:
+            raise forms.ValidationError(f"No {what} is named '{name}'.")
+        return found
+
+    def clean_job_type(self) -> JobType | None:
+        return self._clean_named("job_type", JobType, "job type")
+
+    def clean_schedule(self) -> Schedule | None:
+        return self._clean_named("schedule", Schedule, "schedule")
 
     def _clean_cursor(self, field: str) -> Cursor | None:
         value = self.cleaned_data[field]
@@ -63,6 +70,8 @@ class RunFilterForm(forms.Form):
             queryset = queryset.filter(job_type=data["job_type"])
         if data.get("trigger"):
             queryset = queryset.filter(trigger=data["trigger"])
+        if data.get("schedule"):
+            queryset = queryset.filter(schedule=data["schedule"])
         if data.get("created_from"):
             queryset = queryset.filter(created_at__gte=_start_of(data["created_from"]))
         if data.get("created_to"):

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from django.db.models import Q, QuerySet
 
-from jobs.models import JobType, Run
+from jobs.models import JobType, Run, Schedule
 
 COUNT_CAP = 10_000
 NEWEST_FIRST = ("-created_at", "-id")
@@ -133,3 +133,24 @@ def keyset_page(queryset: QuerySet, *, size: int, after: Cursor | None = None, b
         Cursor.of(runs[0]) if after is not None and runs else None,
         Cursor.of(runs[-1]) if has_older else None,
     )
+
+
+# --- Schedules ------------------------------------------------------------------
+
+
+def upcoming_scheduled_runs(limit: int) -> list[Run]:
+    """The next `limit` runs waiting for their `scheduled_for`, soonest first,
+    read from the (status, scheduled_for) index."""
+    return list(runs().filter(status=Run.Status.SCHEDULED).order_by("scheduled_for")[:limit])
+
+
+def upcoming_fires(limit: int) -> list[Schedule]:
+    """The next `limit` schedule fires, soonest first, read from the partial
+    `schedule_due` index (next_run_at of enabled schedules)."""
+    due = Schedule.objects.filter(enabled=True, next_run_at__isnull=False).select_related("job_type")
+    return list(due.order_by("next_run_at")[:limit])
+
+
+def schedules() -> QuerySet:
+    """Every schedule by name, with its job type and last run (Schedule.objects.with_last_run)."""
+    return Schedule.objects.with_last_run().select_related("job_type").order_by("name")

@@ -10,9 +10,11 @@ urlpatterns = [
     path("runs/", views.run_list, name="runs"),
     path("runs/<uuid:run_id>/", views.run_detail, name="run"),
     path("runs/<uuid:run_id>/live/", views.run_live, name="run-live"),
+    path("runs/<uuid:run_id>/steps/", views.run_steps_live, name="run-steps"),
     path("runs/<uuid:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("runs/<uuid:run_id>/rerun/", views.run_rerun, name="run-rerun"),
     path("job-types/", views.job_type_list, name="job-types"),
     path("job-types/<path:name>/", views.job_type_detail, name="job-type"),
+    path("schedules/", views.schedule_list, name="schedules"),
     path("workers/", views.workers, name="workers"),
 ]

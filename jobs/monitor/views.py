@@ -5,6 +5,7 @@ open are partial templates, which the page re-fetches every few seconds.
 """
 
 import json
+import re
 import uuid
 from datetime import timedelta
 
@@ -12,25 +13,44 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobs import services
-from jobs.models import JobType, Run
+from jobs.graph_svg import workflow_svg
+from jobs.models import JobType, Run, Schedule
+from jobs.workflows import step_runs
 
-from .charts import duration_chart
+from .charts import duration_chart, step_timeline
 from .cluster import cluster_status
 from .forms import RunFilterForm, RunNowForm
-from .queries import NEWEST_FIRST, count_in_statuses, keyset_page, newest_in_statuses, runs, status_counts_since
+from .queries import (
+    NEWEST_FIRST,
+    count_in_statuses,
+    keyset_page,
+    newest_in_statuses,
+    runs,
+    schedules,
+    status_counts_since,
+    upcoming_fires,
+    upcoming_scheduled_runs,
+)
 
 ACTIVE_LIMIT = 50
 RECENT_LIMIT = 10
 PAGE_SIZE = 50
 JOB_TYPE_WINDOW = 100  # runs a job type page reads for its rate and chart
 JOB_TYPE_LIST_LIMIT = 200
+UPCOMING_LIMIT = 10
+SUGGESTIONS = 200  # names offered in a filter's list; any other name can be typed
+SCHEDULE_PAGE_SIZE = 50
 REFRESH_SECONDS = 3
+# A URL: groups 1 and 2 are its scheme and host, without credentials, port, path or query.
+URL = re.compile(r"\b(https?://)(?:[^/\s@]*@)?([^/\s?#:@]+)\S*?(?=[:;,.]?(?:\s|$))")
 
 
 def known_queues() -> list[str]:
@@ -43,30 +63,59 @@ def pretty_json(value) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
-# --- Places for schedules (issue 3) and workflows (issue 4) ------------------------
+# --- Schedules, workflows, notifications -----------------------------------------
 
 
 def upcoming_context() -> dict:
-    """Upcoming scheduled runs and schedule fires for the dashboard.
-
-    Empty until schedules land; return {"upcoming": [...]} and fill the
-    `upcoming` block of monitor/dashboard.html.
-    """
-    return {}
+    """Upcoming scheduled runs and schedule fires for the dashboard."""
+    return {
+        "upcoming": {
+            "runs": upcoming_scheduled_runs(UPCOMING_LIMIT),
+            "fires": upcoming_fires(UPCOMING_LIMIT),
+            "limit": UPCOMING_LIMIT,
+        }
+    }
 
 
 def workflow_context(run: Run) -> dict:
-    """The steps of a workflow run (timeline and dependency graph) for its page.
+    """The steps of a workflow run, as a timeline and as a dependency graph, for its pages."""
+    if run.job_type.kind != JobType.Kind.WORKFLOW:
+        return {}
+    steps = step_runs(run)
+    graph = workflow_svg(
+        [(step.step_name, step.job_type.name, step.depends_on) for step in steps],
+        statuses={step.step_name: step.status for step in steps},
+        urls={step.step_name: step.get_absolute_url() for step in steps},
+    )
+    return {
+        "steps": {
+            "runs": steps,
+            "timeline": step_timeline(steps, now=timezone.now()),
+            "graph": graph if steps else None,
+            "live": not run.is_terminal or any(not step.is_terminal for step in steps),
+        },
+        "refresh_seconds": REFRESH_SECONDS,
+    }
 
-    Empty until workflows land; return {"steps": ...} and fill the
-    `workflow_steps` block of monitor/run_detail.html.
-    """
-    return {}
 
-
-def notification_outcome(run: Run):
-    """What the run's notification did, once notifications (issue 5) record it."""
-    return getattr(run, "notification", None)
+def notification_outcome(run: Run) -> dict | None:
+    """What the run's notification did (Run.notification), with each channel's result in a list."""
+    outcome = run.notification
+    if outcome is None:
+        return None
+    channels = []
+    for name in ("email", "webhook"):
+        result = outcome.get(name)
+        if isinstance(result, dict):
+            at = result.get("at")
+            result = {**result, "name": name, "at": parse_datetime(at) if isinstance(at, str) else at}
+            if name == "webhook":
+                # A webhook URL's path or query may hold a token, and anyone
+                # logged in may read a run page: show its host only, as the admin does.
+                for key in ("detail", "error"):
+                    result[key] = URL.sub(r"\1\2/…", str(result.get(key, "")))
+            channels.append(result)
+    return {**outcome, "channels": channels}
 
 
 # --- Dashboard -------------------------------------------------------------------
@@ -130,7 +179,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "newest_link": link() if page and page.newer else None,
         "newer_link": link(before=page.newer) if page and page.newer else None,
         "older_link": link(after=page.older) if page and page.older else None,
-        "job_type_names": JobType.objects.order_by("name").values_list("name", flat=True)[:JOB_TYPE_LIST_LIMIT],
+        "job_type_names": JobType.objects.order_by("name").values_list("name", flat=True)[:SUGGESTIONS],
+        "schedule_names": Schedule.objects.order_by("name").values_list("name", flat=True)[:SUGGESTIONS],
     }
     return render(request, "monitor/run_list.html", context, status=400 if page is None else 200)
 
@@ -143,6 +193,7 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
         "result_json": None if run.result is None else pretty_json(run.result),
         "can_cancel": not run.is_terminal and user.has_perm("jobs.cancel_run"),
         "can_rerun": run.is_terminal and user.has_perm("jobs.run_jobtype"),
+        "can_rerun_failed": run.status == Run.Status.FAILED and run.job_type.kind == JobType.Kind.WORKFLOW,
         "flower_task_url": f"/flower/task/{run.pk}" if user.is_staff else None,
         "notification": notification_outcome(run),
         "refresh_seconds": REFRESH_SECONDS,
@@ -150,7 +201,8 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
 
 
 def _get_run(run_id) -> Run:
-    return get_object_or_404(Run.objects.select_related("job_type", "requested_by", "rerun_of"), pk=run_id)
+    related = ("job_type", "requested_by", "rerun_of", "schedule", "parent__job_type")
+    return get_object_or_404(Run.objects.select_related(*related), pk=run_id)
 
 
 @login_required
@@ -168,6 +220,16 @@ def run_detail(request: HttpRequest, run_id) -> HttpResponse:
 @require_GET
 def run_live(request: HttpRequest, run_id) -> HttpResponse:
     return render(request, "monitor/_run_live.html", _run_context(request, _get_run(run_id)))
+
+
+@login_required
+@require_GET
+def run_steps_live(request: HttpRequest, run_id) -> HttpResponse:
+    run = _get_run(run_id)
+    context = workflow_context(run)
+    if not context:
+        raise Http404("Only a workflow run has steps.")
+    return render(request, "monitor/_workflow_steps.html", {"run": run, **context})
 
 
 @login_required
@@ -192,7 +254,7 @@ def run_rerun(request: HttpRequest, run_id) -> HttpResponse:
         raise PermissionDenied("You may not run jobs.")
     run = _get_run(run_id)
     try:
-        new_run = services.run_rerun(run=run, requested_by=request.user)
+        new_run = services.run_rerun(run=run, requested_by=request.user, from_failed="from_failed" in request.POST)
     except services.ServiceError as exc:
         messages.error(request, str(exc))
         return redirect("monitor:run", run.pk)
@@ -251,6 +313,19 @@ def job_type_detail(request: HttpRequest, name: str) -> HttpResponse:
         "default_params_json": pretty_json(job_type.default_params),
     }
     return render(request, "monitor/job_type_detail.html", context, status=400 if form.errors else 200)
+
+
+# --- Schedules -------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def schedule_list(request: HttpRequest) -> HttpResponse:
+    # Schedules number thousands at most, so a page number (and its COUNT) is fine here.
+    page = Paginator(Schedule.objects.order_by("name").only("pk"), SCHEDULE_PAGE_SIZE).get_page(request.GET.get("page"))
+    # Their last runs only for the page: PostgreSQL would look them up for the rows OFFSET skips too.
+    page.object_list = list(schedules().filter(pk__in=[schedule.pk for schedule in page.object_list]))
+    return render(request, "monitor/schedule_list.html", {"page": page})
 
 
 # --- Workers ---------------------------------------------------------------------

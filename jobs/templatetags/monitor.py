@@ -18,3 +18,12 @@ def seconds(value: timedelta | None) -> str:
 def since(value: datetime | None) -> str:
     """How long ago: "running for" a started run, for example."""
     return "—" if value is None else format_seconds(max((timezone.now() - value).total_seconds(), 0))
+
+
+@register.filter
+def until(value: datetime | None) -> str:
+    """How long until a time to come: "in 3.2 min", or "due now" once it has come."""
+    if value is None:
+        return "—"
+    seconds = (value - timezone.now()).total_seconds()
+    return f"in {format_seconds(seconds)}" if seconds > 0 else "due now"

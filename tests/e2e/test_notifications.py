@@ -149,6 +149,12 @@ def test_a_redelivered_notify_task_sends_no_second_email(worker, api, mailbox):
     mailbox.wait_for(1)
     # The broker hands the same message out again (same task id, same run).
     task_id = f"notify-{run.pk}"
+    # The first task's result is stored after it has marked the run notified:
+    # wait for it, or it may land after the delete and pass for the second's.
+    deadline = time.monotonic() + 20
+    while not TaskResult.objects.filter(task_id=task_id, status="SUCCESS").exists():
+        assert time.monotonic() < deadline, "the first notify task stored no result"
+        time.sleep(0.1)
     TaskResult.objects.filter(task_id=task_id).delete()
     app.send_task("jobsite.notify_run", args=[str(run.pk)], task_id=task_id)
     deadline = time.monotonic() + 20

@@ -6,13 +6,15 @@ Chromium is Debian's (`make test` installs it); Playwright never downloads one.
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
-from jobs.models import Run
+from jobs.models import JobType, Run, Schedule
 from jobs.services import run_create
 from tests.conftest import ROOT, wait_for_run
 from tests.factories import JobTypeFactory
@@ -219,3 +221,73 @@ def test_flower_opens_embedded_in_the_workers_page_and_on_its_own(page, worker):
     expect(page.locator("body")).to_contain_text(str(run.pk))
     expect(page.locator("body")).to_contain_text("jobs.builtin.echo")
     screenshot(page, "flower-task")
+
+
+def test_the_schedules_page_and_the_dashboard_show_what_comes_next(page, worker):
+    echo = JobTypeFactory(name="echo")
+    nightly = Schedule.objects.create(name="nightly-report", job_type=echo, cron="30 2 * * *", timezone="Europe/Paris")
+    Schedule.objects.create(name="every-5-min", job_type=echo, interval_seconds=300, overlap="skip")
+    Schedule.objects.create(name="paused", job_type=echo, interval_seconds=60, enabled=False)
+    # What the schedule's "run now" does: a run of its job type with its params, tied to it.
+    fired, _ = run_create(job_type=echo, params={"from": "nightly"}, trigger=Run.Trigger.ADMIN, schedule=nightly)
+    assert wait_for_run(fired).status == "succeeded"
+    later, _ = run_create(
+        job_type=echo, params={}, trigger=Run.Trigger.API, run_at=timezone.now() + timedelta(hours=3)
+    )
+    assert later.status == "scheduled"
+
+    log_in(page)
+    fires = page.locator("#upcoming-fires tbody tr")
+    expect(fires).to_have_count(2)  # the disabled one never fires
+    expect(fires.first).to_contain_text("every-5-min")
+    expect(page.locator(f'#upcoming-runs [data-run="{later.pk}"]')).to_contain_text("in 3.0 h")
+    screenshot(page, "dashboard-upcoming")
+
+    page.click("header >> text=Schedules")
+    expect(page.locator("h1")).to_have_text("Schedules")
+    row = page.locator(f'#schedules [data-schedule="{nightly.pk}"]')
+    expect(row).to_contain_text("At 02:30 (Europe/Paris)")
+    expect(row.locator(".status")).to_have_text("succeeded")
+    expect(page.locator("#schedules tbody tr", has_text="paused")).to_contain_text("(disabled)")
+    screenshot(page, "schedules")
+
+    row.locator("text=nightly-report").click()
+    expect(page.locator("#id_schedule")).to_have_value("nightly-report")
+    expect(page.locator("#run-history tbody tr")).to_have_count(1)
+    page.click(f'#run-history a[href="/monitor/runs/{fired.pk}/"]')
+    expect(page.locator("#schedule-link")).to_have_text("nightly-report")
+
+
+def test_a_workflow_runs_page_follows_its_steps_on_a_timeline_and_a_graph(page):
+    echo = JobTypeFactory(name="echo")
+    nap = JobTypeFactory(name="nap", task="jobs.builtin.sleep")
+    flow = JobType.objects.create(name="nightly-etl", kind=JobType.Kind.WORKFLOW)
+    flow.steps.create(name="extract", job_type=echo, params={"table": "orders"})
+    flow.steps.create(name="transform", job_type=nap, params={"seconds": 4}, depends_on=["extract"], position=1)
+    flow.steps.create(name="audit", job_type=echo, depends_on=["extract"], position=2)
+    flow.steps.create(name="load", job_type=echo, depends_on=["transform", "audit"], position=3)
+    run = start(flow)
+    transform = wait_for_run(run.children.get(step_name="transform"), "running")
+
+    log_in(page, f"/monitor/runs/{run.pk}/")
+    rows = page.locator("#step-timeline svg a.step-row")
+    expect(rows).to_have_count(4)
+    expect(page.locator('#step-timeline [data-step="transform"] rect.bar.running.open')).to_have_count(1)
+    expect(page.locator('#step-timeline [data-step="load"] text.note')).to_have_text("waiting for transform")
+    expect(page.locator('#step-graph g.step.succeeded[data-step="extract"]')).to_have_count(1)
+    expect(page.locator('#step-graph g.step.running[data-step="transform"]')).to_have_count(1)
+    screenshot(page, "workflow-running")
+
+    # The steps part follows the run by itself until every step has ended.
+    expect(page.locator('#step-graph g.step.succeeded[data-step="load"]')).to_have_count(1, timeout=30_000)
+    expect(page.locator("#run-status")).to_have_text("succeeded")
+    expect(page.locator("#step-timeline rect.bar.succeeded")).to_have_count(4)
+    expect(page.locator("#step-timeline rect.bar.open")).to_have_count(0)
+    screenshot(page, "workflow-succeeded")
+
+    page.locator('#step-graph g[data-step="transform"] a').click()
+    expect(page).to_have_url(re.compile(f"/monitor/runs/{transform.pk}/$"))
+    expect(page.locator("#step-name")).to_have_text("transform")
+    screenshot(page, "workflow-step")
+    page.click("#workflow-run-link")
+    expect(page).to_have_url(re.compile(f"/monitor/runs/{run.pk}/$"))

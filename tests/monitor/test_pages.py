@@ -425,3 +425,76 @@ def test_the_job_type_list_links_every_job_type(staff_client):
     body = staff_client.get("/monitor/job-types/").content.decode()
     assert 'href="/monitor/job-types/alpha/"' in body and 'href="/monitor/job-types/beta/"' in body
     assert staff_client.get("/monitor/job-types/ghost/").status_code == 404
+
+
+# --- A run's notification ------------------------------------------------------------
+
+
+def notification_part(response) -> str:
+    body = response.content.decode()
+    start = body.index('<dd id="notification">')
+    return body[start : body.index("</dd>", start)]
+
+
+def test_a_run_without_a_notification_shows_none(staff_client):
+    run = make_run("succeeded")
+    assert 'id="notification"' not in staff_client.get(f"/monitor/runs/{run.pk}/").content.decode()
+
+
+def test_a_run_page_shows_a_sent_notification_per_channel(staff_client):
+    hook = JobTypeFactory(name="hooked", notify_on="completion", webhook_url="https://hooks.example.com/t/n3w")
+    run = make_run(
+        "succeeded",
+        job_type=hook,
+        notify_status="sent",
+        notify_attempts=1,
+        notified_at=timezone.now(),
+        notify_outcome={
+            "email": {"status": "sent", "detail": "to ops@example.com", "at": "2026-05-01T10:00:01+00:00"},
+            "webhook": {
+                "status": "sent",
+                # Sent before the URL was changed: the URL in the outcome is not the job type's any more.
+                "detail": "HTTP 204 from https://hooks.example.com/t/s3cr3t?sig=1",
+                "at": "2026-05-01T10:00:02+00:00",
+            },
+        },
+    )
+    part = notification_part(staff_client.get(f"/monitor/runs/{run.pk}/"))
+    assert '<span class="status sent">sent</span>' in part
+    assert "1 attempt" in part and "1 attempts" not in part
+    assert re.search(r'data-channel="email">email: <span class="status sent">sent</span>\s*to ops@example.com', part)
+    # Anyone logged in reads run pages: the webhook's path (which may hold a token) is not shown.
+    assert "HTTP 204 from https://hooks.example.com/…" in part
+    assert "s3cr3t" not in part
+
+
+def test_a_run_page_shows_a_pending_notifications_next_attempt_and_follows_it(staff_client):
+    run = make_run(
+        "failed",
+        notify_status="pending",
+        notify_attempts=2,
+        notify_locked_until=timezone.now() + timedelta(seconds=30),
+        notify_outcome={"email": {"status": "failed", "error": "<b>SMTP</b> refused", "at": "2026-05-01T10:00:01Z"}},
+    )
+    response = staff_client.get(f"/monitor/runs/{run.pk}/")
+    part = notification_part(response)
+    assert '<span class="status pending">pending</span>' in part
+    assert "2 attempts · next attempt" in part
+    assert "&lt;b&gt;SMTP&lt;/b&gt; refused" in part  # what a mail server says is escaped
+    # A finished run whose notification is still pending keeps refreshing.
+    assert f'data-refresh-url="/monitor/runs/{run.pk}/live/"' in response.content.decode()
+
+
+def test_a_run_page_shows_why_a_notification_failed(staff_client):
+    run = make_run(
+        "failed",
+        notify_status="failed",
+        notify_attempts=11,
+        notified_at=timezone.now(),
+        notify_outcome={"error": "Nobody to notify: the job type has no notify_emails or webhook_url."},
+    )
+    response = staff_client.get(f"/monitor/runs/{run.pk}/")
+    part = notification_part(response)
+    assert '<span class="status failed">failed</span>' in part and "11 attempts" in part
+    assert "Nobody to notify: the job type has no notify_emails or webhook_url." in part
+    assert "data-refresh-url" not in response.content.decode()
