@@ -145,6 +145,8 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
         "can_rerun": run.is_terminal and user.has_perm("jobs.run_jobtype"),
         "flower_task_url": f"/flower/task/{run.pk}" if user.is_staff else None,
         "notification": notification_outcome(run),
+        # Only a run that was tried more than once has a history worth a table.
+        "attempt_history": run.attempt_history() if run.earlier_attempts else [],
         "refresh_seconds": REFRESH_SECONDS,
     }
 
