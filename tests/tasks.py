@@ -35,11 +35,15 @@ def _redis() -> redis.Redis:
 
 
 @shared_task(bind=True, name="tests.slow_count")
-def slow_count(self, seconds: float = 0, **params: Any) -> dict[str, Any]:
-    """Count this execution (see `calls`) and note the pool process running it, then sleep."""
+def slow_count(self, seconds: float = 0, first_attempt_only: bool = False, **params: Any) -> dict[str, Any]:
+    """Count this execution (see `calls`) and note the pool process running it,
+    then sleep (with `first_attempt_only`, only in the run's first attempt)."""
+    from jobs.models import Run
+
     _redis().incr(CALLS_KEY.format(self.request.id))
     _redis().set(PID_KEY.format(self.request.id), os.getpid())
-    time.sleep(float(seconds))
+    if not first_attempt_only or Run.objects.get(pk=self.request.id).attempts == 1:
+        time.sleep(float(seconds))
     return params
 
 
