@@ -10,8 +10,11 @@ from django.utils import timezone
 
 from jobs import dispatch, services, stuck
 from jobs.models import Run
-from tests.monitor.test_queries import explain, reads_whole_run_table
-from tests.monitor.test_queries import many_runs as many_runs_fixture  # noqa: F401 (registers the fixture)
+from tests.monitor.test_queries import (
+    explain,
+    many_runs,  # noqa: F401 (the pages' fixture, registered here)
+    reads_whole_run_table,
+)
 
 
 def run_queries(action) -> list[str]:
@@ -20,7 +23,7 @@ def run_queries(action) -> list[str]:
     return [q["sql"] for q in queries if '"jobs_run"' in q["sql"] and q["sql"].lstrip().upper().startswith("SELECT")]
 
 
-def test_the_reliability_queries_are_served_by_an_index(many_runs):
+def test_the_reliability_queries_are_served_by_an_index(many_runs):  # noqa: F811
     job_type = many_runs.job_type
     job_type.max_concurrency = 5
     job_type.save()
