@@ -16,3 +16,11 @@ def record(name: str) -> None:
     global _redis
     _redis = _redis or redis.Redis.from_url(settings.REDIS_URL)
     _redis.rpush("bench:fires", json.dumps([name, time.time()]))
+
+
+@shared_task(bind=True, name="bench.count", ignore_result=True)
+def count(self, **_) -> None:
+    """Count the executions of this run's task (bench/broker_outage.py)."""
+    global _redis
+    _redis = _redis or redis.Redis.from_url(settings.REDIS_URL)
+    _redis.incr(f"bench:count:{self.request.id}")

@@ -312,11 +312,15 @@ def _workflow_started(run_id: str, parent_id: str | None) -> None:
         Run(pk=parent_id).mark_running()
 
 
+def _lost_error(run: Run) -> str:
+    return f"Worker lost: the process running attempt {run.attempts} on {run.worker or 'its worker'} died or was killed"
+
+
 def _restart_lost(run: Run, *, worker: str, redelivered: bool) -> Start:
     if not redelivered:
         logger.warning("Run %s is already running on %s: not running it twice for a second message", run.pk, run.worker)
         return SKIP
-    lost = f"Worker lost: {run.worker or 'the worker'} died or was killed while running attempt {run.attempts}"
+    lost = _lost_error(run)
     if run.attempts <= run.job_type.max_retries:
         return Start(go=run.mark_restarted(worker=worker, lost_error=lost))
     run_lost(run=run, error=f"{lost}; no attempts left (max_retries {run.job_type.max_retries})")
@@ -390,6 +394,16 @@ def run_failed(*, run_id: str, error: str, traceback: str = "") -> None:
                 return
         _end_failed(run, error=error, traceback=traceback)
     _advance_parent(run)
+
+
+def run_process_ended(*, run_id: str) -> None:
+    """The pool process running this run's task ended, and Celery will not hand
+    the task out again: it took the end for a revoke. Jobsite's cancel marks a
+    run cancelled before it revokes it, so a run still `running` here lost its
+    process (see jobs/signals.py): retry it, or fail it, like any failed attempt."""
+    run = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).only("attempts", "worker").first()
+    if run is not None:
+        run_failed(run_id=run_id, error=_lost_error(run))
 
 
 def run_lost(*, run: Run, error: str) -> bool:

@@ -1,6 +1,7 @@
 """Celery signal handlers that move runs through their states on the worker."""
 
 import uuid
+from contextlib import contextmanager
 
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
@@ -66,6 +67,18 @@ def on_task_failure(sender, task_id, exception, einfo=None, **_):
         services.run_failed(run_id=run_id, error=error, traceback=einfo.traceback if einfo else "")
 
 
+@signals.task_revoked.connect
+def on_task_revoked(sender, request=None, terminated=False, **_):
+    """A revoke ended the task's pool process, or so Celery believes: once a
+    process was sent a revoke's signal (a cooperative cancel, SIGUSR1, which
+    it survives), billiard takes its death for a revoke forever after, and a
+    run it dies running (out of memory, killed) is neither failed nor handed
+    out again. Sent in the worker's main process, with the task's request."""
+    if terminated and request is not None and (request.get(RUN_HEADER) or (request.headers or {}).get(RUN_HEADER)):
+        with _main_process_database():
+            services.run_process_ended(run_id=request.id)
+
+
 def _on_hard_time_limit(task_id: str) -> None:
     """The hard time limit killed the pool process running the task: Celery
     says so from the worker's main process, where the task's request (and so
@@ -74,11 +87,7 @@ def _on_hard_time_limit(task_id: str) -> None:
         run_id = str(uuid.UUID(task_id))
     except (TypeError, ValueError):
         return  # not a run's task (e.g. "notify-…")
-    # The main process serves no requests, so Django never recycles its
-    # connection: check it before, and close it after, as processes forked
-    # from here must not share it.
-    db.close_old_connections()
-    try:
+    with _main_process_database():
         run = Run.objects.select_related("job_type").filter(pk=run_id).first()
         if run is not None:
             job_type = run.job_type
@@ -87,5 +96,15 @@ def _on_hard_time_limit(task_id: str) -> None:
                 error=f"Timed out after {job_type.hard_time_limit} s: it went on past its soft time limit "
                 f"({job_type.soft_time_limit} s) and was killed at the hard one",
             )
+
+
+@contextmanager
+def _main_process_database():
+    """The worker's main process serves no requests, so Django never recycles
+    its connection: check it before, and close it after, as the pool processes
+    forked from here must not share it."""
+    db.close_old_connections()
+    try:
+        yield
     finally:
         db.connections.close_all()

@@ -264,7 +264,7 @@ JOBS_RETRY_BACKOFF_MAX_SECONDS = env_int("JOBS_RETRY_BACKOFF_MAX_SECONDS", 600)
 # failed: broker down) is published by the sweeper in the dispatcher. Longer
 # than a publish can take, so that a run whose first publish is still under
 # way is not published twice.
-JOBS_PENDING_REPUBLISH_SECONDS = env_int("JOBS_PENDING_REPUBLISH_SECONDS", 30)
+JOBS_PENDING_REPUBLISH_SECONDS = env_int("JOBS_PENDING_REPUBLISH_SECONDS", 15)
 # A run still `running` this long after its hard time limit, that no worker
 # reports as active, has lost its worker: the stuck check (every
 # JOBS_STUCK_CHECK_SECONDS) fails it.

@@ -112,25 +112,40 @@ def test_runs_of_a_killed_worker_are_run_again_by_another_worker_and_all_end(sta
     assert [calls(run.pk) - before for run, before in zip(runs, executed, strict=True)] == [1] * 20
     lost = api.get(f"/api/v1/runs/{runs[0].pk}/").data["attempt_history"][0]
     assert (lost["attempt"], lost["status"], lost["worker"]) == (1, "failed", first.hostname)
-    assert lost["error"].startswith(f"Worker lost: {first.hostname} died or was killed while running attempt 1")
+    assert lost["error"] == f"Worker lost: the process running attempt 1 on {first.hostname} died or was killed"
 
 
-def test_a_run_whose_pool_process_is_killed_fails_with_worker_lost_when_it_has_no_retries(worker, api):
-    define(api, name="slow", kind="task", task="tests.slow_count")
-    run = wait_for_run(trigger(api, "slow", {"seconds": 30}), "running")
-    while pid_of(run.pk) is None:
+def kill_pool_process_of(run: Run) -> None:
+    run = wait_for_run(run, "running")
+    while pid_of(run.pk) is None:  # the task has not reached its first line yet
         time.sleep(0.05)
     os.kill(pid_of(run.pk), signal.SIGKILL)  # e.g. the kernel's out-of-memory killer
+
+
+def test_a_run_whose_pool_process_is_killed_fails_with_worker_lost_when_it_has_no_retries(start_worker, api):
+    queue = "faults-pool"
+    lone = start_worker(1, queue)  # one pool process, so the cancel below and the last run share it
+    define(api, name="slow", kind="task", task="tests.slow_count", queue=queue)  # max_retries 0
+    define(api, name="nap", kind="command", command={"argv": ["/bin/sleep", "60"]}, queue=queue)
+    lost = f"Worker lost: the process running attempt 1 on {lone.hostname} died or was killed"
+
     # Celery gives the task back to the queue (reject_on_worker_lost); when it
-    # comes back, no attempt is left (max_retries 0), so it fails, and does not run again.
-    run = wait_for_run(run, timeout=30)
-    assert run.status == "failed"
-    assert run.error == (
-        f"Worker lost: {worker.hostname} died or was killed while running attempt 1; no attempts left (max_retries 0)"
-    )
+    # comes back no attempt is left, so the run fails and is not run again.
+    first = trigger(api, "slow", {"seconds": 60})
+    kill_pool_process_of(first)
+    assert wait_for_run(first).error == f"{lost}; no attempts left (max_retries 0)"
+
+    # A process that a cancel interrupted (SIGUSR1, which it survives) and that
+    # dies later: billiard takes that death for a revoke and hands nothing out again.
+    nap = wait_for_run(trigger(api, "nap"), "running")
+    assert api.post(f"/api/v1/runs/{nap.pk}/cancel/").status_code == 200
+    second = trigger(api, "slow", {"seconds": 60})
+    kill_pool_process_of(second)
+    assert wait_for_run(second).error == lost
+
     time.sleep(1)
-    assert calls(run.pk) == 1
-    assert wait_for_run(trigger(api, "slow", {"seconds": 0})).status == "succeeded"  # the pool has a new process
+    assert (calls(first.pk), calls(second.pk)) == (1, 1)
+    assert Run.objects.get(pk=first.pk).status == Run.objects.get(pk=second.pk).status == "failed"
 
 
 def test_a_worker_stopped_with_sigterm_finishes_its_runs_and_loses_none_it_holds(start_worker, api):
