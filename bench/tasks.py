@@ -22,3 +22,11 @@ def record(name: str) -> None:
 def started_at() -> float:
     """When the worker started this task (epoch seconds): publish-to-start latency."""
     return time.time()
+
+
+@shared_task(bind=True, name="bench.count", ignore_result=True)
+def count(self, **_) -> None:
+    """Count the executions of this run's task (bench/broker_outage.py)."""
+    global _redis
+    _redis = _redis or redis.Redis.from_url(settings.REDIS_URL)
+    _redis.incr(f"bench:count:{self.request.id}")

@@ -1,4 +1,5 @@
-"""The dispatcher: fires due schedules and releases due `scheduled` runs.
+"""The dispatcher: fires due schedules, releases due `scheduled` runs, and
+publishes the runs whose publish failed (the sweeper).
 
 celery beat (django-celery-beat's DatabaseScheduler) sends `jobsite.dispatch`
 every second; whichever worker takes it claims what is due in batches, each in
@@ -7,6 +8,26 @@ locks that skip rows another dispatcher holds (PostgreSQL) or whole-database
 write transactions (SQLite, BEGIN IMMEDIATE), so several dispatchers at once —
 two beats by mistake, many workers — never fire a tick twice; the unique
 (schedule, schedule_tick) key on runs stands behind that.
+
+The sweeper. A trigger commits its run `pending` and publishes it after
+commit; when the broker is down the run stays `pending` (and a retry whose
+publish failed stays `retrying`, marked for the sweeper), and the API still
+answered 201. Every run carries `republish_after`: for a new `pending` run,
+JOBS_PENDING_REPUBLISH_SECONDS after it became pending. The sweeper claims the
+runs whose time has come (the same row locks as above), moves their
+`republish_after` on by that much in the claiming transaction, and publishes
+them once committed; so another dispatcher skips them, and a publish that
+fails again is tried again later. The dispatcher runs only when beat's message
+reached a worker, so while Redis is down nothing is swept, and right after it
+is back every run waiting longer than the grace period goes out at once.
+
+Residual risk, said plainly: a run whose first publish reached Redis but was
+not yet recorded `queued` when the grace period ended (a publish or a web
+process stalled that long, or killed between the two) is published twice.
+The worker's start check (services.run_started) then runs it once: the second
+message finds the run running or ended and is dropped. Only if the first
+message's worker is also lost and that message is handed out again while the
+second one runs would it run twice.
 """
 
 import logging
@@ -17,7 +38,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from . import workflows
-from .models import JobType, Run, Schedule
+from .models import JobType, Run, Schedule, republish_deadline
 from .services import ServiceError, run_build, runs_publish
 
 logger = logging.getLogger(__name__)
@@ -43,7 +64,14 @@ def dispatch_due(now: datetime | None = None) -> dict[str, int]:
     released: list[Run] = []
     while batch := _release_scheduled_batch(now):
         released += batch
-    return {"fired": runs_publish(fired), "released": runs_publish(released)}
+    republished: list[Run] = []
+    while batch := _republish_batch(now):
+        republished += batch
+    return {
+        "fired": runs_publish(fired),
+        "released": runs_publish(released),
+        "republished": runs_publish(republished),
+    }
 
 
 def _fire_schedule_batch(now: datetime) -> list[Run] | None:
@@ -133,8 +161,29 @@ def _release_scheduled_batch(now: datetime) -> list[Run]:
         runs = list(_claim(due.order_by("scheduled_for"))[:BATCH_SIZE])
         if runs:
             Run.objects.filter(pk__in=[r.pk for r in runs], status=Run.Status.SCHEDULED).update(
-                status=Run.Status.PENDING
+                status=Run.Status.PENDING, republish_after=republish_deadline()
             )
             for run in runs:
                 run.status = Run.Status.PENDING
         return runs
+
+
+def _republish_batch(now: datetime) -> list[Run]:
+    """Claim up to BATCH_SIZE runs the broker never got whose `republish_after`
+    has come: `pending` ones, and `retrying` ones whose retry was not published
+    (those have `republish_after` set; the others have none). They become
+    `pending`, and are not claimed again before another grace period."""
+    due = Run.objects.filter(status__in=[Run.Status.PENDING, Run.Status.RETRYING], republish_after__lte=now)
+    if not due.exists():  # the usual answer, without a write transaction
+        return []
+    with transaction.atomic():
+        runs = list(_claim(due.select_related("job_type", "parent__job_type").order_by("republish_after"))[:BATCH_SIZE])
+        if runs:
+            Run.objects.filter(pk__in=[r.pk for r in runs]).update(
+                status=Run.Status.PENDING, republish_after=republish_deadline()
+            )
+            for run in runs:
+                run.status = Run.Status.PENDING
+    if runs:
+        logger.warning("Publishing %d run(s) again that the broker did not get", len(runs))
+    return runs

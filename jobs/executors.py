@@ -32,6 +32,9 @@ NOTIFY_HEADER = "jobsite_notify_on"
 # ...and this one, the id of its workflow run ("" for none), so that a run that
 # ends need not look it up to know whether a workflow must advance.
 PARENT_HEADER = "jobsite_parent"
+# ...and, on a run published again because its job type was at max_concurrency,
+# how many times it has waited for a slot (its next wait is longer).
+WAITS_HEADER = "jobsite_slot_waits"
 logger = logging.getLogger(__name__)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -53,10 +56,14 @@ class Executor:
     def config_errors(self, job_type: JobType) -> dict[str, list[str]]:
         return {}
 
-    def publish(self, run: Run, *, countdown: float | None = None, producer=None) -> None:
-        self._send(run, self.task_name, args=[str(run.id)], kwargs={}, countdown=countdown, producer=producer)
+    def publish(self, run: Run, *, countdown: float | None = None, producer=None, headers: dict | None = None) -> None:
+        self._send(
+            run, self.task_name, args=[str(run.id)], kwargs={}, countdown=countdown, producer=producer, headers=headers
+        )
 
-    def _send(self, run: Run, task_name: str, *, args: list, kwargs: dict, countdown=None, producer=None) -> None:
+    def _send(
+        self, run: Run, task_name: str, *, args: list, kwargs: dict, countdown=None, producer=None, headers=None
+    ) -> None:
         job_type = run.job_type
         # A workflow's steps go to its queue unless their own job type names one.
         workflow_queue = run.parent.job_type.queue if run.parent_id else ""
@@ -70,7 +77,12 @@ class Executor:
             soft_time_limit=job_type.soft_time_limit,
             time_limit=job_type.hard_time_limit,
             countdown=countdown,
-            headers={RUN_HEADER: True, NOTIFY_HEADER: notify_on_for(run), PARENT_HEADER: str(run.parent_id or "")},
+            headers={
+                RUN_HEADER: True,
+                NOTIFY_HEADER: notify_on_for(run),
+                PARENT_HEADER: str(run.parent_id or ""),
+                **(headers or {}),
+            },
             producer=producer,
         )
 
@@ -106,8 +118,10 @@ class TaskExecutor(Executor):
             }
         return {}
 
-    def publish(self, run: Run, *, countdown: float | None = None, producer=None) -> None:
-        self._send(run, run.job_type.task, args=[], kwargs=run.params, countdown=countdown, producer=producer)
+    def publish(self, run: Run, *, countdown: float | None = None, producer=None, headers: dict | None = None) -> None:
+        self._send(
+            run, run.job_type.task, args=[], kwargs=run.params, countdown=countdown, producer=producer, headers=headers
+        )
 
     def cancel_signal(self) -> str:
         # A user's task cannot be asked to stop; its process is terminated.
@@ -283,7 +297,7 @@ class WorkflowExecutor(Executor):
 
     kind = JobType.Kind.WORKFLOW
 
-    def publish(self, run: Run, *, countdown: float | None = None, producer=None) -> None:
+    def publish(self, run: Run, *, countdown: float | None = None, producer=None, headers: dict | None = None) -> None:
         from .services import workflow_advance  # services import this module
 
         workflow_advance(parent_id=run.pk)

@@ -10,6 +10,7 @@ from django.db.models import F, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils import timezone as django_timezone
+from django.utils.dateparse import parse_datetime
 
 
 class NotifyOn(models.TextChoices):
@@ -219,6 +220,21 @@ class NotifyStatus(models.TextChoices):
     FAILED = "failed"
 
 
+def republish_deadline() -> datetime:
+    """When the sweeper may publish a run that is still not handed to the broker
+    (see jobs/dispatch.py): long enough after it became `pending` that the
+    first publish, if it is going to succeed, has succeeded and been recorded."""
+    return timezone.now() + timedelta(seconds=settings.JOBS_PENDING_REPUBLISH_SECONDS)
+
+
+# An earlier attempt keeps this much of its error; the run's own `error` is the last one's.
+ATTEMPT_ERROR_CHARS = 2000
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
 class RunQuerySet(models.QuerySet):
     def active(self) -> "RunQuerySet":
         return self.filter(status__in=Run.ACTIVE_STATUSES)
@@ -250,6 +266,9 @@ class Run(models.Model):
     NOT_TERMINAL = (Status.SCHEDULED, Status.WAITING, *ACTIVE_STATUSES)
     # Not handed to the broker yet, so cancelling them needs no revoke.
     UNPUBLISHED = (Status.SCHEDULED, Status.WAITING)
+    # A task may start a run in these; `running` only when redelivered (see services.run_started).
+    STARTABLE = (Status.PENDING, Status.QUEUED, Status.RETRYING)
+    ATTEMPT_TIMES = ("started_at", "ended_at", "retry_at")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No single-column indexes on job_type, schedule and parent: the composite
@@ -284,6 +303,14 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # The attempts before the last one (which the run's own fields describe):
+    # [{attempt, started_at, ended_at, worker, error, retry_at}], written in the
+    # same UPDATE that ends an attempt, so a run that succeeds at once costs nothing.
+    earlier_attempts = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
+    # A run `pending` (or `retrying` whose retry could not be published) is
+    # handed to the broker by the sweeper from this time on; the sweeper moves
+    # it on when it claims the run, so two dispatchers never publish it twice.
+    republish_after = models.DateTimeField(null=True, blank=True, default=republish_deadline, editable=False)
     worker = models.CharField(max_length=255, blank=True)
     result = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
     error = models.TextField(blank=True)
@@ -393,20 +420,77 @@ class Run(models.Model):
 
     def mark_ready(self, *, params: dict) -> bool:
         """A workflow step: the steps it depends on succeeded, and its params are resolved."""
-        return self._transition([self.Status.WAITING], status=self.Status.PENDING, params=params)
+        return self._transition(
+            [self.Status.WAITING], status=self.Status.PENDING, params=params, republish_after=republish_deadline()
+        )
 
     def mark_queued(self) -> bool:
         return self._transition([self.Status.PENDING], status=self.Status.QUEUED, queued_at=timezone.now())
 
-    def mark_started(self, *, worker: str) -> bool:
-        # `running` is included: a task redelivered after its worker died starts again.
-        return self._transition(
-            [self.Status.PENDING, self.Status.QUEUED, self.Status.RETRYING, self.Status.RUNNING],
-            status=self.Status.RUNNING,
-            started_at=timezone.now(),
-            attempts=F("attempts") + 1,
-            worker=worker,
+    def mark_started(self, *, worker: str, unlimited_only: bool = False) -> bool:
+        """An attempt starts. `unlimited_only`: only if the job type has no
+        max_concurrency (the others take a slot first: services.run_started)."""
+        query = Run.objects.filter(pk=self.pk, status__in=self.STARTABLE)
+        if unlimited_only:
+            query = query.filter(job_type_id__in=JobType.objects.filter(max_concurrency__isnull=True).values("pk"))
+        return self._transition_query(query, **self._attempt_start(worker))
+
+    def mark_restarted(self, *, worker: str, lost_error: str) -> bool:
+        """Its task was handed out again after the worker running it was lost:
+        record that attempt as lost and start the next one. Applies only while
+        the run is still on the attempt this object has read."""
+        query = Run.objects.filter(pk=self.pk, status=self.Status.RUNNING, attempts=self.attempts)
+        lost = self.attempt_record(error=lost_error, ended_at=timezone.now())
+        return self._transition_query(
+            query, earlier_attempts=[*self.earlier_attempts, lost], **self._attempt_start(worker)
         )
+
+    def _attempt_start(self, worker: str) -> dict:
+        return {
+            "status": self.Status.RUNNING,
+            "started_at": timezone.now(),
+            "attempts": F("attempts") + 1,
+            "worker": worker,
+        }
+
+    def attempt_record(self, *, error: str, ended_at: datetime, retry_at: datetime | None = None) -> dict:
+        """The current attempt, as an entry of `earlier_attempts`."""
+        if len(error) > ATTEMPT_ERROR_CHARS:
+            error = f"{error[:ATTEMPT_ERROR_CHARS]}… ({len(error) - ATTEMPT_ERROR_CHARS} more characters)"
+        return {
+            "attempt": self.attempts,
+            "started_at": _iso(self.started_at),
+            "ended_at": _iso(ended_at),
+            "worker": self.worker,
+            "error": error,
+            "retry_at": _iso(retry_at),
+        }
+
+    def attempt_history(self) -> list[dict]:
+        """Every attempt so far, oldest first: the earlier ones as recorded, then
+        the last one from the run's own fields, each with its `status`."""
+        history = [
+            {
+                **entry,
+                "status": self.Status.FAILED,
+                **{key: parse_datetime(entry[key]) if entry.get(key) else None for key in self.ATTEMPT_TIMES},
+            }
+            for entry in self.earlier_attempts
+        ]
+        recorded = history[-1]["attempt"] if history else 0
+        if self.attempts > recorded:
+            history.append(
+                {
+                    "attempt": self.attempts,
+                    "started_at": self.started_at,
+                    "ended_at": self.finished_at,
+                    "worker": self.worker,
+                    "error": self.error if self.status == self.Status.FAILED else "",
+                    "retry_at": None,
+                    "status": self.status,
+                }
+            )
+        return history
 
     # The terminal ones take `notify`: the run's notification is then marked
     # pending in the same UPDATE, so a run cannot end without the record that
@@ -425,18 +509,30 @@ class Run(models.Model):
             **self._ending(notify),
         )
 
-    def mark_failed(self, *, error: str, traceback: str = "", notify: bool = False) -> bool:
-        return self._transition(
-            self.NOT_TERMINAL, status=self.Status.FAILED, error=error, traceback=traceback, **self._ending(notify)
+    def mark_failed(self, *, error: str, traceback: str = "", notify: bool = False, attempt: int | None = None) -> bool:
+        """`attempt`: only if the run is still on that attempt (a run found lost
+        must not be failed after a redelivery started it again)."""
+        query = Run.objects.filter(pk=self.pk, status__in=self.NOT_TERMINAL)
+        if attempt is not None:
+            query = query.filter(attempts=attempt)
+        return self._transition_query(
+            query, status=self.Status.FAILED, error=error, traceback=traceback, **self._ending(notify)
         )
 
     def mark_retrying(self, *, error: str, traceback: str, retry_at) -> bool:
-        return self._transition(
-            [self.Status.RUNNING],
+        """The attempt failed and another follows at `retry_at`: the attempt is
+        recorded in `earlier_attempts` in the same UPDATE."""
+        record = self.attempt_record(error=error, ended_at=timezone.now(), retry_at=retry_at)
+        query = Run.objects.filter(pk=self.pk, status=self.Status.RUNNING, attempts=self.attempts)
+        return self._transition_query(
+            query,
             status=self.Status.RETRYING,
             scheduled_for=retry_at,
             error=error,
             traceback=traceback,
+            earlier_attempts=[*self.earlier_attempts, record],
+            # The retry is being published; only if that fails is it the sweeper's (services.run_failed).
+            republish_after=None,
         )
 
     def mark_cancelled(self, *, notify: bool = False) -> bool:

@@ -1,10 +1,16 @@
 """Celery signal handlers that move runs through their states on the worker."""
 
+import uuid
+from contextlib import contextmanager
+
 from celery import signals
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from django import db
 
 from . import services
 from .executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER, RunFailed
+from .models import Run
+from .runtask import START_ATTRIBUTE, RunTask
 
 
 def _header(task, name: str):
@@ -21,7 +27,14 @@ def _run_id(task) -> str | None:
 def on_task_prerun(task_id, task, **_):
     run_id = _run_id(task)
     if run_id:
-        services.run_started(run_id=run_id, worker=task.request.hostname or "", parent_id=_header(task, PARENT_HEADER))
+        start = services.run_started(
+            run_id=run_id,
+            worker=task.request.hostname or "",
+            parent_id=_header(task, PARENT_HEADER),
+            redelivered=bool((task.request.delivery_info or {}).get("redelivered")),
+            can_hold=isinstance(task, RunTask),
+        )
+        setattr(task.request, START_ATTRIBUTE, start)  # RunTask.before_start acts on it
 
 
 @signals.task_success.connect
@@ -38,6 +51,9 @@ def on_task_success(sender, result, **_):
 
 @signals.task_failure.connect
 def on_task_failure(sender, task_id, exception, einfo=None, **_):
+    if isinstance(exception, TimeLimitExceeded):
+        _on_hard_time_limit(task_id)
+        return
     run_id = _run_id(sender)
     if not run_id:
         return
@@ -49,3 +65,46 @@ def on_task_failure(sender, task_id, exception, einfo=None, **_):
     else:
         error = f"{type(exception).__name__}: {exception}"
         services.run_failed(run_id=run_id, error=error, traceback=einfo.traceback if einfo else "")
+
+
+@signals.task_revoked.connect
+def on_task_revoked(sender, request=None, terminated=False, **_):
+    """A revoke ended the task's pool process, or so Celery believes: once a
+    process was sent a revoke's signal (a cooperative cancel, SIGUSR1, which
+    it survives), billiard takes its death for a revoke forever after, and a
+    run it dies running (out of memory, killed) is neither failed nor handed
+    out again. Sent in the worker's main process, with the task's request."""
+    if terminated and request is not None and (request.get(RUN_HEADER) or (request.headers or {}).get(RUN_HEADER)):
+        with _main_process_database():
+            services.run_process_ended(run_id=request.id)
+
+
+def _on_hard_time_limit(task_id: str) -> None:
+    """The hard time limit killed the pool process running the task: Celery
+    says so from the worker's main process, where the task's request (and so
+    its headers) is not at hand. Runs are told apart by their id, a UUID."""
+    try:
+        run_id = str(uuid.UUID(task_id))
+    except (TypeError, ValueError):
+        return  # not a run's task (e.g. "notify-…")
+    with _main_process_database():
+        run = Run.objects.select_related("job_type").filter(pk=run_id).first()
+        if run is not None:
+            job_type = run.job_type
+            services.run_failed(
+                run_id=run_id,
+                error=f"Timed out after {job_type.hard_time_limit} s: it went on past its soft time limit "
+                f"({job_type.soft_time_limit} s) and was killed at the hard one",
+            )
+
+
+@contextmanager
+def _main_process_database():
+    """The worker's main process serves no requests, so Django never recycles
+    its connection: check it before, and close it after, as the pool processes
+    forked from here must not share it."""
+    db.close_old_connections()
+    try:
+        yield
+    finally:
+        db.connections.close_all()

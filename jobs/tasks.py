@@ -32,6 +32,14 @@ def dispatch() -> dict[str, int]:
     return dispatch_due()
 
 
+@shared_task(name="jobsite.check_stuck", ignore_result=True)
+def check_stuck() -> int:
+    """Fail the runs whose worker is gone (sent by beat every JOBS_STUCK_CHECK_SECONDS)."""
+    from .stuck import runs_fail_stuck
+
+    return runs_fail_stuck()
+
+
 @shared_task(
     bind=True,
     name="jobsite.notify_run",

@@ -190,10 +190,16 @@ CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A trigger must answer quickly when Redis is down (the run stays `pending`),
 # not hang for Celery's default minute of publish retries.
+# A task whose worker vanished (killed, machine lost) is handed out again once
+# it has been unacknowledged for `visibility_timeout`; workers look for such
+# tasks every fifth of it (at most every 10 s; kombu's default is every 100 s).
+_visibility_timeout = env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    "visibility_timeout": _visibility_timeout,
+    "unacked_restore_interval": max(1, min(10, _visibility_timeout // 5)),
+    "unacked_restore_throttle": 1,
 }
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_RESULT_BACKEND = "django-db"
@@ -252,6 +258,27 @@ JOBS_DEFAULT_TIMEOUT_SECONDS = env_int("JOBS_DEFAULT_TIMEOUT_SECONDS", 300)
 # clean up after SoftTimeLimitExceeded before it is killed.
 JOBS_HARD_TIMEOUT_GRACE_SECONDS = env_int("JOBS_HARD_TIMEOUT_GRACE_SECONDS", 30)
 JOBS_RETRY_BACKOFF_MAX_SECONDS = env_int("JOBS_RETRY_BACKOFF_MAX_SECONDS", 600)
+
+# --- Reliability --------------------------------------------------------------
+# A run that is still `pending` this long after it became so (its publish
+# failed: broker down) is published by the sweeper in the dispatcher. Longer
+# than a publish can take, so that a run whose first publish is still under
+# way is not published twice.
+JOBS_PENDING_REPUBLISH_SECONDS = env_int("JOBS_PENDING_REPUBLISH_SECONDS", 15)
+# A run still `running` this long after its hard time limit, that no worker
+# reports as active, has lost its worker: the stuck check (every
+# JOBS_STUCK_CHECK_SECONDS) fails it.
+JOBS_STUCK_MARGIN_SECONDS = env_int("JOBS_STUCK_MARGIN_SECONDS", 60)
+JOBS_STUCK_CHECK_SECONDS = env_int("JOBS_STUCK_CHECK_SECONDS", 60)
+# A run of a job type at its max_concurrency waits `queued` and looks for a free
+# slot again after this long, doubling up to the max.
+JOBS_CONCURRENCY_WAIT_SECONDS = env_float("JOBS_CONCURRENCY_WAIT_SECONDS", 1.0)
+JOBS_CONCURRENCY_WAIT_MAX_SECONDS = env_float("JOBS_CONCURRENCY_WAIT_MAX_SECONDS", 10.0)
+CELERY_BEAT_SCHEDULE["jobsite: fail runs whose worker is gone"] = {
+    "task": "jobsite.check_stuck",
+    "schedule": float(JOBS_STUCK_CHECK_SECONDS),
+    "options": {"queue": JOBS_DISPATCH_QUEUE, "expire_seconds": JOBS_STUCK_CHECK_SECONDS},
+}
 
 # --- Notifications ----------------------------------------------------------
 # A notification that cannot be delivered (SMTP or webhook down) is tried again

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -11,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote, urlparse
 
 import pytest
+import redis
 from django.conf import settings
 from django.contrib.auth.models import Permission, User
 from django_celery_beat.models import PeriodicTask
@@ -85,34 +87,63 @@ def _log_tail(path: Path, lines: int = 60) -> str:
         return ""
 
 
+class RedisServer:
+    """The tests' own redis-server, on the port tests/settings.py chose; it can
+    be stopped and started again on that port, like a broker going down."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.port = urlparse(url).port
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            pytest.exit("redis-server is not installed: run `make test`, or `apt-get install redis-server`", 2)
+        self.workdir = Path(tempfile.mkdtemp(prefix="jobsite-redis-"))
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.workdir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(self.url, socket_connect_timeout=1).ping()
+                return
+            except redis.RedisError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.process.kill()
+                    pytest.exit(f"redis-server did not start on port {self.port}", 2)
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.running:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
 @pytest.fixture(scope="session")
-def redis_server():
-    """A Redis of the tests' own, on the port tests/settings.py chose."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.exit("redis-server is not installed: run `make test`, or `apt-get install redis-server`", 2)
-    url = urlparse(settings.CELERY_BROKER_URL)
-    workdir = Path(tempfile.mkdtemp(prefix="jobsite-redis-"))
-    process = subprocess.Popen(
-        [binary, "--port", str(url.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with app.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, timeout=1)
-            break
-        except Exception:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.exit(f"redis-server did not start on port {url.port}", 2)
-            time.sleep(0.1)
-    yield settings.CELERY_BROKER_URL
-    process.terminate()
-    process.wait(10)
-    shutil.rmtree(workdir, ignore_errors=True)
+def redis_broker():
+    server = RedisServer(settings.CELERY_BROKER_URL)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_broker) -> str:
+    """The URL of the tests' Redis (the broker of every process they start)."""
+    return redis_broker.url
 
 
 def _database_url() -> str:
@@ -126,9 +157,10 @@ def _database_url() -> str:
     return f"postgres://{credentials}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def _celery(log: Path, *args: str, broker_url: str | None = None) -> subprocess.Popen:
-    """Start `celery -A jobsite ARGS` on the test database and the tests' Redis (or `broker_url`)."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
+def _celery(log: Path, *args: str, broker_url: str | None = None, env: dict | None = None) -> subprocess.Popen:
+    """Start `celery -A jobsite ARGS` on the test database and the tests' Redis
+    (or `broker_url`), with `env` added to the environment."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url(), **(env or {})}
     if broker_url:
         env["REDIS_URL"] = broker_url
     return subprocess.Popen(
@@ -155,16 +187,22 @@ class Worker:
     """A real `celery worker` process on the tests' Redis and test database."""
 
     def __init__(
-        self, log: Path, concurrency: int = 2, extra_args: tuple[str, ...] = (), broker_url: str | None = None
+        self,
+        log: Path,
+        concurrency: int = 2,
+        extra_args: tuple[str, ...] = (),
+        broker_url: str | None = None,
+        env: dict | None = None,
     ):
         """`broker_url`: another broker than the tests' own. The caller then tells
         by itself when the worker is ready: this process's Celery app (and its
-        connection pools) stays on the tests' broker."""
+        connection pools) stays on the tests' broker. `env`: settings of this
+        worker only (e.g. a short CELERY_VISIBILITY_TIMEOUT)."""
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.log = log
         self.process = _celery(
             log, "worker", "-l", "info", "-P", "prefork", "-c", str(concurrency), "-n", self.name,
-            "--without-gossip", "--without-mingle", *extra_args, broker_url=broker_url,
+            "--without-gossip", "--without-mingle", *extra_args, broker_url=broker_url, env=env,
         )  # fmt: skip
         self.hostname = None
         if broker_url:
@@ -186,6 +224,16 @@ class Worker:
 
     def stop(self) -> None:
         _stop(self.process)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once, as when its machine or container dies."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def pool_pids(self) -> list[int]:
+        """The pids of its pool processes (Linux)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
+        return [int(pid) for pid in children.split()]
 
 
 class Beat:
@@ -237,6 +285,40 @@ def worker(celery_worker, transactional_db):
     """The session's worker, for a test whose data it must see (committed)."""
     yield celery_worker
     _still_alive(celery_worker)
+
+
+@pytest.fixture
+def start_worker(redis_server, transactional_db, tmp_path):
+    """Start workers of this test's own (`start_worker(concurrency, queue, env)`);
+    they are stopped, or killed if still running, at the end."""
+    workers = []
+
+    def start(concurrency: int, queue: str, env: dict | None = None) -> Worker:
+        log = tmp_path / f"worker-{len(workers)}.log"
+        workers.append(Worker(log, concurrency=concurrency, extra_args=("-Q", queue), env=env))
+        return workers[-1]
+
+    yield start
+    for started in workers:
+        if started.process.poll() is None:
+            started.kill()
+
+
+def wait_for_ping(worker: Worker, timeout: float = 60) -> None:
+    """Until the worker answers a ping again (after the broker came back)."""
+    deadline = time.monotonic() + timeout
+    while not any(worker.hostname in reply for reply in app.control.ping(timeout=0.5) or []):
+        if time.monotonic() > deadline:
+            pytest.fail(f"The Celery worker did not come back:\n{_log_tail(worker.log)}")
+
+
+@pytest.fixture
+def broker_outage(redis_broker, celery_worker, transactional_db):
+    """The tests' Redis, to stop and start again; running, and answered by the
+    session's worker, again when the test ends (later tests need it)."""
+    yield redis_broker
+    redis_broker.start()
+    wait_for_ping(celery_worker)
 
 
 # Workflow tests send their steps to a queue of their own, served by a worker

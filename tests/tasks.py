@@ -1,26 +1,85 @@
 """Celery tasks for the tests only, registered on the workers the tests start
 (tests/settings.py adds this module to CELERY_IMPORTS)."""
 
+import contextlib
+import os
 import time
 from typing import Any
 
 import redis
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 CALLS_KEY = "jobsite-tests:calls:{}"
 
 
 def calls(run_id) -> int:
-    """How many times a task of `count_calls` ran for this run id."""
-    return int(redis.Redis.from_url(settings.CELERY_BROKER_URL).get(CALLS_KEY.format(run_id)) or 0)
+    """How many times a task of `count_calls` or `slow_count` ran for this run id."""
+    return int(_redis().get(CALLS_KEY.format(run_id)) or 0)
 
 
 @shared_task(bind=True, name="tests.count_calls")
 def count_calls(self, **params: Any) -> dict[str, Any]:
     """Count each execution of this run's task in Redis, then return the params."""
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).incr(CALLS_KEY.format(self.request.id))
+    _redis().incr(CALLS_KEY.format(self.request.id))
     return params
+
+
+PID_KEY = "jobsite-tests:pid:{}"
+PROBE_KEY = "jobsite-tests:probe:{}"
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL)
+
+
+@shared_task(bind=True, name="tests.slow_count")
+def slow_count(self, seconds: float = 0, first_attempt_only: bool = False, **params: Any) -> dict[str, Any]:
+    """Count this execution (see `calls`) and note the pool process running it,
+    then sleep (with `first_attempt_only`, only in the run's first attempt)."""
+    from jobs.models import Run
+
+    _redis().incr(CALLS_KEY.format(self.request.id))
+    _redis().set(PID_KEY.format(self.request.id), os.getpid())
+    if not first_attempt_only or Run.objects.get(pk=self.request.id).attempts == 1:
+        time.sleep(float(seconds))
+    return params
+
+
+def pid_of(run_id) -> int | None:
+    """The pool process that last started this run's task."""
+    pid = _redis().get(PID_KEY.format(run_id))
+    return int(pid) if pid else None
+
+
+@shared_task(name="tests.stubborn_sleep")
+def stubborn_sleep(seconds: float = 60) -> None:
+    """Sleep, and go on sleeping when the soft time limit says stop."""
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline:
+        with contextlib.suppress(SoftTimeLimitExceeded):
+            time.sleep(max(deadline - time.monotonic(), 0))
+
+
+@shared_task(name="tests.concurrency_probe")
+def concurrency_probe(probe: str, seconds: float = 0.5) -> int:
+    """Sleep while counting, in Redis, how many of `probe`'s tasks execute at
+    once; every execution records the count it saw on starting."""
+    client = _redis()
+    key = PROBE_KEY.format(probe)
+    now_running = client.incr(f"{key}:now")
+    client.rpush(f"{key}:seen", now_running)
+    try:
+        time.sleep(float(seconds))
+    finally:
+        client.decr(f"{key}:now")
+    return now_running
+
+
+def concurrency_seen(probe: str) -> list[int]:
+    """How many of `probe`'s tasks were executing as each one started."""
+    return [int(n) for n in _redis().lrange(f"{PROBE_KEY.format(probe)}:seen", 0, -1)]
 
 
 @shared_task(name="tests.sleep_echo")
@@ -61,3 +120,11 @@ def notify_success(*args: Any, **kwargs: Any) -> str:
 @shared_task(name="NOTIFY_FAILURE")
 def notify_failure(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return {"failed_run": kwargs["run_id"], "error": kwargs["error"]}
+
+
+@shared_task(bind=True, name="tests.fail_once")
+def fail_once(self) -> str:
+    """Fail on this run's first execution, succeed on the next (counted like `count_calls`)."""
+    if _redis().incr(CALLS_KEY.format(self.request.id)) == 1:
+        raise RuntimeError("first attempt fails")
+    return "passed"

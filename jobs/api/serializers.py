@@ -267,11 +267,24 @@ class StepRunSerializer(DurationMixin, serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class AttemptSerializer(serializers.Serializer):
+    """One attempt of a run; the last one is the run's own start, end and error."""
+
+    attempt = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Run.Status.choices, help_text="Earlier attempts all failed.")
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    worker = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True)
+    retry_at = serializers.DateTimeField(allow_null=True, help_text="When the next attempt was due.")
+
+
 class RunDetailSerializer(RunSerializer):
     steps = serializers.SerializerMethodField()
+    attempt_history = AttemptSerializer(many=True, read_only=True)
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "steps"]
+        fields = [*RunSerializer.Meta.fields, "attempt_history", "steps"]
         read_only_fields = fields
 
     @extend_schema_field(StepRunSerializer(many=True, allow_null=True))

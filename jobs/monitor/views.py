@@ -196,6 +196,8 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
         "can_rerun_failed": run.status == Run.Status.FAILED and run.job_type.kind == JobType.Kind.WORKFLOW,
         "flower_task_url": f"/flower/task/{run.pk}" if user.is_staff else None,
         "notification": notification_outcome(run),
+        # Only a run that was tried more than once has a history worth a table.
+        "attempt_history": run.attempt_history() if run.earlier_attempts else [],
         "refresh_seconds": REFRESH_SECONDS,
     }
 

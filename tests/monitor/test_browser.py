@@ -231,9 +231,7 @@ def test_the_schedules_page_and_the_dashboard_show_what_comes_next(page, worker)
     # What the schedule's "run now" does: a run of its job type with its params, tied to it.
     fired, _ = run_create(job_type=echo, params={"from": "nightly"}, trigger=Run.Trigger.ADMIN, schedule=nightly)
     assert wait_for_run(fired).status == "succeeded"
-    later, _ = run_create(
-        job_type=echo, params={}, trigger=Run.Trigger.API, run_at=timezone.now() + timedelta(hours=3)
-    )
+    later, _ = run_create(job_type=echo, params={}, trigger=Run.Trigger.API, run_at=timezone.now() + timedelta(hours=3))
     assert later.status == "scheduled"
 
     log_in(page)

@@ -13,8 +13,7 @@ KEYS = ("job_types", "schedules")
 
 class Command(BaseCommand):
     help = (
-        "Create or update job types, workflows and schedules from a file written by export_job_types. "
-        "All or nothing."
+        "Create or update job types, workflows and schedules from a file written by export_job_types. All or nothing."
     )
 
     def add_arguments(self, parser):
