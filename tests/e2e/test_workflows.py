@@ -170,7 +170,11 @@ def test_a_failed_workflow_starts_its_failure_hook(workflow_worker, api):
     )
     run = wait_for_run(trigger(api, "fragile", {"day": "monday"}), timeout=60)
     assert run.status == "failed"
-    hook = Run.objects.get(trigger="hook")
+    # The hook is started once the workflow run's failure is committed: a moment later.
+    deadline = time.monotonic() + 10
+    while not (hook := Run.objects.filter(trigger="hook").first()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert hook is not None, "no failure hook run was started"
     assert hook.job_type.name == "on-failure"
     assert wait_for_run(hook, timeout=30).status == "succeeded"
     assert hook.result == {
