@@ -4,7 +4,7 @@ import time
 
 from django_celery_results.models import TaskResult
 
-from jobs.models import JobType, Run
+from jobs.models import JobType, Run, Schedule
 from tests.conftest import WORKFLOW_QUEUE, wait_for_run
 from tests.e2e.test_execution import define, trigger
 from tests.tasks import calls
@@ -158,6 +158,15 @@ def test_cancelling_a_workflow_run_cancels_its_running_and_waiting_steps(workflo
         time.sleep(0.2)
 
 
+def hook_run() -> Run:
+    """The failure hook's run, started once the workflow run's failure is committed: a moment after it."""
+    deadline = time.monotonic() + 10
+    while not (hook := Run.objects.filter(trigger="hook").first()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert hook is not None, "no failure hook run was started"
+    return hook
+
+
 def test_a_failed_workflow_starts_its_failure_hook(workflow_worker, api):
     define(api, name="doomed", kind="task", task="jobs.builtin.fail", queue=WORKFLOW_QUEUE)
     define(api, name="on-failure", kind="task", task="jobs.builtin.echo", queue=WORKFLOW_QUEUE)
@@ -170,11 +179,7 @@ def test_a_failed_workflow_starts_its_failure_hook(workflow_worker, api):
     )
     run = wait_for_run(trigger(api, "fragile", {"day": "monday"}), timeout=60)
     assert run.status == "failed"
-    # The hook is started once the workflow run's failure is committed: a moment later.
-    deadline = time.monotonic() + 10
-    while not (hook := Run.objects.filter(trigger="hook").first()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert hook is not None, "no failure hook run was started"
+    hook = hook_run()
     assert hook.job_type.name == "on-failure"
     assert wait_for_run(hook, timeout=30).status == "succeeded"
     assert hook.result == {
@@ -188,9 +193,11 @@ def test_a_failed_workflow_starts_its_failure_hook(workflow_worker, api):
 
 
 def test_an_imported_celery_director_workflow_runs_with_its_hooks_and_exports_back(workflow_worker, api, tmp_path):
-    out, err = run_command("import_workflows", str(WORKFLOWS_YML))
+    out, _ = run_command("import_workflows", str(WORKFLOWS_YML))
     assert out.startswith("Job types: created 9")
-    assert "shop-etl-periodic: shop-etl cron '0 */3 * * *' UTC" in err  # read, waiting for the Schedule model
+    assert "Schedules: created 2 (shop-etl-periodic, shop-nightly-periodic)" in out
+    periodic = Schedule.objects.get(name="shop-etl-periodic")
+    assert (periodic.cron, periodic.timezone, periodic.params) == ("0 */3 * * *", "UTC", {"rows": 3})
     run = wait_for_run(trigger(api, "shop-etl", {"rows": 4}), timeout=60)
     assert run.status == "succeeded", run.error
     assert run.result == {
@@ -210,7 +217,7 @@ def test_an_imported_celery_director_workflow_runs_with_its_hooks_and_exports_ba
     failed = wait_for_run(trigger(api, "shop-etl", {"rows": 1}), timeout=60)
     assert failed.status == "failed"
     assert steps_of(api, failed)["on-success"]["status"] == "cancelled"
-    hook = wait_for_run(Run.objects.get(trigger="hook"), timeout=30)
+    hook = wait_for_run(hook_run(), timeout=30)
     assert hook.job_type.name == "notify-failure-on-workflow-tests"
     assert hook.result == {"failed_run": str(failed.pk), "error": failed.error}
 
@@ -218,4 +225,7 @@ def test_an_imported_celery_director_workflow_runs_with_its_hooks_and_exports_ba
     exported = tmp_path / "job-types.yml"
     run_command("export_job_types", "--output", str(exported))
     out, _ = run_command("import_job_types", str(exported))
-    assert out.strip() == "Job types: created 0; updated 0; unchanged 9."
+    assert out.strip().splitlines() == [
+        "Job types: created 0; updated 0; unchanged 9.",
+        "Schedules: created 0; updated 0; unchanged 2.",
+    ]
