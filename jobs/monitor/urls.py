@@ -15,4 +15,5 @@ urlpatterns = [
     path("job-types/", views.job_type_list, name="job-types"),
     path("job-types/<path:name>/", views.job_type_detail, name="job-type"),
     path("workers/", views.workers, name="workers"),
+    path("audit/", views.audit_log, name="audit"),
 ]
