@@ -53,16 +53,22 @@ class PurgeSummary:
         return text
 
 
-def _old_runs(cutoff: datetime):
-    """Finished top-level runs that ended before `cutoff`. A run ends after it
-    is created, so `created_at < cutoff` holds for all of them: it bounds the
-    scan to one range of the created_at index."""
-    return Run.objects.filter(
-        Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True),
-        parent__isnull=True,
-        created_at__lt=cutoff,
-        status__in=Run.TERMINAL_STATUSES,
-    )
+def _old_runs(cutoff: datetime, after: tuple | None):
+    """Finished top-level runs that ended before `cutoff`, after the keyset
+    `after` ((created_at, id) of the last one read), oldest first.
+
+    A run ends after it is created, so `created_at < cutoff` holds for all of
+    them, and the keyset is written `created_at >= t AND NOT (created_at = t
+    AND id <= i)`: together one range of the created_at index, read in order
+    and stopped at the LIMIT. The status is tested as NOT IN the unfinished
+    ones (the same runs) so that SQLite does not pick the (status, created_at)
+    index instead, which would sort the whole remaining range at every batch."""
+    query = Run.objects.filter(
+        Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True), parent__isnull=True, created_at__lt=cutoff
+    ).exclude(status__in=Run.NOT_TERMINAL)
+    if after is not None:
+        query = query.filter(created_at__gte=after[0]).exclude(created_at=after[0], id__lte=after[1])
+    return query.order_by("created_at", "id")
 
 
 def runs_purge(
@@ -76,10 +82,7 @@ def runs_purge(
     summary = PurgeSummary(cutoff=cutoff, days=older_than_days, dry_run=dry_run)
     after = None  # (created_at, id) of the last run read: busy ones stay behind it
     while True:
-        query = _old_runs(cutoff)
-        if after is not None:
-            query = query.filter(Q(created_at__gt=after[0]) | Q(created_at=after[0], id__gt=after[1]))
-        rows = list(query.order_by("created_at", "id").values_list("created_at", "id")[:batch_size])
+        rows = list(_old_runs(cutoff, after).values_list("created_at", "id")[:batch_size])
         if not rows:
             return summary
         after = rows[-1]

@@ -1,5 +1,5 @@
-"""What the import and export commands share: reading a YAML file and
-saying where it is wrong."""
+"""What the import and export commands share: reading a YAML file, saying
+where it is wrong, and who an import's changes are recorded under."""
 
 import getpass
 import os
