@@ -209,7 +209,7 @@ def own_stack(args) -> dict:
             web = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
         stack.start("web", web)
         stack.celery("worker", "worker", "-l", "warning", "-E", "-c", str(args.worker_concurrency), "-n", "worker@%h")
-        stack.celery("dispatcher", "worker", "-l", "warning", "-Q", "jobsite", "-c", "1", "-n", "dispatcher@%h")
+        stack.celery("dispatcher", "worker", "-l", "warning", "-Q", "jobsite", "-c", "2", "-n", "dispatcher@%h")
         stack.celery("beat", "beat", "-l", "warning", "--pidfile=", "-s", str(work / "beat-schedule"))
         base_url = f"http://127.0.0.1:{port}"
         _wait_until_ready(base_url, stack)

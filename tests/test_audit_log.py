@@ -227,6 +227,8 @@ def test_the_audit_log_filters_by_what_name_and_user(client, viewer, editor, api
         ]
 
     assert names("what=schedule") == ["nightly"]
+    job_type_page = client.get("/monitor/job-types/echo/").content.decode()
+    assert '<a href="/monitor/audit/?name=echo" id="job-type-changes">' in job_type_page
     assert names("name=echo") == ["echo", "echo"]
     assert names("user=editor&what=jobtype") == ["echo", "echo"]
     response = client.get("/monitor/audit/?user=ghost")
