@@ -75,19 +75,22 @@ class EnableRunMixin:
 
     @admin.action(description="Enable", permissions=["change"])
     def enable(self, request, queryset):
-        self._set_enabled(queryset, True)
+        self._set_enabled(request, queryset, True)
 
     @admin.action(description="Disable", permissions=["change"])
     def disable(self, request, queryset):
-        self._set_enabled(queryset, False)
+        self._set_enabled(request, queryset, False)
 
-    @staticmethod
-    def _set_enabled(queryset, enabled: bool) -> None:
+    def _set_enabled(self, request, queryset, enabled: bool) -> None:
         # save() per object rather than update(): it keeps updated_at right and
-        # lets the model react (a schedule counts its next fire from now).
+        # lets the model react (a schedule counts its next fire from now). Each
+        # change goes to the object's history, as the change form's would.
         for obj in queryset:
+            if obj.enabled == enabled:
+                continue
             obj.enabled = enabled
             obj.save()
+            self.log_change(request, obj, [{"changed": {"fields": ["Enabled"]}}])
 
 
 class JobTypeForm(forms.ModelForm):
@@ -424,6 +427,7 @@ class RunAdmin(admin.ModelAdmin):
         "job_type",
         "status",
         "trigger",
+        "requested_by",
         "created_at",
         "duration_display",
         "attempts",
@@ -433,7 +437,7 @@ class RunAdmin(admin.ModelAdmin):
     list_filter = ["status", "trigger", "notify_status", "job_type", "schedule", "created_at"]
     inlines = [StepRunInline]
     search_fields = ["=id", "job_type__name"]
-    list_select_related = ["job_type"]
+    list_select_related = ["job_type", "requested_by"]
     date_hierarchy = "created_at"
     actions = ["cancel", "rerun"]
     show_full_result_count = False  # no COUNT(*) over the whole run table
@@ -483,7 +487,7 @@ class RunAdmin(admin.ModelAdmin):
     def cancel(self, request, queryset):
         for run in queryset.select_related("job_type"):
             try:
-                services.run_cancel(run=run)
+                services.run_cancel(run=run, cancelled_by=request.user)
             except services.ServiceError as exc:
                 self.message_user(request, str(exc), messages.WARNING)
             else:

@@ -4,7 +4,8 @@ back by `import_job_types` and, from celery-director files, `import_workflows`.
 Reading goes through the API's serializer, so a file is held to the same rules
 as the API and the admin, and it is all-or-nothing: one bad definition and
 nothing is written. A definition equal to what is stored is left alone, so
-importing the same file twice changes nothing.
+importing the same file twice changes nothing. Each change is recorded in the
+admin's log under the importing user (jobs/audit.py).
 """
 
 import json
@@ -13,6 +14,7 @@ from typing import Any
 
 from django.db import transaction
 
+from . import audit
 from .api.serializers import JobTypeSerializer, ScheduleSerializer
 from .models import JobType, Schedule
 from .yaml_lines import FileError, line_of
@@ -82,11 +84,12 @@ class ImportSummary:
         return f"{self.what}: " + "; ".join(parts) + "."
 
 
-def import_definitions(entries: list[dict], *, lines: dict[str, int] | None = None) -> ImportSummary:
+def import_definitions(entries: list[dict], *, by: audit.Author, lines: dict[str, int] | None = None) -> ImportSummary:
     """Create or update job types from definitions (the export's shape; keys
-    left out keep their stored value). `lines` gives, by name, where each one
-    comes from in the file when the entries carry no lines of their own.
-    FileError on the first definition that breaks a rule; nothing is written then."""
+    left out keep their stored value), recording each change as made `by`.
+    `lines` gives, by name, where each one comes from in the file when the
+    entries carry no lines of their own. FileError on the first definition
+    that breaks a rule; nothing is written then."""
     summary = ImportSummary()
     lines = lines or {}
     for entry in entries:
@@ -104,7 +107,7 @@ def import_definitions(entries: list[dict], *, lines: dict[str, int] | None = No
             serializer = JobTypeSerializer(instance, data=data)
             if not serializer.is_valid():
                 raise FileError(line, f"job type '{name}': {'; '.join(_messages(serializer.errors))}")
-            serializer.save()
+            audit.save_and_log(serializer, by=by)
             (summary.updated if instance else summary.created).append(name)
         for entry in entries:
             if "on_failure" not in entry:
@@ -116,7 +119,10 @@ def import_definitions(entries: list[dict], *, lines: dict[str, int] | None = No
             if not serializer.is_valid():
                 line = line_of(entry, "on_failure") or lines.get(entry["name"])
                 raise FileError(line, f"job type '{entry['name']}': {'; '.join(_messages(serializer.errors))}")
-            serializer.save()
+            if entry["name"] in summary.created:
+                serializer.save()  # part of its creation, which is recorded already
+            else:
+                audit.save_and_log(serializer, by=by)
             if entry["name"] not in summary.created + summary.updated:
                 summary.updated.append(entry["name"])
         summary.unchanged = [e["name"] for e in entries if e["name"] not in summary.created + summary.updated]
@@ -161,12 +167,13 @@ def _messages(errors: Any, where: str = "") -> list[str]:
     return [f"{where}: {errors}" if where else str(errors)]
 
 
-def import_schedules(entries: list[dict], *, lines: dict[str, int] | None = None) -> ImportSummary:
+def import_schedules(entries: list[dict], *, by: audit.Author, lines: dict[str, int] | None = None) -> ImportSummary:
     """Create or update schedules from definitions in the schedules API's shape
     ({name, job_type, params, enabled, cron + timezone or interval_seconds, ...}),
-    through the schedules API's serializer. A definition equal to what is stored
-    is left alone. FileError on the first that breaks a rule; call it inside the
-    same transaction as the job types' import so that nothing is written then."""
+    through the schedules API's serializer, recording each change as made `by`.
+    A definition equal to what is stored is left alone. FileError on the first
+    that breaks a rule; call it inside the same transaction as the job types'
+    import so that nothing is written then."""
     summary = ImportSummary(what="Schedules")
     lines = lines or {}
     writable = [name for name, f in ScheduleSerializer().fields.items() if not f.read_only]
@@ -191,6 +198,6 @@ def import_schedules(entries: list[dict], *, lines: dict[str, int] | None = None
             serializer = ScheduleSerializer(instance, data=entry, partial=instance is not None)
             if not serializer.is_valid():
                 raise FileError(line, f"schedule '{name}': {'; '.join(_messages(serializer.errors))}")
-            serializer.save()
+            audit.save_and_log(serializer, by=by)
             (summary.updated if instance else summary.created).append(name)
     return summary

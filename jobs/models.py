@@ -296,6 +296,13 @@ class Run(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Who cancelled the run and when; a cancelled run without `cancelled_by` was
+    # cancelled by Jobsite itself (its workflow run failed or was cancelled).
+    # Indexed only where set (see Meta), so that inserts do not pay for it.
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    cancelled_at = models.DateTimeField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     scheduled_for = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -356,6 +363,8 @@ class Run(models.Model):
             # The dispatcher's "scheduled runs now due" query. Not a partial index:
             # SQLite cannot use one when the status comes as a bound parameter.
             models.Index(fields=["status", "scheduled_for"], name="run_status_scheduled_for"),
+            # Deleting a user clears the runs they cancelled: a lookup by user.
+            models.Index(fields=["cancelled_by"], condition=Q(cancelled_by__isnull=False), name="run_cancelled_by"),
             # The notification sweeper looks only at the few runs still pending.
             models.Index(
                 fields=["notify_locked_until"], condition=Q(notify_status="pending"), name="run_notify_pending"
@@ -535,8 +544,16 @@ class Run(models.Model):
             republish_after=None,
         )
 
-    def mark_cancelled(self, *, notify: bool = False) -> bool:
-        return self._transition(self.NOT_TERMINAL, status=self.Status.CANCELLED, **self._ending(notify))
+    def mark_cancelled(self, *, cancelled_by=None, notify: bool = False) -> bool:
+        """`cancelled_by`: the user who asked; None when Jobsite cancels a step itself."""
+        ending = self._ending(notify)
+        return self._transition(
+            self.NOT_TERMINAL,
+            status=self.Status.CANCELLED,
+            cancelled_by=cancelled_by,
+            cancelled_at=ending["finished_at"],
+            **ending,
+        )
 
     # Notification. One attempt at a time holds the run's notification (a lease
     # in `notify_locked_until`); the attempt number it got is its fence, so an

@@ -168,12 +168,15 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
     return len(published)
 
 
-def run_cancel(*, run: Run) -> Run:
-    """Cancel a run that has not finished. A workflow run's unfinished steps are
-    cancelled with it; a step's cancel fails its workflow run."""
+def run_cancel(*, run: Run, cancelled_by: AbstractBaseUser | None = None) -> Run:
+    """Cancel a run that has not finished, recording who asked (`cancelled_by`)
+    and when. A workflow run's unfinished steps are cancelled with it, by the
+    same user; a step's cancel fails its workflow run."""
+    if cancelled_by is not None and not cancelled_by.is_authenticated:
+        cancelled_by = None
     previous = run.status
     notify = notifications.wants_notification(notifications.notify_on_for(run), Run.Status.CANCELLED)
-    if not run.mark_cancelled(notify=notify):
+    if not run.mark_cancelled(cancelled_by=cancelled_by, notify=notify):
         run.refresh_from_db(fields=["status"])
         raise Conflict(f"Run {run.pk} is already {run.status}: only runs that have not finished can be cancelled.")
     if notify:
@@ -185,7 +188,7 @@ def run_cancel(*, run: Run) -> Run:
     if run.job_type.kind == JobType.Kind.WORKFLOW:
         for step_run in run.children.filter(status__in=Run.NOT_TERMINAL).select_related("job_type"):
             with contextlib.suppress(Conflict):  # it ended meanwhile
-                run_cancel(run=step_run)
+                run_cancel(run=step_run, cancelled_by=cancelled_by)
     if run.parent_id:
         workflow_advance(parent_id=run.parent_id)
     return run

@@ -1,12 +1,16 @@
 """Jobsite's own Celery tasks. Thin: load by id, call the executor or a service."""
 
+import logging
+
 from celery import shared_task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
 
-from . import notifications
+from . import notifications, retention
 from .executors import executor_for
 from .models import Run
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="jobsite.execute_run")
@@ -65,3 +69,17 @@ def notify_run(self, run_id: str) -> str:
 def notify_sweep() -> int:
     """Queue again the notifications whose task was lost (run by beat every minute)."""
     return notifications.notification_sweep()
+
+
+@shared_task(name="jobsite.purge_runs", ignore_result=True)
+def purge_runs() -> str | None:
+    """Delete the runs older than JOBS_RUN_RETENTION_DAYS (sent by beat daily).
+
+    Reads the setting when it runs: the beat entry stays in the database after
+    retention is turned off, and then this does nothing."""
+    days = settings.JOBS_RUN_RETENTION_DAYS
+    if not days:
+        return None
+    summary = str(retention.runs_purge(older_than_days=days))
+    logger.info("purge_runs: %s", summary)
+    return summary

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 import dj_email_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
@@ -301,6 +302,25 @@ CELERY_BEAT_SCHEDULE["jobsite: send notifications whose task was lost"] = {
     "task": "jobsite.notify_sweep",
     "schedule": 60.0,
 }
+
+# --- Retention ----------------------------------------------------------------
+# Runs that ended more than this many days ago are deleted, with their workflow
+# steps and task results, by `manage.py purge_runs`, which beat also sends every
+# day at 03:30 (CELERY_TIMEZONE). Unset: 90 days; 0 or empty: kept forever.
+_retention = os.environ.get("JOBS_RUN_RETENTION_DAYS")
+JOBS_RUN_RETENTION_DAYS = (
+    0 if _retention is not None and _retention.strip() == "" else env_int("JOBS_RUN_RETENTION_DAYS", 90)
+)
+if JOBS_RUN_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured(
+        f"JOBS_RUN_RETENTION_DAYS={JOBS_RUN_RETENTION_DAYS}: give a number of days, or 0 to keep runs forever"
+    )
+if JOBS_RUN_RETENTION_DAYS:
+    CELERY_BEAT_SCHEDULE["jobsite: delete old runs"] = {
+        "task": "jobsite.purge_runs",
+        "schedule": crontab(minute=30, hour=3),
+    }
+
 # --- Monitoring pages and Flower ---------------------------------------------
 # Flower listens on loopback with url_prefix=flower and its own basic-auth
 # credentials; the web process proxies /flower/ to it for staff users.

@@ -182,7 +182,14 @@ class NotificationSerializer(serializers.Serializer):
 
 class RunSerializer(DurationMixin, serializers.ModelSerializer):
     job_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, help_text="Who triggered it (a rerun: who asked for the rerun)."
+    )
+    cancelled_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        help_text="Who cancelled it; null on a cancelled run means Jobsite did (its workflow run ended).",
+    )
     schedule = serializers.SlugRelatedField(slug_field="name", read_only=True)
     notification = serializers.SerializerMethodField()
     step = serializers.SerializerMethodField()
@@ -201,6 +208,8 @@ class RunSerializer(DurationMixin, serializers.ModelSerializer):
             "rerun_of",
             "schedule",
             "requested_by",
+            "cancelled_by",
+            "cancelled_at",
             "idempotency_key",
             "scheduled_for",
             "created_at",

@@ -1,10 +1,11 @@
+from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import services
+from jobs import audit, services
 from jobs.executors import registered_task_names
 from jobs.models import JobType, Run, Schedule
 
@@ -20,7 +21,26 @@ from .serializers import (
 )
 
 
-class JobTypeViewSet(viewsets.ModelViewSet):
+class AuditedMixin:
+    """Records each create, update and delete in the admin's log (jobs/audit.py),
+    in the same transaction as the change."""
+
+    def author(self) -> audit.Author:
+        return audit.Author(self.request.user, audit.API)
+
+    def perform_create(self, serializer):
+        audit.save_and_log(serializer, by=self.author())
+
+    def perform_update(self, serializer):
+        audit.save_and_log(serializer, by=self.author())
+
+    def perform_destroy(self, instance):
+        with transaction.atomic():
+            audit.log_deletion(instance, by=self.author())
+            instance.delete()
+
+
+class JobTypeViewSet(AuditedMixin, viewsets.ModelViewSet):
     queryset = JobType.objects.select_related("on_failure").prefetch_related("steps__job_type")
     serializer_class = JobTypeSerializer
     lookup_field = "name"
@@ -42,15 +62,20 @@ class JobTypeViewSet(viewsets.ModelViewSet):
                 f"Job type '{job_type.name}' is {' and '.join(uses)}: remove it from there before deleting it."
             )
         if job_type.runs.exists():
-            job_type.enabled = False
-            job_type.save(update_fields=["enabled", "updated_at"])
+            before = audit.snapshot(job_type)
+            with transaction.atomic():
+                job_type.enabled = False
+                job_type.save(update_fields=["enabled", "updated_at"])
+                audit.log_change(
+                    job_type, before=before, by=self.author(), note=" (asked to delete it, but it has runs)"
+                )
             return Response(
                 {
                     "detail": "The job type has runs, so it was disabled instead of deleted.",
                     **self.get_serializer(job_type).data,
                 }
             )
-        job_type.delete()
+        self.perform_destroy(job_type)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -80,7 +105,7 @@ class JobTypeViewSet(viewsets.ModelViewSet):
 
 
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    queryset = Run.objects.select_related("job_type", "requested_by")
+    queryset = Run.objects.select_related("job_type", "requested_by", "cancelled_by")
     serializer_class = RunSerializer
     filterset_class = RunFilter
     action_permissions = {"cancel": "jobs.cancel_run", "rerun": "jobs.run_jobtype"}
@@ -95,7 +120,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a run that has not finished: it never starts, or is stopped."""
-        run = services.run_cancel(run=self.get_object())
+        run = services.run_cancel(run=self.get_object(), cancelled_by=request.user)
         return Response(self.get_serializer(run).data)
 
     @extend_schema(
@@ -114,7 +139,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
 
 
-class ScheduleViewSet(viewsets.ModelViewSet):
+class ScheduleViewSet(AuditedMixin, viewsets.ModelViewSet):
     queryset = Schedule.objects.select_related("job_type")
     serializer_class = ScheduleSerializer
     filterset_class = ScheduleFilter

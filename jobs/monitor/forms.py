@@ -4,6 +4,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from jobs.models import JobType, Run, Schedule
@@ -194,3 +195,36 @@ class RunNowForm(forms.Form):
                 self.add_error(FIELD_PREFIX + missing[1], "This param is required.")
             else:
                 self.add_error(None, message)
+
+
+class AuditFilterForm(forms.Form):
+    """The filters of the audit log (GET)."""
+
+    WHAT = {"jobtype": "Job types", "workflow": "Workflows", "schedule": "Schedules"}
+
+    what = forms.ChoiceField(required=False, choices=[("", "everything"), *WHAT.items()], label="What")
+    name = forms.CharField(required=False, max_length=200, label="Name", help_text="A job type's or schedule's name")
+    user = forms.CharField(required=False, max_length=150, label="User")
+    after = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+    before = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+
+    def clean_user(self):
+        username = self.cleaned_data["user"].strip()
+        if not username:
+            return None
+        User = get_user_model()
+        user = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
+        if user is None:
+            raise forms.ValidationError(f"No user is named '{username}'.")
+        return user
+
+    def filter(self, queryset):
+        """`queryset` (log entries) narrowed by the valid filters (call after is_valid())."""
+        data = self.cleaned_data
+        if data.get("what"):
+            queryset = queryset.filter(content_type__model=data["what"])
+        if data.get("name", "").strip():
+            queryset = queryset.filter(object_repr=data["name"].strip())
+        if data.get("user"):
+            queryset = queryset.filter(user=data["user"])
+        return queryset

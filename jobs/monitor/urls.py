@@ -17,4 +17,5 @@ urlpatterns = [
     path("job-types/<path:name>/", views.job_type_detail, name="job-type"),
     path("schedules/", views.schedule_list, name="schedules"),
     path("workers/", views.workers, name="workers"),
+    path("audit/", views.audit_log, name="audit"),
 ]

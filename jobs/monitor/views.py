@@ -11,23 +11,25 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs import services
+from jobs import audit, services
 from jobs.graph_svg import workflow_svg
 from jobs.models import JobType, Run, Schedule
 from jobs.workflows import step_runs
 
 from .charts import duration_chart, step_timeline
 from .cluster import cluster_status
-from .forms import RunFilterForm, RunNowForm
+from .forms import AuditFilterForm, RunFilterForm, RunNowForm
 from .queries import (
     NEWEST_FIRST,
     count_in_statuses,
@@ -51,6 +53,8 @@ SCHEDULE_PAGE_SIZE = 50
 REFRESH_SECONDS = 3
 # A URL: groups 1 and 2 are its scheme and host, without credentials, port, path or query.
 URL = re.compile(r"\b(https?://)(?:[^/\s@]*@)?([^/\s?#:@]+)\S*?(?=[:;,.]?(?:\s|$))")
+RERUNS_LIMIT = 10  # reruns of one run listed on its page
+AUDIT_PAGE_SIZE = 50
 
 
 def known_queues() -> list[str]:
@@ -155,6 +159,15 @@ def dashboard_live(request: HttpRequest) -> HttpResponse:
 # --- Runs ------------------------------------------------------------------------
 
 
+def _page_link(request: HttpRequest, **cursor) -> str:
+    """This page's address with its filters and another page's cursor (`after` or `before`)."""
+    query = request.GET.copy()
+    for key in ("after", "before"):
+        query.pop(key, None)
+    query.update({key: str(value) for key, value in cursor.items()})
+    return f"?{query.urlencode()}"
+
+
 @login_required
 @require_GET
 def run_list(request: HttpRequest) -> HttpResponse:
@@ -166,19 +179,12 @@ def run_list(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         page = keyset_page(form.filter(runs()), size=PAGE_SIZE, after=data["after"], before=data["before"])
 
-    def link(**cursor) -> str:
-        query = request.GET.copy()
-        for key in ("after", "before"):
-            query.pop(key, None)
-        query.update({key: str(value) for key, value in cursor.items()})
-        return f"?{query.urlencode()}"
-
     context = {
         "form": form,
         "page": page,
-        "newest_link": link() if page and page.newer else None,
-        "newer_link": link(before=page.newer) if page and page.newer else None,
-        "older_link": link(after=page.older) if page and page.older else None,
+        "newest_link": _page_link(request) if page and page.newer else None,
+        "newer_link": _page_link(request, before=page.newer) if page and page.newer else None,
+        "older_link": _page_link(request, after=page.older) if page and page.older else None,
         "job_type_names": JobType.objects.order_by("name").values_list("name", flat=True)[:SUGGESTIONS],
         "schedule_names": Schedule.objects.order_by("name").values_list("name", flat=True)[:SUGGESTIONS],
     }
@@ -203,7 +209,7 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
 
 
 def _get_run(run_id) -> Run:
-    related = ("job_type", "requested_by", "rerun_of", "schedule", "parent__job_type")
+    related = ("job_type", "requested_by", "cancelled_by", "rerun_of", "schedule", "parent__job_type")
     return get_object_or_404(Run.objects.select_related(*related), pk=run_id)
 
 
@@ -214,6 +220,12 @@ def run_detail(request: HttpRequest, run_id) -> HttpResponse:
     context = {
         **_run_context(request, run),
         **workflow_context(run),
+        "reruns": list(
+            run.reruns.filter(trigger=Run.Trigger.RERUN)
+            .select_related("requested_by")
+            .order_by(*NEWEST_FIRST)[: RERUNS_LIMIT + 1]
+        ),
+        "reruns_limit": RERUNS_LIMIT,
     }
     return render(request, "monitor/run_detail.html", context)
 
@@ -241,7 +253,7 @@ def run_cancel(request: HttpRequest, run_id) -> HttpResponse:
         raise PermissionDenied("You may not cancel runs.")
     run = _get_run(run_id)
     try:
-        services.run_cancel(run=run)
+        services.run_cancel(run=run, cancelled_by=request.user)
     except services.ServiceError as exc:
         messages.error(request, str(exc))
     else:
@@ -348,3 +360,48 @@ def workers(request: HttpRequest) -> HttpResponse:
         for task in worker.active:
             task["run"] = by_id.get(task.get("id"))
     return render(request, "monitor/workers.html", {"cluster": cluster})
+
+
+# --- Audit log -------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def audit_log(request: HttpRequest) -> HttpResponse:
+    """Who changed which job type, workflow or schedule, newest first: the
+    admin's log entries, which the API and the import commands write too
+    (jobs/audit.py). Paged by entry id, which grows with time, so a page
+    reads one range of the primary key and never counts the table; as on the
+    run history, `after` leads to older entries and `before` to newer ones."""
+    form = AuditFilterForm(request.GET or None)
+    entries, newer, older = None, None, None
+    if not form.is_bound or form.is_valid():
+        data = form.cleaned_data if form.is_bound else {}
+        queryset = LogEntry.objects.filter(content_type__in=audit.audited_content_types())
+        queryset = form.filter(queryset) if form.is_bound else queryset
+        queryset = queryset.select_related("user", "content_type")
+        if data.get("before") is not None:  # read upwards from the cursor, then show newest first
+            rows = list(queryset.filter(id__gt=data["before"]).order_by("id")[: AUDIT_PAGE_SIZE + 1])
+            entries = rows[:AUDIT_PAGE_SIZE][::-1]
+            has_newer, has_older = len(rows) > AUDIT_PAGE_SIZE, True
+        else:
+            if data.get("after") is not None:
+                queryset = queryset.filter(id__lt=data["after"])
+            rows = list(queryset.order_by("-id")[: AUDIT_PAGE_SIZE + 1])
+            entries = rows[:AUDIT_PAGE_SIZE]
+            has_newer, has_older = data.get("after") is not None, len(rows) > AUDIT_PAGE_SIZE
+        if entries:
+            newer = entries[0].pk if has_newer else None
+            older = entries[-1].pk if has_older else None
+        for entry in entries:
+            entry.history_url = reverse(
+                f"admin:{entry.content_type.app_label}_{entry.content_type.model}_history", args=[entry.object_id]
+            )
+    context = {
+        "form": form,
+        "entries": entries,
+        "newest_link": _page_link(request) if newer else None,
+        "newer_link": _page_link(request, before=newer) if newer else None,
+        "older_link": _page_link(request, after=older) if older else None,
+    }
+    return render(request, "monitor/audit_log.html", context, status=400 if entries is None else 200)

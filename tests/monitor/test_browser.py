@@ -179,6 +179,7 @@ def test_a_running_run_is_cancelled_from_its_page(page):
     page.click("#cancel-run")
     expect(page.locator(".message.success")).to_have_text("Run cancelled.")
     expect(page.locator("#run-status")).to_have_text("cancelled")
+    expect(page.locator("#cancelled")).to_contain_text("by boss")
     assert messages == ["Cancel this run of nap?"]
     assert wait_for_run(run).status == "cancelled"
     expect(page.locator("#rerun-run")).to_be_visible()
@@ -289,3 +290,30 @@ def test_a_workflow_runs_page_follows_its_steps_on_a_timeline_and_a_graph(page):
     screenshot(page, "workflow-step")
     page.click("#workflow-run-link")
     expect(page).to_have_url(re.compile(f"/monitor/runs/{run.pk}/$"))
+
+
+def test_the_audit_log_shows_who_changed_what_and_leads_to_its_history(page, api):
+    assert (
+        api.post("/api/v1/job-types/", {"name": "report", "kind": "task", "task": "jobs.builtin.echo"}).status_code
+        == 201
+    )
+    assert api.patch("/api/v1/job-types/report/", {"description": "Nightly", "max_retries": 1}).status_code == 200
+    assert (
+        api.post("/api/v1/schedules/", {"name": "nightly", "job_type": "report", "cron": "0 3 * * *"}).status_code
+        == 201
+    )
+    log_in(page)
+    page.click("header >> text=Audit log")
+    rows = page.locator("#audit-entries tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("nightly")
+    expect(rows.nth(1)).to_contain_text("Changed description and max_retries through the API.")
+    screenshot(page, "audit-log")
+
+    page.select_option("#id_what", "jobtype")
+    page.click("#audit-filters button[type=submit]")
+    expect(rows).to_have_count(2)
+    rows.nth(0).locator("text=history").click()
+    expect(page.locator("#change-history")).to_contain_text("Changed description and max_retries through the API.")
+    expect(page.locator("#change-history")).to_contain_text("Added through the API.")
+    screenshot(page, "audit-history")

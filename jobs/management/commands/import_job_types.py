@@ -6,7 +6,7 @@ from django.db import transaction
 from jobs.definitions import import_definitions, import_schedules
 from jobs.yaml_lines import FileError, line_of
 
-from ._files import file_error, read_yaml
+from ._files import command_author, file_error, read_yaml
 
 KEYS = ("job_types", "schedules")
 
@@ -18,8 +18,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="A YAML file from export_job_types.")
+        parser.add_argument(
+            "--user",
+            help="Username the changes are recorded under in the admin's history "
+            "(default: an inactive account named 'system').",
+        )
 
-    def handle(self, *args, file, **options):
+    def handle(self, *args, file, user, **options):
         path = Path(file)
         document = read_yaml(path)
         try:
@@ -34,9 +39,10 @@ class Command(BaseCommand):
             schedule_entries = document.get("schedules") or []
             if not isinstance(schedule_entries, list):
                 raise FileError(line_of(document, "schedules"), "schedules must be a list of schedules")
-            with transaction.atomic():  # all or nothing, schedules included
-                summary = import_definitions(entries)
-                schedules = import_schedules(schedule_entries)
+            with transaction.atomic():  # all or nothing, schedules and their record included
+                by = command_author("import_job_types", path, user)
+                summary = import_definitions(entries, by=by)
+                schedules = import_schedules(schedule_entries, by=by)
         except FileError as exc:
             raise file_error(path, exc) from None
         self.stdout.write(str(summary))

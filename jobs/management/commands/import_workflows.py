@@ -7,7 +7,7 @@ from jobs import director
 from jobs.definitions import import_definitions, import_schedules
 from jobs.yaml_lines import FileError
 
-from ._files import file_error, read_yaml
+from ._files import command_author, file_error, read_yaml
 
 
 class Command(BaseCommand):
@@ -21,15 +21,21 @@ class Command(BaseCommand):
         parser.add_argument(
             "--schemas", help="Folder of the JSON schemas that 'schema:' names (default: schemas/ next to the file)."
         )
+        parser.add_argument(
+            "--user",
+            help="Username the changes are recorded under in the admin's history "
+            "(default: an inactive account named 'system').",
+        )
 
-    def handle(self, *args, file, schemas, **options):
+    def handle(self, *args, file, schemas, user, **options):
         path = Path(file)
         document = read_yaml(path)
         try:
             imported = director.read(document, schemas_dir=Path(schemas) if schemas else path.parent / "schemas")
-            with transaction.atomic():  # all or nothing, schedules included
-                summary = import_definitions(imported.job_types, lines=imported.lines)
-                schedules = import_schedules(imported.schedules, lines=imported.schedule_lines)
+            with transaction.atomic():  # all or nothing, schedules and their record included
+                by = command_author("import_workflows", path, user)
+                summary = import_definitions(imported.job_types, lines=imported.lines, by=by)
+                schedules = import_schedules(imported.schedules, lines=imported.schedule_lines, by=by)
         except FileError as exc:
             raise file_error(path, exc) from None
         self.stdout.write(str(summary))
