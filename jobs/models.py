@@ -277,7 +277,10 @@ class Run(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     params = models.JSONField(default=dict, blank=True)
     trigger = models.CharField(max_length=20, choices=Trigger.choices)
-    rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns")
+    # Mostly NULL: indexed by the partial index below, which SQLite's planner uses.
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns", db_index=False
+    )
     schedule = models.ForeignKey(
         "Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs", db_index=False
     )
@@ -360,6 +363,9 @@ class Run(models.Model):
                 fields=["schedule", "-created_at"], condition=Q(schedule__isnull=False), name="run_schedule_created"
             ),
             models.Index(fields=["parent", "created_at"], condition=Q(parent__isnull=False), name="run_parent_created"),
+            models.Index(
+                fields=["rerun_of", "-created_at"], condition=Q(rerun_of__isnull=False), name="run_rerun_of_created"
+            ),
             # The dispatcher's "scheduled runs now due" query. Not a partial index:
             # SQLite cannot use one when the status comes as a bound parameter.
             models.Index(fields=["status", "scheduled_for"], name="run_status_scheduled_for"),
