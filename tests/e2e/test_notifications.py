@@ -202,3 +202,30 @@ def wait_for_notification_attempt(run: Run, timeout: float = 15) -> None:
     while not Run.objects.filter(pk=run.pk, notify_attempts__gte=1, notify_outcome__has_key="email").exists():
         assert time.monotonic() < deadline, "no notification attempt was made"
         time.sleep(0.1)
+
+
+def test_a_workflow_run_sends_one_email_for_the_whole_workflow(worker, api, mailbox):
+    define(api, name="step", kind="task", task="jobs.builtin.echo", notify_on="completion",
+           notify_emails=["steps@example.com"])  # fmt: skip
+    define(
+        api,
+        name="nightly-flow",
+        kind="workflow",
+        notify_on="completion",
+        notify_emails=["ops@example.com"],
+        steps=[
+            {"name": "a", "job_type": "step", "params": {"n": 1}},
+            {"name": "b", "job_type": "step", "params": {"n": 2}, "depends_on": ["a"]},
+            {"name": "c", "job_type": "step", "params": {"n": 3}, "depends_on": ["a"]},
+        ],
+    )
+    run = trigger(api, "nightly-flow")
+    assert wait_for_run(run, timeout=60).status == "succeeded"
+    wait_for_notification(run)
+    [message] = mailbox.wait_for(1)
+    assert message["Subject"] == "[Jobsite] nightly-flow succeeded"
+    assert mailbox.envelopes[0][1] == ["ops@example.com"]
+    time.sleep(2)
+    # The steps' own job type notifies on completion, but a step is told through its workflow.
+    assert len(mailbox.messages) == 1
+    assert set(run.children.values_list("notify_status", flat=True)) == {""}
