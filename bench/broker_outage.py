@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import Stack, drop_database, percentile, scratch_database_url, workdir
+from bench.stack import Stack, bench_environment, drop_database, percentile, scratch_database_url, workdir
 
 
 def main() -> None:
@@ -32,15 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     work = workdir()
     database_url = scratch_database_url(work)
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only"),
-        "DJANGO_SETTINGS_MODULE": "jobsite.settings",
-        "JOBS_TASK_MODULES": "bench.tasks",
-        "LOG_LEVEL": "ERROR",
-    }
-    os.environ.update(env)
+    env = bench_environment(database_url, JOBS_TASK_MODULES="bench.tasks", LOG_LEVEL="ERROR")
     stack = Stack(work, env)
     try:
         print(table(measure(stack, work, args.runs, args.hung)))

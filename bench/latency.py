@@ -16,7 +16,6 @@ p50s of trigger-to-start to Celery's publish-to-start.
 """
 
 import argparse
-import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import Stack, drop_database, free_port, percentile, scratch_database_url, workdir
+from bench.stack import Stack, bench_environment, drop_database, free_port, percentile, scratch_database_url, workdir
 
 
 def wait_for(condition, timeout: float, what: str):
@@ -43,15 +42,7 @@ def main() -> None:
     work = workdir()
     database_url = scratch_database_url(work)
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only"),
-        "DJANGO_SETTINGS_MODULE": "jobsite.settings",
-        "JOBS_TASK_MODULES": "bench.tasks",
-        "LOG_LEVEL": "WARNING",
-    }
-    os.environ.update(env)
+    env = bench_environment(database_url, JOBS_TASK_MODULES="bench.tasks")
     stack = Stack(work, env)
     try:
         import django

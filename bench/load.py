@@ -32,7 +32,6 @@ read back over the API until every accepted run has ended (or --timeout):
 import argparse
 import importlib.util
 import json
-import os
 import sys
 import threading
 import time
@@ -46,7 +45,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import Sampler, Stack, drop_database, free_port, percentile, scratch_database_url, workdir
+from bench.stack import (
+    Sampler,
+    Stack,
+    bench_environment,
+    drop_database,
+    free_port,
+    percentile,
+    scratch_database_url,
+    workdir,
+)
 
 
 @dataclass
@@ -176,15 +184,7 @@ def measure(base_url: str, token: str, *, runs: int, clients: int, timeout: floa
 def own_stack(args) -> dict:
     work = workdir()
     database_url = scratch_database_url(work)
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only"),
-        "DJANGO_SETTINGS_MODULE": "jobsite.settings",
-        "LOG_LEVEL": "WARNING",
-        "JOBS_RUN_RETENTION_DAYS": "0",
-    }
-    os.environ.update(env)
+    env = bench_environment(database_url, JOBS_RUN_RETENTION_DAYS="0")
     stack = Stack(work, env)
     try:
         import django

@@ -31,21 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import Sampler, Stack, drop_database, percentile, scratch_database_url, workdir
+from bench.stack import Sampler, Stack, bench_environment, drop_database, percentile, scratch_database_url, workdir
 
 
 def run_one(count: int, mode: str, minutes: int) -> dict:
     work = workdir()
     database_url = scratch_database_url(work)
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only"),
-        "DJANGO_SETTINGS_MODULE": "jobsite.settings",
-        "JOBS_TASK_MODULES": "bench.tasks",
-        "LOG_LEVEL": "WARNING",
-    }
-    os.environ.update(env)
+    env = bench_environment(database_url, JOBS_TASK_MODULES="bench.tasks")
     stack = Stack(work, env)
     try:
         return _measure(stack, work, count, mode, minutes)

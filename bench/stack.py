@@ -37,6 +37,21 @@ def scratch_database_url(workdir: Path) -> str:
     return urlunparse(urlparse(base)._replace(path=f"/{name}"))
 
 
+def bench_environment(database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark and the processes it starts: its scratch
+    database, Jobsite's settings, quiet logs; set in this process too."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only"),
+        "DJANGO_SETTINGS_MODULE": "jobsite.settings",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+    os.environ.update(env)
+    return env
+
+
 def drop_database(url: str) -> None:
     if url.startswith("postgres"):
         import psycopg

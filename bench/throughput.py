@@ -20,7 +20,6 @@ at run 1,000 and at the end.
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import Stack, drop_database, scratch_database_url, tree_usage, workdir
+from bench.stack import Stack, bench_environment, drop_database, scratch_database_url, tree_usage, workdir
 
 
 def _wait_ready(app, timeout: float = 60) -> None:
@@ -72,14 +71,7 @@ def queries_per_run() -> dict[str, int]:
 def run_one(mode: str, runs: int) -> dict:
     work = workdir()
     database_url = scratch_database_url(work)
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only"),
-        "DJANGO_SETTINGS_MODULE": "jobsite.settings",
-        "LOG_LEVEL": "WARNING",
-    }
-    os.environ.update(env)
+    env = bench_environment(database_url)
     stack = Stack(work, env)
     try:
         import django
