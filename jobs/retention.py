@@ -102,12 +102,12 @@ def _purge_batch(ids: list, summary: PurgeSummary, *, dry_run: bool) -> None:
     with transaction.atomic():
         busy = set(
             Run.objects.filter(parent_id__in=ids, status__in=Run.NOT_TERMINAL)
-            .order_by()
+            .order_by()  # no sort by created_at: it would make the planner read that index whole
             .values_list("parent_id", flat=True)
             .distinct()
         )
         ids = [run_id for run_id in ids if run_id not in busy]
-        step_ids = list(Run.objects.filter(parent_id__in=ids).values_list("id", flat=True))
+        step_ids = list(Run.objects.filter(parent_id__in=ids).order_by().values_list("id", flat=True))
         every_id = ids + step_ids
         task_results = TaskResult.objects.filter(task_id__in=[str(run_id) for run_id in every_id])
         if dry_run:
@@ -115,7 +115,7 @@ def _purge_batch(ids: list, summary: PurgeSummary, *, dry_run: bool) -> None:
         else:
             task_result_count = task_results.delete()[0]
             # A newer run that reran one of these keeps existing; it loses the link.
-            Run.objects.filter(rerun_of_id__in=every_id).exclude(id__in=every_id).update(rerun_of=None)
+            Run.objects.filter(rerun_of_id__in=every_id).exclude(id__in=every_id).order_by().update(rerun_of=None)
             # Steps first, then their workflow runs: no cascade left to look for.
             Run.objects.filter(id__in=step_ids).only("id").delete()
             Run.objects.filter(id__in=ids).only("id").delete()
