@@ -365,27 +365,24 @@ def webhook():
     receiver.close()
 
 
-def wait_for_run(run: Run, *statuses: str, timeout: float = 30) -> Run:
-    """Poll the database until the run reaches one of `statuses` (default: any terminal one)."""
-    statuses = statuses or Run.TERMINAL_STATUSES
+def _poll(run: Run, field: str, statuses, timeout: float) -> Run:
     deadline = time.monotonic() + timeout
     while True:
         run.refresh_from_db()
-        if run.status in statuses:
+        if getattr(run, field) in statuses:
             return run
         if time.monotonic() > deadline:
-            raise AssertionError(f"Run {run.pk} is {run.status} after {timeout} s, expected {statuses}")
+            raise AssertionError(
+                f"Run {run.pk}'s {field} is {getattr(run, field)!r} after {timeout} s, expected {statuses}"
+            )
         time.sleep(0.1)
+
+
+def wait_for_run(run: Run, *statuses: str, timeout: float = 30) -> Run:
+    """Poll the database until the run reaches one of `statuses` (default: any terminal one)."""
+    return _poll(run, "status", statuses or Run.TERMINAL_STATUSES, timeout)
 
 
 def wait_for_notification(run: Run, *statuses: str, timeout: float = 30) -> Run:
     """Poll until the run's notification is sent or failed (or one of `statuses`)."""
-    statuses = statuses or ("sent", "failed")
-    deadline = time.monotonic() + timeout
-    while True:
-        run.refresh_from_db()
-        if run.notify_status in statuses:
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Run {run.pk}'s notification is {run.notify_status!r} after {timeout} s")
-        time.sleep(0.1)
+    return _poll(run, "notify_status", statuses or ("sent", "failed"), timeout)
