@@ -331,13 +331,31 @@ class WorkflowStepFormSet(forms.BaseInlineFormSet):
         return saved
 
 
-class WorkflowStepInline(admin.TabularInline):
+class JobTypePermissions:
+    """Workflows and their steps are job types: the job type permissions apply
+    (they have no permissions of their own)."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("jobs.view_jobtype") or request.user.has_perm("jobs.change_jobtype")
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("jobs.change_jobtype")
+
+
+class WorkflowStepInline(JobTypePermissions, admin.TabularInline):
     model = WorkflowStep
     fk_name = "workflow"
     form = WorkflowStepForm
     formset = WorkflowStepFormSet
     extra = 1
     min_num = 0
+
+    # A step is part of its workflow: adding or removing one changes the workflow.
+    def has_add_permission(self, request, obj=None):
+        return request.user.has_perm("jobs.change_jobtype")
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_perm("jobs.change_jobtype")
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "job_type":
@@ -352,7 +370,7 @@ class WorkflowForm(JobTypeForm):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(RunnableAdmin):
+class WorkflowAdmin(JobTypePermissions, RunnableAdmin):
     """Job types of kind workflow: their steps inline, their graph drawn."""
 
     form = WorkflowForm
@@ -383,15 +401,8 @@ class WorkflowAdmin(RunnableAdmin):
         steps = [(s.name, s.job_type.name, s.depends_on) for s in workflow.steps.select_related("job_type")]
         return workflow_svg(steps) if steps else "No steps yet."
 
-    # A workflow is a job type: the job type permissions apply.
-    def has_view_permission(self, request, obj=None):
-        return request.user.has_perm("jobs.view_jobtype") or request.user.has_perm("jobs.change_jobtype")
-
     def has_add_permission(self, request):
         return request.user.has_perm("jobs.add_jobtype")
-
-    def has_change_permission(self, request, obj=None):
-        return request.user.has_perm("jobs.change_jobtype")
 
     def has_delete_permission(self, request, obj=None):
         return request.user.has_perm("jobs.delete_jobtype")

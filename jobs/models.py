@@ -11,6 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils import timezone as django_timezone
 
+from .limits import bounded_error, bounded_result, bounded_traceback, params_size_error
+
 
 class NotifyOn(models.TextChoices):
     NEVER = "never"
@@ -109,6 +111,8 @@ class JobType(models.Model):
             errors.setdefault("params_schema", []).append(schema_error)
         if not isinstance(self.default_params, dict):
             errors.setdefault("default_params", []).append("Must be a JSON object.")
+        elif too_large := params_size_error(self.default_params):
+            errors.setdefault("default_params", []).append(too_large)
         for field, problems in notification_config_errors(self).items():
             errors.setdefault(field, []).extend(problems)
         if self.on_failure_id is not None and self.pk is not None and self.on_failure_id == self.pk:
@@ -170,6 +174,9 @@ class Workflow(JobType):
     class Meta:
         proxy = True
         ordering = ["name"]
+        # A workflow is a job type: the job type permissions cover it, and
+        # permissions of its own would only be ones that do nothing.
+        default_permissions = ()
 
     def save(self, *args, **kwargs):
         self.kind = JobType.Kind.WORKFLOW
@@ -208,6 +215,8 @@ class WorkflowStep(models.Model):
     class Meta:
         ordering = ["workflow", "position", "id"]
         constraints = [models.UniqueConstraint(fields=["workflow", "name"], name="workflowstep_unique_name")]
+        # Steps are part of their workflow's definition: the job type permissions cover them.
+        default_permissions = ()
 
     def __str__(self) -> str:
         return f"{self.workflow_id and self.workflow.name}.{self.name}"
@@ -346,6 +355,8 @@ class Run(models.Model):
     # State changes. Each is one conditional UPDATE, so that a signal fired twice
     # (a redelivered task) or late (after a cancel) never moves a run backwards
     # and never rewrites a terminal state. Each returns whether it applied.
+    # Results, errors and tracebacks are stored within the size limits
+    # (jobs/limits.py), whoever ends the run.
 
     def _transition(self, from_statuses, **changes) -> bool:
         return self._transition_query(Run.objects.filter(pk=self.pk, status__in=from_statuses), **changes)
@@ -395,7 +406,7 @@ class Run(models.Model):
         return self._transition(
             self.NOT_TERMINAL,
             status=self.Status.SUCCEEDED,
-            result=result,
+            result=bounded_result(result),
             error="",
             traceback="",
             **self._ending(notify),
@@ -403,7 +414,11 @@ class Run(models.Model):
 
     def mark_failed(self, *, error: str, traceback: str = "", notify: bool = False) -> bool:
         return self._transition(
-            self.NOT_TERMINAL, status=self.Status.FAILED, error=error, traceback=traceback, **self._ending(notify)
+            self.NOT_TERMINAL,
+            status=self.Status.FAILED,
+            error=bounded_error(error),
+            traceback=bounded_traceback(traceback),
+            **self._ending(notify),
         )
 
     def mark_retrying(self, *, error: str, traceback: str, retry_at) -> bool:
@@ -411,8 +426,8 @@ class Run(models.Model):
             [self.Status.RUNNING],
             status=self.Status.RETRYING,
             scheduled_for=retry_at,
-            error=error,
-            traceback=traceback,
+            error=bounded_error(error),
+            traceback=bounded_traceback(traceback),
         )
 
     def mark_cancelled(self, *, notify: bool = False) -> bool:

@@ -193,8 +193,8 @@ class NotificationSerializer(serializers.Serializer):
 
 class RunSerializer(DurationMixin, serializers.ModelSerializer):
     job_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    schedule = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    schedule = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     notification = serializers.SerializerMethodField()
     step = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,6 +22,7 @@ from jobs.models import JobType, Run
 
 from .charts import duration_chart
 from .cluster import cluster_status
+from .flower import may_see_flower
 from .forms import RunFilterForm, RunNowForm
 from .queries import NEWEST_FIRST, count_in_statuses, keyset_page, newest_in_statuses, runs, status_counts_since
 
@@ -37,6 +38,15 @@ def known_queues() -> list[str]:
     """The default queue and every queue a job type names (job types are few)."""
     named = JobType.objects.exclude(queue="").order_by().values_list("queue", flat=True).distinct()[:100]
     return sorted({settings.CELERY_TASK_DEFAULT_QUEUE, *named})
+
+
+def needs(permission: str):
+    """Signed in (else the login page), with `permission` (else 403)."""
+
+    def decorate(view):
+        return login_required(permission_required(permission, raise_exception=True)(view))
+
+    return decorate
 
 
 def pretty_json(value) -> str:
@@ -86,7 +96,7 @@ def _live_dashboard_context() -> dict:
     }
 
 
-@login_required
+@needs("jobs.view_run")
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     context = {
@@ -97,7 +107,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "monitor/dashboard.html", context)
 
 
-@login_required
+@needs("jobs.view_run")
 @require_GET
 def dashboard_live(request: HttpRequest) -> HttpResponse:
     return render(request, "monitor/_dashboard_live.html", _live_dashboard_context())
@@ -106,7 +116,7 @@ def dashboard_live(request: HttpRequest) -> HttpResponse:
 # --- Runs ------------------------------------------------------------------------
 
 
-@login_required
+@needs("jobs.view_run")
 @require_GET
 def run_list(request: HttpRequest) -> HttpResponse:
     form = RunFilterForm(request.GET or None)
@@ -143,7 +153,7 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
         "result_json": None if run.result is None else pretty_json(run.result),
         "can_cancel": not run.is_terminal and user.has_perm("jobs.cancel_run"),
         "can_rerun": run.is_terminal and user.has_perm("jobs.run_jobtype"),
-        "flower_task_url": f"/flower/task/{run.pk}" if user.is_staff else None,
+        "flower_task_url": f"/flower/task/{run.pk}" if may_see_flower(user) else None,
         "notification": notification_outcome(run),
         "refresh_seconds": REFRESH_SECONDS,
     }
@@ -153,7 +163,7 @@ def _get_run(run_id) -> Run:
     return get_object_or_404(Run.objects.select_related("job_type", "requested_by", "rerun_of"), pk=run_id)
 
 
-@login_required
+@needs("jobs.view_run")
 @require_GET
 def run_detail(request: HttpRequest, run_id) -> HttpResponse:
     run = _get_run(run_id)
@@ -164,13 +174,13 @@ def run_detail(request: HttpRequest, run_id) -> HttpResponse:
     return render(request, "monitor/run_detail.html", context)
 
 
-@login_required
+@needs("jobs.view_run")
 @require_GET
 def run_live(request: HttpRequest, run_id) -> HttpResponse:
     return render(request, "monitor/_run_live.html", _run_context(request, _get_run(run_id)))
 
 
-@login_required
+@needs("jobs.view_run")
 @require_POST
 def run_cancel(request: HttpRequest, run_id) -> HttpResponse:
     if not request.user.has_perm("jobs.cancel_run"):
@@ -185,7 +195,7 @@ def run_cancel(request: HttpRequest, run_id) -> HttpResponse:
     return redirect("monitor:run", run.pk)
 
 
-@login_required
+@needs("jobs.view_run")
 @require_POST
 def run_rerun(request: HttpRequest, run_id) -> HttpResponse:
     if not request.user.has_perm("jobs.run_jobtype"):
@@ -203,7 +213,7 @@ def run_rerun(request: HttpRequest, run_id) -> HttpResponse:
 # --- Job types -------------------------------------------------------------------
 
 
-@login_required
+@needs("jobs.view_jobtype")
 @require_GET
 def job_type_list(request: HttpRequest) -> HttpResponse:
     job_types = list(JobType.objects.order_by("name")[: JOB_TYPE_LIST_LIMIT + 1])
@@ -211,7 +221,7 @@ def job_type_list(request: HttpRequest) -> HttpResponse:
     return render(request, "monitor/job_type_list.html", context)
 
 
-@login_required
+@needs("jobs.view_jobtype")
 @require_http_methods(["GET", "POST"])
 def job_type_detail(request: HttpRequest, name: str) -> HttpResponse:
     job_type = get_object_or_404(JobType, name=name)
@@ -256,7 +266,7 @@ def job_type_detail(request: HttpRequest, name: str) -> HttpResponse:
 # --- Workers ---------------------------------------------------------------------
 
 
-@login_required
+@needs("jobs.view_run")
 @require_GET
 def workers(request: HttpRequest) -> HttpResponse:
     cluster = cluster_status(queues=known_queues())

@@ -18,3 +18,10 @@ def seconds(value: timedelta | None) -> str:
 def since(value: datetime | None) -> str:
     """How long ago: "running for" a started run, for example."""
     return "—" if value is None else format_seconds(max((timezone.now() - value).total_seconds(), 0))
+
+
+@register.filter
+def may_see_flower(user) -> bool:
+    from jobs.monitor.flower import may_see_flower as allowed
+
+    return allowed(user)
