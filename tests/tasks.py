@@ -61,3 +61,9 @@ def notify_success(*args: Any, **kwargs: Any) -> str:
 @shared_task(name="NOTIFY_FAILURE")
 def notify_failure(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return {"failed_run": kwargs["run_id"], "error": kwargs["error"]}
+
+
+@shared_task(name="tests.big_result")
+def big_result(size: int) -> dict[str, str]:
+    """A result of about `size` bytes as JSON."""
+    return {"data": "x" * size}

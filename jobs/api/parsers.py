@@ -1,52 +1,28 @@
-from django.conf import settings
-from rest_framework import parsers, status
-from rest_framework.exceptions import APIException, ParseError
+from rest_framework import parsers
+from rest_framework.exceptions import ParseError
 
 # Deeper JSON is refused: Python code that walks a value (placeholders, schema
 # checks) recurses once per level, and no job needs this many.
 MAX_JSON_DEPTH = 64
 
 
-class RequestTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "request_too_large"
-
-
 def json_depth(value) -> int:
+    """How many containers (objects, arrays) deep `value` goes."""
     depth, level = 0, [value]
-    while level:
+    while containers := [item for item in level if isinstance(item, dict | list)]:
         depth += 1
-        children = []
-        for item in level:
-            if isinstance(item, dict):
-                children.extend(item.values())
-            elif isinstance(item, list):
-                children.extend(item)
-        level = children
-    return depth - 1 if depth else 0
+        level = [child for item in containers for child in (item.values() if isinstance(item, dict) else item)]
+    return depth
 
 
 class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, held to DATA_UPLOAD_MAX_MEMORY_SIZE and MAX_JSON_DEPTH.
+    """DRF's JSON parser, refusing JSON nested more than MAX_JSON_DEPTH levels.
 
-    Django applies that limit when `request.body` or a form is read, but DRF's
-    parsers read the request as a stream, so without this check a body of any
-    size would be read into memory.
+    (DRF reads the body through `request.body`, which holds it to
+    DATA_UPLOAD_MAX_MEMORY_SIZE: jobs/api/errors.py answers 413 for that.)
     """
 
     def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        request = (parser_context or {}).get("request")
-        if limit is not None and request is not None:
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            if length > limit:
-                raise RequestTooLarge(
-                    f"The request body is {length} bytes; this server takes at most {limit} "
-                    "(DATA_UPLOAD_MAX_MEMORY_SIZE). Send less: pass large data by reference rather than in params."
-                )
         too_deep = ParseError(f"JSON parse error - nested more than {MAX_JSON_DEPTH} levels deep.")
         try:
             data = super().parse(stream, media_type, parser_context)

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobs import services
+from jobs.limits import is_truncated_result
 from jobs.models import JobType, Run
 
 from .charts import duration_chart
@@ -151,6 +152,8 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
         "run": run,
         "params_json": pretty_json(run.params),
         "result_json": None if run.result is None else pretty_json(run.result),
+        # A result over JOBS_RESULT_MAX_BYTES: its size, and the beginning that was kept.
+        "result_cut": run.result if is_truncated_result(run.result) else None,
         "can_cancel": not run.is_terminal and user.has_perm("jobs.cancel_run"),
         "can_rerun": run.is_terminal and user.has_perm("jobs.run_jobtype"),
         "flower_task_url": f"/flower/task/{run.pk}" if may_see_flower(user) else None,
