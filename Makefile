@@ -42,7 +42,7 @@ $(STAMP): $(REQUIREMENTS)
 run: venv ## Start Redis (if needed), migrate, then web + worker + beat + Flower
 	@scripts/run.sh
 
-test: venv ## ruff, migrations check, pytest on SQLite then PostgreSQL
+test: venv ## ruff, migrations and schema checks, pytest on SQLite then PostgreSQL
 	@scripts/test.sh
 
 bench-monitor: venv ## Time the monitoring pages at 1,000 and 1,000,000 runs, on SQLite and PostgreSQL
