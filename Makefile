@@ -57,6 +57,6 @@ format: venv ## ruff format and ruff check --fix
 	$(VENV)/bin/ruff check --fix .
 
 clean: ## Remove .venv, .run (Redis data, test cluster), SQLite files, staticfiles/ and caches
-	rm -rf $(VENV) .run staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) .run staticfiles .pytest_cache .ruff_cache .hypothesis
 	rm -f *.sqlite3 *.sqlite3-wal *.sqlite3-shm *.sqlite3-journal
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

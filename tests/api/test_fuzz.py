@@ -77,6 +77,7 @@ def existing(case, objects) -> None:
 @settings(
     max_examples=EXAMPLES_PER_OPERATION,
     derandomize=True,
+    database=None,  # nothing to remember between runs that are always the same
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )
