@@ -8,17 +8,19 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 
-def json_text(value: Any) -> str:
-    """`value` as the JSON the database stores (anything JSON cannot say, as text)."""
-    return json.dumps(value, cls=LenientEncoder, ensure_ascii=False, separators=(",", ":"))
-
-
 class LenientEncoder(DjangoJSONEncoder):
+    """Sizes must be measurable for any value: what JSON cannot say counts as its text."""
+
     def default(self, o):
         try:
             return super().default(o)
         except TypeError:
             return str(o)
+
+
+def json_text(value: Any) -> str:
+    """`value` as the JSON the database stores (anything JSON cannot say, as text)."""
+    return json.dumps(value, cls=LenientEncoder, ensure_ascii=False, separators=(",", ":"))
 
 
 def params_size_error(params: Any) -> str | None:
@@ -33,11 +35,12 @@ def params_size_error(params: Any) -> str | None:
     )
 
 
-def is_truncated_result(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("truncated") is True and set(value) == TRUNCATED_KEYS
-
-
 TRUNCATED_KEYS = {"truncated", "size", "limit", "preview"}
+
+
+def is_truncated_result(value: Any) -> bool:
+    """Whether `value` is what bounded_result stores in place of a result too large."""
+    return isinstance(value, dict) and value.get("truncated") is True and set(value) == TRUNCATED_KEYS
 
 
 def bounded_result(result: Any) -> Any:

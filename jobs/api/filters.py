@@ -25,7 +25,8 @@ class BooleanField(forms.Field):
             return None
         choice = {"true": True, "1": True, "false": False, "0": False}.get(str(value).lower())
         if choice is None:
-            raise forms.ValidationError(f"{value!r}: use true or false.")
+            # The value goes in params: django-filter %-formats the message.
+            raise forms.ValidationError("%(value)r: use true or false.", params={"value": value})
         return choice
 
 
