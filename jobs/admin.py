@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -11,6 +12,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import notifications, services
+from .forms import JSONField
 from .graph_svg import workflow_svg
 from .models import JobType, NotifyOn, NotifyStatus, Run, Schedule, Workflow, WorkflowStep
 from .workflow_graph import StepSpec, steps_errors
@@ -31,8 +33,12 @@ class EmailListField(forms.Field):
         return ", ".join(value) if isinstance(value, list) else value
 
 
+# JSON typed in the admin's forms goes through Jobsite's field (nesting limited).
+JSON_INPUT = {models.JSONField: {"form_class": JSONField}}
+
+
 class RunParamsForm(forms.Form):
-    params = forms.JSONField(
+    params = JSONField(
         required=False,
         initial=dict,
         widget=forms.Textarea(attrs={"rows": 8, "cols": 80}),
@@ -122,6 +128,7 @@ class RunnableAdmin(EnableRunMixin, admin.ModelAdmin):
     notification, enable and disable actions, and the notification settings."""
 
     form = JobTypeForm
+    formfield_overrides = JSON_INPUT
     actions = ["run_now", "send_test_notification", "enable", "disable"]
     change_form_template = "admin/jobs/jobtype/change_form.html"
     notifications_fieldset = (
@@ -347,6 +354,7 @@ class WorkflowStepInline(JobTypePermissions, admin.TabularInline):
     fk_name = "workflow"
     form = WorkflowStepForm
     formset = WorkflowStepFormSet
+    formfield_overrides = JSON_INPUT
     extra = 1
     min_num = 0
 
@@ -537,6 +545,7 @@ class ScheduleAdmin(EnableRunMixin, admin.ModelAdmin):
         "updated_at",
     ]
     actions = ["enable", "disable", "run_now"]
+    formfield_overrides = JSON_INPUT
     fieldsets = [
         (None, {"fields": ["name", "job_type", "params", "enabled"]}),
         ("Timing", {"fields": ["cron", "timezone", "interval_seconds", "start_at", "end_at", "overlap"]}),

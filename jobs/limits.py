@@ -35,6 +35,21 @@ def params_size_error(params: Any) -> str | None:
     )
 
 
+# Deeper JSON input is refused (the API and forms alike): Python code that walks
+# a value (placeholders, schema checks) recurses once per level, and no job
+# needs this many.
+MAX_JSON_DEPTH = 64
+
+
+def json_depth(value: Any) -> int:
+    """How many containers (objects, arrays) deep `value` goes."""
+    depth, level = 0, [value]
+    while containers := [item for item in level if isinstance(item, dict | list)]:
+        depth += 1
+        level = [child for item in containers for child in (item.values() if isinstance(item, dict) else item)]
+    return depth
+
+
 TRUNCATED_KEYS = {"truncated", "size", "limit", "preview"}
 
 

@@ -148,3 +148,23 @@ def test_the_run_page_says_a_result_was_cut(client, admin_user, job_type, settin
     body = client.get(f"/monitor/runs/{run.pk}/").content.decode()
     assert "The result was 3.8\xa0KB as JSON, more than the 100\xa0bytes kept" in body
     assert "<pre>{&quot;rows&quot;:[0,1,2,3" in body
+
+
+def test_json_nested_too_deep_is_a_form_error_on_the_pages_and_in_the_admin(client, admin_user):
+    job_type = JobTypeFactory(name="echo")
+    client.force_login(admin_user)
+    message = "Nested more than 64 levels deep: flatten it."
+    for depth in (65, 5000):  # 5000: deeper than Python's json module can read
+        deep = "[" * depth + "]" * depth
+        response = client.post("/monitor/job-types/echo/", {"extra": deep})
+        assert response.status_code == 400 and message in response.content.decode()
+        response = client.post(reverse("admin:jobs_jobtype_run", args=[job_type.pk]), {"params": deep})
+        assert response.status_code == 200 and message in response.content.decode()
+        form = {"name": "echo", "kind": "task", "task": "jobs.builtin.echo", "params_schema": deep}
+        form |= {"http": "{}", "command": "{}", "default_params": "{}", "max_retries": 0}
+        form |= {"retry_backoff_seconds": 10, "notify_on": "never"}
+        response = client.post(reverse("admin:jobs_jobtype_change", args=[job_type.pk]), form)
+        assert response.status_code == 200 and message in response.content.decode()
+    assert not Run.objects.exists()
+    job_type.refresh_from_db()
+    assert job_type.params_schema == {}

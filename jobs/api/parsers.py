@@ -1,18 +1,7 @@
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-# Deeper JSON is refused: Python code that walks a value (placeholders, schema
-# checks) recurses once per level, and no job needs this many.
-MAX_JSON_DEPTH = 64
-
-
-def json_depth(value) -> int:
-    """How many containers (objects, arrays) deep `value` goes."""
-    depth, level = 0, [value]
-    while containers := [item for item in level if isinstance(item, dict | list)]:
-        depth += 1
-        level = [child for item in containers for child in (item.values() if isinstance(item, dict) else item)]
-    return depth
+from jobs.limits import MAX_JSON_DEPTH, json_depth
 
 
 class JSONParser(parsers.JSONParser):

@@ -6,6 +6,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from jobs.forms import JSONField
 from jobs.models import JobType, Run
 
 from .queries import Cursor, search
@@ -124,7 +125,7 @@ class RunNowForm(forms.Form):
     on the field they name.
     """
 
-    extra = forms.JSONField(
+    extra = JSONField(
         required=False,
         initial=dict,
         label="Params (JSON)",
