@@ -12,6 +12,7 @@ same data (a DELETE does not take the object away from the next user).
 """
 
 import copy
+import io
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,7 +122,7 @@ def users(db) -> dict[str, User | None]:
     made = {"anonymous": None}
     for name, role in ROLE_OF.items():
         User.objects.create_user(name, password="pw")
-        call_command("setup_roles", "--add", name, role, stdout=open("/dev/null", "w"))  # noqa: SIM115
+        call_command("setup_roles", "--add", name, role, stdout=io.StringIO())
         made[name] = User.objects.get(username=name)
     made["admin"] = User.objects.create_superuser("boss", password="pw")
     return made
