@@ -42,7 +42,7 @@ $(STAMP): $(REQUIREMENTS)
 run: venv ## Start Redis (if needed), migrate, then web + worker + beat + Flower
 	@scripts/run.sh
 
-test: venv ## ruff, migrations check, pytest on SQLite then PostgreSQL
+test: venv ## ruff, migrations and schema checks, pytest on SQLite then PostgreSQL
 	@scripts/test.sh
 
 bench-monitor: venv ## Time the monitoring pages at 1,000 and 1,000,000 runs, on SQLite and PostgreSQL
@@ -57,6 +57,6 @@ format: venv ## ruff format and ruff check --fix
 	$(VENV)/bin/ruff check --fix .
 
 clean: ## Remove .venv, .run (Redis data, test cluster), SQLite files, staticfiles/ and caches
-	rm -rf $(VENV) .run staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) .run staticfiles .pytest_cache .ruff_cache .hypothesis
 	rm -f *.sqlite3 *.sqlite3-wal *.sqlite3-shm *.sqlite3-journal
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

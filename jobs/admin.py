@@ -4,12 +4,14 @@ from urllib.parse import urlsplit
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import notifications, services
+from .forms import JSONField
 from .graph_svg import workflow_svg
 from .models import JobType, NotifyOn, NotifyStatus, Run, Schedule, Workflow, WorkflowStep
 from .workflow_graph import StepSpec, steps_errors
@@ -30,8 +32,12 @@ class EmailListField(forms.Field):
         return ", ".join(value) if isinstance(value, list) else value
 
 
+# JSON typed in the admin's forms goes through Jobsite's field (nesting limited).
+JSON_INPUT = {models.JSONField: {"form_class": JSONField}}
+
+
 class RunParamsForm(forms.Form):
-    params = forms.JSONField(
+    params = JSONField(
         required=False,
         initial=dict,
         widget=forms.Textarea(attrs={"rows": 8, "cols": 80}),
@@ -124,6 +130,7 @@ class RunnableAdmin(EnableRunMixin, admin.ModelAdmin):
     notification, enable and disable actions, and the notification settings."""
 
     form = JobTypeForm
+    formfield_overrides = JSON_INPUT
     actions = ["run_now", "send_test_notification", "enable", "disable"]
     change_form_template = "admin/jobs/jobtype/change_form.html"
     notifications_fieldset = (
@@ -333,13 +340,32 @@ class WorkflowStepFormSet(forms.BaseInlineFormSet):
         return saved
 
 
-class WorkflowStepInline(admin.TabularInline):
+class JobTypePermissions:
+    """Workflows and their steps are job types: the job type permissions apply
+    (they have no permissions of their own)."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("jobs.view_jobtype") or request.user.has_perm("jobs.change_jobtype")
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("jobs.change_jobtype")
+
+
+class WorkflowStepInline(JobTypePermissions, admin.TabularInline):
     model = WorkflowStep
     fk_name = "workflow"
     form = WorkflowStepForm
     formset = WorkflowStepFormSet
+    formfield_overrides = JSON_INPUT
     extra = 1
     min_num = 0
+
+    # A step is part of its workflow: adding or removing one changes the workflow.
+    def has_add_permission(self, request, obj=None):
+        return request.user.has_perm("jobs.change_jobtype")
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.has_perm("jobs.change_jobtype")
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "job_type":
@@ -354,7 +380,7 @@ class WorkflowForm(JobTypeForm):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(RunnableAdmin):
+class WorkflowAdmin(JobTypePermissions, RunnableAdmin):
     """Job types of kind workflow: their steps inline, their graph drawn."""
 
     form = WorkflowForm
@@ -385,15 +411,8 @@ class WorkflowAdmin(RunnableAdmin):
         steps = [(s.name, s.job_type.name, s.depends_on) for s in workflow.steps.select_related("job_type")]
         return workflow_svg(steps) if steps else "No steps yet."
 
-    # A workflow is a job type: the job type permissions apply.
-    def has_view_permission(self, request, obj=None):
-        return request.user.has_perm("jobs.view_jobtype") or request.user.has_perm("jobs.change_jobtype")
-
     def has_add_permission(self, request):
         return request.user.has_perm("jobs.add_jobtype")
-
-    def has_change_permission(self, request, obj=None):
-        return request.user.has_perm("jobs.change_jobtype")
 
     def has_delete_permission(self, request, obj=None):
         return request.user.has_perm("jobs.delete_jobtype")
@@ -529,6 +548,7 @@ class ScheduleAdmin(EnableRunMixin, admin.ModelAdmin):
         "updated_at",
     ]
     actions = ["enable", "disable", "run_now"]
+    formfield_overrides = JSON_INPUT
     fieldsets = [
         (None, {"fields": ["name", "job_type", "params", "enabled"]}),
         ("Timing", {"fields": ["cron", "timezone", "interval_seconds", "start_at", "end_at", "overlap"]}),

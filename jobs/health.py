@@ -1,5 +1,6 @@
 """GET /healthz: is the database, the broker and a worker there?"""
 
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
@@ -30,7 +31,7 @@ def _workers(broker_ok: bool) -> dict:
     if not broker_ok:
         return {"ok": False, "names": [], "error": "broker unreachable"}
     try:
-        replies = app.control.ping(timeout=1.0) or []
+        replies = app.control.ping(timeout=settings.MONITOR_INSPECT_TIMEOUT) or []
     except Exception as exc:
         return {"ok": False, "names": [], "error": str(exc)}
     names = sorted(name for reply in replies for name in reply)

@@ -12,6 +12,8 @@ from django.utils import timezone
 from django.utils import timezone as django_timezone
 from django.utils.dateparse import parse_datetime
 
+from .limits import bounded_error, bounded_result, bounded_traceback, params_size_error
+
 
 class NotifyOn(models.TextChoices):
     NEVER = "never"
@@ -110,6 +112,8 @@ class JobType(models.Model):
             errors.setdefault("params_schema", []).append(schema_error)
         if not isinstance(self.default_params, dict):
             errors.setdefault("default_params", []).append("Must be a JSON object.")
+        elif too_large := params_size_error(self.default_params):
+            errors.setdefault("default_params", []).append(too_large)
         for field, problems in notification_config_errors(self).items():
             errors.setdefault(field, []).extend(problems)
         if self.on_failure_id is not None and self.pk is not None and self.on_failure_id == self.pk:
@@ -171,6 +175,9 @@ class Workflow(JobType):
     class Meta:
         proxy = True
         ordering = ["name"]
+        # A workflow is a job type: the job type permissions cover it, and
+        # permissions of its own would only be ones that do nothing.
+        default_permissions = ()
 
     def save(self, *args, **kwargs):
         self.kind = JobType.Kind.WORKFLOW
@@ -209,6 +216,8 @@ class WorkflowStep(models.Model):
     class Meta:
         ordering = ["workflow", "position", "id"]
         constraints = [models.UniqueConstraint(fields=["workflow", "name"], name="workflowstep_unique_name")]
+        # Steps are part of their workflow's definition: the job type permissions cover them.
+        default_permissions = ()
 
     def __str__(self) -> str:
         return f"{self.workflow_id and self.workflow.name}.{self.name}"
@@ -412,6 +421,8 @@ class Run(models.Model):
     # State changes. Each is one conditional UPDATE, so that a signal fired twice
     # (a redelivered task) or late (after a cancel) never moves a run backwards
     # and never rewrites a terminal state. Each returns whether it applied.
+    # Results, errors and tracebacks are stored within the size limits
+    # (jobs/limits.py), whoever ends the run.
 
     def _transition(self, from_statuses, **changes) -> bool:
         return self._transition_query(Run.objects.filter(pk=self.pk, status__in=from_statuses), **changes)
@@ -518,7 +529,7 @@ class Run(models.Model):
         return self._transition(
             self.NOT_TERMINAL,
             status=self.Status.SUCCEEDED,
-            result=result,
+            result=bounded_result(result),
             error="",
             traceback="",
             **self._ending(notify),
@@ -531,7 +542,11 @@ class Run(models.Model):
         if attempt is not None:
             query = query.filter(attempts=attempt)
         return self._transition_query(
-            query, status=self.Status.FAILED, error=error, traceback=traceback, **self._ending(notify)
+            query,
+            status=self.Status.FAILED,
+            error=bounded_error(error),
+            traceback=bounded_traceback(traceback),
+            **self._ending(notify),
         )
 
     def mark_retrying(self, *, error: str, traceback: str, retry_at) -> bool:
@@ -543,8 +558,8 @@ class Run(models.Model):
             query,
             status=self.Status.RETRYING,
             scheduled_for=retry_at,
-            error=error,
-            traceback=traceback,
+            error=bounded_error(error),
+            traceback=bounded_traceback(traceback),
             earlier_attempts=[*self.earlier_attempts, record],
             # The retry is being published; only if that fails is it the sweeper's (services.run_failed).
             republish_after=None,

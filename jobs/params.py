@@ -5,6 +5,8 @@ from typing import Any
 from jsonschema import exceptions as jsonschema_exceptions
 from jsonschema.validators import validator_for
 
+from .limits import params_size_error
+
 
 def check_schema(schema: Any) -> str | None:
     """The problem with a params schema, or None when it is a usable JSON Schema."""
@@ -18,9 +20,13 @@ def check_schema(schema: Any) -> str | None:
 
 
 def params_errors(schema: dict, params: Any) -> list[str]:
-    """Every way `params` breaks `schema`, each naming where: "count: 'x' is not of type 'integer'"."""
+    """Every way `params` breaks `schema`, each naming where: "count: 'x' is not of type 'integer'";
+    or that they are too large (JOBS_PARAMS_MAX_BYTES)."""
     if not isinstance(params, dict):
         return ["Params must be a JSON object."]
+    too_large = params_size_error(params)
+    if too_large:
+        return [too_large]
     validator = validator_for(schema)(schema)
     messages = []
     for error in sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path)):

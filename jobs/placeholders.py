@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .limits import is_truncated_result
+
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
 _PARAMS = re.compile(r"params((?:\.[^.\s]+)*)")
 _STEPS = re.compile(r"steps\.([A-Za-z0-9_-]+)\.result((?:\.[^.\s]+)*)")
@@ -96,6 +98,12 @@ def resolve(value: Any, *, params: dict, results: dict[str, Any]) -> Any:
                 return _dig(params, reference.path, "params")
             if reference.step not in results:
                 raise PlaceholderError(f"step '{reference.step}' has no result yet")
+            if is_truncated_result(results[reference.step]):
+                size = results[reference.step]["size"]
+                raise PlaceholderError(
+                    f"the result of '{reference.step}' was {size} bytes, more than JOBS_RESULT_MAX_BYTES, "
+                    "so only a preview of it was kept and it cannot be passed on"
+                )
             return _dig(results[reference.step], reference.path, f"the result of '{reference.step}'")
         except PlaceholderError as exc:
             raise PlaceholderError(f"{reference.text}: {exc}") from None

@@ -203,7 +203,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,
 }
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results' database backend, with results and tracebacks cut
+# like the runs' own (JOBS_RESULT_MAX_BYTES, JOBS_ERROR_MAX_CHARS).
+CELERY_RESULT_BACKEND = "jobs.results_backend:DatabaseBackend"
 CELERY_RESULT_EXTENDED = True
 CELERY_CACHE_BACKEND = "django-cache"
 CELERY_TASK_SERIALIZER = "json"
@@ -281,6 +283,18 @@ CELERY_BEAT_SCHEDULE["jobsite: fail runs whose worker is gone"] = {
     "options": {"queue": JOBS_DISPATCH_QUEUE, "expire_seconds": JOBS_STUCK_CHECK_SECONDS},
 }
 
+# --- Size limits --------------------------------------------------------------
+# A request body larger than this is refused (the API answers 413). Django's
+# own setting, read from the environment; Django's default.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
+# A run's params (with defaults applied), as JSON: larger ones are refused (400).
+JOBS_PARAMS_MAX_BYTES = env_int("JOBS_PARAMS_MAX_BYTES", 64 * 1024)
+# A run's result, as JSON: a larger one is stored as
+# {"truncated": true, "size": N, "limit": L, "preview": "<its first L bytes>"}.
+JOBS_RESULT_MAX_BYTES = env_int("JOBS_RESULT_MAX_BYTES", 256 * 1024)
+# A run's error and traceback are each cut to this many characters, saying so.
+JOBS_ERROR_MAX_CHARS = env_int("JOBS_ERROR_MAX_CHARS", 20_000)
+
 # --- Notifications ----------------------------------------------------------
 # A notification that cannot be delivered (SMTP or webhook down) is tried again
 # after JOBS_NOTIFY_RETRY_BACKOFF_SECONDS, doubling up to the max, until
@@ -339,9 +353,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["jobs.api.permissions.ModelPermissions"],
+    # JSON bodies only (the browsable API keeps its raw-data form), within
+    # DATA_UPLOAD_MAX_MEMORY_SIZE.
+    "DEFAULT_PARSER_CLASSES": ["jobs.api.parsers.JSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "jobs.api.pagination.Pagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "jobs.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -353,6 +370,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two choice sets are called `status`: a run's and a notification's.
+    "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "jobs.models.Run.Status"},
 }
 
 LOGGING = {

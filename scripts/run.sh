@@ -120,6 +120,7 @@ check_ports_free() {
 
 prepare_database() {
     python manage.py migrate --noinput
+    python manage.py setup_roles >/dev/null
     ADMIN_NOTE=$(python manage.py ensure_admin)
     python manage.py load_demo
 }

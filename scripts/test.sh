@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every check, in order: ruff, migrations up to date, pytest on SQLite, pytest
+# Every check, in order: ruff, migrations up to date, the OpenAPI schema, pytest on SQLite, pytest
 # on PostgreSQL (a throwaway cluster started here and removed at exit).
 # Called by `make test`, which creates .venv first.
 #   DB=sqlite | DB=postgres   run only that pytest stage
@@ -189,6 +189,8 @@ main() {
 
     stage "migrations match the models"
     SECRET_KEY=x DEBUG=0 python manage.py makemigrations --check --dry-run
+    stage "OpenAPI schema valid, without warnings"
+    SECRET_KEY=x DEBUG=0 python manage.py spectacular --validate --fail-on-warn >/dev/null
 
     if ((run_sqlite)); then
         run_pytest SQLite -u DATABASE_URL

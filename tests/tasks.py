@@ -128,3 +128,9 @@ def fail_once(self) -> str:
     if _redis().incr(CALLS_KEY.format(self.request.id)) == 1:
         raise RuntimeError("first attempt fails")
     return "passed"
+
+
+@shared_task(name="tests.big_result")
+def big_result(size: int) -> dict[str, str]:
+    """A result of about `size` bytes as JSON."""
+    return {"data": "x" * size}

@@ -1,3 +1,5 @@
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import status
 from rest_framework.response import Response
@@ -7,7 +9,15 @@ from jobs.services import Conflict, ServiceError
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus service errors as 400/409 with field messages."""
+    """DRF's handler, plus service errors as 400/409 with field messages, and
+    a body over DATA_UPLOAD_MAX_MEMORY_SIZE as 413 (Django would answer 400)."""
+    if isinstance(exc, RequestDataTooBig):
+        length = context["request"].META.get("CONTENT_LENGTH", "?")
+        detail = (
+            f"The request body is {length} bytes; this server takes at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+            "(DATA_UPLOAD_MAX_MEMORY_SIZE). Send less: pass large data by reference rather than in params."
+        )
+        return Response({"detail": detail}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, ServiceError):
         code = status.HTTP_409_CONFLICT if isinstance(exc, Conflict) else status.HTTP_400_BAD_REQUEST
         body = {"detail": exc.errors["detail"][0]} if list(exc.errors) == ["detail"] else exc.errors

@@ -1,15 +1,50 @@
 import django_filters
+from django import forms
+from django.db import models
+from django_filters.widgets import BooleanWidget
 
 from jobs.models import JobType, Run, Schedule
 
 
-class JobTypeFilter(django_filters.FilterSet):
+class RawBooleanWidget(BooleanWidget):
+    """django-filter's yes/no select, passing the value on as it came, so that
+    the field can refuse what is neither."""
+
+    def value_from_datadict(self, data, files, name):
+        return data.get(name)
+
+
+class BooleanField(forms.Field):
+    """true/false (or 1/0); empty means "not filtered". Anything else is a 400,
+    not a filter quietly ignored."""
+
+    widget = RawBooleanWidget
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        choice = {"true": True, "1": True, "false": False, "0": False}.get(str(value).lower())
+        if choice is None:
+            # The value goes in params: django-filter %-formats the message.
+            raise forms.ValidationError("%(value)r: use true or false.", params={"value": value})
+        return choice
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    field_class = BooleanField
+
+
+class FilterSet(django_filters.FilterSet):
+    FILTER_DEFAULTS = {**django_filters.FilterSet.FILTER_DEFAULTS, models.BooleanField: {"filter_class": BooleanFilter}}
+
+
+class JobTypeFilter(FilterSet):
     class Meta:
         model = JobType
         fields = ["kind", "enabled", "queue"]
 
 
-class RunFilter(django_filters.FilterSet):
+class RunFilter(FilterSet):
     job_type = django_filters.CharFilter(field_name="job_type__name", help_text="Job type name.")
     schedule = django_filters.CharFilter(field_name="schedule__name", help_text="Schedule name.")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
@@ -21,7 +56,7 @@ class RunFilter(django_filters.FilterSet):
         fields = ["status", "job_type", "trigger", "schedule", "parent", "created_after", "created_before"]
 
 
-class ScheduleFilter(django_filters.FilterSet):
+class ScheduleFilter(FilterSet):
     job_type = django_filters.CharFilter(field_name="job_type__name", help_text="Job type name.")
 
     class Meta:

@@ -183,14 +183,18 @@ class NotificationSerializer(serializers.Serializer):
 class RunSerializer(DurationMixin, serializers.ModelSerializer):
     job_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
     requested_by = serializers.SlugRelatedField(
-        slug_field="username", read_only=True, help_text="Who triggered it (a rerun: who asked for the rerun)."
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Who triggered it (a rerun: who asked for the rerun).",
     )
     cancelled_by = serializers.SlugRelatedField(
         slug_field="username",
         read_only=True,
+        allow_null=True,
         help_text="Who cancelled it; null on a cancelled run means Jobsite did (its workflow run ended).",
     )
-    schedule = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    schedule = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
     notification = serializers.SerializerMethodField()
     step = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()

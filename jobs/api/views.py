@@ -10,6 +10,7 @@ from jobs.executors import registered_task_names
 from jobs.models import JobType, Run, Schedule
 
 from .filters import JobTypeFilter, RunFilter, ScheduleFilter
+from .schema import ErrorSerializer
 from .serializers import (
     JobTypeSerializer,
     RerunRequestSerializer,
@@ -44,6 +45,8 @@ class JobTypeViewSet(AuditedMixin, viewsets.ModelViewSet):
     queryset = JobType.objects.select_related("on_failure").prefetch_related("steps__job_type")
     serializer_class = JobTypeSerializer
     lookup_field = "name"
+    # Any name reaches the view, which answers 404 in JSON for one that does not exist.
+    lookup_value_regex = "[^/]+"
     filterset_class = JobTypeFilter
     action_permissions = {"run": "jobs.run_jobtype"}
 
@@ -51,7 +54,7 @@ class JobTypeViewSet(AuditedMixin, viewsets.ModelViewSet):
         responses={
             204: OpenApiResponse(description="Deleted."),
             200: OpenApiResponse(JobTypeSerializer, description="It has runs, so it was disabled instead."),
-            409: OpenApiResponse(description="A workflow step or a failure hook uses it."),
+            409: OpenApiResponse(ErrorSerializer, description="A workflow step or a failure hook uses it."),
         }
     )
     def destroy(self, request, *args, **kwargs):
@@ -108,6 +111,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     queryset = Run.objects.select_related("job_type", "requested_by", "cancelled_by")
     serializer_class = RunSerializer
     filterset_class = RunFilter
+    lookup_value_regex = "[^/]+"
     action_permissions = {"cancel": "jobs.cancel_run", "rerun": "jobs.run_jobtype"}
 
     def get_serializer_class(self):
@@ -115,7 +119,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return RunSerializer if self.action == "list" else RunDetailSerializer
 
     @extend_schema(
-        request=None, responses={200: RunDetailSerializer, 409: OpenApiResponse(description="Already finished.")}
+        request=None,
+        responses={200: RunDetailSerializer, 409: OpenApiResponse(ErrorSerializer, description="Already finished.")},
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
@@ -125,7 +130,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(
         request=RerunRequestSerializer,
-        responses={201: RunDetailSerializer, 409: OpenApiResponse(description="Not finished.")},
+        responses={201: RunDetailSerializer, 409: OpenApiResponse(ErrorSerializer, description="Not finished.")},
     )
     @action(detail=True, methods=["post"])
     def rerun(self, request, pk=None):
@@ -143,6 +148,7 @@ class ScheduleViewSet(AuditedMixin, viewsets.ModelViewSet):
     queryset = Schedule.objects.select_related("job_type")
     serializer_class = ScheduleSerializer
     filterset_class = ScheduleFilter
+    lookup_value_regex = "[^/]+"
 
 
 class TaskListView(APIView):

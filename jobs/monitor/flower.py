@@ -1,4 +1,6 @@
-"""/flower/: Flower, reached through the web process, for staff users only.
+"""/flower/: Flower, reached through the web process, for staff users who may
+see runs; its controls (POST: revoke, shut down or resize workers, send any
+task with any arguments) for superusers only, as they bypass Jobsite.
 
 Flower listens on loopback with its own basic-auth credentials, which only
 this proxy knows. Django does the rest: the login, the staff check, CSRF on
@@ -26,6 +28,10 @@ TIMEOUT_SECONDS = 10
 # Sent on to Flower; the browser's cookies (Django's session) never are.
 REQUEST_HEADERS = ("Accept", "Content-Type", "X-Requested-With", "X-XSRFToken")
 RESPONSE_HEADERS = ("Content-Type", "Cache-Control", "ETag", "Last-Modified", "Expires", "Content-Disposition")
+
+
+def may_see_flower(user) -> bool:
+    return user.is_active and user.is_staff and user.has_perm("jobs.view_run")
 
 
 def _upstream_headers(request: HttpRequest) -> dict[str, str]:
@@ -71,8 +77,13 @@ def _with_csrf_script(request: HttpRequest, html: bytes) -> bytes:
 @login_required
 @require_http_methods(["GET", "POST"])
 def flower_proxy(request: HttpRequest, path: str = "") -> HttpResponse:
-    if not request.user.is_staff:
-        raise PermissionDenied("Flower is for staff users.")
+    if not may_see_flower(request.user):
+        raise PermissionDenied("Flower is for staff users who may see runs.")
+    if request.method == "POST" and not request.user.is_superuser:
+        raise PermissionDenied(
+            "Flower's controls act on the workers behind Jobsite's back: they are for superusers. "
+            "Cancel runs from their page."
+        )
     # Read the raw body first: the CSRF check parses form posts, and a parsed
     # multipart stream could no longer be passed on to Flower as it came.
     request.body  # noqa: B018

@@ -7,6 +7,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from jobs.forms import JSONField
 from jobs.models import JobType, Run, Schedule
 
 from .queries import Cursor, search
@@ -134,7 +135,7 @@ class RunNowForm(forms.Form):
     on the field they name.
     """
 
-    extra = forms.JSONField(
+    extra = JSONField(
         required=False,
         initial=dict,
         label="Params (JSON)",

@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
@@ -24,11 +24,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from jobs import audit, services
 from jobs.graph_svg import workflow_svg
+from jobs.limits import is_truncated_result
 from jobs.models import JobType, Run, Schedule
 from jobs.workflows import step_runs
 
 from .charts import duration_chart, step_timeline
 from .cluster import cluster_status
+from .flower import may_see_flower
 from .forms import AuditFilterForm, RunFilterForm, RunNowForm
 from .queries import (
     NEWEST_FIRST,
@@ -61,6 +63,15 @@ def known_queues() -> list[str]:
     """The default queue and every queue a job type names (job types are few)."""
     named = JobType.objects.exclude(queue="").order_by().values_list("queue", flat=True).distinct()[:100]
     return sorted({settings.CELERY_TASK_DEFAULT_QUEUE, *named})
+
+
+def needs(permission: str):
+    """Signed in (else the login page), with `permission` (else 403)."""
+
+    def decorate(view):
+        return login_required(permission_required(permission, raise_exception=True)(view))
+
+    return decorate
 
 
 def pretty_json(value) -> str:
@@ -139,7 +150,7 @@ def _live_dashboard_context() -> dict:
     }
 
 
-@login_required
+@needs("jobs.view_run")
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     context = {
@@ -150,7 +161,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "monitor/dashboard.html", context)
 
 
-@login_required
+@needs("jobs.view_run")
 @require_GET
 def dashboard_live(request: HttpRequest) -> HttpResponse:
     return render(request, "monitor/_dashboard_live.html", _live_dashboard_context())
@@ -168,7 +179,7 @@ def _page_link(request: HttpRequest, **cursor) -> str:
     return f"?{query.urlencode()}"
 
 
-@login_required
+@needs("jobs.view_run")
 @require_GET
 def run_list(request: HttpRequest) -> HttpResponse:
     form = RunFilterForm(request.GET or None)
@@ -197,10 +208,12 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
         "run": run,
         "params_json": pretty_json(run.params),
         "result_json": None if run.result is None else pretty_json(run.result),
+        # A result over JOBS_RESULT_MAX_BYTES: its size, and the beginning that was kept.
+        "result_cut": run.result if is_truncated_result(run.result) else None,
         "can_cancel": not run.is_terminal and user.has_perm("jobs.cancel_run"),
         "can_rerun": run.is_terminal and user.has_perm("jobs.run_jobtype"),
         "can_rerun_failed": run.status == Run.Status.FAILED and run.job_type.kind == JobType.Kind.WORKFLOW,
-        "flower_task_url": f"/flower/task/{run.pk}" if user.is_staff else None,
+        "flower_task_url": f"/flower/task/{run.pk}" if may_see_flower(user) else None,
         "notification": notification_outcome(run),
         # Only a run that was tried more than once has a history worth a table.
         "attempt_history": run.attempt_history() if run.earlier_attempts else [],
@@ -213,7 +226,7 @@ def _get_run(run_id) -> Run:
     return get_object_or_404(Run.objects.select_related(*related), pk=run_id)
 
 
-@login_required
+@needs("jobs.view_run")
 @require_GET
 def run_detail(request: HttpRequest, run_id) -> HttpResponse:
     run = _get_run(run_id)
@@ -230,13 +243,13 @@ def run_detail(request: HttpRequest, run_id) -> HttpResponse:
     return render(request, "monitor/run_detail.html", context)
 
 
-@login_required
+@needs("jobs.view_run")
 @require_GET
 def run_live(request: HttpRequest, run_id) -> HttpResponse:
     return render(request, "monitor/_run_live.html", _run_context(request, _get_run(run_id)))
 
 
-@login_required
+@needs("jobs.view_run")
 @require_GET
 def run_steps_live(request: HttpRequest, run_id) -> HttpResponse:
     run = _get_run(run_id)
@@ -246,7 +259,7 @@ def run_steps_live(request: HttpRequest, run_id) -> HttpResponse:
     return render(request, "monitor/_workflow_steps.html", {"run": run, **context})
 
 
-@login_required
+@needs("jobs.view_run")
 @require_POST
 def run_cancel(request: HttpRequest, run_id) -> HttpResponse:
     if not request.user.has_perm("jobs.cancel_run"):
@@ -261,7 +274,7 @@ def run_cancel(request: HttpRequest, run_id) -> HttpResponse:
     return redirect("monitor:run", run.pk)
 
 
-@login_required
+@needs("jobs.view_run")
 @require_POST
 def run_rerun(request: HttpRequest, run_id) -> HttpResponse:
     if not request.user.has_perm("jobs.run_jobtype"):
@@ -279,7 +292,7 @@ def run_rerun(request: HttpRequest, run_id) -> HttpResponse:
 # --- Job types -------------------------------------------------------------------
 
 
-@login_required
+@needs("jobs.view_jobtype")
 @require_GET
 def job_type_list(request: HttpRequest) -> HttpResponse:
     job_types = list(JobType.objects.order_by("name")[: JOB_TYPE_LIST_LIMIT + 1])
@@ -287,7 +300,7 @@ def job_type_list(request: HttpRequest) -> HttpResponse:
     return render(request, "monitor/job_type_list.html", context)
 
 
-@login_required
+@needs("jobs.view_jobtype")
 @require_http_methods(["GET", "POST"])
 def job_type_detail(request: HttpRequest, name: str) -> HttpResponse:
     job_type = get_object_or_404(JobType, name=name)
@@ -345,7 +358,7 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
 # --- Workers ---------------------------------------------------------------------
 
 
-@login_required
+@needs("jobs.view_run")
 @require_GET
 def workers(request: HttpRequest) -> HttpResponse:
     cluster = cluster_status(queues=known_queues())

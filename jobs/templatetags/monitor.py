@@ -27,3 +27,10 @@ def until(value: datetime | None) -> str:
         return "—"
     seconds = (value - timezone.now()).total_seconds()
     return f"in {format_seconds(seconds)}" if seconds > 0 else "due now"
+
+
+@register.filter
+def may_see_flower(user) -> bool:
+    from jobs.monitor.flower import may_see_flower as allowed
+
+    return allowed(user)

@@ -120,3 +120,26 @@ def test_tasks_lists_registered_tasks_but_not_celery_internals(api):
     names = [row["name"] for row in api.get("/api/v1/tasks/").data]
     assert {"jobs.builtin.echo", "jobs.builtin.sleep", "jobs.builtin.fail"} <= set(names)
     assert not any(name.startswith(("celery.", "jobsite.")) for name in names)
+
+
+def test_a_filter_value_that_is_neither_true_nor_false_gets_a_400_naming_it(api, job_type):
+    for value in ("maybe", "100%", "%s%d"):
+        response = api.get("/api/v1/job-types/", {"enabled": value})
+        assert response.status_code == 400
+        assert response.json() == {"enabled": [f"{value!r}: use true or false."]}
+    assert api.get("/api/v1/job-types/", {"enabled": ""}).json()["count"] == 1  # empty: not filtered
+    assert api.get("/api/v1/job-types/", {"enabled": "false"}).json()["count"] == 0
+
+
+def test_a_page_or_page_size_that_is_not_a_whole_number_from_1_gets_a_400(api, job_type):
+    for name, value in (("page", "0"), ("page", "last"), ("page_size", "-1"), ("page_size", "x")):
+        response = api.get("/api/v1/job-types/", {name: value})
+        assert response.status_code == 400
+        assert response.json() == {name: [f"{value!r}: give a whole number from 1."]}
+    assert api.get("/api/v1/job-types/", {"page": "2"}).status_code == 404  # past the last page
+
+
+def test_a_name_with_a_dot_gets_a_json_404(api):
+    response = api.get("/api/v1/job-types/no.such/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No JobType matches the given query."}

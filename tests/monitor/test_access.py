@@ -63,7 +63,7 @@ def test_it_forbids_flower_to_users_who_are_not_staff(operator_client, url):
     assert operator_client.get(url).status_code == 403
     response = operator_client.post(url)
     assert response.status_code == 403
-    assert "Flower is for staff users." in response.content.decode()
+    assert "Flower is for staff users who may see runs." in response.content.decode()
 
 
 def test_it_shows_no_flower_to_users_who_are_not_staff(operator_client, existing_run):

@@ -5,10 +5,8 @@ from django.test import Client
 
 from jobs.models import Run
 from jobs.services import run_create
-from tests.conftest import wait_for_run
+from tests.conftest import free_port, wait_for_run
 from tests.factories import JobTypeFactory
-
-from .conftest import free_port
 
 
 def test_flower_itself_refuses_requests_without_its_credentials(flower):

@@ -15,10 +15,8 @@ import httpx
 import pytest
 
 from jobsite.celery import app
-from tests.conftest import ROOT, Worker, _database_url, _log_tail
+from tests.conftest import ROOT, Worker, _database_url, _log_tail, free_port
 from tests.factories import RunFactory
-
-from .conftest import free_port
 
 LIMIT_SECONDS = 3.5
 PAGES = ["/monitor/", "/monitor/workers/"]
