@@ -135,6 +135,7 @@ class World:
     flow: Workflow
     pending: Run
     finished: Run
+    flow_run: Run  # a workflow run: its page has steps
     schedule: Schedule
     admin_objects: dict[str, Any] = field(default_factory=dict)
 
@@ -150,6 +151,7 @@ def world(users, redis_server, settings) -> World:
     finished = Run.objects.create(
         job_type=echo, trigger="api", status=Run.Status.FAILED, error="boom", finished_at=timezone.now()
     )
+    flow_run = Run.objects.create(job_type=flow, trigger="api", status=Run.Status.RUNNING)
     schedule = Schedule.objects.create(name="nightly", job_type=echo, cron="0 3 * * *")
     interval = IntervalSchedule.objects.create(every=10, period="seconds")
     TaskResult.objects.create(task_id=str(finished.pk), status="FAILURE")
@@ -169,7 +171,7 @@ def world(users, redis_server, settings) -> World:
         "auth.group": Group.objects.get(name=VIEWERS),
         "authtoken.tokenproxy": TokenProxy.objects.get(pk=Token.objects.create(user=users["editor"]).pk),
     }
-    return World(echo, spare, flow, pending, finished, schedule, admin_objects)
+    return World(echo, spare, flow, pending, finished, flow_run, schedule, admin_objects)
 
 
 @dataclass
@@ -253,6 +255,7 @@ def api_rows(w: World) -> dict[tuple[str, str], list[Row]]:
     """Every operation of the OpenAPI schema: (method, path) -> its requests."""
     jt, run, schedule = "/api/v1/job-types", "/api/v1/runs", "/api/v1/schedules"
     task = {"kind": "task", "task": "jobs.builtin.echo"}
+    runs_before = Run.objects.count()
 
     def job_type_named(name, **fields):
         return lambda response: JobType.objects.filter(name=name, **fields).exists()
@@ -314,7 +317,7 @@ def api_rows(w: World) -> dict[tuple[str, str], list[Row]]:
                 f"{jt}/echo/run/",
                 OPERATE.format(ok=201),
                 {"params": {}},
-                lambda r: Run.objects.count() == 3,
+                lambda r: Run.objects.count() == runs_before + 1,
                 at_least("operator"),
             ),
             Row(
@@ -322,7 +325,7 @@ def api_rows(w: World) -> dict[tuple[str, str], list[Row]]:
                 f"{jt}/flow/run/",
                 OPERATE.format(ok=201),
                 {},
-                lambda r: Run.objects.filter(job_type=w.flow).exists(),
+                lambda r: Run.objects.filter(job_type=w.flow).exclude(pk=w.flow_run.pk).exists(),
                 at_least("operator"),
             ),
         ],
@@ -414,7 +417,8 @@ PAGE = "302 200 200 200 200"  # anonymous: to the login page
 def page_rows(w: World) -> list[Row]:
     run_cancelled = lambda r: Run.objects.get(pk=w.pending.pk).status == Run.Status.CANCELLED  # noqa: E731
     run_rerun = lambda r: Run.objects.filter(rerun_of=w.finished).exists()  # noqa: E731
-    echo_ran = lambda r: Run.objects.count() == 3  # noqa: E731
+    runs_before = Run.objects.count()
+    echo_ran = lambda r: Run.objects.count() == runs_before + 1  # noqa: E731
     revoke = f"/flower/api/task/revoke/{w.pending.pk}"
     return [
         Row("GET", "/", "302 302 302 302 302"),
@@ -426,6 +430,8 @@ def page_rows(w: World) -> list[Row]:
         Row("GET", "/monitor/runs/", PAGE),
         Row("GET", f"/monitor/runs/{w.finished.pk}/", PAGE),
         Row("GET", f"/monitor/runs/{w.finished.pk}/live/", PAGE),
+        Row("GET", f"/monitor/runs/{w.flow_run.pk}/", PAGE),
+        Row("GET", f"/monitor/runs/{w.flow_run.pk}/steps/", PAGE),
         Row(
             "POST",
             f"/monitor/runs/{w.pending.pk}/cancel/",
@@ -440,7 +446,9 @@ def page_rows(w: World) -> list[Row]:
         Row("GET", "/monitor/job-types/", PAGE),
         Row("GET", "/monitor/job-types/echo/", PAGE),
         Row("POST", "/monitor/job-types/echo/", "302 403 302 302 302", {"extra": "{}"}, echo_ran, at_least("operator")),
+        Row("GET", "/monitor/schedules/", PAGE),
         Row("GET", "/monitor/workers/", PAGE),
+        Row("GET", "/monitor/audit/", PAGE),
         # Flower: staff who may see runs; its controls (any POST) for superusers.
         Row("GET", "/flower/", PAGE),
         Row("GET", "/flower/tasks", PAGE),
@@ -456,6 +464,35 @@ def page_rows(w: World) -> list[Row]:
 
 def test_every_page_answers_each_role_as_the_table_says(world, page_clients, flower):
     wrong = walk(page_rows(world), page_clients)
+    assert not wrong, "\n".join(wrong)
+
+
+# --- A user in no role ------------------------------------------------------------------------
+
+# What any signed-in user may read, role or not: no data, only the way in and the API's description.
+OPEN_TO_ANY_USER = {"/healthz", "/accounts/login/", "/api/auth/login/", "/api/docs/", "/api/v1/", "/api/schema/"}
+
+
+def test_a_signed_in_user_in_no_role_sees_nothing_a_viewer_sees(world, flower):
+    """Signing in gives nothing: every page, admin page and API read a Viewer
+    gets is refused (the admin sends a user who is not staff to its login)."""
+    outsider = User.objects.create_user("outsider", password="pw")
+    page, api = Client(), APIClient()
+    page.force_login(outsider)
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=outsider).key}")
+    api_reads = [row for rows in api_rows(world).values() for row in rows if row.method == "GET"]
+    requests = [(page, row, 403) for row in page_rows(world)] + [(api, row, 403) for row in api_reads]
+    requests += [(page, row, 302) for row in admin_rows(world)]
+    wrong, checked = [], 0
+    for client, row, refused in requests:
+        if row.method != "GET" or row.expected()["viewer"] != 200:
+            continue
+        checked += 1
+        expected = 200 if row.url in OPEN_TO_ANY_USER else refused
+        status = client.get(row.url).status_code
+        if status != expected:
+            wrong.append(f"GET {row.url} as a user in no role: {status}, expected {expected}")
+    assert checked > 50
     assert not wrong, "\n".join(wrong)
 
 

@@ -65,11 +65,11 @@ def known_queues() -> list[str]:
     return sorted({settings.CELERY_TASK_DEFAULT_QUEUE, *named})
 
 
-def needs(permission: str):
-    """Signed in (else the login page), with `permission` (else 403)."""
+def needs(*permissions: str):
+    """Signed in (else the login page), with every one of `permissions` (else 403)."""
 
     def decorate(view):
-        return login_required(permission_required(permission, raise_exception=True)(view))
+        return login_required(permission_required(permissions, raise_exception=True)(view))
 
     return decorate
 
@@ -345,7 +345,7 @@ def job_type_detail(request: HttpRequest, name: str) -> HttpResponse:
 # --- Schedules -------------------------------------------------------------------
 
 
-@login_required
+@needs("jobs.view_schedule")
 @require_GET
 def schedule_list(request: HttpRequest) -> HttpResponse:
     # Schedules number thousands at most, so a page number (and its COUNT) is fine here.
@@ -378,7 +378,8 @@ def workers(request: HttpRequest) -> HttpResponse:
 # --- Audit log -------------------------------------------------------------------
 
 
-@login_required
+# Viewers and up: the log names every job type, workflow and schedule, and who changed it.
+@needs("jobs.view_jobtype", "jobs.view_schedule")
 @require_GET
 def audit_log(request: HttpRequest) -> HttpResponse:
     """Who changed which job type, workflow or schedule, newest first: the

@@ -293,15 +293,13 @@ def test_a_workflow_runs_page_follows_its_steps_on_a_timeline_and_a_graph(page):
 
 
 def test_the_audit_log_shows_who_changed_what_and_leads_to_its_history(page, api):
-    assert (
-        api.post("/api/v1/job-types/", {"name": "report", "kind": "task", "task": "jobs.builtin.echo"}).status_code
-        == 201
-    )
-    assert api.patch("/api/v1/job-types/report/", {"description": "Nightly", "max_retries": 1}).status_code == 200
-    assert (
-        api.post("/api/v1/schedules/", {"name": "nightly", "job_type": "report", "cron": "0 3 * * *"}).status_code
-        == 201
-    )
+    # The API takes JSON bodies only.
+    job_type = {"name": "report", "kind": "task", "task": "jobs.builtin.echo"}
+    assert api.post("/api/v1/job-types/", job_type, format="json").status_code == 201
+    change = {"description": "Nightly", "max_retries": 1}
+    assert api.patch("/api/v1/job-types/report/", change, format="json").status_code == 200
+    schedule = {"name": "nightly", "job_type": "report", "cron": "0 3 * * *"}
+    assert api.post("/api/v1/schedules/", schedule, format="json").status_code == 201
     log_in(page)
     page.click("header >> text=Audit log")
     rows = page.locator("#audit-entries tbody tr")
