@@ -159,6 +159,10 @@ class JobType(models.Model):
             for name in sorted(set(self.used_in_steps.values_list("workflow__name", flat=True)))
         ]
         uses += [f"the failure hook of '{name}'" for name in self.failure_hook_of.values_list("name", flat=True)]
+        uses += [
+            f"the job type of schedule '{name}'"
+            for name in self.schedules.order_by("name").values_list("name", flat=True)
+        ]
         return uses
 
 

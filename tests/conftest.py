@@ -50,12 +50,13 @@ def admin_user(db) -> User:
 @pytest.fixture
 def operator(db) -> User:
     """Can see and run job types and cancel runs, but not define job types."""
-    return _user("operator", "jobs.view_jobtype", "jobs.view_run", "jobs.run_jobtype", "jobs.cancel_run")
+    perms = ("jobs.view_jobtype", "jobs.view_run", "jobs.view_schedule", "jobs.run_jobtype", "jobs.cancel_run")
+    return _user("operator", *perms)
 
 
 @pytest.fixture
 def viewer(db) -> User:
-    return _user("viewer", "jobs.view_jobtype", "jobs.view_run")
+    return _user("viewer", "jobs.view_jobtype", "jobs.view_run", "jobs.view_schedule")
 
 
 def _token_client(user: User | None) -> APIClient:

@@ -54,7 +54,7 @@ class JobTypeViewSet(AuditedMixin, viewsets.ModelViewSet):
         responses={
             204: OpenApiResponse(description="Deleted."),
             200: OpenApiResponse(JobTypeSerializer, description="It has runs, so it was disabled instead."),
-            409: OpenApiResponse(ErrorSerializer, description="A workflow step or a failure hook uses it."),
+            409: OpenApiResponse(ErrorSerializer, description="A workflow step, a failure hook or a schedule uses it."),
         }
     )
     def destroy(self, request, *args, **kwargs):

@@ -1,6 +1,7 @@
 import pytest
+from django.contrib.admin.models import LogEntry
 
-from jobs.models import JobType
+from jobs.models import JobType, Schedule
 from tests.factories import JobTypeFactory, RunFactory
 
 URL = "/api/v1/job-types/"
@@ -51,6 +52,20 @@ def test_deleting_a_job_type_with_runs_disables_it(api):
     assert response.status_code == 200
     assert "disabled instead of deleted" in response.data["detail"]
     assert JobType.objects.get(pk=run.job_type.pk).enabled is False
+
+
+def test_deleting_a_job_type_a_schedule_uses_gets_a_409_naming_it_and_deletes_nothing(api, admin_user):
+    job_type = JobTypeFactory(name="nightly-report")
+    Schedule.objects.create(name="nightly", job_type=job_type, cron="0 3 * * *")
+    response = api.delete(f"{URL}nightly-report/")
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "Job type 'nightly-report' is the job type of schedule 'nightly': "
+        "remove it from there before deleting it."
+    }
+    assert JobType.objects.filter(name="nightly-report", enabled=True).exists()
+    assert Schedule.objects.filter(name="nightly").exists()
+    assert not LogEntry.objects.exists()  # nothing happened, so nothing is recorded
 
 
 @pytest.mark.parametrize(
