@@ -1,6 +1,6 @@
 """User text with HTML and script in it is shown as text on every page and in
 the notification email: job type names and descriptions, step and schedule
-names, params, results, errors and tracebacks.
+names, params, results, errors and tracebacks, and the audit log's entries.
 
 The API and the admin accept only slugs as names; rows written some other way
 (an import, a migration, the shell) must still be shown safely, so the test
@@ -8,10 +8,13 @@ writes them with the ORM. Runs go through a real worker, so their results,
 errors and tracebacks are the worker's, and the email is the one it sends.
 """
 
+from urllib.parse import urlencode
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from jobs import audit
 from jobs.models import JobType, Run, Schedule, Workflow
 from jobs.services import run_create
 from tests.conftest import wait_for_notification, wait_for_run
@@ -59,6 +62,10 @@ def hostile(worker, mailbox, admin_user):
     )
     failed, _ = run_create(job_type=failing, params={"message": PAYLOAD}, trigger="api", requested_by=admin_user)
     sleeping, _ = run_create(job_type=sleeper, params={"seconds": 2}, trigger="api", schedule=schedule)
+    # The audit log and the History pages name what changed.
+    by = audit.Author(admin_user, audit.API)
+    for obj in (sleeper, flow, schedule):
+        audit.log_addition(obj, by=by)
     return {"sleeper": sleeper, "flow": flow, "schedule": schedule, "workflow_run": workflow_run}, failed, sleeping
 
 
@@ -81,11 +88,17 @@ def test_every_page_and_the_email_show_html_in_user_data_as_text(hostile, client
         f"/monitor/runs/{failed.pk}/live/",
         f"/monitor/runs/{sleeping.pk}/",
         f"/monitor/runs/{objects['workflow_run'].pk}/",
+        f"/monitor/runs/{objects['workflow_run'].pk}/steps/",
+        f"/monitor/runs/?{urlencode({'schedule': schedule.name})}",
+        "/monitor/schedules/",
+        "/monitor/audit/",
+        f"/monitor/audit/?{urlencode({'name': PAYLOAD})}",
         "/monitor/job-types/",
         reverse("monitor:job-type", args=[sleeper.name]),
         reverse("admin:jobs_jobtype_changelist"),
         reverse("admin:jobs_jobtype_change", args=[sleeper.pk]),
         reverse("admin:jobs_jobtype_run", args=[sleeper.pk]),
+        reverse("admin:jobs_jobtype_history", args=[sleeper.pk]),
         reverse("admin:jobs_workflow_changelist"),
         reverse("admin:jobs_workflow_change", args=[flow.pk]),
         reverse("admin:jobs_run_changelist"),
@@ -94,6 +107,7 @@ def test_every_page_and_the_email_show_html_in_user_data_as_text(hostile, client
         reverse("admin:jobs_run_change", args=[objects["workflow_run"].pk]),
         reverse("admin:jobs_schedule_changelist"),
         reverse("admin:jobs_schedule_change", args=[schedule.pk]),
+        reverse("admin:jobs_schedule_history", args=[schedule.pk]),
         reverse("admin:django_celery_results_taskresult_change", args=[_task_result_pk(failed)]),
     ]
     for page in pages:
