@@ -1,5 +1,5 @@
 """Size limits: request bodies, params, results, errors and tracebacks.
-(tests/e2e/test_limits.py sends big results and errors through a real worker.)"""
+(tests/e2e/test_output_limits.py sends big results and errors through a real worker.)"""
 
 import json
 

@@ -222,26 +222,30 @@ def walk(rows: list[Row], clients: dict[str, Any], *, json: bool = False) -> lis
     return wrong
 
 
+def api_client(user: User | None) -> APIClient:
+    """The API as `user`, with a token (anonymous: without)."""
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+def page_client(user: User | None) -> Client:
+    """The site as `user`, signed in (anonymous: not)."""
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
 @pytest.fixture
 def api_clients(users) -> dict[str, APIClient]:
-    clients = {}
-    for name, user in users.items():
-        client = APIClient()
-        if user is not None:
-            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
-        clients[name] = client
-    return clients
+    return {name: api_client(user) for name, user in users.items()}
 
 
 @pytest.fixture
 def page_clients(users) -> dict[str, Client]:
-    clients = {}
-    for name, user in users.items():
-        client = Client()
-        if user is not None:
-            client.force_login(user)
-        clients[name] = client
-    return clients
+    return {name: page_client(user) for name, user in users.items()}
 
 
 # --- The API -----------------------------------------------------------------------------
@@ -477,9 +481,7 @@ def test_a_signed_in_user_in_no_role_sees_nothing_a_viewer_sees(world, flower):
     """Signing in gives nothing: every page, admin page and API read a Viewer
     gets is refused (the admin sends a user who is not staff to its login)."""
     outsider = User.objects.create_user("outsider", password="pw")
-    page, api = Client(), APIClient()
-    page.force_login(outsider)
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=outsider).key}")
+    page, api = page_client(outsider), api_client(outsider)
     api_reads = [row for rows in api_rows(world).values() for row in rows if row.method == "GET"]
     requests = [(page, row, 403) for row in page_rows(world)] + [(api, row, 403) for row in api_reads]
     requests += [(page, row, 302) for row in admin_rows(world)]

@@ -5,10 +5,12 @@ content type, headers, body), invalid input must be refused, and so on: every
 check Schemathesis has but one (see below).
 
 Bounded so that it stays quick in `make test`: a few examples per operation,
-derandomized (the same requests every run).
+derandomized (the same requests every run). A longer run, to look for more:
+JOBSITE_FUZZ_EXAMPLES=300 .venv/bin/pytest tests/api/test_fuzz.py
 """
 
 import json
+import os
 
 import pytest
 import schemathesis
@@ -23,7 +25,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from jobs.models import JobType, Run, Schedule
 
-EXAMPLES_PER_OPERATION = 15
+EXAMPLES_PER_OPERATION = int(os.environ.get("JOBSITE_FUZZ_EXAMPLES", "15"))
 
 
 def served_schema() -> dict:
