@@ -1,13 +1,30 @@
 import copy
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import models, transaction
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobs import workflows
 from jobs.models import JobType, NotifyStatus, Run, Schedule
 from jobs.workflow_graph import StepSpec, steps_errors
+
+
+class BooleanField(serializers.BooleanField):
+    """JSON `true` or `false` only, as the schema says: DRF's own also takes
+    1, "yes", "on" and more, which came from HTML forms (the API reads JSON only)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid", input=data)
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.BooleanField: BooleanField,
+    }
 
 
 class ModelCleanMixin:
@@ -59,7 +76,7 @@ class WorkflowStepSerializer(serializers.Serializer):
         }
 
 
-class JobTypeSerializer(ModelCleanMixin, serializers.ModelSerializer):
+class JobTypeSerializer(ModelCleanMixin, ModelSerializer):
     steps = WorkflowStepSerializer(
         many=True, required=False, help_text="Kind workflow: its steps; they replace the current ones."
     )
@@ -309,7 +326,7 @@ class RunDetailSerializer(RunSerializer):
 
 
 class RerunRequestSerializer(serializers.Serializer):
-    from_failed = serializers.BooleanField(
+    from_failed = BooleanField(
         required=False,
         default=False,
         help_text="Workflow runs: reuse the results of the steps that succeeded and run only the rest.",
@@ -347,7 +364,7 @@ class LastRunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ScheduleSerializer(ModelCleanMixin, serializers.ModelSerializer):
+class ScheduleSerializer(ModelCleanMixin, ModelSerializer):
     job_type = serializers.SlugRelatedField(slug_field="name", queryset=JobType.objects.all())
     timing = serializers.CharField(source="timing_display", read_only=True)
     last_run = serializers.SerializerMethodField()

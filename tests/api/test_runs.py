@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from jobs.models import Run
+from jobs.models import JobType, Run, Schedule
 from tests.factories import JobTypeFactory, RunFactory
 
 SCHEMA = {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]}
@@ -147,6 +147,30 @@ def test_rerun_creates_a_new_run_with_the_same_params(api, job_type):
     assert response.status_code == 201
     new = Run.objects.get(pk=response.data["id"])
     assert (new.params, new.rerun_of, new.trigger) == ({"a": 1}, run, "rerun")
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/v1/runs/{run}/rerun/", {"from_failed": 0}),
+        ("/api/v1/job-types/{job_type}/", {"enabled": "yes"}),
+        ("/api/v1/schedules/", {"name": "s", "job_type": "{job_type}", "cron": "0 3 * * *", "enabled": 1}),
+    ],
+)
+def test_a_boolean_that_is_not_json_true_or_false_gets_a_400_and_writes_nothing(api, job_type, url, body):
+    """As the schema says: DRF on its own also takes 0, 1, "yes", "on" and the like (found by fuzzing)."""
+    run = RunFactory(job_type=job_type, status="failed")
+    url = url.format(run=run.pk, job_type=job_type.name)
+    body = {
+        key: value.format(job_type=job_type.name) if isinstance(value, str) else value for key, value in body.items()
+    }
+    send = api.patch if "job-types" in url else api.post
+    response = send(url, body, format="json")
+    assert response.status_code == 400
+    [field] = set(body) & {"from_failed", "enabled"}
+    assert response.json() == {field: ["Must be a valid boolean."]}
+    assert Run.objects.count() == 1 and not Schedule.objects.exists()
+    assert JobType.objects.get(pk=job_type.pk).enabled is True
 
 
 def test_rerun_of_an_unfinished_run_is_a_409(api, job_type):
