@@ -1,5 +1,7 @@
 """Run params: defaults applied, then checked against the job type's JSON Schema."""
 
+import json
+from functools import lru_cache
 from typing import Any
 
 from jsonschema import exceptions as jsonschema_exceptions
@@ -21,7 +23,7 @@ def params_errors(schema: dict, params: Any) -> list[str]:
     """Every way `params` breaks `schema`, each naming where: "count: 'x' is not of type 'integer'"."""
     if not isinstance(params, dict):
         return ["Params must be a JSON object."]
-    validator = validator_for(schema)(schema)
+    validator = _validator(json.dumps(schema, sort_keys=True))
     messages = []
     for error in sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path)):
         where = ".".join(str(part) for part in error.absolute_path)
@@ -31,3 +33,11 @@ def params_errors(schema: dict, params: Any) -> list[str]:
 
 def params_with_defaults(defaults: dict, params: dict | None) -> dict:
     return {**(defaults or {}), **(params or {})}
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: str):
+    """A compiled validator per schema (keyed by its JSON text, so an edited
+    schema gets a new one): the dispatcher checks thousands of params a tick."""
+    schema = json.loads(schema_json)
+    return validator_for(schema)(schema)
