@@ -134,14 +134,13 @@ def test_dispatchers_running_at_once_plan_and_release_each_tick_exactly_once(wor
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
 
     def dispatch_at_once(now) -> list[dict]:
+        command = [sys.executable, "-c", DISPATCHER, now.isoformat()]
         dispatchers = [
-            subprocess.Popen([sys.executable, "-c", DISPATCHER, now.isoformat()], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, text=True)  # fmt: skip
-            for _ in range(4)
+            subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for _ in range(4)
         ]
         return [json.loads(d.communicate(timeout=120)[0].strip().splitlines()[-1]) for d in dispatchers]
 
-    for round_ in range(3):
+    for _ in range(3):
         planning = dispatch_at_once(tick - timedelta(seconds=5))
         assert sum(d["planned"] for d in planning) == 60, planning
         assert Run.objects.filter(status="scheduled").count() == 60
