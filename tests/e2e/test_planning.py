@@ -6,6 +6,7 @@ cancelling a planned run skips that tick only.
 
 from datetime import timedelta
 
+from django.core.management import call_command
 from django.urls import reverse
 
 from jobs.dispatch import dispatch_due
@@ -83,6 +84,18 @@ def test_deleting_drops_the_planned_tick_and_keeps_the_runs_that_fired(worker, a
     Schedule.objects.filter(name="many").delete()  # the admin's bulk delete does this
     assert list(Run.objects.all()) == [fired]
     assert dispatch_due(now=one.next_run_at + HOUR)["released"] == 0
+
+
+def test_an_import_that_changes_a_schedule_plans_its_tick_again(worker, tmp_path):
+    schedule = hourly(params={"v": 1})
+    (first,) = plan(schedule)
+    exported = tmp_path / "job-types.yml"
+    call_command("export_job_types", "--output", str(exported))
+    exported.write_text(exported.read_text().replace("v: 1", "v: 2"))
+    call_command("import_job_types", str(exported))
+    assert not Run.objects.filter(pk=first.pk).exists()
+    (replanned,) = plan(schedule)
+    assert replanned.params == {"v": 2}
 
 
 def test_changing_its_job_type_plans_the_tick_again_from_it(worker):
