@@ -655,14 +655,15 @@ class ScheduleQuerySet(models.QuerySet):
                     changed.filter(pk=schedule.pk).update(next_run_at=schedule.compute_next_run(now))
         return count
 
-    update.queryset_only = True
+    update.alters_data = True
 
     def delete(self):
         with transaction.atomic():
             self.unplan(including_due=True)
             return super().delete()
 
-    delete.queryset_only = True
+    delete.alters_data = True
+    delete.queryset_only = True  # as Django's: no Schedule.objects.delete() of everything by mistake
 
     def unplan(self, *, including_due: bool = False) -> int:
         """Drop the runs planned for these schedules' next ticks that are still
