@@ -731,7 +731,10 @@ class Schedule(models.Model):
         indexes = [
             models.Index(fields=["next_run_at"], condition=Q(enabled=True), name="schedule_due"),
             # The dispatcher's "ticks to plan" and "planned ticks now past" queries.
-            models.Index(fields=["planned", "next_run_at"], condition=Q(enabled=True), name="schedule_plan"),
+            # Partial (not on planned, next_run_at): Django writes planned=False
+            # as `NOT planned`, which SQLite does not match with an index column.
+            models.Index(fields=["next_run_at"], condition=Q(enabled=True, planned=False), name="schedule_to_plan"),
+            models.Index(fields=["next_run_at"], condition=Q(enabled=True, planned=True), name="schedule_planned"),
         ]
 
     def __str__(self) -> str:
