@@ -5,8 +5,10 @@ For each N, runs a real Redis, celery beat (django-celery-beat's
 DatabaseScheduler) and workers for a few minutes twice, on a scratch database:
 
 - jobsite: N Schedules with cron '* * * * *'; beat sends `jobsite.dispatch`
-  every second and a dispatcher worker creates the runs; a worker runs them.
-  Lateness is run creation (committed in the same batch) minus tick time.
+  every second and a dispatcher worker plans each tick's runs ahead and
+  releases them at the tick; a worker runs them. Lateness is the run's
+  `released_at` (taken just before the UPDATE that makes it `pending`, whose
+  transaction commits right after) minus tick time.
 - stock: N plain PeriodicTasks on crontab '* * * * *' whose task records when
   it ran; lateness is that time minus tick time (an upper bound on how late
   beat sent it).
@@ -114,12 +116,14 @@ def _measure(stack: Stack, work: Path, count: int, mode: str, minutes: int) -> d
     fires: list[tuple[str, datetime, float]] = []  # (schedule, tick, lateness)
     probe_first = None
     if mode == "jobsite":
-        rows = Run.objects.filter(schedule__isnull=False).values_list("schedule__name", "schedule_tick", "created_at")
-        for name, tick, created in rows.iterator():
+        rows = Run.objects.filter(schedule__isnull=False, released_at__isnull=False).values_list(
+            "schedule__name", "schedule_tick", "released_at"
+        )
+        for name, tick, released in rows.iterator():
             if name == "probe":
-                probe_first = min(probe_first or created, created)
+                probe_first = min(probe_first or released, released)
             elif tick in ticks:
-                fires.append((name, tick, (created - tick).total_seconds()))
+                fires.append((name, tick, (released - tick).total_seconds()))
     else:
         client = redis.Redis.from_url(settings.REDIS_URL)
         for raw in client.lrange("bench:fires", 0, -1):

@@ -1,13 +1,34 @@
-"""The dispatcher: fires due schedules, releases due `scheduled` runs, and
-publishes the runs whose publish failed (the sweeper).
+"""The dispatcher: plans schedule ticks ahead, releases due `scheduled` runs,
+and publishes the runs whose publish failed (the sweeper).
 
 celery beat (django-celery-beat's DatabaseScheduler) sends `jobsite.dispatch`
 every second; whichever worker takes it claims what is due in batches, each in
 its own transaction, and publishes the runs once committed. Claims are row
 locks that skip rows another dispatcher holds (PostgreSQL) or whole-database
 write transactions (SQLite, BEGIN IMMEDIATE), so several dispatchers at once —
-two beats by mistake, many workers — never fire a tick twice; the unique
-(schedule, schedule_tick) key on runs stands behind that.
+two beats by mistake, many workers — never plan or release a tick twice; the
+unique (schedule, schedule_tick) key on runs stands behind that.
+
+Schedules are planned ahead. Creating a run costs validation and an insert
+of a wide row; making a run due costs one UPDATE. So when a schedule's next
+tick is less than JOBS_SCHEDULE_PLAN_AHEAD_SECONDS away, the dispatcher
+creates that tick's run, `scheduled` for the tick, through the trigger
+service's checks (run_build, once per job type and params), and marks the
+schedule `planned`; at the tick, the same release as for a run-later run
+makes it `pending` (one UPDATE per batch) and publishes it. So the work at
+the tick is small however many schedules share it, and how late a tick fired
+is the run's `released_at` minus the tick. Once the tick is past, the
+schedule's next_run_at moves on (missed ticks fire once, as one late run) and
+the next tick is planned when it comes within reach. A schedule has at most
+one planned run, for the tick at its next_run_at.
+
+A planned run is dropped, in the transaction that makes it out of date, when
+its schedule is edited, disabled or deleted or its job type changes (see
+Schedule.save and ScheduleQuerySet in models.py): the tick is then planned
+again from the schedule as it is. A user may cancel a planned run: that tick
+is skipped, the next one fires. `overlap: skip` is decided at the release,
+since the previous run may end between plan and tick: a skipped tick's run is
+deleted and the skip recorded on the schedule, as if never created.
 
 The sweeper. A trigger commits its run `pending` and publishes it after
 commit; when the broker is down the run stays `pending` (and a retry whose
@@ -30,10 +51,12 @@ message's worker is also lost and that message is handed out again while the
 second one runs would it run twice.
 """
 
+import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -54,118 +77,175 @@ def _claim(queryset):
 
 
 def dispatch_due(now: datetime | None = None) -> dict[str, int]:
-    """Fire every due schedule and release every due scheduled run."""
+    """Release every due scheduled run, then move schedules past their tick on
+    and plan the ticks coming within reach; then sweep unpublished runs."""
     now = now or timezone.now()
-    # Every batch is committed before any is published: how late a tick's runs
-    # are recorded must not grow with the time it takes to publish the others.
-    fired: list[Run] = []
-    while (batch := _fire_schedule_batch(now)) is not None:
-        fired += batch
-    released: list[Run] = []
-    while batch := _release_scheduled_batch(now):
-        released += batch
+    # The tick's work first, and every batch committed before any is
+    # published: how late a run is released must not grow with the time it
+    # takes to publish the others or to plan later ticks.
+    released = _release_due(now)
+    published = _publish(released)
+    while _advance_batch(now) is not None:
+        pass
+    planned = 0
+    while (batch := _plan_batch(now)) is not None:
+        planned += batch
+    # Ticks planned just now that are due already: a schedule created or
+    # edited a moment ago, or one that missed ticks while nothing dispatched.
+    late = _release_due(now)
+    published += _publish(late)
     republished: list[Run] = []
-    while batch := _republish_batch(now):
+    while batch := _republish_batch(timezone.now()):  # `now` may stand for a schedule clock ahead (tests)
         republished += batch
     return {
-        "fired": runs_publish(fired),
-        "released": runs_publish(released),
+        "planned": planned,
+        "released": len(released) + len(late),
+        "published": published,
         "republished": runs_publish(republished),
     }
 
 
-def _fire_schedule_batch(now: datetime) -> list[Run] | None:
-    """Claim up to BATCH_SIZE due schedules, create their runs and move them on.
+# --- Planning ------------------------------------------------------------------
 
-    Returns the runs created (to publish after commit), or None when nothing
-    was due.
+
+def _plan_batch(now: datetime) -> int | None:
+    """Claim up to BATCH_SIZE schedules whose next tick is within the planning
+    horizon and not planned yet, and create each tick's run, `scheduled`.
+
+    Returns how many runs were planned, or None when no schedule needed it.
     """
+    horizon = now + timedelta(seconds=settings.JOBS_SCHEDULE_PLAN_AHEAD_SECONDS)
     with transaction.atomic():
-        due = Schedule.objects.filter(enabled=True, next_run_at__lte=now).select_related("job_type")
-        schedules = list(_claim(due.order_by("next_run_at"))[:BATCH_SIZE])
+        due = Schedule.objects.filter(enabled=True, planned=False, next_run_at__lte=horizon).order_by("next_run_at")
+        rows = list(_claim(due).values_list("pk", "job_type_id", "params", "next_run_at")[:BATCH_SIZE])
+        if not rows:
+            return None
+        job_types = JobType.objects.in_bulk({job_type_id for _, job_type_id, _, _ in rows})
+        checked: dict[tuple, Run | ServiceError] = {}
+        runs, skipped = [], []
+        for schedule_id, job_type_id, params, tick in rows:
+            # Schedules share job types and often params: each pair is checked once.
+            key = (job_type_id, json.dumps(params, sort_keys=True))
+            if key not in checked:
+                try:
+                    job_type = job_types[job_type_id]
+                    checked[key] = run_build(job_type=job_type, params=params, trigger=Run.Trigger.SCHEDULE)
+                except ServiceError as exc:
+                    checked[key] = exc
+            template = checked[key]
+            if isinstance(template, ServiceError):
+                skipped.append((schedule_id, tick, str(template)))
+                continue
+            runs.append(
+                Run(
+                    job_type=template.job_type,
+                    params=template.params,
+                    trigger=Run.Trigger.SCHEDULE,
+                    status=Run.Status.SCHEDULED,
+                    scheduled_for=tick,
+                    schedule_id=schedule_id,
+                    schedule_tick=tick,
+                    created_at=now,
+                )
+            )
+        # The tick is decided: planned, or skipped with its reason recorded.
+        Schedule.objects.filter(pk__in=[row[0] for row in rows]).update(planned=True)
+        _record_skips(skipped)
+        # A tick that has a run already (planned again after an edit raced its
+        # release, or cancelled) keeps it: the unique key drops the new one.
+        Run.objects.bulk_create(runs, ignore_conflicts=True)
+        workflow_runs = [run for run in runs if run.job_type.kind == JobType.Kind.WORKFLOW]
+        if workflow_runs:
+            inserted = set(Run.objects.filter(pk__in=[run.pk for run in workflow_runs]).values_list("pk", flat=True))
+            for run in workflow_runs:
+                if run.pk in inserted:
+                    workflows.create_step_runs(parent=run)
+        return len(runs)
+
+
+def _advance_batch(now: datetime) -> int | None:
+    """Claim up to BATCH_SIZE planned schedules whose tick is past and move
+    their next_run_at on to the next tick after now (so ticks missed while
+    nothing dispatched fire once). Their runs are the release's business."""
+    with transaction.atomic():
+        past = Schedule.objects.filter(enabled=True, planned=True, next_run_at__lte=now).order_by("next_run_at")
+        timing = ("cron", "timezone", "interval_seconds", "start_at", "end_at", "created_at", "next_run_at")
+        schedules = list(_claim(past).only(*timing)[:BATCH_SIZE])
         if not schedules:
             return None
-        busy = _schedules_with_active_runs([s.pk for s in schedules if s.overlap == Schedule.Overlap.SKIP])
-        runs, skipped = [], []
+        by_next: dict[datetime | None, list[int]] = {}
         for schedule in schedules:
-            tick = schedule.next_run_at
-            # Ticks missed while nothing dispatched (the stack was down) are
-            # fired once, as this one, not once each.
-            schedule.next_run_at = schedule.compute_next_run(max(now, tick))
-            if schedule.pk in busy:
-                skipped.append((schedule, tick, "the previous run was still active (overlap: skip)"))
-                continue
-            try:
-                runs.append(
-                    run_build(
-                        job_type=schedule.job_type,
-                        params=schedule.params,
-                        trigger=Run.Trigger.SCHEDULE,
-                        schedule=schedule,
-                        schedule_tick=tick,
-                    )
-                )
-            except ServiceError as exc:
-                skipped.append((schedule, tick, str(exc)))
-        _save_next_runs(schedules)
-        for schedule, tick, reason in skipped:
-            Schedule.objects.filter(pk=schedule.pk).update(
-                skipped_ticks=F("skipped_ticks") + 1, last_skipped_at=tick, last_skip_reason=reason[:300]
+            following = schedule.compute_next_run(max(now, schedule.next_run_at))
+            by_next.setdefault(following, []).append(schedule.pk)
+        # One UPDATE per distinct next tick: schedules on the same cron share it.
+        for following, pks in by_next.items():
+            Schedule.objects.filter(pk__in=pks).update(next_run_at=following, planned=False)
+        return len(schedules)
+
+
+def _record_skips(skipped: list[tuple[int, datetime, str]]) -> None:
+    for schedule_id, tick, reason in skipped:
+        Schedule.objects.filter(pk=schedule_id).update(
+            skipped_ticks=F("skipped_ticks") + 1, last_skipped_at=tick, last_skip_reason=reason[:300]
+        )
+
+
+# --- Release -------------------------------------------------------------------
+
+
+def _release_due(now: datetime) -> list:
+    """Release every due scheduled run, batch by batch; the ids released."""
+    released: list = []
+    while (batch := _release_batch(now)) is not None:
+        released += batch
+    return released
+
+
+def _release_batch(now: datetime) -> list | None:
+    """Claim up to BATCH_SIZE `scheduled` runs whose time has come and make
+    them `pending` in one UPDATE, but for the ticks of `overlap: skip`
+    schedules whose previous run is still active: those are skipped.
+
+    Returns the ids released (to publish after commit), or None when nothing was due.
+    """
+    with transaction.atomic():
+        due = Run.objects.filter(status=Run.Status.SCHEDULED, scheduled_for__lte=now).order_by("scheduled_for")
+        rows = list(_claim(due).values_list("pk", "schedule_id", "schedule_tick", "schedule__overlap")[:BATCH_SIZE])
+        if not rows:
+            return None
+        may_skip = {sid for _, sid, tick, overlap in rows if tick is not None and overlap == Schedule.Overlap.SKIP}
+        busy = _schedules_with_active_runs(may_skip)
+        skipped = [(pk, sid, tick) for pk, sid, tick, _ in rows if sid in busy and tick is not None]
+        if skipped:
+            Run.objects.filter(pk__in=[pk for pk, _, _ in skipped]).delete()
+            reason = "the previous run was still active (overlap: skip)"
+            _record_skips([(sid, tick, reason) for _, sid, tick in skipped])
+        skipped_ids = {pk for pk, _, _ in skipped}
+        released = [pk for pk, _, _, _ in rows if pk not in skipped_ids]
+        if released:
+            Run.objects.filter(pk__in=released, status=Run.Status.SCHEDULED).update(
+                status=Run.Status.PENDING, released_at=timezone.now(), republish_after=republish_deadline()
             )
-        inserted = _insert(runs)
-        for run in inserted:
-            if run.job_type.kind == JobType.Kind.WORKFLOW:
-                workflows.create_step_runs(parent=run)
-        return inserted
+        return released
 
 
-def _save_next_runs(schedules: list[Schedule]) -> None:
-    """One UPDATE per distinct next fire: schedules on the same cron share it."""
-    by_next: dict[datetime | None, list[int]] = {}
-    for schedule in schedules:
-        by_next.setdefault(schedule.next_run_at, []).append(schedule.pk)
-    for next_run_at, pks in by_next.items():
-        Schedule.objects.filter(pk__in=pks).update(next_run_at=next_run_at)
-
-
-def _schedules_with_active_runs(schedule_ids: list[int]) -> set[int]:
+def _schedules_with_active_runs(schedule_ids: set[int]) -> set[int]:
     if not schedule_ids:
         return set()
-    active = Run.objects.filter(schedule_id__in=schedule_ids, status__in=Run.NOT_TERMINAL)
+    active = Run.objects.filter(schedule_id__in=schedule_ids, status__in=Run.ACTIVE_STATUSES)
     return set(active.values_list("schedule_id", flat=True).distinct())
 
 
-def _insert(runs: list[Run]) -> list[Run]:
-    """Insert the runs; one whose (schedule, tick) exists already is dropped."""
-    try:
-        with transaction.atomic():
-            Run.objects.bulk_create(runs)
-        return runs
-    except IntegrityError:
-        pass
-    inserted = []
-    for run in runs:
-        try:
-            with transaction.atomic():
-                run.save(force_insert=True)
-            inserted.append(run)
-        except IntegrityError:
-            logger.warning("Schedule %s tick %s already fired; not firing it again", run.schedule_id, run.schedule_tick)
-    return inserted
+def _publish(run_ids: list) -> int:
+    """Publish released runs, loaded a batch at a time; how many the broker took."""
+    published = 0
+    for start in range(0, len(run_ids), BATCH_SIZE):
+        chunk = run_ids[start : start + BATCH_SIZE]
+        published += runs_publish(list(Run.objects.filter(pk__in=chunk).select_related("job_type")))
+    return published
 
 
-def _release_scheduled_batch(now: datetime) -> list[Run]:
-    """Claim up to BATCH_SIZE `scheduled` runs whose time has come and make them `pending`."""
-    with transaction.atomic():
-        due = Run.objects.filter(status=Run.Status.SCHEDULED, scheduled_for__lte=now).select_related("job_type")
-        runs = list(_claim(due.order_by("scheduled_for"))[:BATCH_SIZE])
-        if runs:
-            Run.objects.filter(pk__in=[r.pk for r in runs], status=Run.Status.SCHEDULED).update(
-                status=Run.Status.PENDING, republish_after=republish_deadline()
-            )
-            for run in runs:
-                run.status = Run.Status.PENDING
-        return runs
+# --- Sweeper -------------------------------------------------------------------
 
 
 def _republish_batch(now: datetime) -> list[Run]:

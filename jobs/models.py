@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
@@ -97,6 +97,16 @@ class JobType(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        adding = self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if not adding:
+                # Runs planned ahead for its schedules were checked against its
+                # schema and enabled flag and hold its default params: plan
+                # them again from the job type as it is now.
+                Schedule.objects.filter(job_type=self).unplan()
 
     def clean(self) -> None:
         from .executors import executor_for
@@ -322,6 +332,13 @@ class Run(models.Model):
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     scheduled_for = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # When the run became due and was handed over to be queued (`pending`): at
+    # once for a run started now, at its time for a run-later or schedule run
+    # (whose row is created ahead, `scheduled`), when its dependencies succeeded
+    # for a workflow step. How late a schedule fired is this minus its tick.
+    released_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the run became due and was handed over to be queued."
+    )
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -451,7 +468,11 @@ class Run(models.Model):
     def mark_ready(self, *, params: dict) -> bool:
         """A workflow step: the steps it depends on succeeded, and its params are resolved."""
         return self._transition(
-            [self.Status.WAITING], status=self.Status.PENDING, params=params, republish_after=republish_deadline()
+            [self.Status.WAITING],
+            status=self.Status.PENDING,
+            params=params,
+            released_at=timezone.now(),
+            republish_after=republish_deadline(),
         )
 
     def mark_queued(self) -> bool:
@@ -615,16 +636,71 @@ class Run(models.Model):
         )
 
 
+def planned_runs(schedule_ids) -> models.QuerySet:
+    """The runs the dispatcher planned ahead for these schedules' next ticks
+    and has not released yet (see jobs/dispatch.py)."""
+    return Run.objects.filter(schedule_id__in=schedule_ids, status=Run.Status.SCHEDULED, schedule_tick__isnull=False)
+
+
 class ScheduleQuerySet(models.QuerySet):
     def with_last_run(self) -> "ScheduleQuerySet":
         """Annotated with `last_run_id`, `last_run_status` and `last_run_created_at`: one
-        subquery each, per schedule, on the (schedule, created_at) index of runs."""
-        last = Run.objects.filter(schedule=OuterRef("pk")).order_by("-created_at")
+        subquery each, per schedule, on the (schedule, created_at) index of runs.
+        The run planned for the next tick is not the last run yet."""
+        last = Run.objects.filter(schedule=OuterRef("pk")).exclude(status=Run.Status.SCHEDULED).order_by("-created_at")
         return self.annotate(
             last_run_id=Subquery(last.values("pk")[:1]),
             last_run_status=Subquery(last.values("status")[:1]),
             last_run_created_at=Subquery(last.values("created_at")[:1]),
         )
+
+    # Every way of changing or deleting schedules drops the runs planned for
+    # their next ticks in the same transaction, so an edit applies to the next
+    # tick however it was made: save() and delete() on a schedule, and these
+    # two for querysets (the admin's bulk delete, update() in code), which
+    # skip save() and delete() and send no signals that could do it instead.
+
+    def update(self, **changes) -> int:
+        if PLAN_FIELDS.isdisjoint(changes):
+            return super().update(**changes)  # the dispatcher's own bookkeeping
+        with transaction.atomic():
+            ids = list(self.values_list("pk", flat=True))
+            count = super().update(**changes)
+            changed = Schedule.objects.filter(pk__in=ids)
+            changed.unplan()
+            if not TIMING_FIELDS.isdisjoint(changes):  # count from now, as save() does
+                now = timezone.now()
+                for schedule in changed:
+                    changed.filter(pk=schedule.pk).update(next_run_at=schedule.compute_next_run(now))
+        return count
+
+    update.alters_data = True
+
+    def delete(self):
+        with transaction.atomic():
+            self.unplan(including_due=True)
+            return super().delete()
+
+    delete.alters_data = True
+    delete.queryset_only = True  # as Django's: no Schedule.objects.delete() of everything by mistake
+
+    def unplan(self, *, including_due: bool = False) -> int:
+        """Drop the runs planned for these schedules' next ticks that are still
+        to come, so that the dispatcher plans those ticks again from the
+        schedules as they are now. A tick whose time has come fires as planned
+        (its release may be under way), unless `including_due` (the schedules
+        are being deleted). A tick whose run was cancelled stays skipped (its
+        run keeps the tick). How many runs were dropped."""
+        ids = list(self.values_list("pk", flat=True))
+        if not ids:
+            return 0
+        with transaction.atomic():
+            planned = planned_runs(ids)
+            if not including_due:
+                planned = planned.filter(schedule_tick__gt=timezone.now())
+            dropped, _ = planned.delete()
+            Schedule.objects.filter(pk__in=ids, planned=True).update(planned=False)
+        return dropped
 
 
 class Schedule(models.Model):
@@ -651,6 +727,10 @@ class Schedule(models.Model):
     end_at = models.DateTimeField(null=True, blank=True, help_text="Fire nothing after this.")
     overlap = models.CharField(max_length=10, choices=Overlap.choices, default=Overlap.ALLOW)
     next_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The run for the tick at next_run_at exists already, `scheduled` (the
+    # dispatcher plans ticks ahead; jobs/dispatch.py), or that tick was decided
+    # otherwise (skipped, cancelled). next_run_at moves on once the tick is past.
+    planned = models.BooleanField(default=False, editable=False)
     skipped_ticks = models.PositiveIntegerField(default=0, editable=False)
     last_skipped_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_skip_reason = models.CharField(max_length=300, blank=True, editable=False)
@@ -659,12 +739,22 @@ class Schedule(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     TIMING_FIELDS = ("cron", "timezone", "interval_seconds", "start_at", "end_at", "enabled")
+    # Written by the dispatcher: saving an edit never writes back what it read
+    # before the dispatcher moved on (next_run_at only when the timing changed).
+    DISPATCHER_FIELDS = ("next_run_at", "planned", "skipped_ticks", "last_skipped_at", "last_skip_reason")
 
     objects = ScheduleQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
-        indexes = [models.Index(fields=["next_run_at"], condition=Q(enabled=True), name="schedule_due")]
+        indexes = [
+            models.Index(fields=["next_run_at"], condition=Q(enabled=True), name="schedule_due"),
+            # The dispatcher's "ticks to plan" and "planned ticks now past" queries.
+            # Partial (not on planned, next_run_at): Django writes planned=False
+            # as `NOT planned`, which SQLite does not match with an index column.
+            models.Index(fields=["next_run_at"], condition=Q(enabled=True, planned=False), name="schedule_to_plan"),
+            models.Index(fields=["next_run_at"], condition=Q(enabled=True, planned=True), name="schedule_planned"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -672,12 +762,27 @@ class Schedule(models.Model):
     def save(self, *args, **kwargs) -> None:
         # A new schedule, or one whose timing changed, counts from now; an edit
         # of its params alone keeps the fire it was waiting for.
-        if self._state.adding or self._timing_changed():
+        adding = self._state.adding
+        timing_changed = adding or self._timing_changed()
+        if timing_changed:
             self.next_run_at = self.compute_next_run(timezone.now())
-            if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "next_run_at"}
-        super().save(*args, **kwargs)
+        if not adding:
+            fields = kwargs.get("update_fields")
+            if fields is None:
+                fields = {f.name for f in self._meta.concrete_fields if not f.primary_key} - {*self.DISPATCHER_FIELDS}
+            kwargs["update_fields"] = {*fields, "planned", *(["next_run_at"] if timing_changed else [])}
+            self.planned = False
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if not adding:
+                # The tick planned ahead is planned again from the edited schedule.
+                Schedule.objects.filter(pk=self.pk).unplan()
         self._saved_timing = self._timing()
+
+    def delete(self, *args, **kwargs):
+        with transaction.atomic():
+            Schedule.objects.filter(pk=self.pk).unplan(including_due=True)  # its runs stay, not its planned tick
+            return super().delete(*args, **kwargs)
 
     def clean(self) -> None:
         from .params import params_errors, params_with_defaults
@@ -748,4 +853,10 @@ class Schedule(models.Model):
 
     @property
     def last_run(self) -> "Run | None":
-        return self.runs.order_by("-created_at").first()
+        """The newest run that fired (or was started by hand), not the one planned for the next tick."""
+        return self.runs.exclude(status=Run.Status.SCHEDULED).order_by("-created_at").first()
+
+
+# Fields whose change makes a planned run out of date (Schedule.objects.update()).
+PLAN_FIELDS = frozenset({"job_type", "job_type_id", "params", *Schedule.TIMING_FIELDS})
+TIMING_FIELDS = frozenset(Schedule.TIMING_FIELDS)

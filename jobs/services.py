@@ -96,12 +96,15 @@ def run_build(
         )
     if requested_by is not None and not requested_by.is_authenticated:
         requested_by = None
+    now = timezone.now()
     return Run(
         job_type=job_type,
         params=params,
         trigger=trigger,
         status=Run.Status.SCHEDULED if run_at else Run.Status.PENDING,
         scheduled_for=run_at,
+        created_at=now,
+        released_at=None if run_at else now,
         requested_by=requested_by,
         idempotency_key=idempotency_key or None,
         rerun_of=rerun_of,

@@ -243,6 +243,9 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"queue": JOBS_DISPATCH_QUEUE, "expire_seconds": 10},
     }
 }
+# The dispatcher creates a schedule tick's run this long before the tick, so
+# that at the tick it only has to release it (jobs/dispatch.py).
+JOBS_SCHEDULE_PLAN_AHEAD_SECONDS = env_int("JOBS_SCHEDULE_PLAN_AHEAD_SECONDS", 30)
 JOBS_TASK_MODULES = env_list("JOBS_TASK_MODULES")
 CELERY_IMPORTS = ["jobs.builtin", *JOBS_TASK_MODULES]
 

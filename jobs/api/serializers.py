@@ -234,6 +234,7 @@ class RunSerializer(DurationMixin, serializers.ModelSerializer):
             "idempotency_key",
             "scheduled_for",
             "created_at",
+            "released_at",
             "queued_at",
             "started_at",
             "finished_at",

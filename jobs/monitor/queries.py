@@ -140,8 +140,10 @@ def keyset_page(queryset: QuerySet, *, size: int, after: Cursor | None = None, b
 
 def upcoming_scheduled_runs(limit: int) -> list[Run]:
     """The next `limit` runs waiting for their `scheduled_for`, soonest first,
-    read from the (status, scheduled_for) index."""
-    return list(runs().filter(status=Run.Status.SCHEDULED).order_by("scheduled_for")[:limit])
+    read from the (status, scheduled_for) index: runs for later, and the runs
+    the dispatcher planned for schedules' next ticks (with their schedule)."""
+    waiting = runs().prefetch_related("schedule").filter(status=Run.Status.SCHEDULED)
+    return list(waiting.order_by("scheduled_for")[:limit])
 
 
 def upcoming_fires(limit: int) -> list[Schedule]:

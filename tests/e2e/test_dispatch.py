@@ -1,11 +1,16 @@
-"""The dispatcher, called as beat's message calls it, against a real worker."""
+"""The dispatcher, called as beat's message calls it, against a real worker.
 
+`dispatch_due(now=...)` with a time ahead stands for the clock having moved
+on, so that planning a tick ahead and releasing it at the tick need no sleeps."""
+
+import json
 import os
 import subprocess
 import sys
 import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from jobs.dispatch import dispatch_due
@@ -13,6 +18,8 @@ from jobs.models import Run, Schedule
 from jobs.services import run_cancel, run_create
 from tests.conftest import ROOT, _database_url, wait_for_run
 from tests.factories import JobTypeFactory
+
+AHEAD = timedelta(seconds=settings.JOBS_SCHEDULE_PLAN_AHEAD_SECONDS)
 
 
 def make_due(*schedules: Schedule, ago: float = 1) -> list:
@@ -22,22 +29,50 @@ def make_due(*schedules: Schedule, ago: float = 1) -> list:
     return [tick] * len(schedules)
 
 
+def planned_run(schedule: Schedule) -> Run:
+    return Run.objects.get(schedule=schedule, status="scheduled")
+
+
 def test_due_schedules_fire_once_with_their_params_and_move_on(worker):
     echo = JobTypeFactory(name="echo", default_params={"from": "defaults"})
     schedules = [
         Schedule.objects.create(name=f"s{i}", job_type=echo, params={"n": i}, interval_seconds=3600) for i in range(3)
     ]
     ticks = make_due(*schedules)
-    assert dispatch_due()["fired"] == 3
-    assert dispatch_due()["fired"] == 0  # the same ticks again: nothing
+    assert dispatch_due()["released"] == 3  # planned and, being due, released at once
+    assert dispatch_due()["released"] == 0  # the same ticks again: nothing
     runs = {run.schedule.name: run for run in Run.objects.select_related("schedule")}
     assert set(runs) == {"s0", "s1", "s2"}
     for i, schedule in enumerate(schedules):
         run = wait_for_run(runs[schedule.name])
         assert (run.status, run.trigger, run.schedule_tick) == ("succeeded", "schedule", ticks[i])
         assert run.result == {"from": "defaults", "n": i}
+        assert run.released_at >= run.created_at
         schedule.refresh_from_db()
         assert schedule.next_run_at > timezone.now()
+
+
+def test_a_tick_is_planned_ahead_as_a_scheduled_run_and_released_at_its_time(worker):
+    schedule = Schedule.objects.create(name="s", job_type=JobTypeFactory(name="echo"), params={"v": 1},
+                                       interval_seconds=3600)  # fmt: skip
+    tick = schedule.next_run_at
+    assert dispatch_due(now=tick - AHEAD - timedelta(seconds=1))["planned"] == 0  # not within reach yet
+    assert dispatch_due(now=tick - AHEAD / 2)["planned"] == 1
+    run = planned_run(schedule)
+    assert (run.scheduled_for, run.schedule_tick, run.released_at, run.params) == (tick, tick, None, {"v": 1})
+    schedule.refresh_from_db()
+    assert (schedule.next_run_at, schedule.planned) == (tick, True)  # the next fire is still that tick
+    assert schedule.last_run is None  # a planned run has not run
+    assert dispatch_due(now=tick - timedelta(seconds=1)) == {"planned": 0, "released": 0, "published": 0,
+                                                              "republished": 0}  # fmt: skip
+
+    assert dispatch_due(now=tick)["released"] == 1
+    run = wait_for_run(run)
+    assert (run.status, run.result) == ("succeeded", {"v": 1})
+    assert run.released_at <= run.queued_at <= run.started_at
+    schedule.refresh_from_db()
+    assert (schedule.next_run_at, schedule.planned) == (tick + timedelta(seconds=3600), False)
+    assert schedule.last_run == run
 
 
 def test_a_tick_that_already_fired_is_not_fired_again(worker):
@@ -45,23 +80,31 @@ def test_a_tick_that_already_fired_is_not_fired_again(worker):
     (tick,) = make_due(schedule)
     Run.objects.create(job_type=schedule.job_type, trigger="schedule", schedule=schedule, schedule_tick=tick,
                        status="succeeded")  # fmt: skip
-    assert dispatch_due()["fired"] == 0
+    assert dispatch_due()["released"] == 0
+    assert dispatch_due()["released"] == 0
     assert Run.objects.filter(schedule=schedule).count() == 1
     schedule.refresh_from_db()
     assert schedule.next_run_at > timezone.now()
 
 
-def test_overlap_skip_records_the_skipped_tick_while_a_run_is_active(worker):
+def test_overlap_skip_is_decided_at_the_tick_not_when_planned(worker):
     schedule = Schedule.objects.create(name="s", job_type=JobTypeFactory(), interval_seconds=3600, overlap="skip")
-    Run.objects.create(job_type=schedule.job_type, trigger="schedule", schedule=schedule, status="running")
-    (tick,) = make_due(schedule)
-    assert dispatch_due()["fired"] == 0
+    tick = schedule.next_run_at
+    previous = Run.objects.create(job_type=schedule.job_type, trigger="schedule", schedule=schedule, status="running")
+    assert dispatch_due(now=tick - timedelta(seconds=5))["planned"] == 1  # planned although a run is active
+    previous.mark_succeeded(result=None)  # ...which ends before the tick
+    assert dispatch_due(now=tick)["released"] == 1
+
+    # The next tick is planned while nothing runs, but at its time a run is active: skipped.
+    following = tick + timedelta(seconds=3600)
+    assert dispatch_due(now=following - timedelta(seconds=5))["planned"] == 1
+    Run.objects.create(job_type=schedule.job_type, trigger="admin", schedule=schedule, status="running")
+    assert dispatch_due(now=following)["released"] == 0
+    assert not Run.objects.filter(schedule=schedule, schedule_tick=following).exists()
     schedule.refresh_from_db()
-    assert (schedule.skipped_ticks, schedule.last_skipped_at) == (1, tick)
+    assert (schedule.skipped_ticks, schedule.last_skipped_at) == (1, following)
     assert "previous run was still active" in schedule.last_skip_reason
-    Run.objects.filter(schedule=schedule).update(status="succeeded")
-    make_due(schedule)
-    assert dispatch_due()["fired"] == 1
+    assert schedule.next_run_at == following + timedelta(seconds=3600)
 
 
 def test_a_schedule_of_a_disabled_job_type_records_why_it_did_not_fire(worker):
@@ -69,32 +112,43 @@ def test_a_schedule_of_a_disabled_job_type_records_why_it_did_not_fire(worker):
     schedule.job_type.enabled = False
     schedule.job_type.save()
     make_due(schedule)
-    assert dispatch_due()["fired"] == 0
+    assert dispatch_due()["released"] == 0
     schedule.refresh_from_db()
     assert "is disabled" in schedule.last_skip_reason
 
 
 DISPATCHER = """
+import json, sys
 import django
 django.setup()
+from datetime import datetime
 from jobs.dispatch import dispatch_due
-print(dispatch_due()["fired"])
+print(json.dumps(dispatch_due(now=datetime.fromisoformat(sys.argv[1]))))
 """
 
 
-def test_dispatchers_running_at_once_fire_each_tick_exactly_once(worker):
+def test_dispatchers_running_at_once_plan_and_release_each_tick_exactly_once(worker):
     job_type = JobTypeFactory(name="noop", queue="nobody-listens")
-    schedules = [Schedule.objects.create(name=f"s{i}", job_type=job_type, interval_seconds=3600) for i in range(60)]
+    schedules = [Schedule.objects.create(name=f"s{i}", job_type=job_type, cron="0 * * * *") for i in range(60)]
+    tick = schedules[0].next_run_at  # on the hour, as for every one of them
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
-    for round_ in range(3):
-        make_due(*schedules, ago=round_ + 1)
+
+    def dispatch_at_once(now) -> list[dict]:
+        command = [sys.executable, "-c", DISPATCHER, now.isoformat()]
         dispatchers = [
-            subprocess.Popen([sys.executable, "-c", DISPATCHER], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-            for _ in range(4)
+            subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for _ in range(4)
         ]
-        fired = [int(d.communicate(timeout=120)[0].strip().splitlines()[-1]) for d in dispatchers]
-        assert sum(fired) == 60, fired
+        return [json.loads(d.communicate(timeout=120)[0].strip().splitlines()[-1]) for d in dispatchers]
+
+    for _ in range(3):
+        planning = dispatch_at_once(tick - timedelta(seconds=5))
+        assert sum(d["planned"] for d in planning) == 60, planning
+        assert Run.objects.filter(status="scheduled").count() == 60
+        releasing = dispatch_at_once(tick)
+        assert sum(d["released"] for d in releasing) == 60, releasing
+        tick += timedelta(seconds=3600)
     assert Run.objects.count() == 180
+    assert Run.objects.filter(status="scheduled").count() == 0
     per_tick = Run.objects.values_list("schedule_id", "schedule_tick")
     assert len(set(per_tick)) == 180
 

@@ -62,6 +62,17 @@ def test_the_dashboard_lists_runs_scheduled_for_later_soonest_first_and_bounded(
     assert 'href="/monitor/runs/?status=scheduled"' in upcoming
 
 
+def test_a_tick_planned_ahead_shows_as_coming_up_and_not_as_the_last_run(staff_client):
+    schedule = make_schedule("nightly")
+    fired = RunFactory(job_type=schedule.job_type, schedule=schedule, trigger="schedule", status="succeeded")
+    planned = RunFactory(job_type=schedule.job_type, schedule=schedule, trigger="schedule", status="scheduled",
+                         scheduled_for=schedule.next_run_at, schedule_tick=schedule.next_run_at)  # fmt: skip
+    upcoming = section(staff_client.get("/monitor/"), "upcoming")
+    assert f'data-run="{planned.pk}"' in upcoming
+    assert "planned by schedule nightly" in upcoming
+    assert Schedule.objects.with_last_run().get().last_run_id == fired.pk == schedule.last_run.pk
+
+
 def test_the_dashboard_says_when_nothing_is_coming_up(staff_client):
     upcoming = section(staff_client.get("/monitor/"), "upcoming")
     assert "No enabled schedule will fire." in upcoming
