@@ -7,13 +7,15 @@ Inside a test's transaction Django writes each `transaction.atomic()` as a
 SAVEPOINT and its RELEASE, which the counts include; outside one, the same
 blocks are a BEGIN and a COMMIT."""
 
+from types import SimpleNamespace
+
 import pytest
 from celery import states
 from celery.app.task import Context
 from django.db import connection
 from django_celery_results.models import TaskResult
 
-from jobs import services
+from jobs import services, signals
 from jobs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
 from jobs.models import Run
 from jobsite.celery import app
@@ -75,10 +77,22 @@ def test_it_records_a_success_and_its_task_result_in_one_transaction(job_type, d
     run.refresh_from_db()
     assert (run.status, run.result) == (Run.Status.SUCCEEDED, {"n": 1})
     assert TaskResult.objects.get(task_id=str(run.pk)).status == states.SUCCESS
-    # The task_success signal that follows leaves the run to the backend.
-    from jobs.results import RECORDED_ATTRIBUTE
 
-    assert getattr(request, RECORDED_ATTRIBUTE) is True
+
+def test_the_success_signal_leaves_a_run_the_backend_ended_alone(job_type, django_assert_num_queries):
+    run = RunFactory(job_type=job_type, status=Run.Status.RUNNING, attempts=1)
+    request = worker_request(run)
+    app.backend.store_result(str(run.pk), {"n": 1}, states.SUCCESS, request=request)
+    with django_assert_num_queries(0):
+        signals.on_task_success(sender=SimpleNamespace(request=request), result={"n": 1})
+
+
+def test_with_another_result_backend_the_success_signal_ends_the_run(job_type, django_assert_num_queries):
+    run = RunFactory(job_type=job_type, status=Run.Status.RUNNING, attempts=1)
+    with django_assert_num_queries(1):  # the conditional UPDATE
+        signals.on_task_success(sender=SimpleNamespace(request=worker_request(run)), result={"n": 1})
+    run.refresh_from_db()
+    assert (run.status, run.result) == (Run.Status.SUCCEEDED, {"n": 1})
 
 
 def test_a_late_success_changes_neither_a_cancelled_run_nor_costs_more(job_type, django_assert_num_queries):
