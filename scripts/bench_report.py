@@ -145,8 +145,8 @@ BENCHES = [
                 ("pool MiB at 1,000 → end, Jobsite", "Jobsite pool growth %"),
             ),
         ],
-        per_database={SQLITE: ["--runs", "5000"], POSTGRES: ["--runs", "10000"]},
-        note="10,000 jobs on PostgreSQL (where the goals are set), 5,000 on SQLite to save time; "
+        per_database={SQLITE: ["--runs", "3000"], POSTGRES: ["--runs", "10000"]},
+        note="10,000 jobs on PostgreSQL (where the goals are set), 3,000 on SQLite to save time; "
         "`bench/throughput.py --runs 10000` on SQLite too (README).",
     ),
     Bench(
