@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from jobsite.celery import app
 
-from . import notifications, workflows
+from . import durability, notifications, workflows
 from .executors import WAITS_HEADER, executor_for
 from .models import JobType, NotifyOn, Run, Schedule
 from .params import params_errors, params_with_defaults
@@ -162,7 +162,10 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
                        len(runs) - len(published), exc_info=True)  # fmt: skip
     if published:
         now = timezone.now()
-        Run.objects.filter(pk__in=published, status=Run.Status.PENDING).update(status=Run.Status.QUEUED, queued_at=now)
+        with durability.progress_commit():  # lost in a database crash: published again by the sweeper
+            Run.objects.filter(pk__in=published, status=Run.Status.PENDING).update(
+                status=Run.Status.QUEUED, queued_at=now
+            )
         for run in runs[: len(published)]:
             if run.status == Run.Status.PENDING:
                 run.status, run.queued_at = Run.Status.QUEUED, now
@@ -281,7 +284,8 @@ def run_started(
     """A task of this run is about to execute: start an attempt, or say why not.
 
     The usual case (a job type without max_concurrency, the run queued) is one
-    UPDATE. Otherwise the run is read, and:
+    UPDATE, whose commit does not wait for the disk (jobs/durability.py).
+    Otherwise the run is read, and:
     - ended already (cancelled, or a late duplicate message): skip the task;
     - `running` and the message was handed out again (`redelivered`): the
       worker that ran it was lost (killed, its process died). That attempt is
@@ -293,7 +297,9 @@ def run_started(
     - at max_concurrency: wait `queued`, without counting an attempt.
     `can_hold`: whether the task can be held back at all (it is a RunTask).
     """
-    if Run(pk=run_id).mark_started(worker=worker, unlimited_only=can_hold):
+    with durability.progress_commit():  # lost in a database crash: the run's durable end covers it
+        started = Run(pk=run_id).mark_started(worker=worker, unlimited_only=can_hold)
+    if started:
         _workflow_started(run_id, parent_id)
         return GO
     run = Run.objects.select_related("job_type", "parent__job_type").filter(pk=run_id).first()

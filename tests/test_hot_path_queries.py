@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 from celery import states
 from celery.app.task import Context
+from django.db import connection
 from django_celery_results.models import TaskResult
 
 from jobs import services, signals
@@ -24,6 +25,12 @@ from tests.factories import JobTypeFactory, RunFactory
 @pytest.fixture
 def broker(redis_server, settings):
     settings.CELERY_BROKER_URL = redis_server
+
+
+def synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
 
 
 def worker_request(run: Run) -> Context:
@@ -120,3 +127,20 @@ def test_it_retries_a_run_with_one_read_and_one_update(db, broker, django_assert
         services.run_failed(run_id=str(run.pk), error="ValueError: no")
     run.refresh_from_db()
     assert (run.status, len(run.earlier_attempts)) == (Run.Status.RETRYING, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_start_commits_without_waiting_for_the_disk(django_assert_num_queries):
+    run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.QUEUED)
+    postgres = connection.vendor == "postgresql"
+    # PostgreSQL: the UPDATE in a transaction of its own with synchronous_commit
+    # off (jobs/durability.py); SQLite in WAL mode commits without an fsync anyway.
+    setting = synchronous_commit() if postgres else None
+    with django_assert_num_queries(4 if postgres else 1) as captured:
+        services.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
+    if postgres:
+        statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
+        assert statements == ["BEGIN", "SET", "UPDATE", "COMMIT"]
+        assert synchronous_commit() == setting  # changed for that transaction only
+    run.refresh_from_db()
+    assert run.status == Run.Status.RUNNING
