@@ -2,6 +2,7 @@
 #
 #   make run   [PORT=8000]                    web, worker, beat and Flower via honcho
 #   make test  [DB=sqlite|postgres] [PYTEST_ARGS="-k foo"]
+#   make bench [DB=sqlite]                    every benchmark, small sizes; writes BENCHMARKS.md
 #   make bench-monitor [DB=sqlite|postgres]   monitoring pages at 1,000 vs 1,000,000 runs
 #   make lint | make format | make clean
 
@@ -18,7 +19,7 @@ PYTHON_CANDIDATES := $(or $(PYTHON),python3 python3.13 python3.12 python3.11)
 
 # PORT, DB and PYTEST_ARGS reach the scripts as make exports command-line variables.
 
-.PHONY: help venv run test bench-monitor lint format clean
+.PHONY: help venv run test bench bench-monitor lint format clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,6 +45,9 @@ run: venv ## Start Redis (if needed), migrate, then web + worker + beat + Flower
 
 test: venv ## ruff, migrations and schema checks, pytest on SQLite then PostgreSQL
 	@scripts/test.sh
+
+bench: venv ## Every benchmark in bench/ at small sizes, SQLite and PostgreSQL; writes BENCHMARKS.md
+	@scripts/bench-all.sh
 
 bench-monitor: venv ## Time the monitoring pages at 1,000 and 1,000,000 runs, on SQLite and PostgreSQL
 	@scripts/bench.sh bench/monitor_scale.py $(BENCH_ARGS)

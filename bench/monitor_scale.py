@@ -83,6 +83,7 @@ COLUMNS = [
     "started_at",
     "finished_at",
     "attempts",
+    "earlier_attempts",
     "worker",
     "result",
     "error",
@@ -161,6 +162,7 @@ def plain_rows(n: int, job_type_ids: list[int], now):
             "started_at": started,
             "finished_at": finished,
             "attempts": 0 if started is None else 1,
+            "earlier_attempts": [],
             "worker": "" if started is None else f"celery@bench-{i % 4}",
             "result": {"ok": True, "n": i} if status == "succeeded" else None,
             "error": "RuntimeError: boom" if status == "failed" else "",
@@ -213,7 +215,7 @@ def fill(alias: str, n: int, job_type_ids: list[int], schedule_ids: list[int], w
     return time.perf_counter() - started
 
 
-JSON_COLUMNS = ("params", "result", "depends_on", "notify_emails", "notify_outcome")
+JSON_COLUMNS = ("params", "earlier_attempts", "result", "depends_on", "notify_emails", "notify_outcome")
 
 
 # --- One database per size, and a router to pick one ---------------------------------

@@ -6,13 +6,18 @@ settings and the same worker (prefork, concurrency 2, queue `celery`):
 
 - jobsite: N runs of a `task` job type (jobs.builtin.echo) through the trigger
   service (`run_create`, as the API calls it), tracked by the worker;
-- celery: N plain `send_task` of the same task, django-celery-results storing
-  each result (the same result backend Jobsite uses).
+- celery: N plain `send_task` (what `apply_async` does) of the same task,
+  the same result backend storing each result (as a task that is not a run,
+  django-celery-results stores it unchanged).
 
 Reports jobs per second end to end (first trigger to last result), their ratio,
-Jobsite's database queries per run (trigger and tracking, counted in-process
-with the same code the web and worker processes run), and the worker's memory
-at run 1,000 and at the end.
+the database statements per run (trigger, start, and end with its TaskResult;
+counted in-process with the code the web and worker processes run) and, on
+PostgreSQL, the WAL flushes (fsyncs, what durable commits wait for) per run,
+counted by the server over the whole run; the resident memory of
+the worker's pool processes at job 1,000 and at the last job, and the peak of
+the whole worker. Goals (issue 8): ratio >= 0.8 on PostgreSQL, pool memory
+within 10% from job 1,000 to the last.
 
     .venv/bin/python bench/throughput.py --runs 10000          # SQLite
     scripts/bench.sh bench/throughput.py --runs 10000          # SQLite, then PostgreSQL
@@ -20,8 +25,10 @@ at run 1,000 and at the end.
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,32 +47,99 @@ def _wait_ready(app, timeout: float = 60) -> None:
 CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
 
 
-def queries_per_run() -> dict[str, int]:
-    """Jobsite's own queries for one run, by phase, with the code the web and
-    worker processes run (the trigger's publish to Redis included). BEGIN,
-    COMMIT and savepoints are not counted: `transactions` counts the COMMITs."""
+def queries_per_run(mode: str) -> dict[str, int]:
+    """The database statements of one run, by phase, made by the code the web
+    and worker processes run: the trigger (its publish to Redis included), the
+    start, and the end with its TaskResult row, stored by the configured result
+    backend as Celery's worker stores it. BEGIN, COMMIT and savepoints are not
+    counted."""
+    from celery import states
+    from celery.app.task import Context
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from jobs import services
+    from jobs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
     from jobs.models import JobType, Run
+    from jobsite.celery import app
 
-    job_type = JobType.objects.get(name="noop")
     phases = {}
-    with CaptureQueriesContext(connection) as phases["trigger"]:
-        run, _ = services.run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
-    with CaptureQueriesContext(connection) as phases["start"]:
-        services.run_started(run_id=str(run.pk), worker="bench", parent_id="")
+    if mode == "jobsite":
+        job_type = JobType.objects.get(name="noop")
+        with CaptureQueriesContext(connection) as phases["trigger"]:
+            run, _ = services.run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
+        task_id, headers = str(run.pk), {RUN_HEADER: True, NOTIFY_HEADER: "never", PARENT_HEADER: ""}
+        with CaptureQueriesContext(connection) as phases["start"]:
+            services.run_started(run_id=task_id, worker="bench", parent_id="")
+    else:
+        task_id, headers = "plain-celery-task", {}
+    request = Context(id=task_id, task="jobs.builtin.echo", hostname="bench", args=[], kwargs={}, **headers)
     with CaptureQueriesContext(connection) as phases["finish"]:
-        services.run_succeeded(run_id=str(run.pk), result={}, notify_on="never", parent_id="")
+        app.backend.store_result(task_id, {}, states.SUCCESS, request=request)
+        if mode == "jobsite":
+            # What the task_success signal handler does after the backend (jobs/signals.py).
+            from jobs.signals import on_task_success
+
+            on_task_success(sender=type("Sender", (), {"request": request})(), result={})
     counts = {
         name: sum(not q["sql"].upper().startswith(CONTROL) for q in captured.captured_queries)
         for name, captured in phases.items()
     }
-    counts["transactions"] = sum(
-        q["sql"].upper().startswith("COMMIT") for captured in phases.values() for q in captured.captured_queries
-    )
+    counts["total"] = sum(counts.values())
     return counts
+
+
+def wal_flushes() -> int | None:
+    """How many times PostgreSQL has flushed its WAL to disk (an fsync each,
+    what a durable commit waits for), in the whole (throwaway) cluster."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT wal_sync FROM pg_stat_wal")
+        return cursor.fetchone()[0]
+
+
+def pool_memory(worker_pid: int) -> int:
+    """Resident bytes of the worker's pool processes (its children), summed."""
+    children = []
+    for task in os.listdir(f"/proc/{worker_pid}/task"):
+        with open(f"/proc/{worker_pid}/task/{task}/children") as f:
+            children.extend(int(child) for child in f.read().split())
+    return sum(tree_usage(child)[1] for child in children)
+
+
+class Progress(threading.Thread):
+    """Polls how many jobs have ended, ten times a second, and samples the
+    worker's memory: its pool processes at job 1,000 and at the last job, and
+    the peak of the pool and of the whole worker (main process included)."""
+
+    def __init__(self, done, worker_pid: int, runs: int):
+        super().__init__(daemon=True)
+        self.done, self.worker_pid, self.runs = done, worker_pid, runs
+        self.memory_at_1000 = self.memory_at_end = self.memory_peak = self.tree_peak = 0
+        self.finished_at = 0.0
+
+    def run(self) -> None:
+        from django import db
+
+        try:
+            while True:
+                finished = self.done()
+                memory = pool_memory(self.worker_pid)
+                self.memory_peak = max(self.memory_peak, memory)
+                self.tree_peak = max(self.tree_peak, tree_usage(self.worker_pid)[1])
+                if not self.memory_at_1000 and finished >= min(1000, self.runs):
+                    self.memory_at_1000 = memory
+                if finished >= self.runs:
+                    self.finished_at = time.perf_counter()
+                    self.memory_at_end = memory
+                    return
+                time.sleep(0.1)
+        finally:
+            db.connections.close_all()
 
 
 def run_one(mode: str, runs: int) -> dict:
@@ -104,18 +178,19 @@ def run_one(mode: str, runs: int) -> dict:
             def done() -> int:
                 return TaskResult.objects.count()
 
+        flushes_before = wal_flushes()
+        progress = Progress(done, worker.pid, runs)
         started = time.perf_counter()
+        progress.start()
         for i in range(runs):
             trigger(i)
         published = time.perf_counter() - started
-        memory_at_1000 = None
-        while (finished := done()) < runs:
-            if memory_at_1000 is None and finished >= min(1000, runs):
-                memory_at_1000 = tree_usage(worker.pid)[1]
-            time.sleep(0.2)
-        elapsed = time.perf_counter() - started
-        memory_end = tree_usage(worker.pid)[1]
+        progress.join()
+        elapsed = progress.finished_at - started
+        time.sleep(1)  # backends report their WAL statistics about once a second
+        flushes = wal_flushes()
         failed = Run.objects.exclude(status=Run.Status.SUCCEEDED).count() if mode == "jobsite" else 0
+        mib = lambda size: round(size / 2**20, 1)  # noqa: E731
         result = {
             "mode": mode,
             "database": "postgresql" if database_url.startswith("postgres") else "sqlite",
@@ -124,11 +199,14 @@ def run_one(mode: str, runs: int) -> dict:
             "publish_seconds": round(published, 2),
             "jobs_per_second": round(runs / elapsed, 1),
             "failed": failed,
-            "worker_mib_at_1000": round((memory_at_1000 or memory_end) / 2**20, 1),
-            "worker_mib_at_end": round(memory_end / 2**20, 1),
+            "pool_mib_at_1000": mib(progress.memory_at_1000),
+            "pool_mib_at_end": mib(progress.memory_at_end),
+            "pool_mib_peak": mib(progress.memory_peak),
+            "worker_mib_peak": mib(progress.tree_peak),
+            "memory_growth_percent": round(100 * (progress.memory_at_end / progress.memory_at_1000 - 1), 1),
+            "wal_flushes_per_run": None if flushes is None else round((flushes - flushes_before) / runs, 2),
+            "queries_per_run": queries_per_run(mode),
         }
-        if mode == "jobsite":
-            result["queries_per_run"] = queries_per_run()
         return result
     finally:
         stack.stop()
@@ -138,6 +216,7 @@ def run_one(mode: str, runs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10000)
+    parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -152,18 +231,33 @@ def main() -> None:
         if done.returncode != 0:
             sys.exit(f"the {mode} run failed:\n{done.stderr[-3000:]}")
         results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
-    celery, jobsite = results["celery"], results["jobsite"]
-    queries = jobsite["queries_per_run"]
-    print("| database | runs | plain Celery jobs/s | Jobsite jobs/s | ratio | Jobsite queries per run "
-          "(trigger + start + finish) | worker MiB at 1,000 → end (Celery / Jobsite) | failed |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---|---|---:|")
-    print(
-        f"| {jobsite['database']} | {args.runs:,} | {celery['jobs_per_second']} | {jobsite['jobs_per_second']} "
-        f"| {jobsite['jobs_per_second'] / celery['jobs_per_second']:.2f} "
-        f"| {queries['trigger']} + {queries['start']} + {queries['finish']} "
-        f"= {queries['trigger'] + queries['start'] + queries['finish']} "
-        f"| {celery['worker_mib_at_1000']} → {celery['worker_mib_at_end']} / "
-        f"{jobsite['worker_mib_at_1000']} → {jobsite['worker_mib_at_end']} | {jobsite['failed']} |"
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    print(table(results["celery"], results["jobsite"]))
+
+
+def table(celery: dict, jobsite: dict) -> str:
+    queries, plain = jobsite["queries_per_run"], celery["queries_per_run"]
+    flushes = (
+        f"{celery['wal_flushes_per_run']} / {jobsite['wal_flushes_per_run']}"
+        if jobsite["wal_flushes_per_run"] is not None
+        else "—"
+    )
+    return "\n".join(
+        [
+            "| database | runs | plain Celery jobs/s | Jobsite jobs/s | ratio | Jobsite queries per run "
+            "(trigger + start + finish) | plain Celery queries per task | WAL flushes per run (Celery / Jobsite) "
+            "| Jobsite publish (s) | pool MiB at 1,000 → end, Celery | pool MiB at 1,000 → end, Jobsite "
+            "| Jobsite pool growth % | worker peak MiB (Celery / Jobsite) | failed |",
+            "|---|---:|---:|---:|---:|---|---:|---|---:|---|---|---:|---|---:|",
+            f"| {jobsite['database']} | {jobsite['runs']:,} | {celery['jobs_per_second']} "
+            f"| {jobsite['jobs_per_second']} | {jobsite['jobs_per_second'] / celery['jobs_per_second']:.2f} "
+            f"| {queries['trigger']} + {queries['start']} + {queries['finish']} = {queries['total']} "
+            f"| {plain['total']} | {flushes} | {jobsite['publish_seconds']} "
+            f"| {celery['pool_mib_at_1000']} → {celery['pool_mib_at_end']} "
+            f"| {jobsite['pool_mib_at_1000']} → {jobsite['pool_mib_at_end']} | {jobsite['memory_growth_percent']} "
+            f"| {celery['worker_mib_peak']} / {jobsite['worker_mib_peak']} | {jobsite['failed']} |",
+        ]
     )
 
 

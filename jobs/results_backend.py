@@ -1,14 +1,37 @@
-"""django-celery-results' database backend, within Jobsite's size limits.
+"""Jobsite's Celery result backend (settings: CELERY_RESULT_BACKEND):
+django-celery-results' database backend, with two changes.
 
-The TaskResult row of a task keeps its return value (or its exception) and
-its traceback; they are cut like the run's own (jobs/limits.py), so a task
+Sizes. The TaskResult row of a task keeps its return value (or its exception)
+and its traceback; they are cut like the run's own (jobs/limits.py), so a task
 returning megabytes does not store them twice.
+
+One commit per successful run. With the stock backend a successful run costs
+two commits at its end: Celery stores the TaskResult, then the task_success
+signal ends the Run. A commit is what a run costs most on a durable database
+(an fsync each on PostgreSQL), so the backend ends the Run itself, in the
+TaskResult's transaction, with the same service the signal calls, and tells
+the signal handler so (jobs/signals.py). Every other task, and every other
+state, is stored as django-celery-results stores it; with any other result
+backend the signal handler ends runs on its own.
 """
 
 from celery import states
 from django_celery_results.backends.database import DatabaseBackend as ResultsDatabaseBackend
 
+from . import services
+from .executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
 from .limits import bounded_error, bounded_result, bounded_traceback
+
+# Set on a task's request once its run's success is recorded with its result.
+RECORDED_ATTRIBUTE = "jobsite_success_recorded"
+
+
+def request_header(request, name: str):
+    """A header of a task's request: custom headers are top-level in the
+    message protocol 2, under `headers` in older ones."""
+    if request is None:
+        return None
+    return getattr(request, name, None) or (getattr(request, "headers", None) or {}).get(name)
 
 
 def _bounded_exception(result):
@@ -20,6 +43,8 @@ def _bounded_exception(result):
 
 
 class DatabaseBackend(ResultsDatabaseBackend):
+    """django-celery-results' backend within Jobsite's size limits."""
+
     def _store_result(self, task_id, result, status, traceback=None, request=None, using=None):
         if status == states.SUCCESS:
             result = bounded_result(result)
@@ -28,3 +53,23 @@ class DatabaseBackend(ResultsDatabaseBackend):
         if traceback:
             traceback = bounded_traceback(traceback)
         return super()._store_result(task_id, result, status, traceback=traceback, request=request, using=using)
+
+
+class RunResultBackend(DatabaseBackend):
+    """DatabaseBackend that ends a successful run in its TaskResult's transaction."""
+
+    def _store_result(self, task_id, result, status, traceback=None, request=None, using=None):
+        if status != states.SUCCESS or not request_header(request, RUN_HEADER):
+            return super()._store_result(task_id, result, status, traceback, request, using)
+        # run_succeeded cuts the run's copy of the result; DatabaseBackend cuts the TaskResult's.
+        services.run_succeeded(
+            run_id=task_id,
+            result=result,
+            notify_on=request_header(request, NOTIFY_HEADER),
+            parent_id=request_header(request, PARENT_HEADER),
+            record=lambda: super(RunResultBackend, self)._store_result(
+                task_id, result, status, traceback, request, using
+            ),
+        )
+        setattr(request, RECORDED_ATTRIBUTE, True)
+        return result

@@ -8,6 +8,7 @@ the same way.
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from django.utils import timezone
 
 from jobsite.celery import app
 
-from . import notifications, workflows
+from . import durability, notifications, workflows
 from .executors import WAITS_HEADER, executor_for
 from .models import JobType, NotifyOn, Run, Schedule
 from .params import params_errors, params_with_defaults
@@ -164,7 +165,10 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
                        len(runs) - len(published), exc_info=True)  # fmt: skip
     if published:
         now = timezone.now()
-        Run.objects.filter(pk__in=published, status=Run.Status.PENDING).update(status=Run.Status.QUEUED, queued_at=now)
+        with durability.progress_commit():  # lost in a database crash: published again by the sweeper
+            Run.objects.filter(pk__in=published, status=Run.Status.PENDING).update(
+                status=Run.Status.QUEUED, queued_at=now
+            )
         for run in runs[: len(published)]:
             if run.status == Run.Status.PENDING:
                 run.status, run.queued_at = Run.Status.QUEUED, now
@@ -283,7 +287,8 @@ def run_started(
     """A task of this run is about to execute: start an attempt, or say why not.
 
     The usual case (a job type without max_concurrency, the run queued) is one
-    UPDATE. Otherwise the run is read, and:
+    UPDATE, whose commit does not wait for the disk (jobs/durability.py).
+    Otherwise the run is read, and:
     - ended already (cancelled, or a late duplicate message): skip the task;
     - `running` and the message was handed out again (`redelivered`): the
       worker that ran it was lost (killed, its process died). That attempt is
@@ -295,7 +300,9 @@ def run_started(
     - at max_concurrency: wait `queued`, without counting an attempt.
     `can_hold`: whether the task can be held back at all (it is a RunTask).
     """
-    if Run(pk=run_id).mark_started(worker=worker, unlimited_only=can_hold):
+    with durability.progress_commit():  # lost in a database crash: the run's durable end covers it
+        started = Run(pk=run_id).mark_started(worker=worker, unlimited_only=can_hold)
+    if started:
         _workflow_started(run_id, parent_id)
         return GO
     run = Run.objects.select_related("job_type", "parent__job_type").filter(pk=run_id).first()
@@ -368,15 +375,29 @@ def run_wait_for_slot(*, run: Run, waits: int) -> None:
     executor_for(run.job_type.kind).publish(run, countdown=delay, headers={WAITS_HEADER: waits + 1})
 
 
-def run_succeeded(*, run_id: str, result: Any, notify_on: str | None = None, parent_id: str | None = None) -> None:
+def run_succeeded(
+    *,
+    run_id: str,
+    result: Any,
+    notify_on: str | None = None,
+    parent_id: str | None = None,
+    record: Callable[[], Any] | None = None,
+) -> None:
     """`notify_on` and `parent_id`: what the run's message says (so that the
     usual run, that notifies nobody and has no workflow, costs no query); None
-    if unknown, then looked up."""
+    if unknown, then looked up. `record`: a write committed in the same
+    transaction as the run's success (the TaskResult row, jobs/results_backend.py), so
+    that the run's end costs one commit; its notification and its workflow's
+    advance come after that commit."""
     if notify_on is None:
         run = Run.objects.select_related("job_type").filter(pk=run_id).first()
         notify_on = notifications.notify_on_for(run) if run else NotifyOn.NEVER
     notify = notifications.wants_notification(notify_on, Run.Status.SUCCEEDED)
-    if Run(pk=run_id).mark_succeeded(result=result, notify=notify) and notify:
+    with transaction.atomic() if record else contextlib.nullcontext():
+        ended = Run(pk=run_id).mark_succeeded(result=result, notify=notify)
+        if record:
+            record()
+    if ended and notify:
         notifications.notify_later(run_id)
     parent_id = _parent_id(run_id, parent_id)
     if parent_id:

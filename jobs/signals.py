@@ -10,12 +10,12 @@ from django import db
 from . import services
 from .executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER, RunFailed
 from .models import Run
+from .results_backend import RECORDED_ATTRIBUTE, request_header
 from .runtask import START_ATTRIBUTE, RunTask
 
 
 def _header(task, name: str):
-    request = task.request
-    return request.get(name) or (request.headers or {}).get(name)
+    return request_header(task.request, name)
 
 
 def _run_id(task) -> str | None:
@@ -40,7 +40,8 @@ def on_task_prerun(task_id, task, **_):
 @signals.task_success.connect
 def on_task_success(sender, result, **_):
     run_id = _run_id(sender)
-    if run_id:
+    # Jobsite's result backend (jobs/results_backend.py) ended the run with its TaskResult.
+    if run_id and not getattr(sender.request, RECORDED_ATTRIBUTE, False):
         services.run_succeeded(
             run_id=run_id,
             result=result,

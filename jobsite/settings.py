@@ -203,9 +203,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,
 }
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
-# django-celery-results' database backend, with results and tracebacks cut
-# like the runs' own (JOBS_RESULT_MAX_BYTES, JOBS_ERROR_MAX_CHARS).
-CELERY_RESULT_BACKEND = "jobs.results_backend:DatabaseBackend"
+# django-celery-results' database backend, with results and tracebacks cut like
+# the runs' own (JOBS_RESULT_MAX_BYTES, JOBS_ERROR_MAX_CHARS), and a run's success
+# recorded in the same transaction as its TaskResult row (one commit, not two).
+CELERY_RESULT_BACKEND = "jobs.results_backend:RunResultBackend"
 CELERY_RESULT_EXTENDED = True
 CELERY_CACHE_BACKEND = "django-cache"
 CELERY_TASK_SERIALIZER = "json"

@@ -21,6 +21,7 @@ main() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     export SECRET_KEY="${SECRET_KEY:-insecure-key-for-benchmarks-only}"
+    ensure_redis_server_binary
 
     case "${DB:-}" in
         "" | sqlite)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark in bench/ at sizes that fit a few minutes, on
+# SQLite and (where it matters) a throwaway PostgreSQL, then BENCHMARKS.md
+# (scripts/bench_report.py). Installs Redis and PostgreSQL like `make test`.
+#   DB=sqlite                      SQLite only
+#   BENCH_ARGS="--only throughput latency"
+set -euo pipefail
+
+# shellcheck source=scripts/test.sh
+source "$(dirname "${BASH_SOURCE[0]}")/test.sh"
+# A cluster of its own (it can run beside `make test`), durable like a real one.
+PG_CLUSTER_NAME="bench-$$"
+PG_DURABLE=1
+
+main() {
+    cd "$ROOT"
+    require_venv
+    mkdir -p "$RUN_DIR"
+    trap pg_stop EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    export SECRET_KEY="${SECRET_KEY:-insecure-key-for-benchmarks-only}"
+    ensure_redis_server_binary
+    unset DATABASE_URL
+    case "${DB:-}" in
+        sqlite) ;;
+        "")
+            ensure_postgres_binaries
+            stage "start a throwaway PostgreSQL"
+            pg_start
+            ;;
+        *) die "DB must be 'sqlite' (SQLite only) or unset (SQLite and PostgreSQL), not '$DB'" ;;
+    esac
+    # shellcheck disable=SC2086 # BENCH_ARGS is a list of words
+    python scripts/bench_report.py ${BENCH_ARGS:-}
+}
+
+main "$@"

@@ -1,0 +1,146 @@
+"""What a run costs the database: the queries of its trigger and of each state
+change on the worker, pinned (bench/throughput.py measures what they cost in
+time). Each test calls what the API or the worker's hooks call, with real
+objects and a real Redis; a count is deterministic, a time is not.
+
+Inside a test's transaction Django writes each `transaction.atomic()` as a
+SAVEPOINT and its RELEASE, which the counts include; outside one, the same
+blocks are a BEGIN and a COMMIT."""
+
+from types import SimpleNamespace
+
+import pytest
+from celery import states
+from celery.app.task import Context
+from django.db import connection
+from django_celery_results.models import TaskResult
+
+from jobs import services, signals
+from jobs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
+from jobs.models import Run
+from jobsite.celery import app
+from tests.factories import JobTypeFactory, RunFactory
+
+
+@pytest.fixture
+def broker(redis_server, settings):
+    settings.CELERY_BROKER_URL = redis_server
+
+
+def synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+def worker_request(run: Run) -> Context:
+    """A run's task request as the worker builds it from the message Jobsite
+    published (message protocol 2 puts custom headers at the top level)."""
+    headers = {RUN_HEADER: True, NOTIFY_HEADER: "never", PARENT_HEADER: ""}
+    return Context(id=str(run.pk), task=run.job_type.task, hostname="w@host", args=[], kwargs={}, **headers)
+
+
+def test_it_triggers_a_run_with_one_insert_and_one_update(broker, job_type, django_assert_num_queries,
+                                                          django_capture_on_commit_callbacks):  # fmt: skip
+    # SAVEPOINT, INSERT the run, RELEASE; once committed: publish, then UPDATE it `queued`.
+    with django_assert_num_queries(4), django_capture_on_commit_callbacks(execute=True):
+        run, created = services.run_create(job_type=job_type, params={"n": 1}, trigger=Run.Trigger.API)
+    run.refresh_from_db()
+    assert created and run.status == Run.Status.QUEUED
+
+
+def test_it_triggers_a_run_over_the_api_with_a_fixed_number_of_queries(broker, api, job_type,
+                                                                       django_assert_max_num_queries,
+                                                                       django_capture_on_commit_callbacks):  # fmt: skip
+    # The token and the user's permissions, the job type, the run's writes (as above).
+    with django_assert_max_num_queries(8), django_capture_on_commit_callbacks(execute=True):
+        response = api.post(f"/api/v1/job-types/{job_type.name}/run/", {"params": {}}, format="json")
+    assert response.status_code == 201
+    assert Run.objects.get(pk=response.data["id"]).status == Run.Status.QUEUED
+
+
+def test_it_starts_a_run_with_one_update(job_type, django_assert_num_queries):
+    run = RunFactory(job_type=job_type, status=Run.Status.QUEUED)
+    with django_assert_num_queries(1):
+        start = services.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
+    run.refresh_from_db()
+    assert start.go and (run.status, run.attempts, run.worker) == (Run.Status.RUNNING, 1, "w@host")
+
+
+def test_it_records_a_success_and_its_task_result_in_one_transaction(job_type, django_assert_num_queries):
+    run = RunFactory(job_type=job_type, status=Run.Status.RUNNING, attempts=1)
+    request = worker_request(run)
+    # SAVEPOINT; UPDATE the run; django-celery-results' SELECT, SAVEPOINT, INSERT,
+    # RELEASE of the TaskResult; RELEASE. Outside a test: one COMMIT for both rows.
+    with django_assert_num_queries(7):
+        app.backend.store_result(str(run.pk), {"n": 1}, states.SUCCESS, request=request)
+    run.refresh_from_db()
+    assert (run.status, run.result) == (Run.Status.SUCCEEDED, {"n": 1})
+    assert TaskResult.objects.get(task_id=str(run.pk)).status == states.SUCCESS
+
+
+def test_the_success_signal_leaves_a_run_the_backend_ended_alone(job_type, django_assert_num_queries):
+    run = RunFactory(job_type=job_type, status=Run.Status.RUNNING, attempts=1)
+    request = worker_request(run)
+    app.backend.store_result(str(run.pk), {"n": 1}, states.SUCCESS, request=request)
+    with django_assert_num_queries(0):
+        signals.on_task_success(sender=SimpleNamespace(request=request), result={"n": 1})
+
+
+def test_with_another_result_backend_the_success_signal_ends_the_run(job_type, django_assert_num_queries):
+    run = RunFactory(job_type=job_type, status=Run.Status.RUNNING, attempts=1)
+    with django_assert_num_queries(1):  # the conditional UPDATE
+        signals.on_task_success(sender=SimpleNamespace(request=worker_request(run)), result={"n": 1})
+    run.refresh_from_db()
+    assert (run.status, run.result) == (Run.Status.SUCCEEDED, {"n": 1})
+
+
+def test_a_late_success_changes_neither_a_cancelled_run_nor_costs_more(job_type, django_assert_num_queries):
+    run = RunFactory(job_type=job_type, status=Run.Status.CANCELLED)
+    with django_assert_num_queries(7):
+        app.backend.store_result(str(run.pk), {"n": 1}, states.SUCCESS, request=worker_request(run))
+    run.refresh_from_db()
+    assert (run.status, run.result) == (Run.Status.CANCELLED, None)
+
+
+def test_another_tasks_result_is_stored_as_django_celery_results_stores_it(db, django_assert_num_queries):
+    request = Context(id="not-a-run", task="jobs.builtin.echo", hostname="w@host", args=[], kwargs={})
+    with django_assert_num_queries(4):  # SELECT, SAVEPOINT, INSERT, RELEASE
+        app.backend.store_result("not-a-run", {"n": 1}, states.SUCCESS, request=request)
+    assert TaskResult.objects.get(task_id="not-a-run").status == states.SUCCESS
+    assert not Run.objects.exists()
+
+
+def test_it_fails_a_run_with_one_read_and_one_update(db, django_assert_num_queries):
+    run = RunFactory(job_type=JobTypeFactory(max_retries=0), status=Run.Status.RUNNING, attempts=1)
+    with django_assert_num_queries(2):
+        services.run_failed(run_id=str(run.pk), error="ValueError: no")
+    run.refresh_from_db()
+    assert (run.status, run.error) == (Run.Status.FAILED, "ValueError: no")
+
+
+def test_it_retries_a_run_with_one_read_and_one_update(db, broker, django_assert_num_queries):
+    run = RunFactory(job_type=JobTypeFactory(max_retries=1), status=Run.Status.RUNNING, attempts=1)
+    # The read, the UPDATE to `retrying` with the attempt recorded, the publish
+    # with a countdown, and runs_publish's UPDATE of runs still `pending` (none here).
+    with django_assert_num_queries(3):
+        services.run_failed(run_id=str(run.pk), error="ValueError: no")
+    run.refresh_from_db()
+    assert (run.status, len(run.earlier_attempts)) == (Run.Status.RETRYING, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_start_commits_without_waiting_for_the_disk(django_assert_num_queries):
+    run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.QUEUED)
+    postgres = connection.vendor == "postgresql"
+    # PostgreSQL: the UPDATE in a transaction of its own with synchronous_commit
+    # off (jobs/durability.py); SQLite in WAL mode commits without an fsync anyway.
+    setting = synchronous_commit() if postgres else None
+    with django_assert_num_queries(4 if postgres else 1) as captured:
+        services.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
+    if postgres:
+        statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
+        assert statements == ["BEGIN", "SET", "UPDATE", "COMMIT"]
+        assert synchronous_commit() == setting  # changed for that transaction only
+    run.refresh_from_db()
+    assert run.status == Run.Status.RUNNING
