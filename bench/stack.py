@@ -57,8 +57,14 @@ def drop_database(url: str) -> None:
         import psycopg
 
         parsed = urlparse(url)
+        name = parsed.path.lstrip("/")
         with psycopg.connect(urlunparse(parsed._replace(path="/postgres")), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{parsed.path.lstrip("/")}" WITH (FORCE)')
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except psycopg.errors.InsufficientPrivilege:
+                # FORCE may not end an autovacuum worker (a superuser's
+                # process) busy after a big delete; a plain DROP cancels it.
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 class Stack:
