@@ -13,14 +13,7 @@ PG_CLUSTER_NAME="bench-$$"
 PG_DURABLE=1
 
 main() {
-    cd "$ROOT"
-    require_venv
-    mkdir -p "$RUN_DIR"
-    trap pg_stop EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    export SECRET_KEY="${SECRET_KEY:-insecure-key-for-benchmarks-only}"
-    ensure_redis_server_binary
+    begin_bench
     unset DATABASE_URL
     case "${DB:-}" in
         sqlite) ;;

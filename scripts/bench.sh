@@ -13,15 +13,8 @@ PG_CLUSTER_NAME="bench-$$"
 PG_DURABLE=1
 
 main() {
-    cd "$ROOT"
-    require_venv
+    begin_bench
     [[ $# -ge 1 && -f $1 ]] || die "usage: scripts/bench.sh bench/SCRIPT.py [arguments]"
-    mkdir -p "$RUN_DIR"
-    trap pg_stop EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    export SECRET_KEY="${SECRET_KEY:-insecure-key-for-benchmarks-only}"
-    ensure_redis_server_binary
 
     case "${DB:-}" in
         "" | sqlite)

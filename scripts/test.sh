@@ -144,6 +144,24 @@ pg_stop() {
     PG_STARTED=0
 }
 
+# The start of every script here: at the checkout, with its venv, and any
+# cluster started here stopped on the way out.
+begin() {
+    cd "$ROOT"
+    require_venv
+    mkdir -p "$RUN_DIR"
+    trap pg_stop EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# begin, for a benchmark: a SECRET_KEY of its own unless given, and redis-server.
+begin_bench() {
+    begin
+    export SECRET_KEY="${SECRET_KEY:-insecure-key-for-benchmarks-only}"
+    ensure_redis_server_binary
+}
+
 # run_pytest LABEL [ENV=VALUE...]: pytest with PYTEST_ARGS and this script's args.
 run_pytest() {
     local label=$1 rc=0
@@ -157,12 +175,7 @@ run_pytest() {
 }
 
 main() {
-    cd "$ROOT"
-    require_venv
-    mkdir -p "$RUN_DIR"
-    trap pg_stop EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
+    begin
 
     local run_sqlite=1 run_postgres=1
     case "${DB:-}" in
