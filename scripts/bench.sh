@@ -8,10 +8,6 @@ set -euo pipefail
 
 # shellcheck source=scripts/test.sh
 source "$(dirname "${BASH_SOURCE[0]}")/test.sh"
-# A cluster of its own (it can run beside `make test`), durable like a real one.
-PG_CLUSTER_NAME="bench-$$"
-PG_DURABLE=1
-
 main() {
     begin_bench
     [[ $# -ge 1 && -f $1 ]] || die "usage: scripts/bench.sh bench/SCRIPT.py [arguments]"

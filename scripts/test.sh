@@ -155,9 +155,12 @@ begin() {
     trap 'exit 143' TERM
 }
 
-# begin, for a benchmark: a SECRET_KEY of its own unless given, and redis-server.
+# begin, for a benchmark: a SECRET_KEY of its own unless given, redis-server, and
+# a cluster of its own (it can run beside `make test`), durable like a real one.
 begin_bench() {
     begin
+    PG_CLUSTER_NAME="bench-$$"
+    PG_DURABLE=1
     export SECRET_KEY="${SECRET_KEY:-insecure-key-for-benchmarks-only}"
     ensure_redis_server_binary
 }
