@@ -4,6 +4,7 @@
 #   make test  [DB=sqlite|postgres] [PYTEST_ARGS="-k foo"]
 #   make bench [DB=sqlite]                    every benchmark, small sizes; writes BENCHMARKS.md
 #   make bench-monitor [DB=sqlite|postgres]   monitoring pages at 1,000 vs 1,000,000 runs
+#   make bench-schedules [DB=sqlite|postgres] 1,000 and 10,000 every-minute schedules vs stock beat
 #   make lint | make format | make clean
 
 SHELL := bash
@@ -19,7 +20,7 @@ PYTHON_CANDIDATES := $(or $(PYTHON),python3 python3.13 python3.12 python3.11)
 
 # PORT, DB and PYTEST_ARGS reach the scripts as make exports command-line variables.
 
-.PHONY: help venv run test bench bench-monitor lint format clean
+.PHONY: help venv run test bench bench-monitor bench-schedules lint format clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +49,9 @@ test: venv ## ruff, migrations and schema checks, pytest on SQLite then PostgreS
 
 bench: venv ## Every benchmark in bench/ at small sizes, SQLite and PostgreSQL; writes BENCHMARKS.md
 	@scripts/bench-all.sh
+
+bench-schedules: venv ## 1,000 and 10,000 every-minute schedules for 3 minutes, Jobsite beside stock beat
+	@scripts/bench.sh bench/schedules.py $(or $(BENCH_ARGS),--schedules 1000 10000 --minutes 3)
 
 bench-monitor: venv ## Time the monitoring pages at 1,000 and 1,000,000 runs, on SQLite and PostgreSQL
 	@scripts/bench.sh bench/monitor_scale.py $(BENCH_ARGS)
