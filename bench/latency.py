@@ -2,7 +2,8 @@
 """Latency of single runs: Jobsite over the API vs plain Celery, one at a time.
 
 - jobsite: POST /api/v1/job-types/noop/run/ (token auth, against the web
-  process), then the run's `started_at` and `finished_at` from the database;
+  process: gunicorn as docker/ deploys it, or `--web runserver` as `make run`
+  starts it), then the run's `started_at` and `finished_at` from the database;
 - celery: `send_task` of a task that returns the time it started, result read
   from django-celery-results.
 
@@ -24,7 +25,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import Stack, bench_environment, drop_database, free_port, percentile, scratch_database_url, workdir
+from bench.stack import (
+    WEB_SERVERS,
+    Stack,
+    bench_environment,
+    drop_database,
+    free_port,
+    percentile,
+    scratch_database_url,
+    web_command,
+    workdir,
+)
 
 
 def wait_for(condition, timeout: float, what: str):
@@ -39,6 +50,7 @@ def wait_for(condition, timeout: float, what: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--web", choices=WEB_SERVERS, default="gunicorn", help="the web server (default gunicorn)")
     args = parser.parse_args()
     work = workdir()
     database_url = scratch_database_url(work)
@@ -61,7 +73,7 @@ def main() -> None:
         JobType.objects.create(name="noop", kind="task", task="jobs.builtin.echo")
         token = Token.objects.create(user=User.objects.create_superuser("bench", password="bench-only-password")).key
         stack.celery("worker", "worker", "-l", "warning", "-Q", "celery", "-c", "2", "-P", "prefork")
-        stack.start("web", [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"])
+        stack.start("web", web_command(args.web, port, workers=2))
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Token {token}"})
         wait_for(lambda: app.control.ping(timeout=0.5), 60, "the worker")
 

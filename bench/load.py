@@ -46,6 +46,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stack import (
+    WEB_SERVERS,
     Sampler,
     Stack,
     bench_environment,
@@ -53,6 +54,7 @@ from bench.stack import (
     free_port,
     percentile,
     scratch_database_url,
+    web_command,
     workdir,
 )
 
@@ -202,12 +204,7 @@ def own_stack(args) -> dict:
         connections.close_all()
 
         port = free_port()
-        if args.web == "gunicorn":
-            web = [sys.executable, "-m", "gunicorn", "jobsite.wsgi", "-b", f"127.0.0.1:{port}"]
-            web += ["-w", str(args.web_workers), "--access-logfile", "-", "--log-level", "warning"]
-        else:
-            web = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
-        stack.start("web", web)
+        stack.start("web", web_command(args.web, port, args.web_workers))
         stack.celery("worker", "worker", "-l", "warning", "-E", "-c", str(args.worker_concurrency), "-n", "worker@%h")
         stack.celery("dispatcher", "worker", "-l", "warning", "-Q", "jobsite", "-c", "2", "-n", "dispatcher@%h")
         stack.celery("beat", "beat", "-l", "warning", "--pidfile=", "-s", str(work / "beat-schedule"))
@@ -280,7 +277,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for the runs to end")
     parser.add_argument("--url", help="load this running stack instead of starting one")
     parser.add_argument("--token", help="with --url: an API token")
-    parser.add_argument("--web", choices=["runserver", "gunicorn"], default="runserver")
+    parser.add_argument("--web", choices=WEB_SERVERS, default="runserver")
     parser.add_argument("--web-workers", type=int, default=4, help="gunicorn worker processes (default 4)")
     parser.add_argument("--worker-concurrency", type=int, default=2, help="job worker processes (make run's 2)")
     parser.add_argument("--json", type=Path, help="also write the result here")

@@ -67,6 +67,17 @@ def drop_database(url: str) -> None:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
+WEB_SERVERS = ("gunicorn", "runserver")
+
+
+def web_command(server: str, port: int, workers: int = 4) -> list[str]:
+    """The web process: gunicorn as docker/ deploys it, or runserver as `make run` starts it."""
+    if server == "gunicorn":
+        return [sys.executable, "-m", "gunicorn", "jobsite.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers),
+                "--access-logfile", "-", "--log-level", "warning"]  # fmt: skip
+    return [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+
+
 class Stack:
     """Redis plus Celery processes for one benchmark run, stopped together."""
 

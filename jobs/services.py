@@ -132,8 +132,12 @@ def run_create(*, idempotency_key: str | None = None, reuse_steps_of: Run | None
         existing = Run.objects.filter(job_type=run.job_type, idempotency_key=idempotency_key).first()
         if existing:
             return existing, False
+    # One INSERT needs no transaction of its own (BEGIN and COMMIT are two more
+    # round trips): only a workflow run's steps, written with it, or a caller's
+    # transaction (a savepoint, so that a duplicate key does not break it) need one.
+    atomic = run.job_type.kind == JobType.Kind.WORKFLOW or transaction.get_connection().in_atomic_block
     try:
-        with transaction.atomic():
+        with transaction.atomic() if atomic else contextlib.nullcontext():
             run.save(force_insert=True)
             if run.job_type.kind == JobType.Kind.WORKFLOW:
                 workflows.create_step_runs(parent=run, reuse_from=reuse_steps_of)
@@ -287,7 +291,7 @@ def run_started(
     """A task of this run is about to execute: start an attempt, or say why not.
 
     The usual case (a job type without max_concurrency, the run queued) is one
-    UPDATE, whose commit does not wait for the disk (jobs/durability.py).
+    UPDATE.
     Otherwise the run is read, and:
     - ended already (cancelled, or a late duplicate message): skip the task;
     - `running` and the message was handed out again (`redelivered`): the
@@ -300,8 +304,9 @@ def run_started(
     - at max_concurrency: wait `queued`, without counting an attempt.
     `can_hold`: whether the task can be held back at all (it is a RunTask).
     """
-    with durability.progress_commit():  # lost in a database crash: the run's durable end covers it
-        started = Run(pk=run_id).mark_started(worker=worker, unlimited_only=can_hold)
+    # A plain UPDATE, durable: the non-durable commit (jobs/durability.py) costs
+    # three more round trips before the task runs, more than the disk flush here.
+    started = Run(pk=run_id).mark_started(worker=worker, unlimited_only=can_hold)
     if started:
         _workflow_started(run_id, parent_id)
         return GO

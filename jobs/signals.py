@@ -25,6 +25,7 @@ def _run_id(task) -> str | None:
 
 @signals.task_prerun.connect
 def on_task_prerun(task_id, task, **_):
+    _database_checkup(task)
     run_id = _run_id(task)
     if run_id:
         start = services.run_started(
@@ -66,6 +67,19 @@ def on_task_failure(sender, task_id, exception, einfo=None, **_):
     else:
         error = f"{type(exception).__name__}: {exception}"
         services.run_failed(run_id=run_id, error=error, traceback=einfo.traceback if einfo else "")
+
+
+@signals.task_postrun.connect
+def on_task_postrun(task, **_):
+    _database_checkup(task)
+
+
+def _database_checkup(task) -> None:
+    """Around each task, what Django does around each request: drop a database
+    connection older than CONN_MAX_AGE, or one that broke (settings:
+    CELERY_DB_REUSE_MAX, which keeps Celery from closing it after every task)."""
+    if not task.request.is_eager:
+        db.close_old_connections()
 
 
 @signals.task_revoked.connect

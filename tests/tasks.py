@@ -134,3 +134,13 @@ def fail_once(self) -> str:
 def big_result(size: int) -> dict[str, str]:
     """A result of about `size` bytes as JSON."""
     return {"data": "x" * size}
+
+
+@shared_task(name="tests.database_session")
+def database_session(**_: Any) -> dict[str, Any]:
+    """Which database session ran this task: PostgreSQL's backend process id."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return {"backend_pid": cursor.fetchone()[0]}

@@ -70,13 +70,30 @@ def test_it_starts_a_run_with_one_update(job_type, django_assert_num_queries):
 def test_it_records_a_success_and_its_task_result_in_one_transaction(job_type, django_assert_num_queries):
     run = RunFactory(job_type=job_type, status=Run.Status.RUNNING, attempts=1)
     request = worker_request(run)
-    # SAVEPOINT; UPDATE the run; django-celery-results' SELECT, SAVEPOINT, INSERT,
-    # RELEASE of the TaskResult; RELEASE. Outside a test: one COMMIT for both rows.
-    with django_assert_num_queries(7):
+    # SAVEPOINT; UPDATE the run; INSERT the TaskResult (an upsert); RELEASE.
+    # Outside a test: BEGIN, the two writes, and one COMMIT for both rows.
+    with django_assert_num_queries(4):
         app.backend.store_result(str(run.pk), {"n": 1}, states.SUCCESS, request=request)
     run.refresh_from_db()
     assert (run.status, run.result) == (Run.Status.SUCCEEDED, {"n": 1})
     assert TaskResult.objects.get(task_id=str(run.pk)).status == states.SUCCESS
+
+
+def test_a_success_after_a_failed_attempt_replaces_its_task_result(job_type):
+    run = RunFactory(job_type=job_type, status=Run.Status.RUNNING, attempts=2)
+    request = worker_request(run)
+    app.backend.store_result(str(run.pk), ValueError("first attempt"), states.FAILURE, request=request)
+    created = TaskResult.objects.get(task_id=str(run.pk)).date_created
+    app.backend.store_result(str(run.pk), {"n": 2}, states.SUCCESS, request=request)
+    task_result = TaskResult.objects.get(task_id=str(run.pk))
+    assert (task_result.status, task_result.result, task_result.task_name) == (
+        states.SUCCESS,
+        '{"n": 2}',
+        job_type.task,
+    )
+    assert task_result.date_created == created and task_result.date_done >= created
+    # What Celery reads back for the task id, as for any task.
+    assert app.AsyncResult(str(run.pk)).result == {"n": 2}
 
 
 def test_the_success_signal_leaves_a_run_the_backend_ended_alone(job_type, django_assert_num_queries):
@@ -97,7 +114,7 @@ def test_with_another_result_backend_the_success_signal_ends_the_run(job_type, d
 
 def test_a_late_success_changes_neither_a_cancelled_run_nor_costs_more(job_type, django_assert_num_queries):
     run = RunFactory(job_type=job_type, status=Run.Status.CANCELLED)
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(4):
         app.backend.store_result(str(run.pk), {"n": 1}, states.SUCCESS, request=worker_request(run))
     run.refresh_from_db()
     assert (run.status, run.result) == (Run.Status.CANCELLED, None)
@@ -130,17 +147,28 @@ def test_it_retries_a_run_with_one_read_and_one_update(db, broker, django_assert
 
 
 @pytest.mark.django_db(transaction=True)
-def test_outside_a_transaction_the_start_commits_without_waiting_for_the_disk(django_assert_num_queries):
-    run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.QUEUED)
+def test_outside_a_transaction_a_trigger_is_one_insert_then_the_queued_mark(broker, django_assert_num_queries):
+    job_type = JobTypeFactory()
     postgres = connection.vendor == "postgresql"
-    # PostgreSQL: the UPDATE in a transaction of its own with synchronous_commit
-    # off (jobs/durability.py); SQLite in WAL mode commits without an fsync anyway.
+    # The INSERT commits on its own (no BEGIN/COMMIT around one statement); once
+    # published, the `queued` mark (PostgreSQL: without waiting for the disk,
+    # jobs/durability.py; SQLite in WAL mode commits without an fsync anyway).
     setting = synchronous_commit() if postgres else None
-    with django_assert_num_queries(4 if postgres else 1) as captured:
-        services.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
+    with django_assert_num_queries(5 if postgres else 2) as captured:
+        run, _ = services.run_create(job_type=job_type, params={}, trigger=Run.Trigger.API)
+    statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
+    assert statements == (["INSERT", "BEGIN", "SET", "UPDATE", "COMMIT"] if postgres else ["INSERT", "UPDATE"])
     if postgres:
-        statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
-        assert statements == ["BEGIN", "SET", "UPDATE", "COMMIT"]
         assert synchronous_commit() == setting  # changed for that transaction only
+    run.refresh_from_db()
+    assert run.status == Run.Status.QUEUED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_start_is_one_update(django_assert_num_queries):
+    run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.QUEUED)
+    with django_assert_num_queries(1) as captured:
+        services.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
+    assert captured.captured_queries[0]["sql"].startswith("UPDATE")
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING

@@ -50,6 +50,11 @@ class JobTypeViewSet(AuditedMixin, viewsets.ModelViewSet):
     filterset_class = JobTypeFilter
     action_permissions = {"run": "jobs.run_jobtype"}
 
+    def get_queryset(self):
+        # Triggering a run reads the job type's own row; its steps and failure
+        # hook are for showing it (a workflow's trigger checks its steps itself).
+        return JobType.objects.all() if self.action == "run" else super().get_queryset()
+
     @extend_schema(
         responses={
             204: OpenApiResponse(description="Deleted."),
