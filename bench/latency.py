@@ -11,7 +11,12 @@ Both against the same Redis, database and worker (prefork, concurrency 2), in
 the same invocation, alternating so that a busy machine slows both alike.
 Reports trigger-to-start and trigger-to-finish p50/p99, the ratio of the
 p50s of trigger-to-start to Celery's publish-to-start (goal: at most 1.5),
-and how long the API took to answer the trigger.
+and how long the API took to answer the trigger. Trigger-to-start is also
+split at the run's `created_at`, stamped by the trigger service (run_build)
+once the API has authenticated the caller, read the job type and parsed the
+body: before it, the HTTP request and Django; after it, what Jobsite adds to
+a publish (the INSERT and its commit, the publish, the worker's start mark),
+with its own ratio to Celery's publish-to-start.
 
     .venv/bin/python bench/latency.py --runs 200
     scripts/bench.sh bench/latency.py --runs 200
@@ -86,6 +91,7 @@ def main() -> None:
         wait_for(web_up, 60, "the web process")
 
         jobsite_start, jobsite_finish, jobsite_answer, celery_start, celery_finish = [], [], [], [], []
+        jobsite_request, jobsite_service = [], []
         for i in range(args.runs + 10):
             measured = i >= 10  # the first few warm up connections and caches
             t0 = time.time()
@@ -97,6 +103,8 @@ def main() -> None:
                 lambda run_id=run_id: Run.objects.filter(pk=run_id, finished_at__isnull=False).first(), 30, "a run"
             )
             if measured:
+                jobsite_request.append(run.created_at.timestamp() - t0)
+                jobsite_service.append((run.started_at - run.created_at).total_seconds())
                 jobsite_start.append(run.started_at.timestamp() - t0)
                 jobsite_finish.append(run.finished_at.timestamp() - t0)
                 jobsite_answer.append(answered)
@@ -109,15 +117,20 @@ def main() -> None:
         database = "postgresql" if database_url.startswith("postgres") else "sqlite"
         ms = lambda values, q: f"{1000 * percentile(values, q):.1f}"  # noqa: E731
         print(
-            "| database | runs | Jobsite trigger→start p50 / p99 (ms) | Celery publish→start p50 / p99 (ms) "
-            "| ratio of p50s | Jobsite trigger→finish p50 / p99 (ms) | Celery publish→result p50 / p99 (ms) "
+            "| database | web | runs | Jobsite trigger→start p50 / p99 (ms) | Celery publish→start p50 / p99 (ms) "
+            "| ratio of p50s | of which the API before the trigger service, p50 (ms) "
+            "| trigger service→start p50 / p99 (ms) | ratio of p50s, from the trigger service "
+            "| Jobsite trigger→finish p50 / p99 (ms) | Celery publish→result p50 / p99 (ms) "
             "| API answer p50 / p99 (ms) |"
         )
-        print("|---|---:|---|---|---:|---|---|---|")
+        print("|---|---|---:|---|---|---:|---:|---|---:|---|---|---|")
         print(
-            f"| {database} | {args.runs} | {ms(jobsite_start, 50)} / {ms(jobsite_start, 99)} "
+            f"| {database} | {args.web} | {args.runs} | {ms(jobsite_start, 50)} / {ms(jobsite_start, 99)} "
             f"| {ms(celery_start, 50)} / {ms(celery_start, 99)} "
             f"| {percentile(jobsite_start, 50) / percentile(celery_start, 50):.2f} "
+            f"| {ms(jobsite_request, 50)} "
+            f"| {ms(jobsite_service, 50)} / {ms(jobsite_service, 99)} "
+            f"| {percentile(jobsite_service, 50) / percentile(celery_start, 50):.2f} "
             f"| {ms(jobsite_finish, 50)} / {ms(jobsite_finish, 99)} "
             f"| {ms(celery_finish, 50)} / {ms(celery_finish, 99)} "
             f"| {ms(jobsite_answer, 50)} / {ms(jobsite_answer, 99)} |"
