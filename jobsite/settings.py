@@ -104,6 +104,8 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------
+# Connections are kept for a minute (CONN_MAX_AGE) and checked before reuse;
+# workers keep theirs from task to task too (CELERY_DB_REUSE_MAX below).
 # SQLite by default. Web, worker and beat write to the same file at once, so:
 # WAL lets readers and one writer work together, BEGIN IMMEDIATE takes the write
 # lock at the start of a transaction (a deferred one that later upgrades can fail
@@ -118,7 +120,6 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     _sqlite_name = Path(DATABASES["default"]["NAME"])
     DATABASES["default"].update(
-        CONN_MAX_AGE=0,
         OPTIONS={
             "timeout": 30,
             "transaction_mode": "IMMEDIATE",

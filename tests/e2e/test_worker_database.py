@@ -2,8 +2,8 @@
 CELERY_DB_REUSE_MAX) and checks it around each, as Django does around a
 request (jobs/signals.py), so a connection the server dropped costs no run.
 
-PostgreSQL only: SQLite's connections are opened per task (CONN_MAX_AGE=0),
-and there is no server to drop them."""
+PostgreSQL only: it takes a server that has sessions to count and to drop;
+SQLite's connections go through the same code."""
 
 import pytest
 from django.db import connection
