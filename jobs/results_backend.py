@@ -18,7 +18,7 @@ backend the signal handler ends runs on its own.
 from celery import states
 from django_celery_results.backends.database import DatabaseBackend as ResultsDatabaseBackend
 
-from . import services
+from . import connections, services
 from .executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
 from .limits import bounded_error, bounded_result, bounded_traceback
 
@@ -46,6 +46,7 @@ class DatabaseBackend(ResultsDatabaseBackend):
     """django-celery-results' backend within Jobsite's size limits."""
 
     def _store_result(self, task_id, result, status, traceback=None, request=None, using=None):
+        connections.checkup_if_idle(request)  # the task may have left the connection idle for long
         if status == states.SUCCESS:
             result = bounded_result(result)
         elif status in states.EXCEPTION_STATES:
@@ -61,6 +62,7 @@ class RunResultBackend(DatabaseBackend):
     def _store_result(self, task_id, result, status, traceback=None, request=None, using=None):
         if status != states.SUCCESS or not request_header(request, RUN_HEADER):
             return super()._store_result(task_id, result, status, traceback, request, using)
+        connections.checkup_if_idle(request)  # the task may have left the connection idle for long
         # run_succeeded cuts the run's copy of the result; _record_success the TaskResult's.
         services.run_succeeded(
             run_id=task_id,

@@ -7,7 +7,7 @@ from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from django import db
 
-from . import services
+from . import connections, services
 from .executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER, RunFailed
 from .models import Run
 from .results_backend import RECORDED_ATTRIBUTE, request_header
@@ -25,7 +25,7 @@ def _run_id(task) -> str | None:
 
 @signals.task_prerun.connect
 def on_task_prerun(task_id, task, **_):
-    _database_checkup(task)
+    connections.checkup(task.request)
     run_id = _run_id(task)
     if run_id:
         start = services.run_started(
@@ -43,6 +43,7 @@ def on_task_success(sender, result, **_):
     run_id = _run_id(sender)
     # Jobsite's result backend (jobs/results_backend.py) ended the run with its TaskResult.
     if run_id and not getattr(sender.request, RECORDED_ATTRIBUTE, False):
+        connections.checkup_if_idle(sender.request)
         services.run_succeeded(
             run_id=run_id,
             result=result,
@@ -59,6 +60,7 @@ def on_task_failure(sender, task_id, exception, einfo=None, **_):
     run_id = _run_id(sender)
     if not run_id:
         return
+    connections.checkup_if_idle(sender.request)
     if isinstance(exception, RunFailed):
         services.run_failed(run_id=run_id, error=str(exception))
     elif isinstance(exception, SoftTimeLimitExceeded):
@@ -71,15 +73,7 @@ def on_task_failure(sender, task_id, exception, einfo=None, **_):
 
 @signals.task_postrun.connect
 def on_task_postrun(task, **_):
-    _database_checkup(task)
-
-
-def _database_checkup(task) -> None:
-    """Around each task, what Django does around each request: drop a database
-    connection older than CONN_MAX_AGE, or one that broke (settings:
-    CELERY_DB_REUSE_MAX, which keeps Celery from closing it after every task)."""
-    if not task.request.is_eager:
-        db.close_old_connections()
+    connections.checkup(task.request)
 
 
 @signals.task_revoked.connect

@@ -226,7 +226,7 @@ CELERY_TASK_TRACK_STARTED = False
 # (Django's CONN_MAX_AGE is not consulted), so each task would open a new one:
 # a fresh PostgreSQL backend, with cold caches, per task. With this set, Celery
 # closes it only every this many tasks, and Jobsite checks it around each task
-# the way Django does around a request (jobs/signals.py): closed once older
+# the way Django does around a request (jobs/connections.py): closed once older
 # than CONN_MAX_AGE, or when its health check fails.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # Workers send task events for Flower. No "task-sent" events: they would

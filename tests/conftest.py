@@ -382,6 +382,16 @@ def _poll(run: Run, field: str, statuses, timeout: float) -> Run:
         time.sleep(0.1)
 
 
+def wait_until(condition, timeout: float, message: str):
+    """Poll `condition` until it returns something true, and return that."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.2)
+    return result
+
+
 def wait_for_run(run: Run, *statuses: str, timeout: float = 30) -> Run:
     """Poll the database until the run reaches one of `statuses` (default: any terminal one)."""
     return _poll(run, "status", statuses or Run.TERMINAL_STATUSES, timeout)

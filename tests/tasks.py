@@ -136,11 +136,24 @@ def big_result(size: int) -> dict[str, str]:
     return {"data": "x" * size}
 
 
-@shared_task(name="tests.database_session")
-def database_session(**_: Any) -> dict[str, Any]:
-    """Which database session ran this task: PostgreSQL's backend process id."""
+SESSION_KEY = "jobsite-tests:session:{}"
+
+
+@shared_task(bind=True, name="tests.database_session")
+def database_session(self, seconds: float = 0, **_: Any) -> dict[str, Any]:
+    """Which database session ran this task (PostgreSQL's backend process id),
+    noted in Redis (see `session_of`) before sleeping `seconds`."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
-        return {"backend_pid": cursor.fetchone()[0]}
+        backend_pid = cursor.fetchone()[0]
+    _redis().set(SESSION_KEY.format(self.request.id), backend_pid)
+    time.sleep(float(seconds))
+    return {"backend_pid": backend_pid}
+
+
+def session_of(run_id) -> int | None:
+    """The database session of this run's task, once it has noted it."""
+    pid = _redis().get(SESSION_KEY.format(run_id))
+    return int(pid) if pid else None

@@ -7,17 +7,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from jobs.models import Run, Schedule
-from tests.conftest import wait_for_run
+from tests.conftest import wait_for_run, wait_until
 from tests.factories import JobTypeFactory
-
-
-def wait_until(condition, timeout: float, message: str):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.2)
-    return result
 
 
 def runs_of(schedule_id: int) -> list[Run]:
