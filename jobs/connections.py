@@ -8,9 +8,10 @@ CONN_MAX_AGE, or broken, and makes the next query run the health check
 (CONN_HEALTH_CHECKS) first, which replaces a connection the server dropped.
 
 That check happens before a task starts (jobs/signals.py), and again before
-its end is written if the task ran for a while: a long task leaves its
-connection idle, and servers, connection poolers and load balancers drop
-idle connections, so the end would otherwise go to a dead one and the run
+its end is written if the task ran for a while or its own queries failed: a
+long task leaves its connection idle, and servers, connection poolers and
+load balancers drop idle connections, and a task's failed query may have
+broken it; the end would otherwise go to a dead connection, and the run
 would stay `running`.
 """
 
@@ -35,10 +36,12 @@ def checkup(request) -> None:
 
 def checkup_if_idle(request) -> None:
     """Before a task's end is written: check again if the connection has been
-    idle for a while since the last check (the task ran long)."""
+    idle for a while since the last check (the task ran long), or had an error
+    meanwhile (the task's own queries failed)."""
     if request is None:
         return
     checked = getattr(request, CHECKED_ATTRIBUTE, None)
-    if checked is not None and time.monotonic() - checked < IDLE_SECONDS:
+    recent = checked is not None and time.monotonic() - checked < IDLE_SECONDS
+    if recent and not db.connection.errors_occurred:
         return
     checkup(request)

@@ -157,3 +157,13 @@ def session_of(run_id) -> int | None:
     """The database session of this run's task, once it has noted it."""
     pid = _redis().get(SESSION_KEY.format(run_id))
     return int(pid) if pid else None
+
+
+@shared_task(name="tests.drop_own_session")
+def drop_own_session(**_: Any) -> None:
+    """Have the PostgreSQL server end this task's own database session: the
+    query fails (OperationalError), and so does the task."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")

@@ -51,3 +51,15 @@ def test_a_run_ends_even_when_its_session_was_dropped_while_the_task_ran(worker)
     terminate(session)
     run = wait_for_run(run, timeout=30)
     assert (run.status, run.attempts, run.result) == (Run.Status.SUCCEEDED, 1, {"backend_pid": session})
+
+
+def test_a_task_whose_session_broke_still_ends_its_run(worker):
+    # The task's own query loses the connection at once: the run's end is
+    # written on a new one, not on the broken one.
+    job_type = JobTypeFactory(task="tests.drop_own_session", max_retries=0)
+    run, _ = services.run_create(job_type=job_type, params={}, trigger=Run.Trigger.API)
+    run = wait_for_run(run, timeout=30)
+    assert (run.status, run.attempts) == (Run.Status.FAILED, 1)
+    assert run.error.startswith("OperationalError"), run.error
+    # The worker goes on with the next run.
+    assert run_once(JobTypeFactory(task="tests.database_session")).status == Run.Status.SUCCEEDED
