@@ -50,7 +50,7 @@ def measure(count: int, batch_size: int, database_url: str) -> str:
     from django_celery_results.models import TaskResult
 
     from jobs.models import JobType, Run
-    from jobs.retention import runs_purge
+    from jobs.runs.retention import runs_purge
 
     call_command("migrate", verbosity=0)
     echo = JobType.objects.create(name="echo", kind="task", task="jobs.builtin.echo")

@@ -58,27 +58,28 @@ def queries_per_run(mode: str) -> dict[str, int]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from jobs import services
-    from jobs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
     from jobs.models import JobType, Run
+    from jobs.runs import tracking
+    from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
+    from jobs.runs.trigger import run_create
     from jobsite.celery import app
 
     phases = {}
     if mode == "jobsite":
         job_type = JobType.objects.get(name="noop")
         with CaptureQueriesContext(connection) as phases["trigger"]:
-            run, _ = services.run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
+            run, _ = run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
         task_id, headers = str(run.pk), {RUN_HEADER: True, NOTIFY_HEADER: "never", PARENT_HEADER: ""}
         with CaptureQueriesContext(connection) as phases["start"]:
-            services.run_started(run_id=task_id, worker="bench", parent_id="")
+            tracking.run_started(run_id=task_id, worker="bench", parent_id="")
     else:
         task_id, headers = "plain-celery-task", {}
     request = Context(id=task_id, task="jobs.builtin.echo", hostname="bench", args=[], kwargs={}, **headers)
     with CaptureQueriesContext(connection) as phases["finish"]:
         app.backend.store_result(task_id, {}, states.SUCCESS, request=request)
         if mode == "jobsite":
-            # What the task_success signal handler does after the backend (jobs/signals.py).
-            from jobs.signals import on_task_success
+            # What the task_success signal handler does after the backend (jobs/worker/signals.py).
+            from jobs.worker.signals import on_task_success
 
             on_task_success(sender=type("Sender", (), {"request": request})(), result={})
     counts = {
@@ -154,8 +155,8 @@ def run_one(mode: str, runs: int) -> dict:
         from django.core.management import call_command
         from django_celery_results.models import TaskResult
 
-        from jobs import services
         from jobs.models import JobType, Run
+        from jobs.runs.trigger import run_create
         from jobsite.celery import app
 
         call_command("migrate", verbosity=0)
@@ -166,7 +167,7 @@ def run_one(mode: str, runs: int) -> dict:
         if mode == "jobsite":
 
             def trigger(_):
-                services.run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
+                run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
 
             def done() -> int:
                 return Run.objects.filter(status__in=Run.TERMINAL_STATUSES).count()

@@ -7,4 +7,4 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the Celery signal handlers that track runs on the worker.
-        from . import signals  # noqa: F401
+        from jobs.worker import signals  # noqa: F401

@@ -15,7 +15,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.utils.text import get_text_list
 
-from .models import JobType, Schedule, Workflow
+from jobs.models import JobType, Schedule, Workflow
 
 API = "through the API"
 # What the audit log lists, as the admin logs it: workflows under their own

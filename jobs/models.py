@@ -12,21 +12,16 @@ from django.utils import timezone
 from django.utils import timezone as django_timezone
 from django.utils.dateparse import parse_datetime
 
-from .limits import bounded_error, bounded_result, bounded_traceback, params_size_error
+from jobs.core.cron import cron_error, describe_cron, next_cron_fire, next_interval_fire, timezone_error
+from jobs.core.kinds import Kind, NotifyOn, NotifyStatus, kind_config_errors, notification_config_errors
+from jobs.core.limits import bounded_error, bounded_result, bounded_traceback, params_size_error
+from jobs.core.params import check_schema, params_errors, params_with_defaults
 
-
-class NotifyOn(models.TextChoices):
-    NEVER = "never"
-    FAILURE = "failure"
-    COMPLETION = "completion"
+__all__ = ["JobType", "NotifyOn", "NotifyStatus", "Run", "Schedule", "Workflow", "WorkflowStep"]
 
 
 class JobType(models.Model):
-    class Kind(models.TextChoices):
-        TASK = "task", "Celery task"
-        HTTP = "http", "HTTP request"
-        COMMAND = "command", "Command"
-        WORKFLOW = "workflow", "Workflow"
+    Kind = Kind
 
     name = models.SlugField(max_length=100, unique=True, help_text="Unique slug used in the API and commands.")
     description = models.TextField(blank=True)
@@ -109,11 +104,7 @@ class JobType(models.Model):
                 Schedule.objects.filter(job_type=self).unplan()
 
     def clean(self) -> None:
-        from .executors import executor_for
-        from .notifications import notification_config_errors
-        from .params import check_schema
-
-        errors = executor_for(self.kind).config_errors(self) if self.kind in self.Kind.values else {}
+        errors = kind_config_errors(self)
         for field in ("task", "http", "command"):
             if field != self.kind and getattr(self, field):
                 errors.setdefault(field, []).append(f"Only for kind '{field}': leave it empty for kind '{self.kind}'.")
@@ -205,7 +196,7 @@ class WorkflowStep(models.Model):
     `depends_on` holds step names rather than a many-to-many to steps: a whole
     workflow is then written (API, admin inline, import) in one pass, with
     steps that refer to siblings not saved yet, and it is checked as one graph
-    before anything is written (jobs/workflow_graph.py).
+    before anything is written (jobs/workflows/graph.py).
     """
 
     workflow = models.ForeignKey(
@@ -237,15 +228,9 @@ class WorkflowStep(models.Model):
         return f"{self.workflow_id and self.workflow.name}.{self.name}"
 
 
-class NotifyStatus(models.TextChoices):
-    PENDING = "pending"
-    SENT = "sent"
-    FAILED = "failed"
-
-
 def republish_deadline() -> datetime:
     """When the sweeper may publish a run that is still not handed to the broker
-    (see jobs/dispatch.py): long enough after it became `pending` that the
+    (see jobs/schedules/dispatcher.py): long enough after it became `pending` that the
     first publish, if it is going to succeed, has succeeded and been recorded."""
     return timezone.now() + timedelta(seconds=settings.JOBS_PENDING_REPUBLISH_SECONDS)
 
@@ -443,7 +428,7 @@ class Run(models.Model):
     # (a redelivered task) or late (after a cancel) never moves a run backwards
     # and never rewrites a terminal state. Each returns whether it applied.
     # Results, errors and tracebacks are stored within the size limits
-    # (jobs/limits.py), whoever ends the run.
+    # (jobs/core/limits.py), whoever ends the run.
 
     def _transition(self, from_statuses, **changes) -> bool:
         return self._transition_query(Run.objects.filter(pk=self.pk, status__in=from_statuses), **changes)
@@ -638,13 +623,13 @@ class Run(models.Model):
 
 def planned_runs(schedule_ids) -> models.QuerySet:
     """The runs the dispatcher planned ahead for these schedules' next ticks
-    and has not released yet (see jobs/dispatch.py)."""
+    and has not released yet (see jobs/schedules/dispatcher.py)."""
     return Run.objects.filter(schedule_id__in=schedule_ids, status=Run.Status.SCHEDULED, schedule_tick__isnull=False)
 
 
 class ScheduleQuerySet(models.QuerySet):
     def with_last_run(self) -> "ScheduleQuerySet":
-        """Annotated with `last_run_id`, `last_run_status` and `last_run_created_at`: one
+        """Annotated with `last_run_id`, `_status`, `_created_at` and `_finished_at`: one
         subquery each, per schedule, on the (schedule, created_at) index of runs.
         The run planned for the next tick is not the last run yet."""
         last = Run.objects.filter(schedule=OuterRef("pk")).exclude(status=Run.Status.SCHEDULED).order_by("-created_at")
@@ -652,6 +637,7 @@ class ScheduleQuerySet(models.QuerySet):
             last_run_id=Subquery(last.values("pk")[:1]),
             last_run_status=Subquery(last.values("status")[:1]),
             last_run_created_at=Subquery(last.values("created_at")[:1]),
+            last_run_finished_at=Subquery(last.values("finished_at")[:1]),
         )
 
     # Every way of changing or deleting schedules drops the runs planned for
@@ -706,7 +692,7 @@ class ScheduleQuerySet(models.QuerySet):
 class Schedule(models.Model):
     """A recurring trigger of a job type with fixed params.
 
-    The dispatcher (jobs/dispatch.py), ticked every second by celery beat,
+    The dispatcher (jobs/schedules/dispatcher.py), ticked every second by celery beat,
     fires every enabled schedule whose `next_run_at` has come.
     """
 
@@ -728,7 +714,7 @@ class Schedule(models.Model):
     overlap = models.CharField(max_length=10, choices=Overlap.choices, default=Overlap.ALLOW)
     next_run_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The run for the tick at next_run_at exists already, `scheduled` (the
-    # dispatcher plans ticks ahead; jobs/dispatch.py), or that tick was decided
+    # dispatcher plans ticks ahead; jobs/schedules/dispatcher.py), or that tick was decided
     # otherwise (skipped, cancelled). next_run_at moves on once the tick is past.
     planned = models.BooleanField(default=False, editable=False)
     skipped_ticks = models.PositiveIntegerField(default=0, editable=False)
@@ -785,9 +771,6 @@ class Schedule(models.Model):
             return super().delete(*args, **kwargs)
 
     def clean(self) -> None:
-        from .params import params_errors, params_with_defaults
-        from .scheduling import cron_error, timezone_error
-
         errors: dict[str, list[str]] = {}
         if self.cron and self.interval_seconds is not None:
             errors["cron"] = ["Give either cron or interval_seconds, not both."]
@@ -817,8 +800,6 @@ class Schedule(models.Model):
 
     def compute_next_run(self, after) -> "datetime | None":
         """The first fire strictly after `after` within start_at/end_at, or None."""
-        from .scheduling import next_cron_fire, next_interval_fire
-
         if self.start_at and after < self.start_at:
             after = self.start_at - timedelta(microseconds=1)
         if self.cron:
@@ -845,8 +826,6 @@ class Schedule(models.Model):
 
     @property
     def timing_display(self) -> str:
-        from .scheduling import describe_cron
-
         if self.cron:
             return f"{describe_cron(self.cron)} ({self.timezone})"
         return f"Every {self.interval_seconds} s" if self.interval_seconds else ""

@@ -20,26 +20,24 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.core.serializers.json import DjangoJSONEncoder
-from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
+from jobs.core import net
+from jobs.core.errors import Conflict
+from jobs.core.kinds import NotifyOn, NotifyStatus, clean_emails
+from jobs.models import JobType, Run
 from jobsite.celery import app
-
-from . import net
-from .models import JobType, NotifyOn, NotifyStatus, Run
 
 logger = logging.getLogger(__name__)
 
 NOTIFY_TASK = "jobsite.notify_run"
 SIGNATURE_HEADER = "X-Jobsite-Signature"
-MAX_RECIPIENTS = 50
-MIN_SECRET_LENGTH = 16
 # A pending notification untouched this long lost its task: the sweeper sends it again.
 SWEEP_AFTER = timedelta(minutes=5)
 
@@ -75,55 +73,6 @@ def wants_notification(notify_on: str, status: str) -> bool:
 def recipients(run: Run) -> list[str]:
     """The job type's addresses and the run's own, each once."""
     return clean_emails([*run.job_type.notify_emails, *run.notify_emails])
-
-
-# --- Checking what users give -----------------------------------------------------
-
-
-def split_emails(text: str) -> list[str]:
-    """Addresses from text separated by commas, semicolons, spaces or lines."""
-    return [part for part in text.replace(";", ",").replace("\n", ",").replace(" ", ",").split(",") if part]
-
-
-def clean_emails(emails: list[str]) -> list[str]:
-    seen, cleaned = set(), []
-    for email in emails:
-        email = email.strip()
-        if email.lower() not in seen:
-            seen.add(email.lower())
-            cleaned.append(email)
-    return cleaned
-
-
-def email_list_errors(value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        return ['Give a list of email addresses, e.g. ["ops@example.com"].']
-    problems = []
-    for email in value:
-        try:
-            validate_email(email.strip())
-        except ValidationError:
-            problems.append(f"{email!r} is not a valid email address.")
-    if len(value) > MAX_RECIPIENTS:
-        problems.append(f"At most {MAX_RECIPIENTS} addresses, not {len(value)}: use a mailing list.")
-    return problems
-
-
-def notification_config_errors(job_type: JobType) -> dict[str, list[str]]:
-    errors = {}
-    email_problems = email_list_errors(job_type.notify_emails)
-    if email_problems:
-        errors["notify_emails"] = email_problems
-    if job_type.webhook_url:
-        url_problem = net.url_problem(job_type.webhook_url)
-        if url_problem:
-            errors["webhook_url"] = [url_problem[0].upper() + url_problem[1:]]
-        if len(job_type.webhook_secret) < MIN_SECRET_LENGTH:
-            errors["webhook_secret"] = [
-                f"Give a secret of at least {MIN_SECRET_LENGTH} characters to sign webhook requests with, "
-                "e.g. from: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
-            ]
-    return errors
 
 
 # --- Sending the task ---------------------------------------------------------------
@@ -382,3 +331,26 @@ def run_notify(*, run_id: str) -> NotifyResult:
     run.save_notification_progress(attempt=attempt, outcome=outcome, retry_at=timezone.now() + timedelta(seconds=delay))
     logger.info("Notifying run %s failed (attempt %d), again in %s s: %s", run_id, attempt, delay, failed)
     return NotifyResult("retry", retry_in=delay)
+
+
+def notification_send_test(*, job_type: JobType) -> dict[str, dict]:
+    """Send a sample notification to the job type's recipients and webhook now,
+    whatever its notify_on; what each channel did."""
+    if not job_type.notify_emails and not job_type.webhook_url:
+        raise Conflict(
+            f"Job type '{job_type.name}' has no notify_emails and no webhook_url: there is nobody to send to."
+        )
+    now = timezone.now()
+    sample = Run(
+        job_type=job_type,
+        status=Run.Status.SUCCEEDED,
+        params=job_type.default_params,
+        trigger=Run.Trigger.ADMIN,
+        created_at=now - timedelta(seconds=3),
+        started_at=now - timedelta(seconds=2),
+        finished_at=now,
+        attempts=1,
+        result={"sample": True, "message": "A run's result appears here."},
+    )
+    url = settings.SITE_URL + reverse("admin:jobs_jobtype_change", args=[job_type.pk])
+    return deliver(Notification(run=sample, url=url, test=True), {})

@@ -6,9 +6,10 @@ from celery import shared_task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.conf import settings
 
-from . import notifications, retention
-from .executors import executor_for
-from .models import Run
+from jobs import notifications
+from jobs.models import Run
+from jobs.runs import retention
+from jobs.runs.executors import executor_for
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def execute_run(run_id: str):
 @shared_task(name="jobsite.dispatch", ignore_result=True)
 def dispatch() -> dict[str, int]:
     """Fire due schedules and release due scheduled runs (sent by beat every second)."""
-    from .dispatch import dispatch_due
+    from jobs.schedules.dispatcher import dispatch_due
 
     return dispatch_due()
 
@@ -39,7 +40,7 @@ def dispatch() -> dict[str, int]:
 @shared_task(name="jobsite.check_stuck", ignore_result=True)
 def check_stuck() -> int:
     """Fail the runs whose worker is gone (sent by beat every JOBS_STUCK_CHECK_SECONDS)."""
-    from .stuck import runs_fail_stuck
+    from jobs.runs.stuck import runs_fail_stuck
 
     return runs_fail_stuck()
 

@@ -207,7 +207,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
 # django-celery-results' database backend, with results and tracebacks cut like
 # the runs' own (JOBS_RESULT_MAX_BYTES, JOBS_ERROR_MAX_CHARS), and a run's success
 # recorded in the same transaction as its TaskResult row (one commit, not two).
-CELERY_RESULT_BACKEND = "jobs.results_backend:RunResultBackend"
+CELERY_RESULT_BACKEND = "jobs.worker.result_backend:RunResultBackend"
 CELERY_RESULT_EXTENDED = True
 CELERY_CACHE_BACKEND = "django-cache"
 CELERY_TASK_SERIALIZER = "json"
@@ -226,7 +226,7 @@ CELERY_TASK_TRACK_STARTED = False
 # (Django's CONN_MAX_AGE is not consulted), so each task would open a new one:
 # a fresh PostgreSQL backend, with cold caches, per task. With this set, Celery
 # closes it only every this many tasks, and Jobsite checks it around each task
-# the way Django does around a request (jobs/connections.py): closed once older
+# the way Django does around a request (jobs/worker/connections.py): closed once older
 # than CONN_MAX_AGE, or when its health check fails.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # Workers send task events for Flower. No "task-sent" events: they would
@@ -242,7 +242,7 @@ CELERY_TASK_QUEUES = [
 ]
 CELERY_TASK_ROUTES = {"jobsite.dispatch": {"queue": JOBS_DISPATCH_QUEUE}}
 # Beat is the clock: every second it sends one message that fires every due
-# schedule and scheduled run (jobs/dispatch.py). DatabaseScheduler stores this
+# schedule and scheduled run (jobs/schedules/dispatcher.py). DatabaseScheduler stores this
 # entry as a PeriodicTask, visible in the admin. A message older than a few
 # seconds (the dispatcher was down) is dropped: the next one does its work.
 CELERY_BEAT_SCHEDULE = {
@@ -253,7 +253,7 @@ CELERY_BEAT_SCHEDULE = {
     }
 }
 # The dispatcher creates a schedule tick's run this long before the tick, so
-# that at the tick it only has to release it (jobs/dispatch.py).
+# that at the tick it only has to release it (jobs/schedules/dispatcher.py).
 JOBS_SCHEDULE_PLAN_AHEAD_SECONDS = env_int("JOBS_SCHEDULE_PLAN_AHEAD_SECONDS", 30)
 JOBS_TASK_MODULES = env_list("JOBS_TASK_MODULES")
 CELERY_IMPORTS = ["jobs.builtin", *JOBS_TASK_MODULES]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every check, in order: ruff, migrations up to date, the OpenAPI schema, pytest on SQLite, pytest
+# Every check, in order: ruff, import layers, migrations up to date, the OpenAPI schema, pytest on SQLite, pytest
 # on PostgreSQL (a throwaway cluster started here and removed at exit).
 # Called by `make test`, which creates .venv first.
 #   DB=sqlite | DB=postgres   run only that pytest stage
@@ -202,6 +202,9 @@ main() {
 
     stage "ruff check"
     ruff check .
+
+    stage "import layers (lint-imports: jobs/ imports point down only, no cycles)"
+    lint-imports --no-cache
 
     stage "migrations match the models"
     SECRET_KEY=x DEBUG=0 python manage.py makemigrations --check --dry-run

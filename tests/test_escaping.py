@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from jobs import audit
 from jobs.models import JobType, Run, Schedule, Workflow
-from jobs.services import run_create
+from jobs.runs.trigger import run_create
 from tests.conftest import wait_for_notification, wait_for_run
 from tests.servers import html_part, text_part
 

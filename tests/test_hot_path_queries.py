@@ -15,9 +15,10 @@ from celery.app.task import Context
 from django.db import connection
 from django_celery_results.models import TaskResult
 
-from jobs import services, signals
-from jobs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
 from jobs.models import Run
+from jobs.runs import tracking, trigger
+from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
+from jobs.worker import signals
 from jobsite.celery import app
 from tests.factories import JobTypeFactory, RunFactory
 
@@ -44,7 +45,7 @@ def test_it_triggers_a_run_with_one_insert_and_one_update(broker, job_type, djan
                                                           django_capture_on_commit_callbacks):  # fmt: skip
     # SAVEPOINT, INSERT the run, RELEASE; once committed: publish, then UPDATE it `queued`.
     with django_assert_num_queries(4), django_capture_on_commit_callbacks(execute=True):
-        run, created = services.run_create(job_type=job_type, params={"n": 1}, trigger=Run.Trigger.API)
+        run, created = trigger.run_create(job_type=job_type, params={"n": 1}, trigger=Run.Trigger.API)
     run.refresh_from_db()
     assert created and run.status == Run.Status.QUEUED
 
@@ -62,7 +63,7 @@ def test_it_triggers_a_run_over_the_api_with_a_fixed_number_of_queries(broker, a
 def test_it_starts_a_run_with_one_update(job_type, django_assert_num_queries):
     run = RunFactory(job_type=job_type, status=Run.Status.QUEUED)
     with django_assert_num_queries(1):
-        start = services.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
+        start = tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
     run.refresh_from_db()
     assert start.go and (run.status, run.attempts, run.worker) == (Run.Status.RUNNING, 1, "w@host")
 
@@ -131,7 +132,7 @@ def test_another_tasks_result_is_stored_as_django_celery_results_stores_it(db, d
 def test_it_fails_a_run_with_one_read_and_one_update(db, django_assert_num_queries):
     run = RunFactory(job_type=JobTypeFactory(max_retries=0), status=Run.Status.RUNNING, attempts=1)
     with django_assert_num_queries(2):
-        services.run_failed(run_id=str(run.pk), error="ValueError: no")
+        tracking.run_failed(run_id=str(run.pk), error="ValueError: no")
     run.refresh_from_db()
     assert (run.status, run.error) == (Run.Status.FAILED, "ValueError: no")
 
@@ -141,7 +142,7 @@ def test_it_retries_a_run_with_one_read_and_one_update(db, broker, django_assert
     # The read, the UPDATE to `retrying` with the attempt recorded, the publish
     # with a countdown, and runs_publish's UPDATE of runs still `pending` (none here).
     with django_assert_num_queries(3):
-        services.run_failed(run_id=str(run.pk), error="ValueError: no")
+        tracking.run_failed(run_id=str(run.pk), error="ValueError: no")
     run.refresh_from_db()
     assert (run.status, len(run.earlier_attempts)) == (Run.Status.RETRYING, 1)
 
@@ -154,10 +155,10 @@ def test_outside_a_transaction_a_trigger_is_one_insert_then_the_queued_mark(brok
     postgres = connection.vendor == "postgresql"
     # The INSERT commits on its own (no BEGIN/COMMIT around one statement); once
     # published, the `queued` mark (PostgreSQL: without waiting for the disk,
-    # jobs/durability.py; SQLite in WAL mode commits without an fsync anyway).
+    # jobs/core/durability.py; SQLite in WAL mode commits without an fsync anyway).
     setting = synchronous_commit() if postgres else None
     with django_assert_num_queries(5 if postgres else 2) as captured:
-        run, _ = services.run_create(job_type=job_type, params={}, trigger=Run.Trigger.API)
+        run, _ = trigger.run_create(job_type=job_type, params={}, trigger=Run.Trigger.API)
     statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
     assert statements == (["INSERT", "BEGIN", "SET", "UPDATE", "COMMIT"] if postgres else ["INSERT", "UPDATE"])
     if postgres:
@@ -170,7 +171,7 @@ def test_outside_a_transaction_a_trigger_is_one_insert_then_the_queued_mark(brok
 def test_outside_a_transaction_the_start_is_one_update(django_assert_num_queries):
     run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.QUEUED)
     with django_assert_num_queries(1) as captured:
-        services.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
+        tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
     assert captured.captured_queries[0]["sql"].startswith("UPDATE")
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING

@@ -6,7 +6,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from jobs import director, yaml_lines
+from jobs.core import yaml_lines
+from jobs.importexport import director
 from jobs.models import JobType, Schedule, WorkflowStep
 from tests.factories import JobTypeFactory
 

@@ -8,9 +8,9 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.limits import bounded_result
+from jobs.core.limits import bounded_result
+from jobs.core.placeholders import PlaceholderError, resolve
 from jobs.models import JobType, Run, Schedule
-from jobs.placeholders import PlaceholderError, resolve
 from tests.factories import JobTypeFactory, RunFactory
 
 # --- Request bodies ---------------------------------------------------------------

@@ -1,6 +1,6 @@
 import pytest
 
-from jobs.net import HostRefused, allowed_addresses, host_refusal_at_save
+from jobs.core.net import HostRefused, allowed_addresses, host_refusal_at_save
 
 
 @pytest.fixture(autouse=True)

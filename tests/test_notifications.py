@@ -11,9 +11,10 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from jobs import services
+from jobs.core import errors
 from jobs.models import Run
 from jobs.notifications import notify_on_for, run_notify, wants_notification
+from jobs.runs import tracking, trigger
 from tests.factories import JobTypeFactory, RunFactory
 from tests.settings import _free_port
 
@@ -37,9 +38,9 @@ def ended(job_type, status="succeeded", **fields) -> Run:
     """A run that just ended the way the worker ends runs."""
     run = RunFactory(job_type=job_type, status="running", started_at=timezone.now(), attempts=1, **fields)
     if status == "succeeded":
-        services.run_succeeded(run_id=run.pk, result=fields.get("result", {"ok": True}), notify_on=None)
+        tracking.run_succeeded(run_id=run.pk, result=fields.get("result", {"ok": True}), notify_on=None)
     else:
-        services.run_failed(run_id=run.pk, error="Boom: <b>it broke</b>")
+        tracking.run_failed(run_id=run.pk, error="Boom: <b>it broke</b>")
     run.refresh_from_db()
     return run
 
@@ -67,13 +68,13 @@ def test_a_run_ending_marks_its_notification_pending_only_when_notify_on_matches
     assert ended(never, "failed").notify_status == ""
     assert ended(failure, "succeeded").notify_status == ""
     assert ended(failure, "failed").notify_status == "pending"
-    cancelled = services.run_cancel(run=RunFactory(job_type=failure, status="scheduled"))
+    cancelled = trigger.run_cancel(run=RunFactory(job_type=failure, status="scheduled"))
     cancelled.refresh_from_db()
     assert cancelled.notify_status == ""
 
 
 def test_a_cancelled_run_of_a_completion_job_type_is_notified(notifying):
-    run = services.run_cancel(run=RunFactory(job_type=notifying, status="scheduled"))
+    run = trigger.run_cancel(run=RunFactory(job_type=notifying, status="scheduled"))
     run.refresh_from_db()
     assert (run.status, run.notify_status) == ("cancelled", "pending")
     assert run_notify(run_id=run.pk).state == "sent"
@@ -83,9 +84,9 @@ def test_a_cancelled_run_of_a_completion_job_type_is_notified(notifying):
 def test_a_status_written_twice_queues_one_notification(notifying, django_capture_on_commit_callbacks):
     run = RunFactory(job_type=notifying, status="running")
     with django_capture_on_commit_callbacks() as queued:
-        services.run_succeeded(run_id=run.pk, result={"n": 1}, notify_on="completion")
-        services.run_succeeded(run_id=run.pk, result={"n": 2}, notify_on="completion")
-        services.run_failed(run_id=run.pk, error="late failure signal")
+        tracking.run_succeeded(run_id=run.pk, result={"n": 1}, notify_on="completion")
+        tracking.run_succeeded(run_id=run.pk, result={"n": 2}, notify_on="completion")
+        tracking.run_failed(run_id=run.pk, error="late failure signal")
     assert len(queued) == 1
     run.refresh_from_db()
     assert (run.status, run.result) == ("succeeded", {"n": 1})
@@ -95,7 +96,7 @@ def test_a_run_whose_message_says_never_costs_no_query_to_end(notifying, django_
     run = RunFactory(job_type=notifying, status="running")
     with django_assert_num_queries(1):  # the conditional UPDATE, nothing else
         # As the worker calls it for a message that says: notify never, no workflow.
-        services.run_succeeded(run_id=run.pk, result={}, notify_on="never", parent_id="")
+        tracking.run_succeeded(run_id=run.pk, result={}, notify_on="never", parent_id="")
 
 
 def test_running_the_task_twice_sends_one_email(notifying):
@@ -220,15 +221,15 @@ def test_a_webhook_to_a_host_no_longer_allowed_is_refused_when_sending(notifying
 
 
 def test_run_create_checks_the_runs_own_recipients(notifying):
-    with pytest.raises(services.InvalidInput) as error:
-        services.run_create(job_type=notifying, trigger="api", notify_emails=["ok@example.com", "nope@"])
+    with pytest.raises(errors.InvalidInput) as error:
+        trigger.run_create(job_type=notifying, trigger="api", notify_emails=["ok@example.com", "nope@"])
     assert error.value.errors == {"notify_emails": ["'nope@' is not a valid email address."]}
     quiet = JobTypeFactory(name="quiet")
-    with pytest.raises(services.InvalidInput, match="never notifies"):
-        services.run_create(job_type=quiet, trigger="api", notify_emails=["me@example.com"])
+    with pytest.raises(errors.InvalidInput, match="never notifies"):
+        trigger.run_create(job_type=quiet, trigger="api", notify_emails=["me@example.com"])
     assert not Run.objects.exists()
 
 
 def test_a_rerun_does_not_inherit_the_runs_own_recipients(notifying):
     run = RunFactory(job_type=notifying, status="failed", notify_emails=["me@example.com"])
-    assert services.run_rerun(run=run).notify_emails == []
+    assert trigger.run_rerun(run=run).notify_emails == []

@@ -1,4 +1,4 @@
-from jobs.params import check_schema, params_errors, params_with_defaults
+from jobs.core.params import check_schema, params_errors, params_with_defaults
 
 SCHEMA = {
     "type": "object",

@@ -1,6 +1,6 @@
 import pytest
 
-from jobs.placeholders import PlaceholderError, resolve
+from jobs.core.placeholders import PlaceholderError, resolve
 
 PARAMS = {"day": "mon", "limits": {"rows": 10}}
 RESULTS = {"extract": {"rows": [{"id": 7}, {"id": 8}], "count": 2}, "flag": True}

@@ -8,8 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from jobs import dispatch, services, stuck
 from jobs.models import Run
+from jobs.runs import stuck, tracking
+from jobs.schedules import dispatcher
 from tests.monitor.test_queries import (
     explain,
     many_runs,  # noqa: F401 (the pages' fixture, registered here)
@@ -33,8 +34,8 @@ def test_the_reliability_queries_are_served_by_an_index(many_runs):  # noqa: F81
         cursor.execute("ANALYZE")
     later = timezone.now() + timedelta(hours=1)
     queries = [
-        *run_queries(lambda: services.run_started(run_id=str(queued.pk), worker="w")),
-        *run_queries(lambda: dispatch._republish_batch(timezone.now())),
+        *run_queries(lambda: tracking.run_started(run_id=str(queued.pk), worker="w")),
+        *run_queries(lambda: dispatcher._republish_batch(timezone.now())),
         *run_queries(lambda: stuck.overdue_runs(later)),
     ]
     assert len(queries) >= 5

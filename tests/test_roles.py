@@ -39,8 +39,8 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.authtoken.models import Token, TokenProxy
 from rest_framework.test import APIClient
 
+from jobs.core.roles import EDITORS, OPERATORS, VIEWERS
 from jobs.models import JobType, Run, Schedule, Workflow
-from jobs.roles import EDITORS, OPERATORS, VIEWERS
 
 USERS = ("anonymous", "viewer", "operator", "editor", "admin")
 ROLE_OF = {"viewer": VIEWERS, "operator": OPERATORS, "editor": EDITORS}

@@ -5,8 +5,8 @@ these tests have the tests' Redis; a real worker's cancel is in tests/e2e/.)"""
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import services
 from jobs.models import JobType, Run
+from jobs.runs import trigger
 from tests.factories import JobTypeFactory, RunFactory
 
 
@@ -65,7 +65,7 @@ def test_cancelling_a_workflow_run_records_the_user_on_its_steps_too(operator, r
     workflow.steps.create(name="a", job_type=JobTypeFactory(name="a"))
     parent = RunFactory(job_type=workflow, status="running")
     step = RunFactory(job_type=JobType.objects.get(name="a"), parent=parent, step_name="a", status="waiting")
-    services.run_cancel(run=parent, cancelled_by=operator)
+    trigger.run_cancel(run=parent, cancelled_by=operator)
     step.refresh_from_db()
     assert (step.status, step.cancelled_by) == ("cancelled", operator)
 

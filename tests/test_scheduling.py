@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jobs.scheduling import cron_error, describe_cron, next_cron_fire, next_interval_fire, timezone_error
+from jobs.core.cron import cron_error, describe_cron, next_cron_fire, next_interval_fire, timezone_error
 
 
 def utc(*args) -> datetime:

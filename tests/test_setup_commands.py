@@ -4,8 +4,8 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from jobs.models import JobType
-from jobs.workflow_graph import steps_errors
-from jobs.workflows import step_specs
+from jobs.workflows.graph import steps_errors
+from jobs.workflows.steps import step_specs
 
 
 def test_ensure_admin_creates_a_generated_admin_once_and_prints_the_password(db, capsys, monkeypatch):

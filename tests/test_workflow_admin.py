@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from jobs import services
 from jobs.models import JobType, Run, WorkflowStep
+from jobs.runs import trigger
 from tests.factories import JobTypeFactory
 
 
@@ -117,7 +117,7 @@ def test_the_workflows_page_lists_workflows_and_draws_their_graph(staff, echo):
 def test_a_workflow_run_page_lists_its_steps(staff, echo):
     flow = JobType.objects.create(name="flow", kind="workflow")
     flow.steps.create(name="only", job_type=echo)
-    run, _ = services.run_create(job_type=flow, trigger=Run.Trigger.ADMIN)
+    run, _ = trigger.run_create(job_type=flow, trigger=Run.Trigger.ADMIN)
     page = staff.get(reverse("admin:jobs_run_change", args=[run.pk])).content.decode()
     assert "Steps" in page and "only" in page and "Waiting" in page
     # The run's job type links to the workflow's page.

@@ -16,8 +16,8 @@ import uuid
 import redis
 from django.conf import settings
 
-from jobs import services
 from jobs.models import JobType, Run
+from jobs.runs import trigger
 from tests.conftest import ROOT, _database_url
 from tests.factories import JobTypeFactory
 
@@ -31,12 +31,14 @@ import sys, threading
 import django
 django.setup()
 from django.db import connection
-from jobs import services
+
+from jobs.runs import tracking
+
 
 def end(run_id, ready):
     ready.wait()
     try:
-        services.run_succeeded(run_id=run_id, result={"by": sys.argv[1]})
+        tracking.run_succeeded(run_id=run_id, result={"by": sys.argv[1]})
     finally:
         connection.close()
 
@@ -81,7 +83,7 @@ def test_the_join_step_of_20_steps_ending_at_once_is_published_exactly_once(tran
     ]
     try:
         for repetition in range(REPETITIONS):
-            run, _ = services.run_create(job_type=workflow, trigger=Run.Trigger.API)
+            run, _ = trigger.run_create(job_type=workflow, trigger=Run.Trigger.API)
             parts = list(run.children.exclude(step_name="join").order_by("step_name"))
             assert {p.status for p in parts} == {"queued"}, "the parts were not all published"
             Run.objects.filter(pk__in=[p.pk for p in parts]).update(status=Run.Status.RUNNING)

@@ -1,12 +1,14 @@
-"""How a workflow run advances, step by step, without a broker: jobs.workflows
+"""How a workflow run advances, step by step, without a broker: jobs.workflows.steps
 called the way the services call it. The same paths through a real worker are
 in tests/e2e/test_workflows.py."""
 
 import pytest
 from django.db import transaction
 
-from jobs import services, workflows
+from jobs.core import errors
 from jobs.models import JobType, Run
+from jobs.runs import trigger
+from jobs.workflows import steps as workflow_steps
 from tests.factories import JobTypeFactory
 
 
@@ -25,13 +27,13 @@ def diamond(db):
 
 
 def start(workflow: JobType, params=None) -> Run:
-    run, _ = services.run_create(job_type=workflow, params=params or {"day": "mon"}, trigger=Run.Trigger.API)
+    run, _ = trigger.run_create(job_type=workflow, params=params or {"day": "mon"}, trigger=Run.Trigger.API)
     return run
 
 
-def advance(run: Run) -> workflows.Advance:
+def advance(run: Run) -> workflow_steps.Advance:
     with transaction.atomic():
-        return workflows.advance(parent_id=run.pk)
+        return workflow_steps.advance(parent_id=run.pk)
 
 
 def statuses(run: Run) -> dict[str, str]:
@@ -111,13 +113,13 @@ def test_resolved_params_are_checked_against_the_step_job_type_schema(diamond):
 
 def test_cancelling_a_workflow_run_cancels_its_steps(diamond):
     run = start(diamond)
-    services.run_cancel(run=run)
+    trigger.run_cancel(run=run)
     assert set(statuses(run).values()) == {"cancelled"}
 
 
 def test_cancelling_one_step_fails_its_workflow(diamond):
     run = start(diamond)
-    services.run_cancel(run=run.children.get(step_name="d"))
+    trigger.run_cancel(run=run.children.get(step_name="d"))
     run.refresh_from_db()
     assert (run.status, run.error) == ("failed", "Step 'd' was cancelled.")
     assert set(statuses(run).values()) == {"cancelled"}
@@ -132,7 +134,7 @@ def test_a_rerun_from_failed_reuses_succeeded_steps_whose_upstream_is_reused(dia
     first.children.get(step_name="b").mark_failed(error="boom")
     advance(first)
     first.refresh_from_db()
-    second = services.run_rerun(run=first, from_failed=True)
+    second = trigger.run_rerun(run=first, from_failed=True)
     children = {r.step_name: r for r in second.children.all()}
     assert {name: r.status for name, r in children.items()} == {
         "a": "succeeded",
@@ -144,7 +146,7 @@ def test_a_rerun_from_failed_reuses_succeeded_steps_whose_upstream_is_reused(dia
     assert children["c"].result == "C"
     # Once the definition changes a's job type, a runs again, and so does c, which depends on it.
     diamond.steps.filter(name="a").update(job_type=JobTypeFactory(name="echo-2"))
-    third = services.run_rerun(run=first, from_failed=True)
+    third = trigger.run_rerun(run=first, from_failed=True)
     assert set(statuses(third).values()) == {"waiting"}
 
 
@@ -158,5 +160,5 @@ def test_a_step_of_a_disabled_job_type_fails_at_dispatch(diamond):
 
 def test_a_workflow_without_steps_cannot_run(db):
     empty = JobType.objects.create(name="empty", kind=JobType.Kind.WORKFLOW)
-    with pytest.raises(services.Conflict, match="has no steps"):
+    with pytest.raises(errors.Conflict, match="has no steps"):
         start(empty)

@@ -6,7 +6,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from jobs.services import Conflict, ServiceError
+from jobs.core.errors import Conflict, ServiceError
 
 
 def exception_handler(exc, context):

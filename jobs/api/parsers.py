@@ -1,7 +1,7 @@
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
-from jobs.limits import MAX_JSON_DEPTH, json_depth
+from jobs.core.limits import MAX_JSON_DEPTH, json_depth
 
 
 class JSONParser(parsers.JSONParser):

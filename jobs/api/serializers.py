@@ -1,173 +1,16 @@
-import copy
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import models, transaction
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs import workflows
-from jobs.models import JobType, NotifyStatus, Run, Schedule
-from jobs.workflow_graph import StepSpec, steps_errors
-
-
-class BooleanField(serializers.BooleanField):
-    """JSON `true` or `false` only, as the schema says: DRF's own also takes
-    1, "yes", "on" and more, which came from HTML forms (the API reads JSON only)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool):
-            return data
-        self.fail("invalid", input=data)
-
-
-class ModelSerializer(serializers.ModelSerializer):
-    serializer_field_mapping = {
-        **serializers.ModelSerializer.serializer_field_mapping,
-        models.BooleanField: BooleanField,
-    }
-
-
-class ModelCleanMixin:
-    """Validate with the model's clean(), so the admin and the API apply the same rules."""
-
-    def build_candidate(self, attrs):
-        candidate = copy.copy(self.instance) if self.instance else self.Meta.model()
-        for field, value in attrs.items():
-            setattr(candidate, field, value)
-        return candidate
-
-    @staticmethod
-    def clean_errors(candidate) -> dict[str, list[str]]:
-        try:
-            candidate.clean()
-        except DjangoValidationError as exc:
-            return exc.message_dict
-        return {}
-
-    def validate(self, attrs):
-        errors = self.clean_errors(self.build_candidate(attrs))
-        if errors:
-            raise serializers.ValidationError(errors)
-        return attrs
-
-
-class WorkflowStepSerializer(serializers.Serializer):
-    """One step of a workflow. The rules across steps (names, job types,
-    dependencies, cycles, placeholders) are checked on the whole list by
-    jobs.workflow_graph, as in the admin and the import commands."""
-
-    name = serializers.CharField(max_length=100, help_text="A slug, unique in the workflow.")
-    job_type = serializers.CharField(max_length=100, help_text="Name of the job type the step runs (not a workflow).")
-    params = serializers.JSONField(
-        required=False,
-        default=dict,
-        help_text="May hold {{ params.KEY }} and {{ steps.NAME.result }} placeholders, resolved at dispatch.",
-    )
-    depends_on = serializers.ListField(
-        child=serializers.CharField(), required=False, default=list, help_text="Names of the steps this one waits for."
-    )
-
-    def to_representation(self, step):
-        return {
-            "name": step.name,
-            "job_type": step.job_type.name,
-            "params": step.params,
-            "depends_on": step.depends_on,
-        }
-
-
-class JobTypeSerializer(ModelCleanMixin, ModelSerializer):
-    steps = WorkflowStepSerializer(
-        many=True, required=False, help_text="Kind workflow: its steps; they replace the current ones."
-    )
-    on_failure = serializers.SlugRelatedField(
-        slug_field="name",
-        queryset=JobType.objects.all(),
-        allow_null=True,
-        required=False,
-        help_text="Name of a job type to run when a run of this one fails.",
-    )
-
-    class Meta:
-        model = JobType
-        fields = [
-            "name",
-            "description",
-            "kind",
-            "task",
-            "http",
-            "command",
-            "params_schema",
-            "default_params",
-            "queue",
-            "priority",
-            "timeout_seconds",
-            "max_retries",
-            "retry_backoff_seconds",
-            "max_concurrency",
-            "notify_on",
-            "notify_emails",
-            "webhook_url",
-            "webhook_secret",
-            "on_failure",
-            "enabled",
-            "steps",
-            "created_at",
-            "updated_at",
-        ]
-        read_only_fields = ["created_at", "updated_at"]
-        # Written, never read back: it signs the webhook requests.
-        extra_kwargs = {"webhook_secret": {"write_only": True}}
-
-    def validate(self, attrs):
-        # The model's clean() and workflow_graph hold the rules, so the admin,
-        # the API and the import commands agree.
-        steps = attrs.pop("steps", None)
-        candidate = self.build_candidate(attrs)
-        errors = self.clean_errors(candidate)
-        step_errors, self._steps = self._check_steps(candidate, steps)
-        if step_errors:
-            errors["steps"] = step_errors
-        if errors:
-            raise serializers.ValidationError(errors)
-        return attrs
-
-    def _check_steps(self, candidate: JobType, steps: list[dict] | None) -> tuple[list[str], list[StepSpec] | None]:
-        """Errors in the steps, and the steps to save (None: leave them as they are)."""
-        was_workflow = self.instance is not None and self.instance.kind == JobType.Kind.WORKFLOW
-        if candidate.kind != JobType.Kind.WORKFLOW:
-            if steps:
-                return [f"Only for kind 'workflow': leave it empty for kind '{candidate.kind}'."], None
-            return [], [] if was_workflow else None
-        if steps is None:
-            specs = workflows.step_specs(self.instance) if was_workflow else []
-        else:
-            job_types = {jt.name: jt for jt in JobType.objects.filter(name__in=[s["job_type"] for s in steps])}
-            specs = [
-                StepSpec(
-                    name=s["name"],
-                    job_type=job_types.get(s["job_type"]),
-                    params=s.get("params", {}),
-                    depends_on=s.get("depends_on", []),
-                    job_type_name=s["job_type"],
-                )
-                for s in steps
-            ]
-        return steps_errors(specs, params_schema=candidate.params_schema), (specs if steps is not None else None)
-
-    def create(self, validated_data):
-        with transaction.atomic():
-            job_type = super().create(validated_data)
-            if self._steps is not None:
-                workflows.replace_steps(workflow=job_type, steps=self._steps)
-        return job_type
-
-    def update(self, instance, validated_data):
-        with transaction.atomic():
-            job_type = super().update(instance, validated_data)
-            if self._steps is not None:
-                workflows.replace_steps(workflow=job_type, steps=self._steps)
-        return job_type
+from jobs.definitions.serializers import (  # noqa: F401 (the API's serializers of definitions)
+    BooleanField,
+    JobTypeSerializer,
+    LastRunSerializer,
+    ScheduleSerializer,
+    WorkflowStepSerializer,
+)
+from jobs.models import JobType, NotifyStatus, Run
+from jobs.workflows import steps as workflow_steps
 
 
 class DurationMixin(serializers.Serializer):
@@ -323,7 +166,7 @@ class RunDetailSerializer(RunSerializer):
         """A workflow run: its steps in topological order. Other runs: null."""
         if run.job_type.kind != JobType.Kind.WORKFLOW:
             return None
-        return StepRunSerializer(workflows.step_runs(run), many=True).data
+        return StepRunSerializer(workflow_steps.step_runs(run), many=True).data
 
 
 class RerunRequestSerializer(serializers.Serializer):
@@ -358,51 +201,3 @@ class TaskNameSerializer(serializers.Serializer):
     name = serializers.CharField()
 
 
-class LastRunSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Run
-        fields = ["id", "status", "created_at", "finished_at"]
-        read_only_fields = fields
-
-
-class ScheduleSerializer(ModelCleanMixin, ModelSerializer):
-    job_type = serializers.SlugRelatedField(slug_field="name", queryset=JobType.objects.all())
-    timing = serializers.CharField(source="timing_display", read_only=True)
-    last_run = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Schedule
-        fields = [
-            "id",
-            "name",
-            "job_type",
-            "params",
-            "cron",
-            "timezone",
-            "interval_seconds",
-            "timing",
-            "enabled",
-            "overlap",
-            "start_at",
-            "end_at",
-            "next_run_at",
-            "last_run",
-            "skipped_ticks",
-            "last_skipped_at",
-            "last_skip_reason",
-            "created_at",
-            "updated_at",
-        ]
-        read_only_fields = [
-            "next_run_at",
-            "skipped_ticks",
-            "last_skipped_at",
-            "last_skip_reason",
-            "created_at",
-            "updated_at",
-        ]
-
-    @extend_schema_field(LastRunSerializer(allow_null=True))
-    def get_last_run(self, schedule: Schedule):
-        run = schedule.last_run
-        return LastRunSerializer(run).data if run else None

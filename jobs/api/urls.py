@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from jobs.api import views
 
 router = DefaultRouter()
 router.register("job-types", views.JobTypeViewSet, basename="jobtype")

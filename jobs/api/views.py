@@ -5,13 +5,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import audit, services
-from jobs.executors import registered_task_names
-from jobs.models import JobType, Run, Schedule
-
-from .filters import JobTypeFilter, RunFilter, ScheduleFilter
-from .schema import ErrorSerializer
-from .serializers import (
+from jobs import audit
+from jobs.api.filters import JobTypeFilter, RunFilter, ScheduleFilter
+from jobs.api.schema import ErrorSerializer
+from jobs.api.serializers import (
     JobTypeSerializer,
     RerunRequestSerializer,
     RunDetailSerializer,
@@ -20,6 +17,10 @@ from .serializers import (
     ScheduleSerializer,
     TaskNameSerializer,
 )
+from jobs.core.kinds import registered_task_names
+from jobs.definitions.job_types import job_type_delete
+from jobs.models import JobType, Run, Schedule
+from jobs.runs.trigger import run_cancel, run_create, run_rerun
 
 
 class AuditedMixin:
@@ -64,27 +65,14 @@ class JobTypeViewSet(AuditedMixin, viewsets.ModelViewSet):
     )
     def destroy(self, request, *args, **kwargs):
         job_type = self.get_object()
-        uses = job_type.usages()
-        if uses and not job_type.runs.exists():
-            raise services.Conflict(
-                f"Job type '{job_type.name}' is {' and '.join(uses)}: remove it from there before deleting it."
-            )
-        if job_type.runs.exists():
-            before = audit.snapshot(job_type)
-            with transaction.atomic():
-                job_type.enabled = False
-                job_type.save(update_fields=["enabled", "updated_at"])
-                audit.log_change(
-                    job_type, before=before, by=self.author(), note=" (asked to delete it, but it has runs)"
-                )
-            return Response(
-                {
-                    "detail": "The job type has runs, so it was disabled instead of deleted.",
-                    **self.get_serializer(job_type).data,
-                }
-            )
-        self.perform_destroy(job_type)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        if job_type_delete(job_type=job_type, by=self.author()):
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(
+            {
+                "detail": "The job type has runs, so it was disabled instead of deleted.",
+                **self.get_serializer(job_type).data,
+            }
+        )
 
     @extend_schema(
         request=RunRequestSerializer,
@@ -99,7 +87,7 @@ class JobTypeViewSet(AuditedMixin, viewsets.ModelViewSet):
         job_type = self.get_object()
         body = RunRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        run, created = services.run_create(
+        run, created = run_create(
             job_type=job_type,
             params=body.validated_data["params"],
             trigger=Run.Trigger.API,
@@ -130,7 +118,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel a run that has not finished: it never starts, or is stopped."""
-        run = services.run_cancel(run=self.get_object(), cancelled_by=request.user)
+        run = run_cancel(run=self.get_object(), cancelled_by=request.user)
         return Response(self.get_serializer(run).data)
 
     @extend_schema(
@@ -143,14 +131,15 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         reuse the results of its steps that succeeded (`from_failed`)."""
         body = RerunRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        run = services.run_rerun(
+        run = run_rerun(
             run=self.get_object(), requested_by=request.user, from_failed=body.validated_data["from_failed"]
         )
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
 
 
 class ScheduleViewSet(AuditedMixin, viewsets.ModelViewSet):
-    queryset = Schedule.objects.select_related("job_type")
+    # The last run of each schedule in the same query, as the pages and the admin read it.
+    queryset = Schedule.objects.select_related("job_type").with_last_run()
     serializer_class = ScheduleSerializer
     filterset_class = ScheduleFilter
     lookup_value_regex = "[^/]+"

@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from jobs.graph_svg import fit
 from jobs.models import Run
+from jobs.workflows.svg import fit
 
 MIN_SLOTS = 25
 

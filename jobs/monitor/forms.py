@@ -7,10 +7,9 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from jobs.forms import JSONField
+from jobs.core.forms import JSONField
 from jobs.models import JobType, Run, Schedule
-
-from .queries import Cursor, search
+from jobs.monitor.queries import Cursor, search
 
 
 class RunFilterForm(forms.Form):

@@ -22,17 +22,15 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs import audit, services
-from jobs.graph_svg import workflow_svg
-from jobs.limits import is_truncated_result
+from jobs import audit
+from jobs.core import errors
+from jobs.core.limits import is_truncated_result
 from jobs.models import JobType, Run, Schedule
-from jobs.workflows import step_runs
-
-from .charts import duration_chart, step_timeline
-from .cluster import cluster_status
-from .flower import may_see_flower
-from .forms import AuditFilterForm, RunFilterForm, RunNowForm
-from .queries import (
+from jobs.monitor.charts import duration_chart, step_timeline
+from jobs.monitor.cluster import cluster_status
+from jobs.monitor.flower import may_see_flower
+from jobs.monitor.forms import AuditFilterForm, RunFilterForm, RunNowForm
+from jobs.monitor.queries import (
     NEWEST_FIRST,
     count_in_statuses,
     keyset_page,
@@ -43,6 +41,9 @@ from .queries import (
     upcoming_fires,
     upcoming_scheduled_runs,
 )
+from jobs.runs import trigger
+from jobs.workflows.steps import step_runs
+from jobs.workflows.svg import workflow_svg
 
 ACTIVE_LIMIT = 50
 RECENT_LIMIT = 10
@@ -266,8 +267,8 @@ def run_cancel(request: HttpRequest, run_id) -> HttpResponse:
         raise PermissionDenied("You may not cancel runs.")
     run = _get_run(run_id)
     try:
-        services.run_cancel(run=run, cancelled_by=request.user)
-    except services.ServiceError as exc:
+        trigger.run_cancel(run=run, cancelled_by=request.user)
+    except errors.ServiceError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, "Run cancelled.")
@@ -281,8 +282,8 @@ def run_rerun(request: HttpRequest, run_id) -> HttpResponse:
         raise PermissionDenied("You may not run jobs.")
     run = _get_run(run_id)
     try:
-        new_run = services.run_rerun(run=run, requested_by=request.user, from_failed="from_failed" in request.POST)
-    except services.ServiceError as exc:
+        new_run = trigger.run_rerun(run=run, requested_by=request.user, from_failed="from_failed" in request.POST)
+    except errors.ServiceError as exc:
         messages.error(request, str(exc))
         return redirect("monitor:run", run.pk)
     messages.success(request, f"Rerun of {run.pk} started.")
@@ -311,12 +312,12 @@ def job_type_detail(request: HttpRequest, name: str) -> HttpResponse:
             raise PermissionDenied("You may not run jobs.")
         if form.is_valid():
             try:
-                run, _ = services.run_create(
+                run, _ = trigger.run_create(
                     job_type=job_type, params=form.params(), trigger=Run.Trigger.ADMIN, requested_by=request.user
                 )
-            except services.InvalidInput as exc:
+            except errors.InvalidInput as exc:
                 form.add_param_errors(exc.errors.get("params", []) + exc.errors.get("detail", []))
-            except services.ServiceError as exc:
+            except errors.ServiceError as exc:
                 form.add_error(None, str(exc))
             else:
                 messages.success(request, f"Run {run.pk} of {job_type.name} created.")

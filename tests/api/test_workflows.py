@@ -3,8 +3,8 @@ runs API shows of them. Execution through a worker is in tests/e2e/."""
 
 import pytest
 
-from jobs import services
 from jobs.models import JobType, Run, WorkflowStep
+from jobs.runs import trigger
 from tests.factories import JobTypeFactory
 
 URL = "/api/v1/job-types/"
@@ -192,7 +192,7 @@ def test_a_failure_hook_is_set_by_name_and_cannot_be_the_job_type_itself(api, ec
 @pytest.fixture
 def etl_run(api, echo):
     api.post(URL, workflow(), format="json")
-    run, _ = services.run_create(job_type=JobType.objects.get(name="etl"), params={"day": "mon"}, trigger="api")
+    run, _ = trigger.run_create(job_type=JobType.objects.get(name="etl"), params={"day": "mon"}, trigger="api")
     return run
 
 

@@ -13,9 +13,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from jobs.dispatch import dispatch_due
 from jobs.models import Run, Schedule
-from jobs.services import run_cancel, run_create
+from jobs.runs.trigger import run_cancel, run_create
+from jobs.schedules.dispatcher import dispatch_due
 from tests.conftest import ROOT, _database_url, wait_for_run
 from tests.factories import JobTypeFactory
 
@@ -122,7 +122,7 @@ import json, sys
 import django
 django.setup()
 from datetime import datetime
-from jobs.dispatch import dispatch_due
+from jobs.schedules.dispatcher import dispatch_due
 print(json.dumps(dispatch_due(now=datetime.fromisoformat(sys.argv[1]))))
 """
 

@@ -167,7 +167,7 @@ def test_a_running_command_can_be_cancelled(worker, api):
 
 def test_a_soft_time_limit_fails_the_run_with_a_clear_error(worker):
     job_type = JobTypeFactory(name="nap-limited", task="jobs.builtin.sleep", timeout_seconds=1)
-    from jobs.services import run_create
+    from jobs.runs.trigger import run_create
 
     run, _ = run_create(job_type=job_type, params={"seconds": 10}, trigger="cli")
     run = wait_for_run(run, timeout=20)

@@ -190,7 +190,7 @@ def test_a_run_whose_worker_is_gone_is_failed_by_the_stuck_check_and_frees_its_s
 SWEEPER = """
 import django
 django.setup()
-from jobs.dispatch import dispatch_due
+from jobs.schedules.dispatcher import dispatch_due
 print(dispatch_due()["republished"])
 """
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from django_celery_results.models import TaskResult
 
 from jobs.models import Run
-from jobs.services import run_create
+from jobs.runs.trigger import run_create
 from tests.conftest import wait_for_run
 from tests.factories import JobTypeFactory
 

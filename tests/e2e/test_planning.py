@@ -9,8 +9,8 @@ from datetime import timedelta
 from django.core.management import call_command
 from django.urls import reverse
 
-from jobs.dispatch import dispatch_due
 from jobs.models import Run, Schedule
+from jobs.schedules.dispatcher import dispatch_due
 from tests.conftest import wait_for_run
 from tests.factories import JobTypeFactory
 

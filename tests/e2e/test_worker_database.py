@@ -1,6 +1,6 @@
 """A worker keeps its database connection from task to task (settings:
 CELERY_DB_REUSE_MAX) and checks it around each, as Django does around a
-request, and again before a long task's end is written (jobs/connections.py),
+request, and again before a long task's end is written (jobs/worker/connections.py),
 so a connection the server dropped costs no run.
 
 PostgreSQL only: it takes a server that has sessions to count and to drop;
@@ -9,8 +9,8 @@ SQLite's connections go through the same code."""
 import pytest
 from django.db import connection
 
-from jobs import services
 from jobs.models import Run
+from jobs.runs import trigger
 from tests.conftest import wait_for_run, wait_until
 from tests.factories import JobTypeFactory
 from tests.tasks import session_of
@@ -24,7 +24,7 @@ def terminate(*backend_pids: int) -> None:
 
 
 def run_once(job_type, **params) -> Run:
-    run, _ = services.run_create(job_type=job_type, params=params, trigger=Run.Trigger.API)
+    run, _ = trigger.run_create(job_type=job_type, params=params, trigger=Run.Trigger.API)
     run = wait_for_run(run)
     assert run.status == Run.Status.SUCCEEDED, run.error
     return run
@@ -46,7 +46,7 @@ def test_a_run_ends_even_when_its_session_was_dropped_while_the_task_ran(worker)
     # A long task leaves its connection idle, and servers, poolers and load
     # balancers drop idle connections: the end must not be written on a dead one.
     job_type = JobTypeFactory(task="tests.database_session")
-    run, _ = services.run_create(job_type=job_type, params={"seconds": 3}, trigger=Run.Trigger.API)
+    run, _ = trigger.run_create(job_type=job_type, params={"seconds": 3}, trigger=Run.Trigger.API)
     session = wait_until(lambda: session_of(run.pk), 30, "the task never noted its database session")
     terminate(session)
     run = wait_for_run(run, timeout=30)
@@ -57,7 +57,7 @@ def test_a_task_whose_session_broke_still_ends_its_run(worker):
     # The task's own query loses the connection at once: the run's end is
     # written on a new one, not on the broken one.
     job_type = JobTypeFactory(task="tests.drop_own_session", max_retries=0)
-    run, _ = services.run_create(job_type=job_type, params={}, trigger=Run.Trigger.API)
+    run, _ = trigger.run_create(job_type=job_type, params={}, trigger=Run.Trigger.API)
     run = wait_for_run(run, timeout=30)
     assert (run.status, run.attempts) == (Run.Status.FAILED, 1)
     assert run.error.startswith("OperationalError"), run.error

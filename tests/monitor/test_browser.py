@@ -15,7 +15,7 @@ from django.utils import timezone
 from playwright.sync_api import expect, sync_playwright
 
 from jobs.models import JobType, Run, Schedule
-from jobs.services import run_create
+from jobs.runs.trigger import run_create
 from tests.conftest import ROOT, wait_for_run
 from tests.factories import JobTypeFactory
 

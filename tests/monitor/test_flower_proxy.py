@@ -4,7 +4,7 @@ import httpx
 from django.test import Client
 
 from jobs.models import Run
-from jobs.services import run_create
+from jobs.runs.trigger import run_create
 from tests.conftest import free_port, wait_for_run
 from tests.factories import JobTypeFactory
 

@@ -9,7 +9,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
-from jobs import audit, yaml_lines
+from jobs import audit
+from jobs.core import yaml_lines
 
 
 def read_yaml(path: Path) -> Any:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.definitions import export_definitions
-from jobs.yaml_lines import dump
+from jobs.core.yaml_lines import dump
+from jobs.importexport.job_files import export_definitions
 
 HEADER = "# Jobsite job types, workflows and schedules; read back with: manage.py import_job_types FILE\n"
 

@@ -3,11 +3,10 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from jobs import director
-from jobs.definitions import import_definitions, import_schedules
-from jobs.yaml_lines import FileError
-
-from ._files import command_author, file_error, read_yaml
+from jobs.core.yaml_lines import FileError
+from jobs.importexport import director
+from jobs.importexport.job_files import import_definitions, import_schedules
+from jobs.management.commands._files import command_author, file_error, read_yaml
 
 
 class Command(BaseCommand):

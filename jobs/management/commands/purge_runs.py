@@ -3,7 +3,7 @@ import argparse
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs.retention import DEFAULT_BATCH_SIZE, runs_purge
+from jobs.runs.retention import DEFAULT_BATCH_SIZE, runs_purge
 
 
 def _whole_number(minimum: int, maximum: int, what: str):

@@ -5,9 +5,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from jobs import services
+from jobs.core import errors
+from jobs.core.kinds import split_emails
 from jobs.models import JobType, Run
-from jobs.notifications import split_emails
+from jobs.runs.trigger import run_create
 
 
 class Command(BaseCommand):
@@ -46,14 +47,14 @@ class Command(BaseCommand):
         if job_type is None:
             raise CommandError(f"No job type named '{name}': list them with the API (/api/v1/job-types/) or the admin")
         try:
-            run, _ = services.run_create(
+            run, _ = run_create(
                 job_type=job_type,
                 params=params,
                 trigger=Run.Trigger.CLI,
                 run_at=run_at,
                 notify_emails=[email for value in notify for email in split_emails(value)],
             )
-        except services.ServiceError as exc:
+        except errors.ServiceError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         self.stdout.write(str(run.pk))
         if not wait:

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import services
+from jobs import notifications
+from jobs.core import errors
 from jobs.models import JobType, NotifyOn
 
 
@@ -17,8 +18,8 @@ class Command(BaseCommand):
                 f"No job type named '{job_type}': list them with the API (/api/v1/job-types/) or the admin"
             )
         try:
-            outcome = services.notification_send_test(job_type=found)
-        except services.ServiceError as exc:
+            outcome = notifications.notification_send_test(job_type=found)
+        except errors.ServiceError as exc:
             raise CommandError(str(exc)) from None
         for channel, result in outcome.items():
             if result["status"] == "sent":

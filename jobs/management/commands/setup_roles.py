@@ -3,7 +3,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from jobs.roles import RoleError, role_named, roles_sync
+from jobs.core.roles import RoleError, role_named, roles_sync
 
 
 class Command(BaseCommand):

@@ -34,9 +34,9 @@ from typing import Any
 from celery.schedules import crontab
 from django.conf import settings
 
-from .models import JobType
-from .params import check_schema
-from .yaml_lines import FileError, line_of
+from jobs.core.params import check_schema
+from jobs.core.yaml_lines import FileError, line_of
+from jobs.models import JobType
 
 WORKFLOW_KEYS = ("tasks", "queue", "periodic", "hooks", "schema")
 GROUP_KEYS = ("type", "tasks")

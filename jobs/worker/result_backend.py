@@ -2,7 +2,7 @@
 django-celery-results' database backend, with two changes.
 
 Sizes. The TaskResult row of a task keeps its return value (or its exception)
-and its traceback; they are cut like the run's own (jobs/limits.py), so a task
+and its traceback; they are cut like the run's own (jobs/core/limits.py), so a task
 returning megabytes does not store them twice.
 
 One commit per successful run. With the stock backend a successful run costs
@@ -10,7 +10,7 @@ two commits at its end: Celery stores the TaskResult, then the task_success
 signal ends the Run. A commit is what a run costs most on a durable database
 (an fsync each on PostgreSQL), so the backend ends the Run itself, in the
 TaskResult's transaction, with the same service the signal calls, and tells
-the signal handler so (jobs/signals.py). Every other task, and every other
+the signal handler so (jobs/worker/signals.py). Every other task, and every other
 state, is stored as django-celery-results stores it; with any other result
 backend the signal handler ends runs on its own.
 """
@@ -18,9 +18,10 @@ backend the signal handler ends runs on its own.
 from celery import states
 from django_celery_results.backends.database import DatabaseBackend as ResultsDatabaseBackend
 
-from . import connections, services
-from .executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
-from .limits import bounded_error, bounded_result, bounded_traceback
+from jobs.core.limits import bounded_error, bounded_result, bounded_traceback
+from jobs.runs import tracking
+from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
+from jobs.worker import connections
 
 # Set on a task's request once its run's success is recorded with its result.
 RECORDED_ATTRIBUTE = "jobsite_success_recorded"
@@ -64,7 +65,7 @@ class RunResultBackend(DatabaseBackend):
             return super()._store_result(task_id, result, status, traceback, request, using)
         connections.checkup_if_idle(request)  # the task may have left the connection idle for long
         # run_succeeded cuts the run's copy of the result; _record_success the TaskResult's.
-        services.run_succeeded(
+        tracking.run_succeeded(
             run_id=task_id,
             result=result,
             notify_on=request_header(request, NOTIFY_HEADER),

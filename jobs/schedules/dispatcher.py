@@ -60,9 +60,10 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import workflows
-from .models import JobType, Run, Schedule, republish_deadline
-from .services import ServiceError, run_build, runs_publish
+from jobs.core.errors import ServiceError
+from jobs.models import JobType, Run, Schedule, republish_deadline
+from jobs.runs.trigger import run_build, runs_publish
+from jobs.workflows import steps as workflow_steps
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def _plan_batch(now: datetime) -> int | None:
             inserted = set(Run.objects.filter(pk__in=[run.pk for run in workflow_runs]).values_list("pk", flat=True))
             for run in workflow_runs:
                 if run.pk in inserted:
-                    workflows.create_step_runs(parent=run)
+                    workflow_steps.create_step_runs(parent=run)
         return len(runs)
 
 

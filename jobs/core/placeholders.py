@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .limits import is_truncated_result
+from jobs.core.limits import is_truncated_result
 
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
 _PARAMS = re.compile(r"params((?:\.[^.\s]+)*)")

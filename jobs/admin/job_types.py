@@ -1,102 +1,26 @@
+"""The admin pages of job types and workflows (a workflow's steps inline)."""
+
 import json
 from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import models
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from . import notifications, services
-from .forms import JSONField
-from .graph_svg import workflow_svg
-from .models import JobType, NotifyOn, NotifyStatus, Run, Schedule, Workflow, WorkflowStep
-from .workflow_graph import StepSpec, steps_errors
-
-
-class EmailListField(forms.Field):
-    """Addresses typed as text, separated by commas or lines; checked by the
-    model or the service, so the admin and the API say the same."""
-
-    widget = forms.Textarea(attrs={"rows": 2, "cols": 80})
-
-    def to_python(self, value):
-        if isinstance(value, list):
-            return value
-        return notifications.split_emails(value or "")
-
-    def prepare_value(self, value):
-        return ", ".join(value) if isinstance(value, list) else value
-
-
-# JSON typed in the admin's forms goes through Jobsite's field (nesting limited).
-JSON_INPUT = {models.JSONField: {"form_class": JSONField}}
-
-
-class RunParamsForm(forms.Form):
-    params = JSONField(
-        required=False,
-        initial=dict,
-        widget=forms.Textarea(attrs={"rows": 8, "cols": 80}),
-        help_text="A JSON object, merged over the job type's default params.",
-    )
-    run_at = forms.DateTimeField(
-        required=False,
-        help_text="Leave empty to run now, or give a future time (YYYY-MM-DD HH:MM, in the site's time zone).",
-    )
-    notify_emails = EmailListField(
-        required=False,
-        label="Also notify",
-        help_text="Addresses to tell about this run too (comma-separated), under the job type's notify_on.",
-    )
-
-    def clean_params(self):
-        params = self.cleaned_data["params"]
-        if params in (None, ""):
-            return {}
-        if not isinstance(params, dict):
-            raise forms.ValidationError('Params must be a JSON object, e.g. {"count": 3}.')
-        return params
-
-
-def run_and_report(model_admin: admin.ModelAdmin, request, label: str, **trigger) -> None:
-    """Trigger a run from an admin action and say how it went."""
-    try:
-        run, _ = services.run_create(trigger=Run.Trigger.ADMIN, requested_by=request.user, **trigger)
-    except services.ServiceError as exc:
-        model_admin.message_user(request, f"Could not run {label}: {exc}", messages.ERROR)
-    else:
-        url = reverse("admin:jobs_run_change", args=[run.pk])
-        model_admin.message_user(request, format_html('Started run <a href="{}">{}</a> of {}.', url, run.pk, label))
-
-
-class EnableRunMixin:
-    """Enable/disable actions, and the `run` permission for run actions."""
-
-    def has_run_permission(self, request) -> bool:
-        return request.user.has_perm("jobs.run_jobtype")
-
-    @admin.action(description="Enable", permissions=["change"])
-    def enable(self, request, queryset):
-        self._set_enabled(request, queryset, True)
-
-    @admin.action(description="Disable", permissions=["change"])
-    def disable(self, request, queryset):
-        self._set_enabled(request, queryset, False)
-
-    def _set_enabled(self, request, queryset, enabled: bool) -> None:
-        # save() per object rather than update(): it keeps updated_at right and
-        # lets the model react (a schedule counts its next fire from now). Each
-        # change goes to the object's history, as the change form's would.
-        for obj in queryset:
-            if obj.enabled == enabled:
-                continue
-            obj.enabled = enabled
-            obj.save()
-            self.log_change(request, obj, [{"changed": {"fields": ["Enabled"]}}])
+from jobs import notifications
+from jobs.admin.common import JSON_INPUT, EmailListField, EnableRunMixin, RunParamsForm, run_and_report
+from jobs.core import kinds
+from jobs.core.errors import ServiceError
+from jobs.definitions.job_types import job_type_delete, job_type_save
+from jobs.models import JobType, NotifyOn, Run, Workflow, WorkflowStep
+from jobs.runs.trigger import run_create
+from jobs.workflows.graph import StepSpec, steps_errors
+from jobs.workflows.steps import StepChanges
+from jobs.workflows.svg import workflow_svg
 
 
 class JobTypeForm(forms.ModelForm):
@@ -117,7 +41,7 @@ class JobTypeForm(forms.ModelForm):
         self.fields["webhook_secret"].help_text = (
             "A secret is set; it is never shown. Type a new one to replace it, or leave this empty to keep it."
             if has_secret
-            else f"Signs each webhook request (at least {notifications.MIN_SECRET_LENGTH} characters)."
+            else f"Signs each webhook request (at least {kinds.MIN_SECRET_LENGTH} characters)."
         )
 
     def clean_webhook_secret(self):
@@ -140,6 +64,37 @@ class RunnableAdmin(EnableRunMixin, admin.ModelAdmin):
             "description": "Who is told when a run ends. Check it with the action “Send a test notification”.",
         },
     )
+
+    # Saved and deleted through the job type services, as in the API and the importers.
+
+    def save_model(self, request, obj, form, change):
+        job_type_save(job_type=obj)
+
+    def get_deleted_objects(self, objs, request):
+        # A job type with runs is disabled instead (job_type_delete): its runs keep it.
+        with_runs = [obj for obj in objs if obj.runs.exists()]
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(
+            [obj for obj in objs if obj not in with_runs], request
+        )
+        kept = [f"{obj}: it has runs, so it will be disabled instead of deleted" for obj in with_runs]
+        return [*deleted, *kept], counts, perms_needed, protected
+
+    def log_deletions(self, request, queryset):
+        super().log_deletions(request, [obj for obj in queryset if not obj.runs.exists()])
+
+    def delete_model(self, request, obj):
+        if not job_type_delete(job_type=obj):
+            self.log_change(request, obj, "Disabled: asked to delete it, but it has runs.")
+            self.message_user(request, f"{obj} has runs, so it was disabled instead of deleted.", messages.WARNING)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+    def response_delete(self, request, obj_display, obj_id):
+        if self.model.objects.filter(pk=obj_id).exists():  # disabled, not deleted
+            return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", obj_id)
+        return super().response_delete(request, obj_display, obj_id)
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
@@ -178,8 +133,8 @@ class RunnableAdmin(EnableRunMixin, admin.ModelAdmin):
     def send_test_notification(self, request, queryset):
         for job_type in queryset:
             try:
-                outcome = services.notification_send_test(job_type=job_type)
-            except services.ServiceError as exc:
+                outcome = notifications.notification_send_test(job_type=job_type)
+            except ServiceError as exc:
                 self.message_user(request, str(exc), messages.WARNING)
                 continue
             for channel, result in outcome.items():
@@ -213,7 +168,7 @@ class RunnableAdmin(EnableRunMixin, admin.ModelAdmin):
         form = RunParamsForm(request.POST or None, initial={"params": job_type.default_params})
         if request.method == "POST" and form.is_valid():
             try:
-                run, _ = services.run_create(
+                run, _ = run_create(
                     job_type=job_type,
                     params=form.cleaned_data["params"],
                     trigger=Run.Trigger.ADMIN,
@@ -221,7 +176,7 @@ class RunnableAdmin(EnableRunMixin, admin.ModelAdmin):
                     run_at=form.cleaned_data["run_at"],
                     notify_emails=form.cleaned_data["notify_emails"],
                 )
-            except services.ServiceError as exc:
+            except ServiceError as exc:
                 for field, errors in exc.errors.items():
                     for error in errors:
                         form.add_error(field if field in form.fields else None, error)
@@ -311,33 +266,37 @@ class WorkflowStepForm(forms.ModelForm):
 
 
 class WorkflowStepFormSet(forms.BaseInlineFormSet):
-    def clean(self):
-        """The workflow's rules (jobs/workflow_graph.py), checked on all steps at once as in the API."""
-        if any(self.errors):
-            return
-        steps = [
+    """The steps of a workflow, checked as one graph like the API's, and saved
+    with the workflow by the job type save service (WorkflowAdmin.save_related)."""
+
+    def step_specs(self) -> list[StepSpec]:
+        """The steps as typed, in the order of the form, without the deleted ones."""
+        return [
             StepSpec(
                 name=form.cleaned_data["name"],
                 job_type=form.cleaned_data["job_type"],
                 params=form.cleaned_data["params"],
                 depends_on=form.cleaned_data["depends_on"],
+                pk=form.instance.pk,
             )
             for form in self.forms
             if form.cleaned_data and not form.cleaned_data.get("DELETE")
         ]
-        errors = steps_errors(steps, params_schema=self.instance.params_schema)
+
+    def clean(self):
+        """The workflow's rules (jobs/workflows/graph.py), checked on all steps at once as in the API."""
+        if any(self.errors):
+            return
+        errors = steps_errors(self.step_specs(), params_schema=self.instance.params_schema)
         if errors:
             raise ValidationError(errors)
         super().clean()
 
-    def save(self, commit=True):
-        # Steps are listed in the order of the form.
-        saved = super().save(commit=commit)
-        kept = [f.instance for f in self.forms if f.instance.pk and f not in self.deleted_forms]
-        for position, step in enumerate(kept):
-            if step.position != position:
-                WorkflowStep.objects.filter(pk=step.pk).update(position=position)
-        return saved
+    def record(self, changes: StepChanges) -> None:
+        """What the save did, where the admin's history message looks for it (as formset.save() leaves it)."""
+        self.new_objects = changes.added
+        self.changed_objects = changes.changed
+        self.deleted_objects = changes.deleted
 
 
 class JobTypePermissions:
@@ -404,6 +363,13 @@ class WorkflowAdmin(JobTypePermissions, RunnableAdmin):
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
 
+    def save_model(self, request, obj, form, change):
+        pass  # with its steps, in save_related
+
+    def save_related(self, request, form, formsets, change):
+        steps = next(formset for formset in formsets if isinstance(formset, WorkflowStepFormSet))
+        steps.record(job_type_save(job_type=form.instance, steps=steps.step_specs()))
+
     @admin.display(description="Graph")
     def graph(self, workflow: Workflow) -> str:
         if workflow.pk is None:
@@ -416,163 +382,3 @@ class WorkflowAdmin(JobTypePermissions, RunnableAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return request.user.has_perm("jobs.delete_jobtype")
-
-
-class StepRunInline(admin.TabularInline):
-    """A workflow run's step runs, on its page."""
-
-    model = Run
-    fk_name = "parent"
-    verbose_name = "step"
-    verbose_name_plural = "Steps"
-    fields = ["step_name", "job_type", "status", "started_at", "finished_at", "attempts", "error"]
-    readonly_fields = fields
-    ordering = ["created_at"]
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
-RUN_NOTIFY_INTERNALS = ["notify_outcome", "notify_locked_until"]
-
-
-@admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
-    list_display = [
-        "short_id",
-        "job_type",
-        "status",
-        "trigger",
-        "requested_by",
-        "created_at",
-        "duration_display",
-        "attempts",
-        "worker",
-        "notification_display",
-    ]
-    list_filter = ["status", "trigger", "notify_status", "job_type", "schedule", "created_at"]
-    inlines = [StepRunInline]
-    search_fields = ["=id", "job_type__name"]
-    list_select_related = ["job_type", "requested_by"]
-    date_hierarchy = "created_at"
-    actions = ["cancel", "rerun"]
-    show_full_result_count = False  # no COUNT(*) over the whole run table
-    exclude = RUN_NOTIFY_INTERNALS  # shown as "Notification", in words
-    readonly_fields = [f.name for f in Run._meta.fields if f.name not in RUN_NOTIFY_INTERNALS] + [
-        "duration_display",
-        "notification_display",
-    ]
-
-    @admin.display(description="Notification", ordering="notify_status")
-    def notification_display(self, run: Run) -> str:
-        if not run.notify_status:
-            return "—"
-        outcome = run.notify_outcome or {}
-        parts = [
-            f"{channel} {o['status']}" + (f" ({o['error']})" if o.get("error") and o["status"] != "sent" else "")
-            for channel, o in outcome.items()
-            if isinstance(o, dict)
-        ]
-        if "error" in outcome:
-            parts.append(outcome["error"])
-        if run.notify_status == NotifyStatus.PENDING and run.notify_locked_until:
-            parts.append(f"next attempt {run.notify_locked_until:%Y-%m-%d %H:%M:%S}")
-        return f"{run.notify_status}" + (f": {'; '.join(parts)}" if parts else "")
-
-    @admin.display(description="Run", ordering="created_at")
-    def short_id(self, run: Run) -> str:
-        return str(run.pk)[:8]
-
-    @admin.display(description="Duration")
-    def duration_display(self, run: Run) -> str:
-        return f"{run.duration.total_seconds():.1f} s" if run.duration else "—"
-
-    def has_add_permission(self, request) -> bool:
-        return False  # runs are created by running a job type
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False  # a run is a record: it changes only by cancel/rerun
-
-    def has_cancel_permission(self, request) -> bool:
-        return request.user.has_perm("jobs.cancel_run")
-
-    def has_rerun_permission(self, request) -> bool:
-        return request.user.has_perm("jobs.run_jobtype")
-
-    @admin.action(description="Cancel selected runs", permissions=["cancel"])
-    def cancel(self, request, queryset):
-        for run in queryset.select_related("job_type"):
-            try:
-                services.run_cancel(run=run, cancelled_by=request.user)
-            except services.ServiceError as exc:
-                self.message_user(request, str(exc), messages.WARNING)
-            else:
-                self.message_user(request, f"Run {run.pk} cancelled.")
-
-    @admin.action(description="Rerun selected runs", permissions=["rerun"])
-    def rerun(self, request, queryset):
-        for run in queryset.select_related("job_type"):
-            try:
-                new_run = services.run_rerun(run=run, requested_by=request.user)
-            except services.ServiceError as exc:
-                self.message_user(request, str(exc), messages.WARNING)
-            else:
-                url = reverse("admin:jobs_run_change", args=[new_run.pk])
-                self.message_user(request, format_html('Run {} rerun as <a href="{}">{}</a>.', run.pk, url, new_run.pk))
-
-
-@admin.register(Schedule)
-class ScheduleAdmin(EnableRunMixin, admin.ModelAdmin):
-    list_display = [
-        "name",
-        "job_type",
-        "timing_display",
-        "enabled",
-        "next_run_at",
-        "last_run_display",
-        "overlap",
-        "skipped_ticks",
-    ]
-    list_filter = ["enabled", "overlap", "job_type"]
-    search_fields = ["name", "job_type__name"]
-    list_select_related = ["job_type"]
-    readonly_fields = [
-        "next_run_at",
-        "skipped_ticks",
-        "last_skipped_at",
-        "last_skip_reason",
-        "created_at",
-        "updated_at",
-    ]
-    actions = ["enable", "disable", "run_now"]
-    formfield_overrides = JSON_INPUT
-    fieldsets = [
-        (None, {"fields": ["name", "job_type", "params", "enabled"]}),
-        ("Timing", {"fields": ["cron", "timezone", "interval_seconds", "start_at", "end_at", "overlap"]}),
-        ("State", {"fields": ["next_run_at", "skipped_ticks", "last_skipped_at", "last_skip_reason"]}),
-        ("History", {"fields": ["created_at", "updated_at"]}),
-    ]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).with_last_run()
-
-    @admin.display(description="Timing")
-    def timing_display(self, schedule: Schedule) -> str:
-        return schedule.timing_display
-
-    @admin.display(description="Last run")
-    def last_run_display(self, schedule: Schedule) -> str:
-        if not schedule.last_run_id:
-            return "—"
-        url = reverse("admin:jobs_run_change", args=[schedule.last_run_id])
-        return format_html('<a href="{}">{}</a>', url, schedule.last_run_status)
-
-    @admin.action(description="Run now with the schedule's params", permissions=["run"])
-    def run_now(self, request, queryset):
-        for schedule in queryset.select_related("job_type"):
-            run_and_report(
-                self, request, schedule.name, job_type=schedule.job_type, params=schedule.params, schedule=schedule
-            )

@@ -7,7 +7,7 @@ around each request: `close_old_connections()` drops it once older than
 CONN_MAX_AGE, or broken, and makes the next query run the health check
 (CONN_HEALTH_CHECKS) first, which replaces a connection the server dropped.
 
-That check happens before a task starts (jobs/signals.py), and again before
+That check happens before a task starts (jobs/worker/signals.py), and again before
 its end is written if the task ran for a while or its own queries failed: a
 long task leaves its connection idle, and servers, connection poolers and
 load balancers drop idle connections, and a task's failed query may have

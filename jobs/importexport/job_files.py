@@ -1,7 +1,7 @@
 """Job types and workflows as data: written out by `export_job_types`, read
 back by `import_job_types` and, from celery-director files, `import_workflows`.
 
-Reading goes through the API's serializer, so a file is held to the same rules
+Reading goes through the definitions' serializers (the API's own), so a file is held to the same rules
 as the API and the admin, and it is all-or-nothing: one bad definition and
 nothing is written. A definition equal to what is stored is left alone, so
 importing the same file twice changes nothing. Each change is recorded in the
@@ -14,10 +14,10 @@ from typing import Any
 
 from django.db import transaction
 
-from . import audit
-from .api.serializers import JobTypeSerializer, ScheduleSerializer
-from .models import JobType, Schedule
-from .yaml_lines import FileError, line_of
+from jobs import audit
+from jobs.core.yaml_lines import FileError, line_of
+from jobs.definitions.serializers import JobTypeSerializer, ScheduleSerializer
+from jobs.models import JobType, Schedule
 
 LEFT_OUT = ("created_at", "updated_at")
 # A schedule's state, not its definition: what an import does not set.

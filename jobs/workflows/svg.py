@@ -5,7 +5,7 @@ wait for it. Every name is escaped by format_html."""
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from .workflow_graph import layers
+from jobs.workflows.graph import layers
 
 BOX_WIDTH, BOX_HEIGHT, COLUMN_GAP, ROW_GAP, MARGIN = 170, 40, 60, 16, 10
 FITS = 22  # characters that fit in a box; the full name is in the tooltip

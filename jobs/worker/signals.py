@@ -7,11 +7,12 @@ from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from django import db
 
-from . import connections, services
-from .executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER, RunFailed
-from .models import Run
-from .results_backend import RECORDED_ATTRIBUTE, request_header
-from .runtask import START_ATTRIBUTE, RunTask
+from jobs.models import Run
+from jobs.runs import tracking
+from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER, RunFailed
+from jobs.worker import connections
+from jobs.worker.result_backend import RECORDED_ATTRIBUTE, request_header
+from jobs.worker.task_base import START_ATTRIBUTE, RunTask
 
 
 def _header(task, name: str):
@@ -28,7 +29,7 @@ def on_task_prerun(task_id, task, **_):
     connections.checkup(task.request)
     run_id = _run_id(task)
     if run_id:
-        start = services.run_started(
+        start = tracking.run_started(
             run_id=run_id,
             worker=task.request.hostname or "",
             parent_id=_header(task, PARENT_HEADER),
@@ -41,10 +42,10 @@ def on_task_prerun(task_id, task, **_):
 @signals.task_success.connect
 def on_task_success(sender, result, **_):
     run_id = _run_id(sender)
-    # Jobsite's result backend (jobs/results_backend.py) ended the run with its TaskResult.
+    # Jobsite's result backend (jobs/worker/result_backend.py) ended the run with its TaskResult.
     if run_id and not getattr(sender.request, RECORDED_ATTRIBUTE, False):
         connections.checkup_if_idle(sender.request)
-        services.run_succeeded(
+        tracking.run_succeeded(
             run_id=run_id,
             result=result,
             notify_on=_header(sender, NOTIFY_HEADER),
@@ -62,13 +63,13 @@ def on_task_failure(sender, task_id, exception, einfo=None, **_):
         return
     connections.checkup_if_idle(sender.request)
     if isinstance(exception, RunFailed):
-        services.run_failed(run_id=run_id, error=str(exception))
+        tracking.run_failed(run_id=run_id, error=str(exception))
     elif isinstance(exception, SoftTimeLimitExceeded):
         limit = sender.request.timelimit[1] if sender.request.timelimit else None
-        services.run_failed(run_id=run_id, error=f"Timed out after {limit} s" if limit else "Timed out")
+        tracking.run_failed(run_id=run_id, error=f"Timed out after {limit} s" if limit else "Timed out")
     else:
         error = f"{type(exception).__name__}: {exception}"
-        services.run_failed(run_id=run_id, error=error, traceback=einfo.traceback if einfo else "")
+        tracking.run_failed(run_id=run_id, error=error, traceback=einfo.traceback if einfo else "")
 
 
 @signals.task_postrun.connect
@@ -85,7 +86,7 @@ def on_task_revoked(sender, request=None, terminated=False, **_):
     out again. Sent in the worker's main process, with the task's request."""
     if terminated and request is not None and (request.get(RUN_HEADER) or (request.headers or {}).get(RUN_HEADER)):
         with _main_process_database():
-            services.run_process_ended(run_id=request.id)
+            tracking.run_process_ended(run_id=request.id)
 
 
 def _on_hard_time_limit(task_id: str) -> None:
@@ -100,7 +101,7 @@ def _on_hard_time_limit(task_id: str) -> None:
         run = Run.objects.select_related("job_type").filter(pk=run_id).first()
         if run is not None:
             job_type = run.job_type
-            services.run_failed(
+            tracking.run_failed(
                 run_id=run_id,
                 error=f"Timed out after {job_type.hard_time_limit} s: it went on past its soft time limit "
                 f"({job_type.soft_time_limit} s) and was killed at the hard one",

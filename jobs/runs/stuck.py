@@ -3,7 +3,7 @@
 A worker that dies with its pool (killed, out of memory, machine lost) leaves
 its runs `running`. Redis hands their tasks out again after
 CELERY_VISIBILITY_TIMEOUT (an hour by default), and the worker's start check
-then runs them again or fails them (services.run_started); the stuck check,
+then runs them again or fails them (tracking.run_started); the stuck check,
 sent by beat every JOBS_STUCK_CHECK_SECONDS, is sooner. A run still `running`
 JOBS_STUCK_MARGIN_SECONDS after its job type's hard time limit cannot still be
 running on a live prefork worker, which would have killed it at that limit;
@@ -21,10 +21,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from jobs.models import JobType, Run
+from jobs.runs import tracking
 from jobsite.celery import app
-
-from . import services
-from .models import JobType, Run
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def runs_fail_stuck(now: datetime | None = None) -> int:
             f"{(now - run.started_at).total_seconds():.0f} s after attempt {run.attempts} started, past the "
             f"hard time limit of {run.job_type.hard_time_limit} s, and no worker reports it as active"
         )
-        if services.run_lost(run=run, error=error):
+        if tracking.run_lost(run=run, error=error):
             failed += 1
     if failed:
         logger.warning("Failed %d run(s) whose worker is gone", failed)

@@ -7,7 +7,7 @@ from typing import Any
 from jsonschema import exceptions as jsonschema_exceptions
 from jsonschema.validators import validator_for
 
-from .limits import params_size_error
+from jobs.core.limits import params_size_error
 
 
 def check_schema(schema: Any) -> str | None:

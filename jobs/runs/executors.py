@@ -1,7 +1,8 @@
-"""One executor per job kind: how its config is checked, how a run is sent to
-the workers, and (for kinds Jobsite runs itself) how it is executed there.
+"""One executor per job kind: how a run is sent to the workers, and (for kinds
+Jobsite runs itself) how it is executed there and stopped.
 
-Adding a kind is adding a class here and to EXECUTORS.
+Adding a kind is adding it to jobs/core/kinds.py (with its config check) and a
+class here in EXECUTORS.
 """
 
 import contextlib
@@ -17,11 +18,10 @@ from urllib.parse import urljoin
 import httpx
 from django.conf import settings
 
+from jobs.core import net
+from jobs.models import JobType, Run
+from jobs.notifications import notify_on_for
 from jobsite.celery import app
-
-from . import net
-from .models import JobType, Run
-from .notifications import notify_on_for
 
 # Every message Jobsite publishes for a run carries this header, so the worker's
 # signal handlers skip other tasks without a database lookup.
@@ -36,25 +36,15 @@ PARENT_HEADER = "jobsite_parent"
 # how many times it has waited for a slot (its next wait is longer).
 WAITS_HEADER = "jobsite_slot_waits"
 logger = logging.getLogger(__name__)
-HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
 class RunFailed(Exception):
     """The job ran and failed: its message becomes the run's error, with no traceback."""
 
 
-def registered_task_names() -> list[str]:
-    """Celery tasks a `task` job type may name: users' and built-in ones, not Celery's or Jobsite's own."""
-    app.loader.import_default_modules()
-    return sorted(name for name in app.tasks if not name.startswith(("celery.", "jobsite.")))
-
-
 class Executor:
     kind: str
     task_name = "jobsite.execute_run"
-
-    def config_errors(self, job_type: JobType) -> dict[str, list[str]]:
-        return {}
 
     def publish(self, run: Run, *, countdown: float | None = None, producer=None, headers: dict | None = None) -> None:
         self._send(
@@ -106,18 +96,6 @@ class Executor:
 class TaskExecutor(Executor):
     kind = JobType.Kind.TASK
 
-    def config_errors(self, job_type: JobType) -> dict[str, list[str]]:
-        if not job_type.task:
-            return {"task": ["Name the Celery task to run, e.g. 'jobs.builtin.echo'."]}
-        if job_type.task not in registered_task_names():
-            return {
-                "task": [
-                    f"Unknown task '{job_type.task}': it is not registered. "
-                    "GET /api/v1/tasks/ lists the tasks you can use."
-                ]
-            }
-        return {}
-
     def publish(self, run: Run, *, countdown: float | None = None, producer=None, headers: dict | None = None) -> None:
         self._send(
             run, run.job_type.task, args=[], kwargs=run.params, countdown=countdown, producer=producer, headers=headers
@@ -130,31 +108,6 @@ class TaskExecutor(Executor):
 
 class HttpExecutor(Executor):
     kind = JobType.Kind.HTTP
-
-    def config_errors(self, job_type: JobType) -> dict[str, list[str]]:
-        config = job_type.http
-        if not isinstance(config, dict):
-            return {"http": ["Must be an object with at least a 'url'."]}
-        problems = []
-        unknown = set(config) - {"method", "url", "headers", "body", "timeout_seconds", "expected_status"}
-        if unknown:
-            problems.append(f"Unknown keys: {', '.join(sorted(unknown))}.")
-        method = str(config.get("method", "GET")).upper()
-        if method not in HTTP_METHODS:
-            problems.append(f"method '{config.get('method')}': use one of {', '.join(HTTP_METHODS)}.")
-        url_problem = net.url_problem(config.get("url"))
-        if url_problem:
-            problems.append(f"url: {url_problem}")
-        headers = config.get("headers", {})
-        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            problems.append("headers: must be an object of strings.")
-        timeout = config.get("timeout_seconds", 30)
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600:
-            problems.append("timeout_seconds: must be a number of seconds between 1 and 3600.")
-        expected = config.get("expected_status", [])
-        if not isinstance(expected, list) or not all(isinstance(c, int) and 100 <= c <= 599 for c in expected):
-            problems.append("expected_status: must be a list of HTTP status codes, e.g. [200, 201].")
-        return {"http": problems} if problems else {}
 
     def execute(self, run: Run) -> dict:
         config = run.job_type.http
@@ -215,25 +168,6 @@ class HttpExecutor(Executor):
 class CommandExecutor(Executor):
     kind = JobType.Kind.COMMAND
 
-    def config_errors(self, job_type: JobType) -> dict[str, list[str]]:
-        config = job_type.command
-        argv = config.get("argv") if isinstance(config, dict) else None
-        if not isinstance(argv, list) or not argv or not all(isinstance(arg, str) for arg in argv):
-            return {"command": ['Give "argv": a non-empty list of strings, e.g. ["/usr/bin/env", "true"].']}
-        problems = []
-        allowlist = settings.JOBS_COMMAND_ALLOWLIST
-        if argv[0] not in allowlist:
-            listed = ", ".join(allowlist) if allowlist else "nothing: the command kind is off"
-            problems.append(
-                f"'{argv[0]}' is not in JOBS_COMMAND_ALLOWLIST (it lists {listed}); an administrator must add it."
-            )
-        timeout = config.get("timeout_seconds", 60)
-        if not isinstance(timeout, int) or isinstance(timeout, bool) or not 0 < timeout <= 86400:
-            problems.append("timeout_seconds: must be a whole number of seconds between 1 and 86400.")
-        if set(config) - {"argv", "timeout_seconds"}:
-            problems.append(f"Unknown keys: {', '.join(sorted(set(config) - {'argv', 'timeout_seconds'}))}.")
-        return {"command": problems} if problems else {}
-
     def execute(self, run: Run) -> dict:
         config = run.job_type.command
         argv = config["argv"]
@@ -292,15 +226,13 @@ class CommandExecutor(Executor):
 
 
 class WorkflowExecutor(Executor):
-    """A workflow run is no Celery task: publishing it starts its first steps
-    (jobs/workflows.py), and each step is published as a run of its own."""
+    """A workflow run is no Celery task: runs_publish starts its first steps
+    (jobs/runs/trigger.py), and each step is published as a run of its own."""
 
     kind = JobType.Kind.WORKFLOW
 
     def publish(self, run: Run, *, countdown: float | None = None, producer=None, headers: dict | None = None) -> None:
-        from .services import workflow_advance  # services import this module
-
-        workflow_advance(parent_id=run.pk)
+        raise TypeError("a workflow run is published by runs_publish, which advances it")
 
     def stop(self, run: Run) -> None:
         pass  # nothing of its own runs; run_cancel cancels its steps

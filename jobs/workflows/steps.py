@@ -1,6 +1,6 @@
 """Workflow runs in the database: the step runs of a workflow run, and how
 they advance. These functions only read and write rows; the services in
-jobs/services.py wrap them in transactions and talk to the broker.
+jobs/runs/trigger.py wrap them in transactions and talk to the broker.
 
 A workflow run is the parent; each step gets a child run, created `waiting`
 (or `succeeded`, reusing an earlier result) when the workflow run is created.
@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from . import notifications
-from .models import JobType, Run, WorkflowStep
-from .params import params_errors, params_with_defaults
-from .placeholders import PlaceholderError, resolve
-from .workflow_graph import StepSpec, topological_order
+from jobs import notifications
+from jobs.core.params import params_errors, params_with_defaults
+from jobs.core.placeholders import PlaceholderError, resolve
+from jobs.models import JobType, Run, WorkflowStep
+from jobs.workflows.graph import StepSpec, topological_order
 
 BROKEN = (Run.Status.FAILED, Run.Status.CANCELLED)
 NOT_STARTED = (Run.Status.WAITING, Run.Status.PENDING, Run.Status.QUEUED)
@@ -38,24 +38,50 @@ def step_specs(workflow: JobType) -> list[StepSpec]:
     ]
 
 
-def replace_steps(*, workflow: JobType, steps: Sequence[StepSpec]) -> None:
+@dataclass
+class StepChanges:
+    """What replace_steps did, for the admin's history of the workflow."""
+
+    added: list[WorkflowStep] = field(default_factory=list)
+    changed: list[tuple[WorkflowStep, list[str]]] = field(default_factory=list)
+    deleted: list[WorkflowStep] = field(default_factory=list)
+
+
+def replace_steps(*, workflow: JobType, steps: Sequence[StepSpec]) -> StepChanges:
     """Make the workflow's steps exactly `steps` (already checked with
-    workflow_graph.steps_errors). A step that keeps its name keeps its row, and
-    so the link from its past runs."""
-    existing = {step.name: step for step in workflow.steps.all()}
-    for position, spec in enumerate(steps):
-        step = existing.get(spec.name) or WorkflowStep(workflow=workflow, name=spec.name)
+    workflows.graph.steps_errors). A step that keeps its name (or, edited in
+    the admin, its row) keeps its row, and so the link from its past runs."""
+    changes = StepChanges()
+    stored = list(workflow.steps.all())
+    by_pk = {step.pk: step for step in stored}
+    claimed = {spec.pk for spec in steps if spec.pk in by_pk}
+    by_name = {step.name: step for step in stored if step.pk not in claimed}
+    rows = [
+        by_pk[spec.pk] if spec.pk in claimed else by_name.pop(spec.name, None) or WorkflowStep(workflow=workflow)
+        for spec in steps
+    ]
+    kept = {step.pk for step in rows if step.pk is not None}
+    # Deleted first, so that a name they free can be taken in the same edit.
+    changes.deleted = [step for step in stored if step.pk not in kept]
+    if changes.deleted:
+        WorkflowStep.objects.filter(pk__in=[step.pk for step in changes.deleted]).delete()
+    for position, (spec, step) in enumerate(zip(steps, rows, strict=True)):
         values = {
+            "name": spec.name,
             "job_type_id": spec.job_type.pk,
             "params": spec.params,
             "depends_on": list(spec.depends_on),
-            "position": position,
         }
-        if step.pk is None or any(getattr(step, key) != value for key, value in values.items()):
-            for key, value in values.items():
+        changed = [key.removesuffix("_id") for key, value in values.items() if getattr(step, key) != value]
+        if step.pk is None:
+            changes.added.append(step)
+        elif changed:
+            changes.changed.append((step, changed))
+        if step.pk is None or changed or step.position != position:
+            for key, value in {**values, "position": position}.items():
                 setattr(step, key, value)
             step.save()
-    workflow.steps.exclude(name__in=[spec.name for spec in steps]).delete()
+    return changes
 
 
 # --- Runs -----------------------------------------------------------------------

@@ -2,7 +2,7 @@
 it as the app's `task_cls`, so users' `@shared_task`s get it too).
 
 A Celery signal handler cannot stop the task it was called for; this class
-can. jobs/signals.py decides, when a run's task is received, whether it starts
+can. jobs/worker/signals.py decides, when a run's task is received, whether it starts
 (services.run_started) and leaves the answer on the request; `before_start`
 acts on it: a task whose run has ended, or that another message already runs,
 is dropped, and one whose job type is at max_concurrency is published again a
@@ -26,8 +26,8 @@ class RunTask(Task):
         if start is None or start.go:
             return
         if start.wait_for_slot is not None:
-            from jobs.executors import WAITS_HEADER
-            from jobs.services import run_wait_for_slot
+            from jobs.runs.executors import WAITS_HEADER
+            from jobs.runs.tracking import run_wait_for_slot
 
             request = self.request
             waits = request.get(WAITS_HEADER) or (request.headers or {}).get(WAITS_HEADER) or 0

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import JobType
-from .placeholders import PlaceholderError, references
+from jobs.core.kinds import Kind
+from jobs.core.placeholders import PlaceholderError, references
 
 SLUG = re.compile(r"[-a-zA-Z0-9_]+")
 
@@ -19,10 +19,11 @@ class StepSpec:
     given (`job_type_name`) matches no job type."""
 
     name: Any
-    job_type: JobType | None
+    job_type: Any  # a JobType, or None
     params: Any = field(default_factory=dict)
     depends_on: Any = field(default_factory=list)
     job_type_name: str = ""
+    pk: int | None = None  # the stored step it edits (the admin's inline form), whatever its new name
 
 
 def steps_errors(steps: Sequence[StepSpec], *, params_schema: Any) -> list[str]:
@@ -62,7 +63,7 @@ def _shape_errors(steps: Sequence[StepSpec]) -> list[str]:
             label = f"Step '{step.name}'"
         if step.job_type is None:
             errors.append(f"{label}: there is no job type named '{step.job_type_name}'.")
-        elif step.job_type.kind == JobType.Kind.WORKFLOW:
+        elif step.job_type.kind == Kind.WORKFLOW:
             errors.append(
                 f"{label}: '{step.job_type.name}' is a workflow; a step runs a task, http or command job type."
             )

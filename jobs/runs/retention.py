@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from .models import Run
+from jobs.models import Run
 
 DEFAULT_BATCH_SIZE = 1000
 # A rerun created, in another transaction, of a run being deleted makes that

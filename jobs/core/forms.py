@@ -3,7 +3,7 @@
 from django import forms
 from django.forms.fields import InvalidJSONInput
 
-from .limits import MAX_JSON_DEPTH, json_depth
+from jobs.core.limits import MAX_JSON_DEPTH, json_depth
 
 
 class JSONField(forms.JSONField):

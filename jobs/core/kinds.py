@@ -1,0 +1,169 @@
+"""The job kinds and notification options, and the checks of their settings.
+
+`JobType.clean()` calls `kind_config_errors` and `notification_config_errors`
+here, so the admin, the API and the import commands refuse the same
+definitions. How each kind is published and executed is in
+jobs/runs/executors.py; who is told when a run ends, in jobs/notifications.py.
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import models
+
+from jobs.core import net
+from jobsite.celery import app
+
+
+class Kind(models.TextChoices):
+    TASK = "task", "Celery task"
+    HTTP = "http", "HTTP request"
+    COMMAND = "command", "Command"
+    WORKFLOW = "workflow", "Workflow"
+
+
+class NotifyOn(models.TextChoices):
+    NEVER = "never"
+    FAILURE = "failure"
+    COMPLETION = "completion"
+
+
+class NotifyStatus(models.TextChoices):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+HTTP_KEYS = {"method", "url", "headers", "body", "timeout_seconds", "expected_status"}
+COMMAND_KEYS = {"argv", "timeout_seconds"}
+MAX_RECIPIENTS = 50
+MIN_SECRET_LENGTH = 16
+
+
+def registered_task_names() -> list[str]:
+    """Celery tasks a `task` job type may name: users' and built-in ones, not Celery's or Jobsite's own."""
+    app.loader.import_default_modules()
+    return sorted(name for name in app.tasks if not name.startswith(("celery.", "jobsite.")))
+
+
+# --- Each kind's settings -------------------------------------------------------------
+
+
+def _task_errors(job_type: Any) -> dict[str, list[str]]:
+    if not job_type.task:
+        return {"task": ["Name the Celery task to run, e.g. 'jobs.builtin.echo'."]}
+    if job_type.task not in registered_task_names():
+        return {
+            "task": [
+                f"Unknown task '{job_type.task}': it is not registered. GET /api/v1/tasks/ lists the tasks you can use."
+            ]
+        }
+    return {}
+
+
+def _http_errors(job_type: Any) -> dict[str, list[str]]:
+    config = job_type.http
+    if not isinstance(config, dict):
+        return {"http": ["Must be an object with at least a 'url'."]}
+    problems = []
+    unknown = set(config) - HTTP_KEYS
+    if unknown:
+        problems.append(f"Unknown keys: {', '.join(sorted(unknown))}.")
+    method = str(config.get("method", "GET")).upper()
+    if method not in HTTP_METHODS:
+        problems.append(f"method '{config.get('method')}': use one of {', '.join(HTTP_METHODS)}.")
+    url_problem = net.url_problem(config.get("url"))
+    if url_problem:
+        problems.append(f"url: {url_problem}")
+    headers = config.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        problems.append("headers: must be an object of strings.")
+    timeout = config.get("timeout_seconds", 30)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600:
+        problems.append("timeout_seconds: must be a number of seconds between 1 and 3600.")
+    expected = config.get("expected_status", [])
+    if not isinstance(expected, list) or not all(isinstance(c, int) and 100 <= c <= 599 for c in expected):
+        problems.append("expected_status: must be a list of HTTP status codes, e.g. [200, 201].")
+    return {"http": problems} if problems else {}
+
+
+def _command_errors(job_type: Any) -> dict[str, list[str]]:
+    config = job_type.command
+    argv = config.get("argv") if isinstance(config, dict) else None
+    if not isinstance(argv, list) or not argv or not all(isinstance(arg, str) for arg in argv):
+        return {"command": ['Give "argv": a non-empty list of strings, e.g. ["/usr/bin/env", "true"].']}
+    problems = []
+    allowlist = settings.JOBS_COMMAND_ALLOWLIST
+    if argv[0] not in allowlist:
+        listed = ", ".join(allowlist) if allowlist else "nothing: the command kind is off"
+        problems.append(
+            f"'{argv[0]}' is not in JOBS_COMMAND_ALLOWLIST (it lists {listed}); an administrator must add it."
+        )
+    timeout = config.get("timeout_seconds", 60)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 0 < timeout <= 86400:
+        problems.append("timeout_seconds: must be a whole number of seconds between 1 and 86400.")
+    if set(config) - COMMAND_KEYS:
+        problems.append(f"Unknown keys: {', '.join(sorted(set(config) - COMMAND_KEYS))}.")
+    return {"command": problems} if problems else {}
+
+
+_CHECKS = {Kind.TASK: _task_errors, Kind.HTTP: _http_errors, Kind.COMMAND: _command_errors}
+
+
+def kind_config_errors(job_type: Any) -> dict[str, list[str]]:
+    """What is wrong with the settings of `job_type`'s kind (a workflow's steps
+    are checked with jobs/workflows/graph.py), by field; {} when nothing is."""
+    check = _CHECKS.get(job_type.kind)
+    return check(job_type) if check else {}
+
+
+# --- Notification settings --------------------------------------------------------------
+
+
+def split_emails(text: str) -> list[str]:
+    """Addresses from text separated by commas, semicolons, spaces or lines."""
+    return [part for part in text.replace(";", ",").replace("\n", ",").replace(" ", ",").split(",") if part]
+
+
+def clean_emails(emails: list[str]) -> list[str]:
+    seen, cleaned = set(), []
+    for email in emails:
+        email = email.strip()
+        if email.lower() not in seen:
+            seen.add(email.lower())
+            cleaned.append(email)
+    return cleaned
+
+
+def email_list_errors(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return ['Give a list of email addresses, e.g. ["ops@example.com"].']
+    problems = []
+    for email in value:
+        try:
+            validate_email(email.strip())
+        except ValidationError:
+            problems.append(f"{email!r} is not a valid email address.")
+    if len(value) > MAX_RECIPIENTS:
+        problems.append(f"At most {MAX_RECIPIENTS} addresses, not {len(value)}: use a mailing list.")
+    return problems
+
+
+def notification_config_errors(job_type: Any) -> dict[str, list[str]]:
+    errors = {}
+    email_problems = email_list_errors(job_type.notify_emails)
+    if email_problems:
+        errors["notify_emails"] = email_problems
+    if job_type.webhook_url:
+        url_problem = net.url_problem(job_type.webhook_url)
+        if url_problem:
+            errors["webhook_url"] = [url_problem[0].upper() + url_problem[1:]]
+        if len(job_type.webhook_secret) < MIN_SECRET_LENGTH:
+            errors["webhook_secret"] = [
+                f"Give a secret of at least {MIN_SECRET_LENGTH} characters to sign webhook requests with, "
+                "e.g. from: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            ]
+    return errors

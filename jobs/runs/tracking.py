@@ -1,0 +1,230 @@
+"""The worker side of a run: its attempts start, end, retry, or are found lost.
+
+Called by the worker's Celery signal handlers and result backend
+(jobs/worker/). Each change is a conditional UPDATE on the run
+(Run.mark_*), so that a redelivered or late message never moves a run
+backwards.
+"""
+
+
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from jobs import notifications
+from jobs.models import JobType, NotifyOn, Run
+from jobs.runs.executors import WAITS_HEADER, executor_for
+from jobs.runs.trigger import run_failure_hook, runs_publish, workflow_advance
+
+logger = logging.getLogger(__name__)
+
+# Tracking, called by the worker's Celery signal handlers (jobs/worker/signals.py).
+# A step run's end always advances its workflow run, even when the end was
+# already recorded (a redelivered task): advancing is idempotent, and a worker
+# that died between the two must not leave the workflow stuck.
+
+
+def _parent_id(run_id: str, known: str | None):
+    """The run's workflow run id: from its message when it says ("" for none), else looked up."""
+    if known is not None:
+        return known or None
+    return Run.objects.filter(pk=run_id).values_list("parent_id", flat=True).first()
+
+
+@dataclass
+class Start:
+    """What the worker does with a run's task once received (jobs/worker/task_base.py acts on it)."""
+
+    go: bool
+    wait_for_slot: Run | None = None  # its job type is at max_concurrency: publish it again a little later
+
+
+GO, SKIP = Start(go=True), Start(go=False)
+
+
+def run_started(
+    *, run_id: str, worker: str, parent_id: str | None = None, redelivered: bool = False, can_hold: bool = True
+) -> Start:
+    """A task of this run is about to execute: start an attempt, or say why not.
+
+    The usual case (a job type without max_concurrency, the run queued) is one
+    UPDATE.
+    Otherwise the run is read, and:
+    - ended already (cancelled, or a late duplicate message): skip the task;
+    - `running` and the message was handed out again (`redelivered`): the
+      worker that ran it was lost (killed, its process died). That attempt is
+      recorded as lost; the run starts again if its job type's max_retries
+      allows another attempt, and otherwise fails with "Worker lost";
+    - `running` and the message is not a redelivery: a second message for the
+      same run (the sweeper may publish a run twice, see jobs/schedules/dispatcher.py)
+      while the first runs it: skip;
+    - at max_concurrency: wait `queued`, without counting an attempt.
+    `can_hold`: whether the task can be held back at all (it is a RunTask).
+    """
+    # A plain UPDATE, durable: the non-durable commit (jobs/core/durability.py) costs
+    # three more round trips before the task runs, more than the disk flush here.
+    started = Run(pk=run_id).mark_started(worker=worker, unlimited_only=can_hold)
+    if started:
+        _workflow_started(run_id, parent_id)
+        return GO
+    run = Run.objects.select_related("job_type", "parent__job_type").filter(pk=run_id).first()
+    if run is None or run.is_terminal:
+        return SKIP
+    if run.status == Run.Status.RUNNING:
+        start = _restart_lost(run, worker=worker, redelivered=redelivered)
+    elif run.status in Run.STARTABLE:
+        start = _start_in_slot(run, worker=worker) if can_hold else Start(go=run.mark_started(worker=worker))
+    else:  # `scheduled` or `waiting`: published early by mistake; the dispatcher or workflow publishes it in time
+        start = SKIP
+    if start.go:
+        _workflow_started(run_id, parent_id)
+    return start if can_hold else GO
+
+
+def _workflow_started(run_id: str, parent_id: str | None) -> None:
+    parent_id = _parent_id(run_id, parent_id)
+    if parent_id:
+        Run(pk=parent_id).mark_running()
+
+
+def _lost_error(run: Run) -> str:
+    return f"Worker lost: the process running attempt {run.attempts} on {run.worker or 'its worker'} died or was killed"
+
+
+def _restart_lost(run: Run, *, worker: str, redelivered: bool) -> Start:
+    if not redelivered:
+        logger.warning("Run %s is already running on %s: not running it twice for a second message", run.pk, run.worker)
+        return SKIP
+    lost = _lost_error(run)
+    if run.attempts <= run.job_type.max_retries:
+        return Start(go=run.mark_restarted(worker=worker, lost_error=lost))
+    run_lost(run=run, error=f"{lost}; no attempts left (max_retries {run.job_type.max_retries})")
+    return SKIP
+
+
+def _start_in_slot(run: Run, *, worker: str) -> Start:
+    """Start the run if its job type has a free max_concurrency slot.
+
+    The slots are the job type's `running` runs, counted with the job type's
+    row locked (PostgreSQL; SQLite's IMMEDIATE transaction serialises writers),
+    so workers starting runs at the same moment see each other's starts. A
+    worker that dies keeps its runs `running`, and so their slots, only until
+    they are run again or the stuck check (jobs/runs/stuck.py) fails them.
+    """
+    with transaction.atomic():
+        limit = (
+            JobType.objects.select_for_update()
+            .filter(pk=run.job_type_id)
+            .values_list("max_concurrency", flat=True)
+            .first()
+        )
+        # `+ 0` keeps the planner off the job type's index, which would read every
+        # run the job type ever had; the status index reads the running runs only.
+        running = Run.objects.alias(of_job_type=F("job_type_id") + 0).filter(
+            status=Run.Status.RUNNING, of_job_type=run.job_type_id
+        )
+        if limit is not None and running.count() >= limit:
+            return Start(go=False, wait_for_slot=run)
+        return Start(go=run.mark_started(worker=worker))
+
+
+def run_wait_for_slot(*, run: Run, waits: int) -> None:
+    """Publish again, a little later, a run whose job type had no free slot
+    (`waits`: how many times it has waited so far). It stays `queued`."""
+    delay = min(settings.JOBS_CONCURRENCY_WAIT_SECONDS * 2**waits, settings.JOBS_CONCURRENCY_WAIT_MAX_SECONDS)
+    # Spread out, so the runs that waited together do not all come back at once.
+    delay *= random.uniform(0.75, 1.25)  # noqa: S311 (not for security)
+    executor_for(run.job_type.kind).publish(run, countdown=delay, headers={WAITS_HEADER: waits + 1})
+
+
+def run_succeeded(
+    *,
+    run_id: str,
+    result: Any,
+    notify_on: str | None = None,
+    parent_id: str | None = None,
+    record: Callable[[], Any] | None = None,
+) -> None:
+    """`notify_on` and `parent_id`: what the run's message says (so that the
+    usual run, that notifies nobody and has no workflow, costs no query); None
+    if unknown, then looked up. `record`: a write committed in the same
+    transaction as the run's success (the TaskResult row, jobs/worker/result_backend.py), so
+    that the run's end costs one commit; its notification and its workflow's
+    advance come after that commit."""
+    if notify_on is None:
+        run = Run.objects.select_related("job_type").filter(pk=run_id).first()
+        notify_on = notifications.notify_on_for(run) if run else NotifyOn.NEVER
+    notify = notifications.wants_notification(notify_on, Run.Status.SUCCEEDED)
+    with transaction.atomic() if record else contextlib.nullcontext():
+        ended = Run(pk=run_id).mark_succeeded(result=result, notify=notify)
+        if record:
+            record()
+    if ended and notify:
+        notifications.notify_later(run_id)
+    parent_id = _parent_id(run_id, parent_id)
+    if parent_id:
+        workflow_advance(parent_id=parent_id)
+
+
+def run_failed(*, run_id: str, error: str, traceback: str = "") -> None:
+    """Retry the run if its job type allows another attempt, else fail it."""
+    run = Run.objects.select_related("job_type", "parent__job_type").filter(pk=run_id).first()
+    if run is None:
+        return
+    if not run.is_terminal:
+        job_type = run.job_type
+        if run.status == Run.Status.RUNNING and run.attempts <= job_type.max_retries:
+            delay = job_type.retry_delay(run.attempts)
+            retry_at = timezone.now() + timedelta(seconds=delay)
+            if run.mark_retrying(error=error, traceback=traceback, retry_at=retry_at):
+                if not runs_publish([run], countdown=delay):
+                    # The broker did not take the retry: the sweeper publishes it once it is due.
+                    Run.objects.filter(pk=run.pk, status=Run.Status.RETRYING).update(republish_after=retry_at)
+                return
+        _end_failed(run, error=error, traceback=traceback)
+    _advance_parent(run)
+
+
+def run_process_ended(*, run_id: str) -> None:
+    """The pool process running this run's task ended, and Celery will not hand
+    the task out again: it took the end for a revoke. Jobsite's cancel marks a
+    run cancelled before it revokes it, so a run still `running` here lost its
+    process (see jobs/worker/signals.py): retry it, or fail it, like any failed attempt."""
+    run = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).only("attempts", "worker").first()
+    if run is not None:
+        run_failed(run_id=run_id, error=_lost_error(run))
+
+
+def run_lost(*, run: Run, error: str) -> bool:
+    """Fail a `running` run whose worker is gone (jobs/runs/stuck.py), unless it
+    started another attempt since `run` was read. Whether it was failed."""
+    failed = _end_failed(run, error=error, attempt=run.attempts)
+    if failed:
+        _advance_parent(run)
+    return failed
+
+
+def _end_failed(run: Run, *, error: str, traceback: str = "", attempt: int | None = None) -> bool:
+    """Fail the run for good: notify, and start its failure hook."""
+    notify = notifications.wants_notification(notifications.notify_on_for(run), Run.Status.FAILED)
+    if not run.mark_failed(error=error, traceback=traceback, notify=notify, attempt=attempt):
+        return False
+    if notify:
+        notifications.notify_later(run.pk)
+    if not run.parent_id:
+        run_failure_hook(run=run)
+    return True
+
+
+def _advance_parent(run: Run) -> None:
+    if run.parent_id:
+        workflow_advance(parent_id=run.parent_id)

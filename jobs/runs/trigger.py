@@ -1,0 +1,242 @@
+"""The web side of a run: validate a trigger, record the run, publish it;
+cancel, rerun, advance a workflow run, start a failure hook.
+
+Every entry point (API, admin, pages, commands, schedules, workflows) triggers
+runs through `run_create`, so they all validate, record and publish the same
+way. The worker side (a run's start and end) is in jobs/runs/tracking.py.
+"""
+
+
+import contextlib
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from jobs import notifications
+from jobs.core import durability, kinds
+from jobs.core.errors import Conflict, InvalidInput, ServiceError
+from jobs.core.params import params_errors, params_with_defaults
+from jobs.models import JobType, NotifyOn, Run, Schedule
+from jobs.runs.executors import executor_for
+from jobs.workflows import steps as workflow_steps
+from jobsite.celery import app
+
+logger = logging.getLogger(__name__)
+
+def run_build(
+    *,
+    job_type: JobType,
+    params: dict[str, Any] | None = None,
+    trigger: str,
+    requested_by: AbstractBaseUser | None = None,
+    idempotency_key: str | None = None,
+    rerun_of: Run | None = None,
+    run_at: datetime | None = None,
+    schedule: Schedule | None = None,
+    schedule_tick: datetime | None = None,
+    notify_emails: list[str] | None = None,
+) -> Run:
+    """Validate a trigger and return its run, not yet saved.
+
+    Every way of starting a run goes through here: the checks (enabled job
+    type, params against the schema after defaults, run_at in the future) are
+    the same for one run from the API and a thousand from the dispatcher.
+    `notify_emails` are told about this run as well as the job type's own.
+    """
+    if not job_type.enabled:
+        raise Conflict(f"Job type '{job_type.name}' is disabled: enable it before running it.")
+    if job_type.kind == JobType.Kind.WORKFLOW and not job_type.steps.exists():
+        raise Conflict(f"Workflow '{job_type.name}' has no steps: add at least one before running it.")
+    if params is not None and not isinstance(params, dict):
+        raise InvalidInput({"params": ["Params must be a JSON object."]})
+    params = params_with_defaults(job_type.default_params, params)
+    errors = {}
+    params_problems = params_errors(job_type.params_schema, params)
+    if params_problems:
+        errors["params"] = params_problems
+    email_problems = kinds.email_list_errors(notify_emails or [])
+    if not email_problems and notify_emails and job_type.notify_on == NotifyOn.NEVER:
+        email_problems = [
+            f"Job type '{job_type.name}' never notifies (its notify_on is 'never'): "
+            "set it to 'failure' or 'completion' first, or leave notify_emails out."
+        ]
+    if email_problems:
+        errors["notify_emails"] = email_problems
+    if errors:
+        raise InvalidInput(errors)
+    if run_at is not None and run_at <= timezone.now():
+        raise InvalidInput(
+            {"run_at": [f"{run_at.isoformat()} is in the past: give a future time, or leave run_at out to run now."]}
+        )
+    if requested_by is not None and not requested_by.is_authenticated:
+        requested_by = None
+    now = timezone.now()
+    return Run(
+        job_type=job_type,
+        params=params,
+        trigger=trigger,
+        status=Run.Status.SCHEDULED if run_at else Run.Status.PENDING,
+        scheduled_for=run_at,
+        created_at=now,
+        released_at=None if run_at else now,
+        requested_by=requested_by,
+        idempotency_key=idempotency_key or None,
+        rerun_of=rerun_of,
+        schedule=schedule,
+        schedule_tick=schedule_tick,
+        notify_emails=kinds.clean_emails(notify_emails or []),
+    )
+
+
+def run_create(*, idempotency_key: str | None = None, reuse_steps_of: Run | None = None, **trigger) -> tuple[Run, bool]:
+    """Validate, record the run, and publish it once committed (or leave it
+    `scheduled` for the dispatcher when it has a `run_at`). Takes run_build's
+    arguments.
+
+    Returns the run and whether it was created: with an `idempotency_key`
+    already used for this job type, the first run comes back instead.
+
+    A workflow run is created with one child run per step, in the same
+    transaction; `reuse_steps_of` (a workflow run) makes the steps that
+    succeeded there reuse their results (see workflow_steps.create_step_runs).
+    """
+    run = run_build(idempotency_key=idempotency_key, **trigger)
+    if idempotency_key:
+        existing = Run.objects.filter(job_type=run.job_type, idempotency_key=idempotency_key).first()
+        if existing:
+            return existing, False
+    # One INSERT needs no transaction of its own (BEGIN and COMMIT are two more
+    # round trips): only a workflow run's steps, written with it, or a caller's
+    # transaction (a savepoint, so that a duplicate key does not break it) need one.
+    atomic = run.job_type.kind == JobType.Kind.WORKFLOW or transaction.get_connection().in_atomic_block
+    try:
+        with transaction.atomic() if atomic else contextlib.nullcontext():
+            run.save(force_insert=True)
+            if run.job_type.kind == JobType.Kind.WORKFLOW:
+                workflow_steps.create_step_runs(parent=run, reuse_from=reuse_steps_of)
+            if run.status == Run.Status.PENDING:
+                transaction.on_commit(lambda: runs_publish([run]))
+    except IntegrityError:
+        if idempotency_key:  # Another request with the same key won the race.
+            return Run.objects.get(job_type=run.job_type, idempotency_key=idempotency_key), False
+        raise
+    return run, True
+
+
+def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
+    """Hand runs to the broker and mark those handed over `queued`.
+
+    A run the broker did not take keeps its status (`pending`) and is published
+    again later, so it is never lost. Returns how many were published.
+    """
+    published = []
+    try:
+        # One producer (one pooled connection) for the whole batch.
+        with app.producer_or_acquire() as producer:
+            for run in runs:
+                if run.job_type.kind == JobType.Kind.WORKFLOW:
+                    # No Celery task of its own: publishing it starts its first steps.
+                    workflow_advance(parent_id=run.pk)
+                else:
+                    executor_for(run.job_type.kind).publish(run, countdown=countdown, producer=producer)
+                published.append(run.pk)
+    except Exception:
+        # The broker is down: the rest would fail the same way, slowly.
+        logger.warning("Could not publish %d run(s); they stay pending until the broker answers",
+                       len(runs) - len(published), exc_info=True)  # fmt: skip
+    if published:
+        now = timezone.now()
+        with durability.progress_commit():  # lost in a database crash: published again by the sweeper
+            Run.objects.filter(pk__in=published, status=Run.Status.PENDING).update(
+                status=Run.Status.QUEUED, queued_at=now
+            )
+        for run in runs[: len(published)]:
+            if run.status == Run.Status.PENDING:
+                run.status, run.queued_at = Run.Status.QUEUED, now
+    return len(published)
+
+
+def run_cancel(*, run: Run, cancelled_by: AbstractBaseUser | None = None) -> Run:
+    """Cancel a run that has not finished, recording who asked (`cancelled_by`)
+    and when. A workflow run's unfinished steps are cancelled with it, by the
+    same user; a step's cancel fails its workflow run."""
+    if cancelled_by is not None and not cancelled_by.is_authenticated:
+        cancelled_by = None
+    previous = run.status
+    notify = notifications.wants_notification(notifications.notify_on_for(run), Run.Status.CANCELLED)
+    if not run.mark_cancelled(cancelled_by=cancelled_by, notify=notify):
+        run.refresh_from_db(fields=["status"])
+        raise Conflict(f"Run {run.pk} is already {run.status}: only runs that have not finished can be cancelled.")
+    if notify:
+        notifications.notify_later(run.pk)
+    if previous != Run.Status.WAITING:
+        # Revoked even when it looked `scheduled`: the dispatcher may have
+        # published it since it was read.
+        executor_for(run.job_type.kind).stop(run)
+    if run.job_type.kind == JobType.Kind.WORKFLOW:
+        for step_run in run.children.filter(status__in=Run.NOT_TERMINAL).select_related("job_type"):
+            with contextlib.suppress(Conflict):  # it ended meanwhile
+                run_cancel(run=step_run, cancelled_by=cancelled_by)
+    if run.parent_id:
+        workflow_advance(parent_id=run.parent_id)
+    return run
+
+
+def run_rerun(*, run: Run, requested_by: AbstractBaseUser | None = None, from_failed: bool = False) -> Run:
+    """Run the same job type again with the same params. `from_failed` (workflow
+    runs only) reuses the results of the steps that succeeded."""
+    if from_failed and run.job_type.kind != JobType.Kind.WORKFLOW:
+        raise InvalidInput({"from_failed": ["Only a workflow run can be rerun from its failed steps."]})
+    if not run.is_terminal:
+        raise Conflict(f"Run {run.pk} is still {run.status}: wait for it to finish or cancel it first.")
+    if from_failed and run.status == Run.Status.SUCCEEDED:
+        raise Conflict(
+            f"Run {run.pk} succeeded, so no step failed: rerun it without from_failed to run every step again."
+        )
+    new_run, _ = run_create(
+        job_type=run.job_type,
+        params=run.params,
+        trigger=Run.Trigger.RERUN,
+        requested_by=requested_by,
+        rerun_of=run,
+        reuse_steps_of=run if from_failed else None,
+    )
+    return new_run
+
+
+def workflow_advance(*, parent_id) -> None:
+    """Publish the steps of a workflow run that became ready, or end the
+    workflow run; called when it starts and whenever one of its steps ends.
+    Safe to call any number of times, from any number of processes at once."""
+    with transaction.atomic():
+        outcome = workflow_steps.advance(parent_id=parent_id)
+        if outcome.ended is not None and outcome.ended.notify_status:
+            notifications.notify_later(outcome.ended.pk)
+
+        def after_commit():
+            for step_run in outcome.revoke:
+                executor_for(step_run.job_type.kind).stop(step_run)
+            runs_publish(outcome.ready)
+            if outcome.failed is not None:
+                run_failure_hook(run=outcome.failed)
+
+        transaction.on_commit(after_commit)
+
+
+def run_failure_hook(*, run: Run) -> Run | None:
+    """Start the failure hook of a run's job type, if it has one. Step runs
+    leave it to their workflow run, and hook runs never start another hook."""
+    hook = run.job_type.on_failure
+    if hook is None or run.parent_id or run.trigger == Run.Trigger.HOOK:
+        return None
+    params = {"run_id": str(run.pk), "job_type": run.job_type.name, "error": run.error, "params": run.params}
+    try:
+        hook_run, _ = run_create(job_type=hook, params=params, trigger=Run.Trigger.HOOK)
+    except ServiceError as exc:
+        logger.warning("Could not start failure hook %s for run %s: %s", hook.name, run.pk, exc)
+        return None
+    return hook_run
