@@ -1,7 +1,8 @@
 """Jobsite settings, read from the environment.
 
 Every setting has a default that works on a laptop with SQLite; production
-overrides them through environment variables (see the README's table).
+overrides them through environment variables (see docs/operations.md,
+"Configuration").
 """
 
 import os

@@ -5,6 +5,10 @@ machine and the date. Called by `make bench` (scripts/bench-all.sh), which
 starts the throwaway PostgreSQL in DATABASE_URL; without DATABASE_URL only the
 SQLite runs happen.
 
+Everything from the line PROSE_MARKER on is hand-written (how to run each
+benchmark at full size, the figures measured so far and what they mean): it is
+kept as it is when the generated part above it is written again.
+
     scripts/bench_report.py [--only throughput latency ...] [--output BENCHMARKS.md]
 """
 
@@ -22,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SQLITE, POSTGRES = "SQLite", "PostgreSQL"
+PROSE_MARKER = "<!-- prose below is kept by bench_report.py -->"
 
 Rows = list[dict[str, str]]
 
@@ -147,7 +152,7 @@ BENCHES = [
         ],
         per_database={SQLITE: ["--runs", "3000"], POSTGRES: ["--runs", "10000"]},
         note="10,000 jobs on PostgreSQL (where the goals are set), 3,000 on SQLite to save time; "
-        "`bench/throughput.py --runs 10000` on SQLite too (README).",
+        "`bench/throughput.py --runs 10000` on SQLite too (below the tables).",
     ),
     Bench(
         "latency",
@@ -179,7 +184,7 @@ BENCHES = [
             )
         ],
         note="Jobsite's dispatcher only, 1,000 schedules for 1 minute here; the 10,000-schedule goal and "
-        "stock beat beside it need `bench/schedules.py --schedules 1000 10000 --minutes 3` (README).",
+        "stock beat beside it need `bench/schedules.py --schedules 1000 10000 --minutes 3` (below the tables).",
     ),
     Bench(
         "load",
@@ -218,7 +223,7 @@ BENCHES = [
         "purge",
         [python(), "bench/purge.py", "--runs", "20000"],
         (SQLITE, POSTGRES),
-        note="figures only (the issue sets no goal; README: about 0.2 to 0.3 s per batch at 200,000 runs)",
+        note="figures only (the issue sets no goal; below the tables: about 0.2 to 0.3 s per batch at 200,000 runs)",
     ),
 ]
 
@@ -318,8 +323,9 @@ def report(outcomes: list[Outcome], started: datetime, total_seconds: float) -> 
         "",
         f"Written by `make bench` on {started:%Y-%m-%d %H:%M} UTC in {total_seconds / 60:.1f} min. "
         "Small sizes, so that all of it fits a few minutes; each script runs alone with larger "
-        "ones (README, Benchmarks). The machine is shared: other work may have run at the same time "
-        "(see the load averages), so compare figures within a row, not across runs.",
+        "ones ([Running the benchmarks](#running-the-benchmarks), below the tables). The machine is "
+        "shared: other work may have run at the same time (see the load averages), so compare figures "
+        "within a row, not across runs.",
         "",
         "| machine | |",
         "|---|---|",
@@ -359,6 +365,22 @@ def report(outcomes: list[Outcome], started: datetime, total_seconds: float) -> 
     return "\n".join(lines) + "\n"
 
 
+def kept_prose(path: Path) -> str:
+    """The hand-written part of an existing report: the marker line and everything after it."""
+    if not path.exists():
+        return ""
+    text = path.read_text()
+    match = re.search(rf"^{re.escape(PROSE_MARKER)}$", text, flags=re.MULTILINE)
+    return text[match.start() :] if match else ""
+
+
+def write(path: Path, generated: str) -> None:
+    """Write the generated report to path, followed by the hand-written part of the file it
+    replaces (or, for a new file, of the checkout's BENCHMARKS.md)."""
+    prose = kept_prose(path) or kept_prose(ROOT / "BENCHMARKS.md")
+    path.write_text(generated + ("\n" + prose if prose else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=[b.name for b in BENCHES], help="run only these benchmarks")
@@ -373,7 +395,7 @@ def main() -> None:
         for database in bench.databases
         if database in databases
     ]
-    args.output.write_text(report(outcomes, started, time.monotonic() - clock))
+    write(args.output, report(outcomes, started, time.monotonic() - clock))
     print(f"wrote {args.output}", file=sys.stderr)
     if any(outcome.failed for outcome in outcomes):
         sys.exit("some benchmarks failed: see above and " + str(args.output))

@@ -7,7 +7,7 @@ can. jobs/worker/signals.py decides, when a run's task is received, whether it s
 acts on it: a task whose run has ended, or that another message already runs,
 is dropped, and one whose job type is at max_concurrency is published again a
 little later. A task with a `base` class of its own that does not derive from
-this one runs regardless (see README, "max_concurrency").
+this one runs regardless (see docs/operations.md, "max_concurrency").
 """
 
 import logging

@@ -88,8 +88,8 @@ def wait_until_running(runs: list[Run], timeout: float = 30) -> None:
 
 # Workers with a short visibility timeout: Redis hands out again, after 5 s, a
 # task whose worker vanished without acknowledging it. (A run that takes longer
-# would be handed out while it runs: the README says to keep it longer than
-# any run's hard time limit.)
+# would be handed out while it runs: docs/operations.md says to keep it longer
+# than any run's hard time limit.)
 SHORT_VISIBILITY = {"CELERY_VISIBILITY_TIMEOUT": "5"}
 
 
