@@ -728,6 +728,8 @@ class Schedule(models.Model):
     # Written by the dispatcher: saving an edit never writes back what it read
     # before the dispatcher moved on (next_run_at only when the timing changed).
     DISPATCHER_FIELDS = ("next_run_at", "planned", "skipped_ticks", "last_skipped_at", "last_skip_reason")
+    # What users see of the dispatcher's state, read-only in the admin and the API.
+    STATE_FIELDS = ("next_run_at", "skipped_ticks", "last_skipped_at", "last_skip_reason")
 
     objects = ScheduleQuerySet.as_manager()
 

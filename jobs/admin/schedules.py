@@ -24,20 +24,13 @@ class ScheduleAdmin(EnableRunMixin, admin.ModelAdmin):
     list_filter = ["enabled", "overlap", "job_type"]
     search_fields = ["name", "job_type__name"]
     list_select_related = ["job_type"]
-    readonly_fields = [
-        "next_run_at",
-        "skipped_ticks",
-        "last_skipped_at",
-        "last_skip_reason",
-        "created_at",
-        "updated_at",
-    ]
+    readonly_fields = [*Schedule.STATE_FIELDS, "created_at", "updated_at"]
     actions = ["enable", "disable", "run_now"]
     formfield_overrides = JSON_INPUT
     fieldsets = [
         (None, {"fields": ["name", "job_type", "params", "enabled"]}),
         ("Timing", {"fields": ["cron", "timezone", "interval_seconds", "start_at", "end_at", "overlap"]}),
-        ("State", {"fields": ["next_run_at", "skipped_ticks", "last_skipped_at", "last_skip_reason"]}),
+        ("State", {"fields": list(Schedule.STATE_FIELDS)}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
 

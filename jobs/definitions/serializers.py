@@ -198,14 +198,7 @@ class ScheduleSerializer(ModelCleanMixin, ModelSerializer):
             "created_at",
             "updated_at",
         ]
-        read_only_fields = [
-            "next_run_at",
-            "skipped_ticks",
-            "last_skipped_at",
-            "last_skip_reason",
-            "created_at",
-            "updated_at",
-        ]
+        read_only_fields = [*Schedule.STATE_FIELDS, "created_at", "updated_at"]
 
     @extend_schema_field(LastRunSerializer(allow_null=True))
     def get_last_run(self, schedule: Schedule):
