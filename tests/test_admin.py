@@ -104,3 +104,38 @@ def test_a_viewer_sees_runs_but_gets_no_actions_or_run_form(client, viewer):
     assert response.status_code == 200
     assert 'value="cancel"' not in response.content.decode()
     assert client.get(reverse("admin:jobs_jobtype_run", args=[run.job_type.pk])).status_code == 403
+
+
+def test_deleting_a_job_type_that_has_runs_disables_it_and_keeps_its_runs(staff):
+    run = RunFactory()
+    job_type = run.job_type
+    url = reverse("admin:jobs_jobtype_delete", args=[job_type.pk])
+    confirm = staff.get(url).content.decode()
+    assert "it has runs, so it will be disabled instead of deleted" in confirm
+    response = staff.post(url, {"post": "yes"}, follow=True)
+    assert response.status_code == 200
+    job_type.refresh_from_db()
+    assert job_type.enabled is False
+    assert Run.objects.filter(pk=run.pk).exists()
+    assert "has runs, so it was disabled instead of deleted" in response.content.decode()
+    history = staff.get(reverse("admin:jobs_jobtype_history", args=[job_type.pk])).content.decode()
+    assert "Disabled: asked to delete it, but it has runs." in history
+
+
+def test_deleting_a_job_type_without_runs_deletes_it(staff):
+    job_type = JobTypeFactory(name="spare")
+    response = staff.post(reverse("admin:jobs_jobtype_delete", args=[job_type.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert not JobType.objects.filter(pk=job_type.pk).exists()
+
+
+def test_the_delete_selected_action_disables_those_with_runs_and_deletes_the_rest(staff):
+    used = RunFactory().job_type
+    spare = JobTypeFactory(name="spare")
+    staff.post(
+        reverse("admin:jobs_jobtype_changelist"),
+        {"action": "delete_selected", "_selected_action": [used.pk, spare.pk], "post": "yes"},
+    )
+    used.refresh_from_db()
+    assert used.enabled is False
+    assert not JobType.objects.filter(pk=spare.pk).exists()

@@ -124,3 +124,20 @@ def test_a_workflow_run_page_lists_its_steps(staff, echo):
     response = staff.get(reverse("admin:jobs_jobtype_change", args=[flow.pk]))
     assert response.status_code == 302
     assert response.url == reverse("admin:jobs_workflow_change", args=[flow.pk])
+
+
+def test_renaming_a_step_in_the_admin_keeps_its_row_and_the_link_from_past_runs(staff, echo):
+    workflow = JobType.objects.create(name="etl", kind="workflow")
+    step = WorkflowStep.objects.create(workflow=workflow, name="first", job_type=echo)
+    past = Run.objects.create(job_type=echo, trigger="workflow", step=step, step_name="first")
+    data = form_data(
+        [{"id": step.pk, "workflow": workflow.pk, "name": "renamed", "job_type": echo.pk, "params": "{}"}],
+        **{"steps-INITIAL_FORMS": "1"},
+    )
+    response = staff.post(reverse("admin:jobs_workflow_change", args=[workflow.pk]), data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert list(workflow.steps.values_list("pk", "name")) == [(step.pk, "renamed")]
+    past.refresh_from_db()
+    assert past.step_id == step.pk
+    history = staff.get(reverse("admin:jobs_workflow_history", args=[workflow.pk])).content.decode()
+    assert "Changed Name for workflow step “etl.renamed”" in history
