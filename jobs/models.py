@@ -16,6 +16,7 @@ from jobs.core.cron import cron_error, describe_cron, next_cron_fire, next_inter
 from jobs.core.kinds import Kind, NotifyOn, NotifyStatus, kind_config_errors, notification_config_errors
 from jobs.core.limits import bounded_error, bounded_result, bounded_traceback, params_size_error
 from jobs.core.params import check_schema, params_errors, params_with_defaults
+from jobs.core.redaction import redact_urls
 
 __all__ = ["JobType", "NotifyOn", "NotifyStatus", "Run", "Schedule", "Workflow", "WorkflowStep"]
 
@@ -412,16 +413,24 @@ class Run(models.Model):
     def notification(self) -> dict | None:
         """The notification's outcome as the API and the run page show it (None: the run has none):
         status, notified_at, attempts, next_attempt_at, and per channel (`email`, `webhook`)
-        {status, detail or error, at}."""
+        {status, detail or error, at}. The webhook's URL shows as `scheme://host/…`: outcomes are
+        stored so, and this redacts those stored before they were."""
         if not self.notify_status:
             return None
         pending = self.notify_status == NotifyStatus.PENDING
+        outcome = dict(self.notify_outcome or {})
+        webhook = outcome.get("webhook")
+        if isinstance(webhook, dict):
+            outcome["webhook"] = {
+                key: redact_urls(value) if key in ("detail", "error") and isinstance(value, str) else value
+                for key, value in webhook.items()
+            }
         return {
             "status": self.notify_status,
             "notified_at": self.notified_at,
             "attempts": self.notify_attempts,
             "next_attempt_at": self.notify_locked_until if pending else None,
-            **(self.notify_outcome or {}),
+            **outcome,
         }
 
     # State changes. Each is one conditional UPDATE, so that a signal fired twice

@@ -31,6 +31,7 @@ from django.utils import timezone
 from jobs.core import net
 from jobs.core.errors import Conflict
 from jobs.core.kinds import NotifyOn, NotifyStatus, clean_emails
+from jobs.core.redaction import redact_url, redact_urls
 from jobs.models import JobType, Run
 from jobsite.celery import app
 
@@ -248,16 +249,19 @@ class WebhookTransport:
             SIGNATURE_HEADER: sign(job_type.webhook_secret, body),
         }
         url = job_type.webhook_url
+        # What is said here is stored and shown to anyone who may see the run:
+        # the URL's credentials, path and query (a token, often) are left out.
         try:
             with httpx.Client(timeout=settings.JOBS_WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as client:
                 answer = net.send_pinned(client, "POST", url, headers=headers, content=body, max_body_bytes=500)
         except net.RequestFailed as exc:
-            raise DeliveryFailed(str(exc)) from None
+            raise DeliveryFailed(redact_urls(str(exc))) from None
         status = answer.response.status_code
+        said = f"HTTP {status} from {redact_url(url)}"
         if not 200 <= status < 300:
             text = answer.body.decode("utf-8", errors="replace")
-            raise DeliveryFailed(f"HTTP {status} from {url}" + (f": {text}" if text else ""))
-        return f"HTTP {status} from {url}"
+            raise DeliveryFailed(said + (f": {redact_urls(text)}" if text else ""))
+        return said
 
 
 TRANSPORTS = (EmailTransport(), WebhookTransport())
