@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils import timezone as django_timezone
 from django.utils.dateparse import parse_datetime
 
+from jobs.core.backoff import backoff
 from jobs.core.cron import cron_error, describe_cron, next_cron_fire, next_interval_fire, timezone_error
 from jobs.core.kinds import Kind, NotifyOn, NotifyStatus, kind_config_errors, notification_config_errors
 from jobs.core.limits import bounded_error, bounded_result, bounded_traceback, params_size_error
@@ -140,8 +141,7 @@ class JobType(models.Model):
 
     def retry_delay(self, attempt: int) -> int:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        delay = self.retry_backoff_seconds * 2 ** max(attempt - 1, 0)
-        return min(delay, settings.JOBS_RETRY_BACKOFF_MAX_SECONDS)
+        return backoff(self.retry_backoff_seconds, attempt, settings.JOBS_RETRY_BACKOFF_MAX_SECONDS)
 
     @property
     def target(self) -> str:

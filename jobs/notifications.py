@@ -29,6 +29,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs.core import net
+from jobs.core.backoff import backoff
 from jobs.core.errors import Conflict
 from jobs.core.kinds import NotifyOn, NotifyStatus, clean_emails
 from jobs.core.redaction import redact_url, redact_urls
@@ -295,8 +296,7 @@ class NotifyResult:
 
 
 def retry_delay(attempt: int) -> float:
-    delay = settings.JOBS_NOTIFY_RETRY_BACKOFF_SECONDS * 2 ** max(attempt - 1, 0)
-    return min(delay, settings.JOBS_NOTIFY_RETRY_BACKOFF_MAX_SECONDS)
+    return backoff(settings.JOBS_NOTIFY_RETRY_BACKOFF_SECONDS, attempt, settings.JOBS_NOTIFY_RETRY_BACKOFF_MAX_SECONDS)
 
 
 def run_notify(*, run_id: str) -> NotifyResult:
