@@ -50,11 +50,10 @@ SWEEP_AFTER = timedelta(minutes=5)
 def notify_on_for(run: Run) -> str:
     """The `notify_on` rule that applies to `run`.
 
-    Workflows hook in here: a run with a parent (a workflow's step) is reported
-    by its workflow run, never on its own. `parent_id` is read from the
-    instance, without a query; until `Run.parent` exists it is always None.
+    A workflow's step (a run with a parent) is reported by its workflow run,
+    never on its own. `parent_id` is read from the instance, without a query.
     """
-    if getattr(run, "parent_id", None) is not None:
+    if run.parent_id is not None:
         return NotifyOn.NEVER
     return run.job_type.notify_on
 
