@@ -275,7 +275,7 @@ class Run(models.Model):
     NOT_TERMINAL = (Status.SCHEDULED, Status.WAITING, *ACTIVE_STATUSES)
     # Not handed to the broker yet, so cancelling them needs no revoke.
     UNPUBLISHED = (Status.SCHEDULED, Status.WAITING)
-    # A task may start a run in these; `running` only when redelivered (see services.run_started).
+    # A task may start a run in these; `running` only when redelivered (see run_started in jobs/runs/tracking.py).
     STARTABLE = (Status.PENDING, Status.QUEUED, Status.RETRYING)
     ATTEMPT_TIMES = ("started_at", "ended_at", "retry_at")
 
@@ -474,7 +474,7 @@ class Run(models.Model):
 
     def mark_started(self, *, worker: str, unlimited_only: bool = False) -> bool:
         """An attempt starts. `unlimited_only`: only if the job type has no
-        max_concurrency (the others take a slot first: services.run_started)."""
+        max_concurrency (the others take a slot first: run_started in jobs/runs/tracking.py)."""
         query = Run.objects.filter(pk=self.pk, status__in=self.STARTABLE)
         if unlimited_only:
             query = query.filter(job_type_id__in=JobType.objects.filter(max_concurrency__isnull=True).values("pk"))
@@ -580,7 +580,7 @@ class Run(models.Model):
             error=bounded_error(error),
             traceback=bounded_traceback(traceback),
             earlier_attempts=[*self.earlier_attempts, record],
-            # The retry is being published; only if that fails is it the sweeper's (services.run_failed).
+            # The retry is being published; only if that fails is it the sweeper's (jobs/runs/tracking.py).
             republish_after=None,
         )
 
