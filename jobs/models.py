@@ -12,10 +12,12 @@ from django.utils import timezone
 from django.utils import timezone as django_timezone
 from django.utils.dateparse import parse_datetime
 
+from jobs.core.backoff import backoff
 from jobs.core.cron import cron_error, describe_cron, next_cron_fire, next_interval_fire, timezone_error
 from jobs.core.kinds import Kind, NotifyOn, NotifyStatus, kind_config_errors, notification_config_errors
 from jobs.core.limits import bounded_error, bounded_result, bounded_traceback, params_size_error
 from jobs.core.params import check_schema, params_errors, params_with_defaults
+from jobs.core.redaction import redact_urls
 
 __all__ = ["JobType", "NotifyOn", "NotifyStatus", "Run", "Schedule", "Workflow", "WorkflowStep"]
 
@@ -139,8 +141,7 @@ class JobType(models.Model):
 
     def retry_delay(self, attempt: int) -> int:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        delay = self.retry_backoff_seconds * 2 ** max(attempt - 1, 0)
-        return min(delay, settings.JOBS_RETRY_BACKOFF_MAX_SECONDS)
+        return backoff(self.retry_backoff_seconds, attempt, settings.JOBS_RETRY_BACKOFF_MAX_SECONDS)
 
     @property
     def target(self) -> str:
@@ -274,7 +275,7 @@ class Run(models.Model):
     NOT_TERMINAL = (Status.SCHEDULED, Status.WAITING, *ACTIVE_STATUSES)
     # Not handed to the broker yet, so cancelling them needs no revoke.
     UNPUBLISHED = (Status.SCHEDULED, Status.WAITING)
-    # A task may start a run in these; `running` only when redelivered (see services.run_started).
+    # A task may start a run in these; `running` only when redelivered (see run_started in jobs/runs/tracking.py).
     STARTABLE = (Status.PENDING, Status.QUEUED, Status.RETRYING)
     ATTEMPT_TIMES = ("started_at", "ended_at", "retry_at")
 
@@ -412,16 +413,24 @@ class Run(models.Model):
     def notification(self) -> dict | None:
         """The notification's outcome as the API and the run page show it (None: the run has none):
         status, notified_at, attempts, next_attempt_at, and per channel (`email`, `webhook`)
-        {status, detail or error, at}."""
+        {status, detail or error, at}. The webhook's URL shows as `scheme://host/…`: outcomes are
+        stored so, and this redacts those stored before they were."""
         if not self.notify_status:
             return None
         pending = self.notify_status == NotifyStatus.PENDING
+        outcome = dict(self.notify_outcome or {})
+        webhook = outcome.get("webhook")
+        if isinstance(webhook, dict):
+            outcome["webhook"] = {
+                key: redact_urls(value) if key in ("detail", "error") and isinstance(value, str) else value
+                for key, value in webhook.items()
+            }
         return {
             "status": self.notify_status,
             "notified_at": self.notified_at,
             "attempts": self.notify_attempts,
             "next_attempt_at": self.notify_locked_until if pending else None,
-            **(self.notify_outcome or {}),
+            **outcome,
         }
 
     # State changes. Each is one conditional UPDATE, so that a signal fired twice
@@ -465,7 +474,7 @@ class Run(models.Model):
 
     def mark_started(self, *, worker: str, unlimited_only: bool = False) -> bool:
         """An attempt starts. `unlimited_only`: only if the job type has no
-        max_concurrency (the others take a slot first: services.run_started)."""
+        max_concurrency (the others take a slot first: run_started in jobs/runs/tracking.py)."""
         query = Run.objects.filter(pk=self.pk, status__in=self.STARTABLE)
         if unlimited_only:
             query = query.filter(job_type_id__in=JobType.objects.filter(max_concurrency__isnull=True).values("pk"))
@@ -571,7 +580,7 @@ class Run(models.Model):
             error=bounded_error(error),
             traceback=bounded_traceback(traceback),
             earlier_attempts=[*self.earlier_attempts, record],
-            # The retry is being published; only if that fails is it the sweeper's (services.run_failed).
+            # The retry is being published; only if that fails is it the sweeper's (jobs/runs/tracking.py).
             republish_after=None,
         )
 

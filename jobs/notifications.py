@@ -29,8 +29,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs.core import net
+from jobs.core.backoff import backoff
 from jobs.core.errors import Conflict
 from jobs.core.kinds import NotifyOn, NotifyStatus, clean_emails
+from jobs.core.redaction import redact_url, redact_urls
 from jobs.models import JobType, Run
 from jobsite.celery import app
 
@@ -48,11 +50,10 @@ SWEEP_AFTER = timedelta(minutes=5)
 def notify_on_for(run: Run) -> str:
     """The `notify_on` rule that applies to `run`.
 
-    Workflows hook in here: a run with a parent (a workflow's step) is reported
-    by its workflow run, never on its own. `parent_id` is read from the
-    instance, without a query; until `Run.parent` exists it is always None.
+    A workflow's step (a run with a parent) is reported by its workflow run,
+    never on its own. `parent_id` is read from the instance, without a query.
     """
-    if getattr(run, "parent_id", None) is not None:
+    if run.parent_id is not None:
         return NotifyOn.NEVER
     return run.job_type.notify_on
 
@@ -248,16 +249,19 @@ class WebhookTransport:
             SIGNATURE_HEADER: sign(job_type.webhook_secret, body),
         }
         url = job_type.webhook_url
+        # What is said here is stored and shown to anyone who may see the run:
+        # the URL's credentials, path and query (a token, often) are left out.
         try:
             with httpx.Client(timeout=settings.JOBS_WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as client:
                 answer = net.send_pinned(client, "POST", url, headers=headers, content=body, max_body_bytes=500)
         except net.RequestFailed as exc:
-            raise DeliveryFailed(str(exc)) from None
+            raise DeliveryFailed(redact_urls(str(exc))) from None
         status = answer.response.status_code
+        said = f"HTTP {status} from {redact_url(url)}"
         if not 200 <= status < 300:
             text = answer.body.decode("utf-8", errors="replace")
-            raise DeliveryFailed(f"HTTP {status} from {url}" + (f": {text}" if text else ""))
-        return f"HTTP {status} from {url}"
+            raise DeliveryFailed(said + (f": {redact_urls(text)}" if text else ""))
+        return said
 
 
 TRANSPORTS = (EmailTransport(), WebhookTransport())
@@ -291,8 +295,7 @@ class NotifyResult:
 
 
 def retry_delay(attempt: int) -> float:
-    delay = settings.JOBS_NOTIFY_RETRY_BACKOFF_SECONDS * 2 ** max(attempt - 1, 0)
-    return min(delay, settings.JOBS_NOTIFY_RETRY_BACKOFF_MAX_SECONDS)
+    return backoff(settings.JOBS_NOTIFY_RETRY_BACKOFF_SECONDS, attempt, settings.JOBS_NOTIFY_RETRY_BACKOFF_MAX_SECONDS)
 
 
 def run_notify(*, run_id: str) -> NotifyResult:

@@ -55,7 +55,7 @@ def test_it_tells_about_the_statuses_notify_on_names(notify_on, told_about):
 
 
 def test_a_run_with_a_parent_is_never_notified_on_its_own(notifying):
-    # The hook for workflows: once Run.parent exists, a step run has parent_id set.
+    # A workflow's step run has parent_id set: its workflow run is the one reported.
     step = Run(job_type=notifying)
     assert notify_on_for(step) == "completion"
     step.parent_id = uuid.uuid4()

@@ -1,7 +1,6 @@
 """The admin pages of job types and workflows (a workflow's steps inline)."""
 
 import json
-from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,6 +14,7 @@ from jobs import notifications
 from jobs.admin.common import JSON_INPUT, EmailListField, EnableRunMixin, RunParamsForm, run_and_report
 from jobs.core import kinds
 from jobs.core.errors import ServiceError
+from jobs.core.redaction import redact_url
 from jobs.definitions.job_types import job_type_delete, job_type_save
 from jobs.models import JobType, NotifyOn, Run, Workflow, WorkflowStep
 from jobs.runs.trigger import run_create
@@ -125,8 +125,7 @@ class RunnableAdmin(EnableRunMixin, admin.ModelAdmin):
             return "never"
         told = [f"{len(job_type.notify_emails)} address{'es' if len(job_type.notify_emails) != 1 else ''}"]
         if job_type.webhook_url:
-            # The URL may carry a token of its own: only its host is shown.
-            told.append(f"webhook to {urlsplit(job_type.webhook_url).hostname}")
+            told.append(f"webhook to {redact_url(job_type.webhook_url)}")
         return f"on {job_type.notify_on}: {', '.join(told)}"
 
     @admin.action(description="Send a test notification", permissions=["change"])

@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from jobs.core.errors import ServiceError
-from jobs.models import NotifyStatus, Run
+from jobs.models import Run
 from jobs.runs.trigger import run_cancel, run_rerun
 
 
@@ -60,9 +60,9 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Notification", ordering="notify_status")
     def notification_display(self, run: Run) -> str:
-        if not run.notify_status:
+        outcome = run.notification
+        if outcome is None:
             return "—"
-        outcome = run.notify_outcome or {}
         parts = [
             f"{channel} {o['status']}" + (f" ({o['error']})" if o.get("error") and o["status"] != "sent" else "")
             for channel, o in outcome.items()
@@ -70,8 +70,8 @@ class RunAdmin(admin.ModelAdmin):
         ]
         if "error" in outcome:
             parts.append(outcome["error"])
-        if run.notify_status == NotifyStatus.PENDING and run.notify_locked_until:
-            parts.append(f"next attempt {run.notify_locked_until:%Y-%m-%d %H:%M:%S}")
+        if outcome["next_attempt_at"]:
+            parts.append(f"next attempt {outcome['next_attempt_at']:%Y-%m-%d %H:%M:%S}")
         return f"{run.notify_status}" + (f": {'; '.join(parts)}" if parts else "")
 
     @admin.display(description="Run", ordering="created_at")

@@ -1,28 +1,9 @@
-"""celery-director's workflows.yml, read into Jobsite definitions.
-
-    project.NAME:
-      tasks:                    # a chain: each item waits for the one before
-        - TASK_A
-        - SOME_GROUP:           # parallel tasks
-            type: group
-            tasks: [TASK_B, TASK_C]
-        - TASK_D
-      queue: q1                 # or {default: q1, customs: {TASK_A: q2}}
-      schema: project/name      # schemas/project/name.json next to the file
-      hooks: {success: TASK_OK, failure: TASK_KO}
-      periodic: {interval: 60}  # or {crontab: "0 */3 * * *"}, with an optional payload
-
-becomes:
-- a `task` job type per task name (`TASK_A` → `task-a`), and one per task and
-  queue for a task given its own queue (`task-a-on-q2`, queue `q2`);
-- a `workflow` job type per entry (`project.NAME` → `project-name`), its
-  `queue` the workflow's default queue, its `params_schema` the schema file;
-  each step gets the workflow's params as `payload`, as director tasks expect;
-- hooks: `success` → a last step `on-success` that waits for all the others;
-  `failure` → the workflow's failure hook (`on_failure`), a job type run with
-  `{run_id, job_type, error, params}` when a run of the workflow fails;
-- periodic → a schedule definition, in the shape of the schedules API
-  (`DirectorImport.schedules`; definitions.import_schedules creates them).
+"""celery-director's workflows.yml, read into Jobsite definitions: a `task` job
+type per task (and per task and queue for a task given its own queue), a
+`workflow` job type per entry, with its steps, queue, params schema and hooks,
+and a schedule definition per `periodic` (`DirectorImport.schedules`, created by
+jobs/importexport/job_files.py's `import_schedules`). The mapping, key by key:
+docs/guide.md, "Importing celery-director workflows, exporting job types".
 """
 
 import json

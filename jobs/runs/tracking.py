@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from jobs import notifications
+from jobs.core.backoff import backoff
 from jobs.models import JobType, NotifyOn, Run
 from jobs.runs.executors import WAITS_HEADER, executor_for
 from jobs.runs.trigger import run_failure_hook, runs_publish, workflow_advance
@@ -140,7 +141,8 @@ def _start_in_slot(run: Run, *, worker: str) -> Start:
 def run_wait_for_slot(*, run: Run, waits: int) -> None:
     """Publish again, a little later, a run whose job type had no free slot
     (`waits`: how many times it has waited so far). It stays `queued`."""
-    delay = min(settings.JOBS_CONCURRENCY_WAIT_SECONDS * 2**waits, settings.JOBS_CONCURRENCY_WAIT_MAX_SECONDS)
+    # After `waits` waits, this is wait number `waits + 1`.
+    delay = backoff(settings.JOBS_CONCURRENCY_WAIT_SECONDS, waits + 1, settings.JOBS_CONCURRENCY_WAIT_MAX_SECONDS)
     # Spread out, so the runs that waited together do not all come back at once.
     delay *= random.uniform(0.75, 1.25)  # noqa: S311 (not for security)
     executor_for(run.job_type.kind).publish(run, countdown=delay, headers={WAITS_HEADER: waits + 1})

@@ -1,54 +1,9 @@
-"""The dispatcher: plans schedule ticks ahead, releases due `scheduled` runs,
-and publishes the runs whose publish failed (the sweeper).
-
-celery beat (django-celery-beat's DatabaseScheduler) sends `jobsite.dispatch`
-every second; whichever worker takes it claims what is due in batches, each in
-its own transaction, and publishes the runs once committed. Claims are row
-locks that skip rows another dispatcher holds (PostgreSQL) or whole-database
-write transactions (SQLite, BEGIN IMMEDIATE), so several dispatchers at once —
-two beats by mistake, many workers — never plan or release a tick twice; the
-unique (schedule, schedule_tick) key on runs stands behind that.
-
-Schedules are planned ahead. Creating a run costs validation and an insert
-of a wide row; making a run due costs one UPDATE. So when a schedule's next
-tick is less than JOBS_SCHEDULE_PLAN_AHEAD_SECONDS away, the dispatcher
-creates that tick's run, `scheduled` for the tick, through the trigger
-service's checks (run_build, once per job type and params), and marks the
-schedule `planned`; at the tick, the same release as for a run-later run
-makes it `pending` (one UPDATE per batch) and publishes it. So the work at
-the tick is small however many schedules share it, and how late a tick fired
-is the run's `released_at` minus the tick. Once the tick is past, the
-schedule's next_run_at moves on (missed ticks fire once, as one late run) and
-the next tick is planned when it comes within reach. A schedule has at most
-one planned run, for the tick at its next_run_at.
-
-A planned run is dropped, in the transaction that makes it out of date, when
-its schedule is edited, disabled or deleted or its job type changes (see
-Schedule.save and ScheduleQuerySet in models.py): the tick is then planned
-again from the schedule as it is. A user may cancel a planned run: that tick
-is skipped, the next one fires. `overlap: skip` is decided at the release,
-since the previous run may end between plan and tick: a skipped tick's run is
-deleted and the skip recorded on the schedule, as if never created.
-
-The sweeper. A trigger commits its run `pending` and publishes it after
-commit; when the broker is down the run stays `pending` (and a retry whose
-publish failed stays `retrying`, marked for the sweeper), and the API still
-answered 201. Every run carries `republish_after`: for a new `pending` run,
-JOBS_PENDING_REPUBLISH_SECONDS after it became pending. The sweeper claims the
-runs whose time has come (the same row locks as above), moves their
-`republish_after` on by that much in the claiming transaction, and publishes
-them once committed; so another dispatcher skips them, and a publish that
-fails again is tried again later. The dispatcher runs only when beat's message
-reached a worker, so while Redis is down nothing is swept, and right after it
-is back every run waiting longer than the grace period goes out at once.
-
-Residual risk, said plainly: a run whose first publish reached Redis but was
-not yet recorded `queued` when the grace period ended (a publish or a web
-process stalled that long, or killed between the two) is published twice.
-The worker's start check (services.run_started) then runs it once: the second
-message finds the run running or ended and is dropped. Only if the first
-message's worker is also lost and that message is handed out again while the
-second one runs would it run twice.
+"""The dispatcher, run by beat's `jobsite.dispatch` every second: plans each
+schedule's next tick ahead as a `scheduled` run, releases the runs whose time has
+come (`pending`, then published), and sweeps the runs whose publish failed. Each
+batch is claimed with locks that skip what another dispatcher holds, in its own
+transaction, and published once that commits, so several dispatchers never plan or
+release a tick twice. Why and how: docs/architecture.md, "The dispatcher".
 """
 
 import json

@@ -1,18 +1,9 @@
-"""A worker's database connection, kept from task to task.
-
-Celery closes a worker's connections before and after every task unless
-CELERY_DB_REUSE_MAX is set (settings.py sets it), so each task would open a
-new one. Kept instead, a connection is checked the way Django checks one
-around each request: `close_old_connections()` drops it once older than
-CONN_MAX_AGE, or broken, and makes the next query run the health check
-(CONN_HEALTH_CHECKS) first, which replaces a connection the server dropped.
-
-That check happens before a task starts (jobs/worker/signals.py), and again before
-its end is written if the task ran for a while or its own queries failed: a
-long task leaves its connection idle, and servers, connection poolers and
-load balancers drop idle connections, and a task's failed query may have
-broken it; the end would otherwise go to a dead connection, and the run
-would stay `running`.
+"""A worker's database connection, kept from task to task (CELERY_DB_REUSE_MAX)
+and checked the way Django checks one around a request: before a task starts
+(jobs/worker/signals.py), and again before its end is written if the task ran
+for a while or its own queries failed, since an idle connection may have been
+dropped and a failed query may have broken it. Why: docs/architecture.md,
+"The hot path".
 """
 
 import time

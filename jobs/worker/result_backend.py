@@ -1,18 +1,10 @@
 """Jobsite's Celery result backend (settings: CELERY_RESULT_BACKEND):
-django-celery-results' database backend, with two changes.
-
-Sizes. The TaskResult row of a task keeps its return value (or its exception)
-and its traceback; they are cut like the run's own (jobs/core/limits.py), so a task
-returning megabytes does not store them twice.
-
-One commit per successful run. With the stock backend a successful run costs
-two commits at its end: Celery stores the TaskResult, then the task_success
-signal ends the Run. A commit is what a run costs most on a durable database
-(an fsync each on PostgreSQL), so the backend ends the Run itself, in the
-TaskResult's transaction, with the same service the signal calls, and tells
-the signal handler so (jobs/worker/signals.py). Every other task, and every other
-state, is stored as django-celery-results stores it; with any other result
-backend the signal handler ends runs on its own.
+django-celery-results' database backend, with two changes. A TaskResult's
+result and traceback are cut like the run's own (jobs/core/limits.py). A
+successful run's end is written in its TaskResult's transaction, with the
+service the task_success signal calls, so it costs one commit, and the signal
+handler (jobs/worker/signals.py) is told so. Everything else is stored as
+django-celery-results stores it. Why: docs/architecture.md, "The hot path".
 """
 
 from celery import states

@@ -3,7 +3,7 @@ it as the app's `task_cls`, so users' `@shared_task`s get it too).
 
 A Celery signal handler cannot stop the task it was called for; this class
 can. jobs/worker/signals.py decides, when a run's task is received, whether it starts
-(services.run_started) and leaves the answer on the request; `before_start`
+(run_started in jobs/runs/tracking.py) and leaves the answer on the request; `before_start`
 acts on it: a task whose run has ended, or that another message already runs,
 is dropped, and one whose job type is at max_concurrency is published again a
 little later. A task with a `base` class of its own that does not derive from
