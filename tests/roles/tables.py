@@ -1,0 +1,362 @@
+"""Who gets what answer where: the tables the matrix tests walk. A row lists
+the status codes of anonymous, viewer, operator, editor and admin, in that order."""
+
+
+from django.contrib.admin.utils import quote
+from django.contrib.contenttypes.models import ContentType
+from django.urls import reverse
+from drf_spectacular.generators import SchemaGenerator
+
+from jobs.models import JobType, Run, Schedule
+from tests.roles.conftest import USERS, Row, World
+
+# --- The API -----------------------------------------------------------------------------
+
+READ = "401 200 200 200 200"
+OPERATE = "401 403 {ok} {ok} {ok}"
+EDIT = "401 403 403 {ok} {ok}"
+
+
+def api_rows(w: World) -> dict[tuple[str, str], list[Row]]:
+    """Every operation of the OpenAPI schema: (method, path) -> its requests."""
+    jt, run, schedule = "/api/v1/job-types", "/api/v1/runs", "/api/v1/schedules"
+    task = {"kind": "task", "task": "jobs.builtin.echo"}
+    runs_before = Run.objects.count()
+
+    def job_type_named(name, **fields):
+        return lambda response: JobType.objects.filter(name=name, **fields).exists()
+
+    return {
+        ("GET", "/api/v1/job-types/"): [Row("GET", f"{jt}/", READ)],
+        ("POST", "/api/v1/job-types/"): [
+            Row(
+                "POST",
+                f"{jt}/",
+                EDIT.format(ok=201),
+                {"name": "new", **task},
+                job_type_named("new"),
+                at_least("editor"),
+            ),
+            Row(
+                "POST",
+                f"{jt}/",
+                EDIT.format(ok=201),
+                {"name": "new-flow", "kind": "workflow", "steps": [{"name": "a", "job_type": "echo"}]},
+                job_type_named("new-flow", kind="workflow"),
+                at_least("editor"),
+            ),
+        ],
+        ("GET", "/api/v1/job-types/{name}/"): [Row("GET", f"{jt}/spare/", READ), Row("GET", f"{jt}/flow/", READ)],
+        ("PUT", "/api/v1/job-types/{name}/"): [
+            Row(
+                "PUT",
+                f"{jt}/spare/",
+                EDIT.format(ok=200),
+                {"name": "spare", "description": "put", **task},
+                job_type_named("spare", description="put"),
+                at_least("editor"),
+            )
+        ],
+        ("PATCH", "/api/v1/job-types/{name}/"): [
+            Row(
+                "PATCH",
+                f"{jt}/flow/",
+                EDIT.format(ok=200),
+                {"description": "patched"},
+                job_type_named("flow", description="patched"),
+                at_least("editor"),
+            )
+        ],
+        ("DELETE", "/api/v1/job-types/{name}/"): [
+            Row(
+                "DELETE",
+                f"{jt}/spare/",
+                EDIT.format(ok=204),
+                None,
+                lambda r: not job_type_named("spare")(r),
+                at_least("editor"),
+            )
+        ],
+        ("POST", "/api/v1/job-types/{name}/run/"): [
+            Row(
+                "POST",
+                f"{jt}/echo/run/",
+                OPERATE.format(ok=201),
+                {"params": {}},
+                lambda r: Run.objects.count() == runs_before + 1,
+                at_least("operator"),
+            ),
+            Row(
+                "POST",
+                f"{jt}/flow/run/",
+                OPERATE.format(ok=201),
+                {},
+                lambda r: Run.objects.filter(job_type=w.flow).exclude(pk=w.flow_run.pk).exists(),
+                at_least("operator"),
+            ),
+        ],
+        ("GET", "/api/v1/runs/"): [Row("GET", f"{run}/", READ)],
+        ("GET", "/api/v1/runs/{id}/"): [Row("GET", f"{run}/{w.finished.pk}/", READ)],
+        ("POST", "/api/v1/runs/{id}/cancel/"): [
+            Row(
+                "POST",
+                f"{run}/{w.pending.pk}/cancel/",
+                OPERATE.format(ok=200),
+                None,
+                lambda r: Run.objects.get(pk=w.pending.pk).status == Run.Status.CANCELLED,
+                at_least("operator"),
+            )
+        ],
+        ("POST", "/api/v1/runs/{id}/rerun/"): [
+            Row(
+                "POST",
+                f"{run}/{w.finished.pk}/rerun/",
+                OPERATE.format(ok=201),
+                {},
+                lambda r: Run.objects.filter(rerun_of=w.finished).exists(),
+                at_least("operator"),
+            )
+        ],
+        ("GET", "/api/v1/schedules/"): [Row("GET", f"{schedule}/", READ)],
+        ("POST", "/api/v1/schedules/"): [
+            Row(
+                "POST",
+                f"{schedule}/",
+                OPERATE.format(ok=201),
+                {"name": "hourly", "job_type": "echo", "cron": "0 * * * *"},
+                lambda r: Schedule.objects.filter(name="hourly").exists(),
+                at_least("operator"),
+            )
+        ],
+        ("GET", "/api/v1/schedules/{id}/"): [Row("GET", f"{schedule}/{w.schedule.pk}/", READ)],
+        ("PUT", "/api/v1/schedules/{id}/"): [
+            Row(
+                "PUT",
+                f"{schedule}/{w.schedule.pk}/",
+                OPERATE.format(ok=200),
+                {"name": "nightly", "job_type": "echo", "cron": "0 4 * * *"},
+                lambda r: Schedule.objects.get(pk=w.schedule.pk).cron == "0 4 * * *",
+                at_least("operator"),
+            )
+        ],
+        ("PATCH", "/api/v1/schedules/{id}/"): [
+            Row(
+                "PATCH",
+                f"{schedule}/{w.schedule.pk}/",
+                OPERATE.format(ok=200),
+                {"enabled": False},
+                lambda r: not Schedule.objects.get(pk=w.schedule.pk).enabled,
+                at_least("operator"),
+            )
+        ],
+        ("DELETE", "/api/v1/schedules/{id}/"): [
+            Row(
+                "DELETE",
+                f"{schedule}/{w.schedule.pk}/",
+                OPERATE.format(ok=204),
+                None,
+                lambda r: not Schedule.objects.filter(pk=w.schedule.pk).exists(),
+                at_least("operator"),
+            )
+        ],
+        ("GET", "/api/v1/tasks/"): [Row("GET", "/api/v1/tasks/", READ)],
+    }
+
+
+def schema_operations() -> set[tuple[str, str]]:
+    paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+    return {(method.upper(), path) for path, operations in paths.items() for method in operations}
+
+
+# --- Pages ---------------------------------------------------------------------------------
+
+PAGE = "302 200 200 200 200"  # anonymous: to the login page
+
+
+def page_rows(w: World) -> list[Row]:
+    run_cancelled = lambda r: Run.objects.get(pk=w.pending.pk).status == Run.Status.CANCELLED  # noqa: E731
+    run_rerun = lambda r: Run.objects.filter(rerun_of=w.finished).exists()  # noqa: E731
+    runs_before = Run.objects.count()
+    echo_ran = lambda r: Run.objects.count() == runs_before + 1  # noqa: E731
+    revoke = f"/flower/api/task/revoke/{w.pending.pk}"
+    return [
+        Row("GET", "/", "302 302 302 302 302"),
+        Row("GET", "/healthz", "200 200 200 200 200"),
+        Row("GET", "/accounts/login/", "200 200 200 200 200"),
+        Row("POST", "/accounts/logout/", "302 302 302 302 302"),
+        Row("GET", "/monitor/", PAGE),
+        Row("GET", "/monitor/live/", PAGE),
+        Row("GET", "/monitor/runs/", PAGE),
+        Row("GET", f"/monitor/runs/{w.finished.pk}/", PAGE),
+        Row("GET", f"/monitor/runs/{w.finished.pk}/live/", PAGE),
+        Row("GET", f"/monitor/runs/{w.flow_run.pk}/", PAGE),
+        Row("GET", f"/monitor/runs/{w.flow_run.pk}/steps/", PAGE),
+        Row(
+            "POST",
+            f"/monitor/runs/{w.pending.pk}/cancel/",
+            "302 403 302 302 302",
+            {},
+            run_cancelled,
+            at_least("operator"),
+        ),
+        Row(
+            "POST", f"/monitor/runs/{w.finished.pk}/rerun/", "302 403 302 302 302", {}, run_rerun, at_least("operator")
+        ),
+        Row("GET", "/monitor/job-types/", PAGE),
+        Row("GET", "/monitor/job-types/echo/", PAGE),
+        Row("POST", "/monitor/job-types/echo/", "302 403 302 302 302", {"extra": "{}"}, echo_ran, at_least("operator")),
+        Row("GET", "/monitor/schedules/", PAGE),
+        Row("GET", "/monitor/workers/", PAGE),
+        Row("GET", "/monitor/audit/", PAGE),
+        # Flower: staff who may see runs; its controls (any POST) for superusers.
+        Row("GET", "/flower/", PAGE),
+        Row("GET", "/flower/tasks", PAGE),
+        Row("POST", revoke, "302 403 403 403 200"),
+        # The API's own pages.
+        Row("GET", "/api/v1/", READ),
+        Row("GET", "/api/schema/", READ),
+        Row("GET", "/api/docs/", PAGE),
+        Row("GET", "/api/auth/login/", "200 200 200 200 200"),
+        Row("POST", "/api/auth/logout/", "302 302 302 302 302"),
+    ]
+
+
+# --- The admin -------------------------------------------------------------------------------
+
+# Who may do what in the admin: the least role that may view, add, change and
+# delete each registered model ("nobody": not even a superuser).
+ADMIN_MODELS = {
+    "jobs.jobtype": ("viewer", "editor", "editor", "editor"),
+    "jobs.workflow": ("viewer", "editor", "editor", "editor"),
+    "jobs.run": ("viewer", "nobody", "nobody", "admin"),  # runs change by cancel and rerun only
+    "jobs.schedule": ("viewer", "operator", "operator", "operator"),
+    "django_celery_beat.periodictask": ("viewer", "admin", "admin", "admin"),
+    "django_celery_beat.intervalschedule": ("viewer", "admin", "admin", "admin"),
+    "django_celery_beat.crontabschedule": ("viewer", "admin", "admin", "admin"),
+    "django_celery_beat.solarschedule": ("viewer", "admin", "admin", "admin"),
+    "django_celery_beat.clockedschedule": ("viewer", "admin", "admin", "admin"),
+    "django_celery_results.taskresult": ("viewer", "admin", "admin", "admin"),
+    "django_celery_results.groupresult": ("viewer", "admin", "admin", "admin"),
+    "auth.user": ("admin", "admin", "admin", "admin"),
+    "auth.group": ("admin", "admin", "admin", "admin"),
+    "authtoken.tokenproxy": ("admin", "admin", "admin", "admin"),
+}
+# Extra admin views: the job types' and workflows' Run… form, a user's password form.
+ADMIN_EXTRA = {
+    "jobs.jobtype": {"run": "operator"},
+    "jobs.workflow": {"run": "operator"},
+    "auth.user": {"password_change": "admin"},
+}
+
+
+def at_least(least: str) -> str:
+    """The users with the role `least` or above, as `Row.changes` lists them."""
+    return "" if least == "nobody" else " ".join(USERS[USERS.index(least) :])
+
+
+def answers(least: str, ok: int = 200, *, anonymous: int = 302) -> str:
+    """The answers of a page that the role `least` and those above it may see."""
+    allowed = at_least(least).split()
+    return " ".join([str(anonymous)] + [str(ok) if user in allowed else "403" for user in USERS[1:]])
+
+
+def has_save_button(response) -> bool:
+    return b'name="_save"' in response.content
+
+
+def admin_rows(w: World) -> list[Row]:
+    rows = []
+    for label, obj in w.admin_objects.items():
+        view, add, change, delete = ADMIN_MODELS[label]
+        app, model = label.split(".")
+        url = lambda name, *args: reverse(f"admin:{app}_{model}_{name}", args=args)  # noqa: B023, E731
+        pk = quote(obj.pk)
+        rows += [
+            Row("GET", url("changelist"), answers(view)),
+            Row("GET", url("add"), answers(add)),
+            # Read-only for those who may only view: no Save button.
+            Row("GET", url("change", pk), answers(view), changed=has_save_button, changes=at_least(change)),
+            Row("GET", url("delete", pk), answers(delete)),
+            Row("GET", url("history", pk), answers(view)),
+            Row("GET", url("changelist") + f"{pk}/", "302 302 302 302 302"),  # old URL: on to the change page
+        ]
+        for name, least in ADMIN_EXTRA.get(label, {}).items():
+            rows.append(Row("GET", url(name, pk), answers(least)))
+    return rows + admin_site_rows(w) + admin_form_rows(w)
+
+
+def admin_site_rows(w: World) -> list[Row]:
+    on_site = reverse("admin:view_on_site", args=[ContentType.objects.get_for_model(Run).pk, w.finished.pk])
+    return [
+        Row("GET", reverse("admin:index"), "302 200 200 200 200"),
+        Row("GET", reverse("admin:login"), "200 302 302 302 302"),
+        Row("POST", reverse("admin:logout"), "302 302 302 302 302"),
+        Row("GET", reverse("admin:password_change"), "302 200 200 200 200"),
+        Row("GET", reverse("admin:password_change_done"), "302 200 200 200 200"),
+        Row("GET", reverse("admin:jsi18n"), "302 200 200 200 200"),
+        Row("GET", reverse("admin:autocomplete"), "302 403 403 403 403"),  # without its parameters
+        Row("GET", reverse("admin:app_list", args=["jobs"]), "302 200 200 200 200"),
+        Row("GET", reverse("admin:app_list", args=["auth"]), "302 404 404 404 200"),
+        Row("GET", "/admin/no-such-page/", "302 404 404 404 404"),
+        Row("GET", on_site, "302 302 302 302 302"),
+    ]
+
+
+def admin_form_rows(w: World) -> list[Row]:
+    """Forms and actions that change something."""
+    json_fields = dict.fromkeys(("http", "command", "params_schema", "default_params"), "{}")
+    job_type = {"name": "new", "kind": "task", "task": "jobs.builtin.echo", **json_fields, "max_retries": 0}
+    job_type |= {"retry_backoff_seconds": 10, "notify_on": "never", "enabled": "on"}
+    workflow = {"name": "new-flow", "params_schema": "{}", "default_params": "{}", "notify_on": "never"}
+    workflow |= {"steps-TOTAL_FORMS": 1, "steps-INITIAL_FORMS": 0}
+    workflow |= {"steps-0-name": "a", "steps-0-job_type": w.echo.pk, "steps-0-params": "{}"}
+    schedule = {"name": "hourly", "job_type": w.echo.pk, "params": "{}", "cron": "0 * * * *", "timezone": "UTC"}
+    schedule |= {"overlap": "allow", "enabled": "on"}
+    cancel = {"action": "cancel", "_selected_action": [w.pending.pk]}
+
+    def made(model, **fields):
+        return lambda response: model.objects.filter(**fields).exists()
+
+    return [
+        Row(
+            "POST",
+            reverse("admin:jobs_jobtype_add"),
+            answers("editor", 302),
+            job_type,
+            made(JobType, name="new"),
+            at_least("editor"),
+        ),
+        Row(
+            "POST",
+            reverse("admin:jobs_workflow_add"),
+            answers("editor", 302),
+            workflow,
+            made(JobType, name="new-flow", kind="workflow"),
+            at_least("editor"),
+        ),
+        Row(
+            "POST",
+            reverse("admin:jobs_schedule_add"),
+            answers("operator", 302),
+            schedule,
+            made(Schedule, name="hourly"),
+            at_least("operator"),
+        ),
+        Row(
+            "POST",
+            reverse("admin:jobs_jobtype_run", args=[w.echo.pk]),
+            answers("operator", 302),
+            {"params": "{}"},
+            made(Run, job_type=w.echo, trigger="admin"),
+            at_least("operator"),
+        ),
+        # Viewers are offered no action, so theirs is not one: the list is shown again.
+        Row(
+            "POST",
+            reverse("admin:jobs_run_changelist"),
+            "302 200 302 302 302",
+            cancel,
+            made(Run, pk=w.pending.pk, status="cancelled"),
+            at_least("operator"),
+        ),
+    ]
