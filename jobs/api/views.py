@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 
 from jobs import audit
 from jobs.api.filters import JobTypeFilter, RunFilter, ScheduleFilter
+from jobs.api.pagination import KeysetPagination
 from jobs.api.schema import ErrorSerializer
 from jobs.api.serializers import (
     JobTypeSerializer,
@@ -104,6 +105,8 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     queryset = Run.objects.select_related("job_type", "requested_by", "cancelled_by")
     serializer_class = RunSerializer
     filterset_class = RunFilter
+    # By cursor, newest first: the run table grows without end, and a page number needs its COUNT.
+    pagination_class = KeysetPagination
     lookup_value_regex = "[^/]+"
     action_permissions = {"cancel": "jobs.cancel_run", "rerun": "jobs.run_jobtype"}
 
