@@ -231,11 +231,15 @@ def test_a_page_size_that_is_not_a_whole_number_from_1_gets_a_400(api, job_type,
 def _list_queries(api, size: int) -> list[str]:
     users = [User.objects.create_user(f"user-{i}") for i in range(3)]
     job_types = [JobTypeFactory(name=f"kind-{i}") for i in range(4)]
+    schedules = [
+        Schedule.objects.create(name=f"every-{i}", job_type=job_types[i], interval_seconds=60) for i in range(4)
+    ]
     Run.objects.bulk_create(
         [
             Run(
                 job_type=job_types[i % 4],
-                trigger="api",
+                trigger="schedule",
+                schedule=schedules[i % 4],
                 requested_by=users[i % 3],
                 cancelled_by=users[(i + 1) % 3],
                 status="cancelled",
@@ -247,6 +251,7 @@ def _list_queries(api, size: int) -> list[str]:
         response = api.get("/api/v1/runs/")
     assert response.status_code == 200
     assert len(response.data["results"]) == size
+    assert {row["schedule"] for row in response.data["results"]} == {s.name for s in schedules}
     return [query["sql"] for query in queries.captured_queries]
 
 
@@ -254,10 +259,10 @@ def _list_queries(api, size: int) -> list[str]:
 def test_a_page_of_runs_counts_nothing_and_costs_the_same_queries_at_any_size(api, size):
     sql = _list_queries(api, size)
     assert not [query for query in sql if "COUNT(" in query.upper()]
-    # The token's user, then the page itself: one query, LIMIT 51, with its job types and users joined.
-    assert len(sql) == 2, sql
-    assert "LIMIT 51" in sql[-1]
-    assert "OFFSET" not in sql[-1].upper()
+    # The token's user, the page (one query, LIMIT 51, no OFFSET), then the page's job types.
+    assert len(sql) == 3, sql
+    assert "LIMIT 51" in sql[1]
+    assert "OFFSET" not in sql[1].upper()
 
 
 def test_run_detail_and_unknown_ids(api, job_type):
