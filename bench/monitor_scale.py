@@ -324,7 +324,7 @@ def explain(alias: str) -> list[tuple[str, str]]:
     newest = runs.order_by(*NEWEST_FIRST).values_list("created_at", "id").first()
     since = timezone.now() - timedelta(hours=24)
     a_parent = runs.filter(trigger="workflow").values_list("parent_id", flat=True).first()
-    api_runs = RunViewSet.queryset.using(alias)
+    api_runs = RunViewSet(action="list").get_queryset().using(alias)
     queries = {
         "24h count of one status": runs.filter(status="succeeded", created_at__gte=since).order_by()[: COUNT_CAP + 1],
         "count of one active status": runs.filter(status="running").order_by()[: COUNT_CAP + 1],
