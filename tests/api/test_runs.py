@@ -96,9 +96,15 @@ def test_the_list_filters_by_status_job_type_trigger_and_date(api):
 
     assert ids("job_type=echo") == {str(old.pk), str(recent.pk)}
     assert ids("job_type=echo&status=failed") == {str(old.pk)}
+    assert ids("job_type=nothing-by-this-name") == set()
     assert ids("trigger=cli") == {str(recent.pk)}
     since = (timezone.now() - timedelta(days=1)).isoformat()
     assert str(old.pk) not in ids(f"created_after={since.replace('+', '%2B')}")
+    nightly = Schedule.objects.create(name="nightly", job_type=echo, interval_seconds=60)
+    fired = RunFactory(job_type=echo, schedule=nightly, trigger="schedule")
+    assert ids("schedule=nightly") == {str(fired.pk)}
+    assert ids("schedule=nightly&status=failed") == set()
+    assert ids("schedule=nothing-by-this-name") == set()
 
 
 def test_a_bad_filter_value_gets_a_400(api):
