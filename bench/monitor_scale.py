@@ -20,7 +20,8 @@ or jobsite_bench_<pid>_<size> on DATABASE_URL's server (which needs CREATEDB),
 dropped at the end. There is no broker either (REDIS_URL points
 at a closed loopback port), so the pages say "broker unreachable" at once and
 the times are those of the database and the templates; the API's run list
-(first page, the page reached by following `next` three times, one job type)
+(first page, the page reached by following `next` three times, a job type with
+a twentieth of the runs, and one with none)
 and its schedule list are timed the same way, as JSON. Asking workers adds
 MONITOR_INSPECT_TIMEOUT (1 s) to the dashboard and workers page at any size.
 With --explain it prints the plans of the pages' main queries at each size.
@@ -306,6 +307,7 @@ def page_urls(client, sample_run_id, job_type_name: str, schedule_name: str, wor
         "API runs": "/api/v1/runs/",
         "API runs, 4th page": follow_next(client, "/api/v1/runs/", 3),
         "API runs, job_type": f"/api/v1/runs/?job_type={job_type_name}",
+        "API runs, idle job_type": "/api/v1/runs/?job_type=idle",
         "API schedules": "/api/v1/schedules/",
     }
 
@@ -384,6 +386,7 @@ def main() -> int:
                 for i in range(JOB_TYPES)
             ]
             workflow = JobType.objects.create(name="etl", kind=JobType.Kind.WORKFLOW)
+            JobType.objects.create(name="idle", kind="task", task="jobs.builtin.echo")  # no runs at all
             schedules = Schedule.objects.bulk_create(
                 Schedule(
                     name=f"schedule-{i:04d}",
