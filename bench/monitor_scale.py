@@ -1,4 +1,4 @@
-"""Do the monitoring pages stay as fast with 1,000,000 runs as with 1,000?
+"""Do the monitoring pages and the API's lists stay as fast with 1,000,000 runs as with 1,000?
 
     make bench-monitor                              # SQLite, then a throwaway PostgreSQL
     .venv/bin/python bench/monitor_scale.py         # one database: DATABASE_URL, else a scratch SQLite file
@@ -12,14 +12,17 @@ a workflow run with three step runs, so
 page with Django's test client, logged in, and reports the median of --repeat
 requests. The requests alternate between the sizes (a router points the ORM at
 one database or the other), so a busy machine slows both sides alike: the
-ratio is what matters. The goal: every page at the largest size within 1.5x
-its time at the smallest.
+ratio is what matters. The goal: every page and API list at the largest size
+within 1.5x its time at the smallest.
 
 It never touches your data: its databases are scratch SQLite files under /tmp,
 or jobsite_bench_<pid>_<size> on DATABASE_URL's server (which needs CREATEDB),
 dropped at the end. There is no broker either (REDIS_URL points
 at a closed loopback port), so the pages say "broker unreachable" at once and
-the times are those of the database and the templates; asking workers adds
+the times are those of the database and the templates; the API's run list
+(first page, the page reached by following `next` three times, a job type with
+a twentieth of the runs, and one with none)
+and its schedule list are timed the same way, as JSON. Asking workers adds
 MONITOR_INSPECT_TIMEOUT (1 s) to the dashboard and workers page at any size.
 With --explain it prints the plans of the pages' main queries at each size.
 """
@@ -271,6 +274,18 @@ def create_database(alias: str) -> str:
 # --- Measuring --------------------------------------------------------------------
 
 
+def follow_next(client, url: str, times: int) -> str:
+    """The API page reached from `url` by following its `next` link `times` times (as a path)."""
+    from urllib.parse import urlsplit
+
+    for _ in range(times):
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+        link = urlsplit(response.json()["next"])
+        url = f"{link.path}?{link.query}"
+    return url
+
+
 def page_urls(client, sample_run_id, job_type_name: str, schedule_name: str, workflow_run_id) -> dict[str, str]:
     import re
 
@@ -289,6 +304,11 @@ def page_urls(client, sample_run_id, job_type_name: str, schedule_name: str, wor
         "schedules": "/monitor/schedules/",
         "schedules, page 10": "/monitor/schedules/?page=10",
         "workflow run": f"/monitor/runs/{workflow_run_id}/",
+        "API runs": "/api/v1/runs/",
+        "API runs, 4th page": follow_next(client, "/api/v1/runs/", 3),
+        "API runs, job_type": f"/api/v1/runs/?job_type={job_type_name}",
+        "API runs, idle job_type": "/api/v1/runs/?job_type=idle",
+        "API schedules": "/api/v1/schedules/",
     }
 
 
@@ -297,6 +317,7 @@ def explain(alias: str) -> list[tuple[str, str]]:
     from django.db import connections
     from django.utils import timezone
 
+    from jobs.api.views import RunViewSet
     from jobs.models import Run
     from jobs.monitor.queries import COUNT_CAP, NEWEST_FIRST
 
@@ -305,6 +326,7 @@ def explain(alias: str) -> list[tuple[str, str]]:
     newest = runs.order_by(*NEWEST_FIRST).values_list("created_at", "id").first()
     since = timezone.now() - timedelta(hours=24)
     a_parent = runs.filter(trigger="workflow").values_list("parent_id", flat=True).first()
+    api_runs = RunViewSet(action="list").get_queryset().using(alias)
     queries = {
         "24h count of one status": runs.filter(status="succeeded", created_at__gte=since).order_by()[: COUNT_CAP + 1],
         "count of one active status": runs.filter(status="running").order_by()[: COUNT_CAP + 1],
@@ -318,6 +340,8 @@ def explain(alias: str) -> list[tuple[str, str]]:
         "runs, schedule filter": runs.filter(schedule_id=7).order_by(*NEWEST_FIRST)[:51],
         "runs, busy schedule and status": runs.filter(schedule_id=1, status="failed").order_by(*NEWEST_FIRST)[:51],
         "a workflow run's steps": runs.filter(parent_id=a_parent).order_by("created_at", "step_name"),
+        "API runs, first page": api_runs.order_by(*NEWEST_FIRST)[:51],
+        "API runs, job type filter": api_runs.filter(job_type__name="job-07").order_by(*NEWEST_FIRST)[:51],
     }
     plans = []
     for name, queryset in queries.items():
@@ -362,6 +386,7 @@ def main() -> int:
                 for i in range(JOB_TYPES)
             ]
             workflow = JobType.objects.create(name="etl", kind=JobType.Kind.WORKFLOW)
+            JobType.objects.create(name="idle", kind="task", task="jobs.builtin.echo")  # no runs at all
             schedules = Schedule.objects.bulk_create(
                 Schedule(
                     name=f"schedule-{i:04d}",

@@ -3,15 +3,18 @@ and the import commands, all recorded in the admin's log and shown on each
 object's History page and on the audit log page."""
 
 import getpass
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.contrib.admin.models import LogEntry
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import User
+from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
+from django.utils import timezone
 
 from jobs.models import JobType, Schedule
 from tests.factories import JobTypeFactory, RunFactory
@@ -253,3 +256,51 @@ def test_the_audit_log_pages_by_fifty(client, viewer, editor, api_as):
         url = "/monitor/audit/" + older[0].split('"')[0].replace("&amp;", "&") if older else None
     assert seen == [50, 50, 20]
     assert 'rel="prev"' in body and "Newest" in body
+
+
+def test_the_audit_log_pages_back_to_the_newest_with_its_filters_and_entries_of_the_same_instant(client, viewer):
+    echo, other = JobTypeFactory(name="echo"), JobTypeFactory(name="other")
+    # 260 entries, half about another job type; those about echo come three at the same instant,
+    # so that the pages (of 50) break between entries of one instant.
+    at = timezone.now()
+    LogEntry.objects.bulk_create(
+        LogEntry(
+            action_time=at - timedelta(seconds=i // 6),
+            user=viewer,
+            content_type=ContentType.objects.get_for_model(JobType),
+            object_id=str((echo if i % 2 else other).pk),
+            object_repr=(echo if i % 2 else other).name,
+            action_flag=CHANGE,
+            change_message=f"change {i}",
+        )
+        for i in range(260)
+    )
+    expected = [
+        f'"{pk}"'
+        for pk in LogEntry.objects.filter(object_repr="echo")
+        .order_by("-action_time", "-id")
+        .values_list("pk", flat=True)
+    ]
+    client.force_login(viewer)
+
+    def link(body: str, rel: str) -> str | None:
+        found = [part for part in body.split('href="') if f'rel="{rel}"' in part.split(">")[0]]
+        return "/monitor/audit/" + found[0].split('"')[0].replace("&amp;", "&") if found else None
+
+    def walk(url: str, rel: str) -> tuple[list[list[str]], str]:
+        """The entry ids of each page following `rel` links from `url`, and the last page."""
+        pages = []
+        while url:
+            body = client.get(url).content.decode()
+            pages.append([row.split(">")[0] for row in body.split("<tr data-entry=")[1:]])
+            url = link(body, rel)
+            assert url is None or "name=echo" in url
+        return pages, body
+
+    forward, last = walk("/monitor/audit/?name=echo", "next")
+    assert [len(page) for page in forward] == [50, 50, 30]
+    assert [entry for page in forward for entry in page] == expected
+    # "Newer" from the last page leads back through the same pages to the newest.
+    backward, first = walk(link(last, "prev"), "prev")
+    assert backward == forward[1::-1]
+    assert link(first, "prev") is None

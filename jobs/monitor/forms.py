@@ -8,8 +8,9 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from jobs.core.forms import JSONField
+from jobs.core.keyset import Cursor, Keyset
 from jobs.models import JobType, Run, Schedule
-from jobs.monitor.queries import Cursor, search
+from jobs.monitor.queries import AUDIT_PAGES, RUN_PAGES, search
 
 
 class RunFilterForm(forms.Form):
@@ -40,20 +41,11 @@ class RunFilterForm(forms.Form):
     def clean_schedule(self) -> Schedule | None:
         return self._clean_named("schedule", Schedule, "schedule")
 
-    def _clean_cursor(self, field: str) -> Cursor | None:
-        value = self.cleaned_data[field]
-        if not value:
-            return None
-        try:
-            return Cursor.parse(value)
-        except ValueError:
-            raise forms.ValidationError("This page link is damaged: start again from the newest runs.") from None
-
     def clean_after(self) -> Cursor | None:
-        return self._clean_cursor("after")
+        return _clean_cursor(self, "after", RUN_PAGES, "runs")
 
     def clean_before(self) -> Cursor | None:
-        return self._clean_cursor("before")
+        return _clean_cursor(self, "before", RUN_PAGES, "runs")
 
     def clean(self) -> dict:
         data = super().clean()
@@ -80,6 +72,16 @@ class RunFilterForm(forms.Form):
         if data.get("q", "").strip():
             queryset = queryset.filter(search(data["q"]))
         return queryset
+
+
+def _clean_cursor(form: forms.Form, field: str, keyset: Keyset, what: str) -> Cursor | None:
+    value = form.cleaned_data[field]
+    if not value:
+        return None
+    try:
+        return keyset.parse(value)
+    except ValueError:
+        raise forms.ValidationError(f"This page link is damaged: start again from the newest {what}.") from None
 
 
 def _start_of(day) -> datetime:
@@ -205,8 +207,8 @@ class AuditFilterForm(forms.Form):
     what = forms.ChoiceField(required=False, choices=[("", "everything"), *WHAT.items()], label="What")
     name = forms.CharField(required=False, max_length=200, label="Name", help_text="A job type's or schedule's name")
     user = forms.CharField(required=False, max_length=150, label="User")
-    after = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
-    before = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+    after = forms.CharField(required=False, widget=forms.HiddenInput)
+    before = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def clean_user(self):
         username = self.cleaned_data["user"].strip()
@@ -217,6 +219,12 @@ class AuditFilterForm(forms.Form):
         if user is None:
             raise forms.ValidationError(f"No user is named '{username}'.")
         return user
+
+    def clean_after(self) -> Cursor | None:
+        return _clean_cursor(self, "after", AUDIT_PAGES, "entries")
+
+    def clean_before(self) -> Cursor | None:
+        return _clean_cursor(self, "before", AUDIT_PAGES, "entries")
 
     def filter(self, queryset):
         """`queryset` (log entries) narrowed by the valid filters (call after is_valid())."""

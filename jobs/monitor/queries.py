@@ -2,21 +2,27 @@
 
 The run table grows without end, so nothing here counts or sorts all of it:
 counts stop at COUNT_CAP, lists read one index range with a LIMIT, and the
-history pages by keyset ((created_at, id) of the last row seen), not by OFFSET.
+history pages by keyset ((created_at, id) of the last row seen, jobs/core/keyset.py),
+not by OFFSET.
 """
 
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.admin.models import LogEntry
 from django.db.models import Q, QuerySet
 
+from jobs.core.keyset import Keyset
 from jobs.models import JobType, Run, Schedule
 
 COUNT_CAP = 10_000
-NEWEST_FIRST = ("-created_at", "-id")
+# The run history's pages: keyset on (created_at, id) of the row a page ends on (jobs/core/keyset.py).
+RUN_PAGES = Keyset(Run, "created_at")
+# The audit log's: newest first by (action_time, id), the order of the admin's History.
+AUDIT_PAGES = Keyset(LogEntry, "action_time")
+NEWEST_FIRST = RUN_PAGES.newest_first
 
 
 def runs() -> QuerySet:
@@ -70,69 +76,6 @@ def search(text: str) -> Q:
         low, high = uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
         condition |= Q(id__gte=low, id__lte=high)
     return condition
-
-
-# --- Keyset pagination ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cursor:
-    created_at: datetime
-    id: uuid.UUID
-
-    @classmethod
-    def of(cls, run: Run) -> "Cursor":
-        return cls(run.created_at, run.id)
-
-    @classmethod
-    def parse(cls, value: str) -> "Cursor":
-        """From `str(cursor)`; ValueError when it is not one."""
-        created_at, _, run_id = value.rpartition("_")
-        parsed = datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None:
-            raise ValueError("a cursor's time has a time zone")
-        return cls(parsed, uuid.UUID(run_id))
-
-    def __str__(self) -> str:
-        return f"{self.created_at.isoformat()}_{self.id.hex}"
-
-
-@dataclass
-class Page:
-    runs: list[Run]
-    newer: Cursor | None  # pass as `before` for the previous (newer) page
-    older: Cursor | None  # pass as `after` for the next (older) page
-
-
-def keyset_page(queryset: QuerySet, *, size: int, after: Cursor | None = None, before: Cursor | None = None) -> Page:
-    """Runs of `queryset` newest first, `size` of them, older than `after` or newer than `before`.
-
-    "Is there another page" comes from reading size + 1 rows: no COUNT. The
-    condition is written as `created_at <= t AND NOT (created_at = t AND id >= i)`
-    so the database starts the index scan at t instead of filtering from the top.
-    """
-    if before is not None:
-        rows = list(
-            queryset.filter(created_at__gte=before.created_at)
-            .exclude(created_at=before.created_at, id__lte=before.id)
-            .order_by("created_at", "id")[: size + 1]
-        )
-        if len(rows) <= size:  # back at the top: show a full first page
-            return keyset_page(queryset, size=size)
-        runs = rows[:size][::-1]
-        return Page(runs, Cursor.of(runs[0]), Cursor.of(runs[-1]))
-    if after is not None:
-        queryset = queryset.filter(created_at__lte=after.created_at).exclude(
-            created_at=after.created_at, id__gte=after.id
-        )
-    rows = list(queryset.order_by(*NEWEST_FIRST)[: size + 1])
-    runs = rows[:size]
-    has_older = len(rows) > size
-    return Page(
-        runs,
-        Cursor.of(runs[0]) if after is not None and runs else None,
-        Cursor.of(runs[-1]) if has_older else None,
-    )
 
 
 # --- Schedules ------------------------------------------------------------------

@@ -30,9 +30,10 @@ from jobs.monitor.cluster import cluster_status
 from jobs.monitor.flower import may_see_flower
 from jobs.monitor.forms import AuditFilterForm, RunFilterForm, RunNowForm
 from jobs.monitor.queries import (
+    AUDIT_PAGES,
     NEWEST_FIRST,
+    RUN_PAGES,
     count_in_statuses,
-    keyset_page,
     newest_in_statuses,
     runs,
     schedules,
@@ -178,10 +179,10 @@ def run_list(request: HttpRequest) -> HttpResponse:
     form = RunFilterForm(request.GET or None)
     page = None
     if not form.is_bound:
-        page = keyset_page(runs(), size=PAGE_SIZE)
+        page = RUN_PAGES.page(runs(), size=PAGE_SIZE)
     elif form.is_valid():
         data = form.cleaned_data
-        page = keyset_page(form.filter(runs()), size=PAGE_SIZE, after=data["after"], before=data["before"])
+        page = RUN_PAGES.page(form.filter(runs()), size=PAGE_SIZE, after=data["after"], before=data["before"])
 
     context = {
         "form": form,
@@ -377,38 +378,26 @@ def workers(request: HttpRequest) -> HttpResponse:
 def audit_log(request: HttpRequest) -> HttpResponse:
     """Who changed which job type, workflow or schedule, newest first: the
     admin's log entries, which the API and the import commands write too
-    (jobs/audit.py). Paged by entry id, which grows with time, so a page
-    reads one range of the primary key and never counts the table; as on the
-    run history, `after` leads to older entries and `before` to newer ones."""
+    (jobs/audit.py). Paged by keyset on (action_time, id), as the run history
+    is (jobs/core/keyset.py): a page never counts the table, and `after` leads
+    to older entries, `before` to newer ones."""
     form = AuditFilterForm(request.GET or None)
-    entries, newer, older = None, None, None
+    page = None
     if not form.is_bound or form.is_valid():
         data = form.cleaned_data if form.is_bound else {}
         queryset = LogEntry.objects.filter(content_type__in=audit.audited_content_types())
         queryset = form.filter(queryset) if form.is_bound else queryset
         queryset = queryset.select_related("user", "content_type")
-        if data.get("before") is not None:  # read upwards from the cursor, then show newest first
-            rows = list(queryset.filter(id__gt=data["before"]).order_by("id")[: AUDIT_PAGE_SIZE + 1])
-            entries = rows[:AUDIT_PAGE_SIZE][::-1]
-            has_newer, has_older = len(rows) > AUDIT_PAGE_SIZE, True
-        else:
-            if data.get("after") is not None:
-                queryset = queryset.filter(id__lt=data["after"])
-            rows = list(queryset.order_by("-id")[: AUDIT_PAGE_SIZE + 1])
-            entries = rows[:AUDIT_PAGE_SIZE]
-            has_newer, has_older = data.get("after") is not None, len(rows) > AUDIT_PAGE_SIZE
-        if entries:
-            newer = entries[0].pk if has_newer else None
-            older = entries[-1].pk if has_older else None
-        for entry in entries:
+        page = AUDIT_PAGES.page(queryset, size=AUDIT_PAGE_SIZE, after=data.get("after"), before=data.get("before"))
+        for entry in page.rows:
             entry.history_url = reverse(
                 f"admin:{entry.content_type.app_label}_{entry.content_type.model}_history", args=[entry.object_id]
             )
     context = {
         "form": form,
-        "entries": entries,
-        "newest_link": _page_link(request) if newer else None,
-        "newer_link": _page_link(request, before=newer) if newer else None,
-        "older_link": _page_link(request, after=older) if older else None,
+        "entries": page.rows if page else None,
+        "newest_link": _page_link(request) if page and page.newer else None,
+        "newer_link": _page_link(request, before=page.newer) if page and page.newer else None,
+        "older_link": _page_link(request, after=page.older) if page and page.older else None,
     }
-    return render(request, "monitor/audit_log.html", context, status=400 if entries is None else 200)
+    return render(request, "monitor/audit_log.html", context, status=400 if page is None else 200)

@@ -3,9 +3,13 @@
 Execution through a real worker is in tests/e2e/.
 """
 
+import base64
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs.models import JobType, Run, Schedule
@@ -92,9 +96,15 @@ def test_the_list_filters_by_status_job_type_trigger_and_date(api):
 
     assert ids("job_type=echo") == {str(old.pk), str(recent.pk)}
     assert ids("job_type=echo&status=failed") == {str(old.pk)}
+    assert ids("job_type=nothing-by-this-name") == set()
     assert ids("trigger=cli") == {str(recent.pk)}
     since = (timezone.now() - timedelta(days=1)).isoformat()
     assert str(old.pk) not in ids(f"created_after={since.replace('+', '%2B')}")
+    nightly = Schedule.objects.create(name="nightly", job_type=echo, interval_seconds=60)
+    fired = RunFactory(job_type=echo, schedule=nightly, trigger="schedule")
+    assert ids("schedule=nightly") == {str(fired.pk)}
+    assert ids("schedule=nightly&status=failed") == set()
+    assert ids("schedule=nothing-by-this-name") == set()
 
 
 def test_a_bad_filter_value_gets_a_400(api):
@@ -109,11 +119,156 @@ def test_the_list_is_paginated_newest_first_up_to_200(api, job_type):
         [Run(job_type=job_type, trigger="api", created_at=timezone.now() - timedelta(seconds=i)) for i in range(205)]
     )
     page = api.get("/api/v1/runs/?page_size=500").data
+    assert set(page) == {"next", "previous", "results"}  # no count: that would read every run
     assert len(page["results"]) == 200
-    assert page["next"]
+    assert page["previous"] is None
     created = [row["created_at"] for row in page["results"]]
     assert created == sorted(created, reverse=True)
-    assert len(api.get("/api/v1/runs/?page=2&page_size=200").data["results"]) == 5
+    last = api.get(page["next"]).data
+    assert len(last["results"]) == 5
+    assert last["next"] is None
+    assert "page_size=500" in last["previous"]
+
+
+# --- Paging by cursor ------------------------------------------------------------------
+
+
+def walk(api, url: str, link: str) -> list[list[str]]:
+    """The run ids of each page, following `link` ("next" or "previous") from `url` to the end."""
+    pages = []
+    while url:
+        response = api.get(url)
+        assert response.status_code == 200, response.data
+        pages.append([row["id"] for row in response.data["results"]])
+        url = response.data[link]
+    return pages
+
+
+def flat(pages) -> list[str]:
+    return [run for page in pages for run in page]
+
+
+def test_walking_every_page_forward_and_back_gives_every_run_once_in_order(api, job_type):
+    # 23 runs, in groups of five created at the same instant: the pages break inside the groups.
+    now = timezone.now()
+    Run.objects.bulk_create(
+        [Run(job_type=job_type, trigger="api", created_at=now - timedelta(seconds=i // 5)) for i in range(23)]
+    )
+    expected = [str(pk) for pk in Run.objects.order_by("-created_at", "-id").values_list("pk", flat=True)]
+
+    forward = walk(api, "/api/v1/runs/?page_size=4", "next")
+    assert [len(page) for page in forward] == [4, 4, 4, 4, 4, 3]
+    assert flat(forward) == expected
+
+    # Back from the last page, by `previous`, to the first page.
+    last_page = api.get("/api/v1/runs/?page_size=4")
+    for _ in range(5):
+        last_page = api.get(last_page.data["next"])
+    backward = walk(api, last_page.data["previous"], "previous")
+    assert flat(reversed(backward)) == expected[:20]
+    assert backward[-1] == forward[0]
+
+
+def test_the_next_link_keeps_the_filters(api, job_type):
+    other = JobTypeFactory(name="other")
+    now = timezone.now()
+    Run.objects.bulk_create(
+        [
+            Run(
+                job_type=[job_type, other][i % 2],
+                status=["failed", "succeeded"][i % 3 == 0],
+                trigger="api",
+                created_at=now,
+            )
+            for i in range(30)
+        ]
+    )
+    expected = Run.objects.filter(job_type=job_type, status="failed").order_by("-created_at", "-id")
+    url = f"/api/v1/runs/?job_type={job_type.name}&status=failed&page_size=3"
+    pages = walk(api, url, "next")
+    assert flat(pages) == [str(pk) for pk in expected.values_list("pk", flat=True)]
+    assert len(pages) == 4
+
+
+def _token(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-a-cursor",
+        "%%%%",
+        _token("after:2026-05-01T10:00:00+00:00_not-a-uuid"),
+        _token("after:2026-05-01T10:00:00_0123456789abcdef0123456789abcdef"),  # no time zone
+        _token("sideways:2026-05-01T10:00:00+00:00_0123456789abcdef0123456789abcdef"),
+        _token("before:9999-12-31T23:59:59-23:00_0123456789abcdef0123456789abcdef"),  # past year 9999 in UTC
+        _token("after:yesterday_0123456789abcdef0123456789abcdef"),
+        base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+    ],
+)
+def test_a_malformed_or_tampered_cursor_gets_a_400_saying_what_to_do(api, job_type, cursor):
+    RunFactory(job_type=job_type)
+    response = api.get("/api/v1/runs/", {"cursor": cursor})
+    assert response.status_code == 400
+    assert response.json() == {
+        "cursor": [
+            "Not a cursor this list gave: use the `next` or `previous` link of a page as it is, "
+            "or leave `cursor` out to start from the newest."
+        ]
+    }
+
+
+def test_a_page_number_gets_a_400_pointing_at_the_cursor(api, job_type):
+    response = api.get("/api/v1/runs/?page=2")
+    assert response.status_code == 400
+    assert response.json() == {
+        "page": ["This list is paged by cursor, not page number: follow the `next` link (its `cursor`)."]
+    }
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "abc", "1.5"])
+def test_a_page_size_that_is_not_a_whole_number_from_1_gets_a_400(api, job_type, size):
+    response = api.get("/api/v1/runs/", {"page_size": size})
+    assert response.status_code == 400
+    assert response.json() == {"page_size": [f"{size!r}: give a whole number from 1."]}
+
+
+def _list_queries(api, size: int) -> list[str]:
+    users = [User.objects.create_user(f"user-{i}") for i in range(3)]
+    job_types = [JobTypeFactory(name=f"kind-{i}") for i in range(4)]
+    schedules = [
+        Schedule.objects.create(name=f"every-{i}", job_type=job_types[i], interval_seconds=60) for i in range(4)
+    ]
+    Run.objects.bulk_create(
+        [
+            Run(
+                job_type=job_types[i % 4],
+                trigger="schedule",
+                schedule=schedules[i % 4],
+                requested_by=users[i % 3],
+                cancelled_by=users[(i + 1) % 3],
+                status="cancelled",
+            )
+            for i in range(size)
+        ]
+    )
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get("/api/v1/runs/")
+    assert response.status_code == 200
+    assert len(response.data["results"]) == size
+    assert {row["schedule"] for row in response.data["results"]} == {s.name for s in schedules}
+    return [query["sql"] for query in queries.captured_queries]
+
+
+@pytest.mark.parametrize("size", [5, 50])
+def test_a_page_of_runs_counts_nothing_and_costs_the_same_queries_at_any_size(api, size):
+    sql = _list_queries(api, size)
+    assert not [query for query in sql if "COUNT(" in query.upper()]
+    # The token's user, the page (one query, LIMIT 51, no OFFSET), then the page's job types.
+    assert len(sql) == 3, sql
+    assert "LIMIT 51" in sql[1]
+    assert "OFFSET" not in sql[1].upper()
 
 
 def test_run_detail_and_unknown_ids(api, job_type):

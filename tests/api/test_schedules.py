@@ -1,6 +1,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -136,3 +138,18 @@ def test_viewers_cannot_change_schedules(viewer, api_as, report):
     assert (
         client.post(URL, {"name": "s", "job_type": "report", "interval_seconds": 5}, format="json").status_code == 403
     )
+
+
+@pytest.mark.parametrize("count", [2, 20])
+def test_the_list_reads_every_schedules_last_run_in_the_same_query(api, report, count):
+    for i in range(count):
+        schedule = Schedule.objects.create(name=f"s-{i:02d}", job_type=report, params={"day": "x"}, interval_seconds=60)
+        RunFactory(job_type=report, schedule=schedule, status="failed")
+        RunFactory(job_type=report, schedule=schedule, status="succeeded")
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(URL)
+    assert response.status_code == 200
+    assert [row["last_run"]["status"] for row in response.data["results"]] == ["succeeded"] * count
+    # The token's user, the page's COUNT, then the schedules with their job types and last runs:
+    # 23 queries for 20 schedules when each last run was a query of its own.
+    assert len(queries) == 3, [query["sql"] for query in queries.captured_queries]
