@@ -88,6 +88,16 @@ class JobType(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # How its runs execute: the admin's "Execution" fields, in the API's order.
+    EXECUTION_FIELDS = (
+        "queue",
+        "priority",
+        "timeout_seconds",
+        "max_retries",
+        "retry_backoff_seconds",
+        "max_concurrency",
+    )
+
     class Meta:
         ordering = ["name"]
         permissions = [("run_jobtype", "Can run job type")]

@@ -205,20 +205,7 @@ class JobTypeAdmin(RunnableAdmin):
         (None, {"fields": ["name", "description", "kind", "enabled"]}),
         ("What to run", {"fields": ["task", "http", "command"], "description": "Fill the one that matches the kind."}),
         ("Params", {"fields": ["params_schema", "default_params"]}),
-        (
-            "Execution",
-            {
-                "fields": [
-                    "queue",
-                    "priority",
-                    "timeout_seconds",
-                    "max_retries",
-                    "retry_backoff_seconds",
-                    "max_concurrency",
-                    "on_failure",
-                ]
-            },
-        ),
+        ("Execution", {"fields": [*JobType.EXECUTION_FIELDS, "on_failure"]}),
         RunnableAdmin.notifications_fieldset,
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
