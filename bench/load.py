@@ -102,21 +102,22 @@ class Api:
         self.client = httpx.Client(base_url=base_url, headers={"Authorization": f"Token {token}"}, timeout=120)
 
     def count(self, job_type: str, status: str) -> int:
-        response = self.client.get("/api/v1/runs/", params={"job_type": job_type, "status": status, "page_size": 1})
-        response.raise_for_status()
-        return response.json()["count"]
+        # The run list keeps no count (it is paged by cursor): count the pages' rows.
+        return len(self._walk({"job_type": job_type, "status": status}))
 
     def runs(self, job_type: str) -> list[dict]:
-        found, page = [], 1
-        while True:
-            params = {"job_type": job_type, "page_size": 200, "page": page}
-            response = self.client.get("/api/v1/runs/", params=params)
+        return self._walk({"job_type": job_type})
+
+    def _walk(self, params: dict) -> list[dict]:
+        """Every run the list gives for `params`, following its `next` links."""
+        found, url, query = [], "/api/v1/runs/", {**params, "page_size": 200}
+        while url:
+            response = self.client.get(url, params=query)
             response.raise_for_status()
             body = response.json()
             found += body["results"]
-            if not body["next"]:
-                return found
-            page += 1
+            url, query = body["next"], None  # the link keeps the filters
+        return found
 
 
 def measure(base_url: str, token: str, *, runs: int, clients: int, timeout: float, sampler_of=None) -> dict:
