@@ -353,7 +353,10 @@ class WorkflowAdmin(JobTypePermissions, RunnableAdmin):
         pass  # with its steps, in save_related
 
     def save_related(self, request, form, formsets, change):
-        steps = next(formset for formset in formsets if isinstance(formset, WorkflowStepFormSet))
+        steps = next((formset for formset in formsets if isinstance(formset, WorkflowStepFormSet)), None)
+        if steps is None:  # the steps were not on the form: they stay as they are
+            job_type_save(job_type=form.instance)
+            return
         steps.record(job_type_save(job_type=form.instance, steps=steps.step_specs()))
 
     @admin.display(description="Graph")
