@@ -647,16 +647,17 @@ def planned_runs(schedule_ids) -> models.QuerySet:
 
 
 class ScheduleQuerySet(models.QuerySet):
-    def with_last_run(self) -> "ScheduleQuerySet":
-        """Annotated with `last_run_id`, `_status`, `_created_at` and `_finished_at`: one
-        subquery each, per schedule, on the (schedule, created_at) index of runs.
-        The run planned for the next tick is not the last run yet."""
+    def with_last_run(self, *, finished_at: bool = False) -> "ScheduleQuerySet":
+        """Annotated with `last_run_id`, `last_run_status` and `last_run_created_at`
+        (and `last_run_finished_at` when asked, for the API): one subquery each, per
+        schedule, on the (schedule, created_at) index of runs. The run planned for
+        the next tick is not the last run yet."""
         last = Run.objects.filter(schedule=OuterRef("pk")).exclude(status=Run.Status.SCHEDULED).order_by("-created_at")
+        fields = {"id": "pk", "status": "status", "created_at": "created_at"}
+        if finished_at:
+            fields["finished_at"] = "finished_at"
         return self.annotate(
-            last_run_id=Subquery(last.values("pk")[:1]),
-            last_run_status=Subquery(last.values("status")[:1]),
-            last_run_created_at=Subquery(last.values("created_at")[:1]),
-            last_run_finished_at=Subquery(last.values("finished_at")[:1]),
+            **{f"last_run_{name}": Subquery(last.values(column)[:1]) for name, column in fields.items()}
         )
 
     # Every way of changing or deleting schedules drops the runs planned for

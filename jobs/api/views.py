@@ -150,7 +150,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
 class ScheduleViewSet(AuditedMixin, viewsets.ModelViewSet):
     # The last run of each schedule in the same query, as the pages and the admin read it.
-    queryset = Schedule.objects.select_related("job_type").with_last_run()
+    queryset = Schedule.objects.select_related("job_type").with_last_run(finished_at=True)
     serializer_class = ScheduleSerializer
     filterset_class = ScheduleFilter
     lookup_value_regex = "[^/]+"

@@ -197,7 +197,7 @@ class ScheduleSerializer(ModelCleanMixin, ModelSerializer):
 
     @extend_schema_field(LastRunSerializer(allow_null=True))
     def get_last_run(self, schedule: Schedule):
-        if hasattr(schedule, "last_run_id"):  # annotated: Schedule.objects.with_last_run()
+        if hasattr(schedule, "last_run_finished_at"):  # annotated: Schedule.objects.with_last_run(finished_at=True)
             if schedule.last_run_id is None:
                 return None
             run = Run(
