@@ -1,14 +1,10 @@
+"""The API's serializers of runs and requests; those of definitions (job types,
+schedules) are jobs/definitions/serializers.py, shared with Jobsite's files."""
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs.definitions.serializers import (  # noqa: F401 (the API's serializers of definitions)
-    BooleanField,
-    JobTypeSerializer,
-    LastRunSerializer,
-    ScheduleSerializer,
-    WorkflowStepSerializer,
-)
+from jobs.definitions.serializers import BooleanField
 from jobs.models import JobType, NotifyStatus, Run
 from jobs.workflows import steps as workflow_steps
 

@@ -10,16 +10,15 @@ from jobs.api.filters import JobTypeFilter, RunFilter, ScheduleFilter
 from jobs.api.pagination import KeysetPagination
 from jobs.api.schema import ErrorSerializer
 from jobs.api.serializers import (
-    JobTypeSerializer,
     RerunRequestSerializer,
     RunDetailSerializer,
     RunRequestSerializer,
     RunSerializer,
-    ScheduleSerializer,
     TaskNameSerializer,
 )
 from jobs.core.kinds import registered_task_names
 from jobs.definitions.job_types import job_type_delete
+from jobs.definitions.serializers import JobTypeSerializer, ScheduleSerializer
 from jobs.models import JobType, Run, Schedule
 from jobs.runs.trigger import run_cancel, run_create, run_rerun
 

@@ -9,7 +9,7 @@ the workflow graph's (jobs/workflows/graph.py).
 from collections.abc import Sequence
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 
 from jobs import audit
 from jobs.core.errors import Conflict, InvalidInput
@@ -18,15 +18,19 @@ from jobs.workflows.graph import StepSpec, steps_errors
 from jobs.workflows.steps import StepChanges, replace_steps, step_specs
 
 
+def clean_errors(obj: models.Model) -> dict[str, list[str]]:
+    """What `obj.clean()` refuses, by field; {} when nothing."""
+    try:
+        obj.clean()
+    except ValidationError as exc:
+        return exc.message_dict
+    return {}
+
+
 def job_type_errors(job_type: JobType, *, steps: Sequence[StepSpec] | None = None) -> dict[str, list[str]]:
     """Every rule that `job_type` (as it would be saved) and its `steps` break,
     by field; {} when none. `steps` None: a workflow keeps its stored steps."""
-    try:
-        job_type.clean()
-    except ValidationError as exc:
-        errors = exc.message_dict
-    else:
-        errors = {}
+    errors = clean_errors(job_type)
     if job_type.kind != JobType.Kind.WORKFLOW:
         if steps:
             errors["steps"] = [f"Only for kind 'workflow': leave it empty for kind '{job_type.kind}'."]

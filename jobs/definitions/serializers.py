@@ -8,12 +8,11 @@ a schedule saves itself (Schedule.save re-plans its next tick).
 
 import copy
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from jobs.definitions.job_types import job_type_errors, job_type_save
+from jobs.definitions.job_types import clean_errors, job_type_errors, job_type_save
 from jobs.models import JobType, Run, Schedule
 from jobs.workflows.graph import StepSpec
 
@@ -44,16 +43,8 @@ class ModelCleanMixin:
             setattr(candidate, field, value)
         return candidate
 
-    @staticmethod
-    def clean_errors(candidate) -> dict[str, list[str]]:
-        try:
-            candidate.clean()
-        except DjangoValidationError as exc:
-            return exc.message_dict
-        return {}
-
     def validate(self, attrs):
-        errors = self.clean_errors(self.build_candidate(attrs))
+        errors = clean_errors(self.build_candidate(attrs))
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
