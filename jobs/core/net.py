@@ -6,6 +6,10 @@ Loopback, private, link-local and other non-public addresses are refused unless
 it. Names are checked after DNS resolution, and the request then goes to the
 address that was checked, so a name cannot resolve to a public address for the
 check and a private one for the connection.
+
+A caller that follows redirects sends each hop through `send_pinned` again, so
+the rules apply per hop, and builds the hop with `redirect_hop`: credentials
+stay with the origin they were given for (docs/security.md, "Redirects").
 """
 
 import ipaddress
@@ -14,6 +18,8 @@ from typing import Any, NamedTuple
 
 import httpx
 from django.conf import settings
+
+from jobs.core.redaction import is_credential_header
 
 
 class HostRefused(Exception):
@@ -144,3 +150,66 @@ def send_pinned(
     finally:
         response.close()
     return PinnedResponse(response, bytes(body), truncated)
+
+
+# --- Following a redirect ------------------------------------------------------------
+
+
+class Hop(NamedTuple):
+    """The request that follows a redirect."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    keep_body: bool
+
+
+def _port_or_default(url: httpx.URL) -> int | None:
+    return url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+def same_origin(url: httpx.URL, other: httpx.URL) -> bool:
+    """Same scheme, host and port, as browsers and httpx compare them."""
+    return url.scheme == other.scheme and url.host == other.host and _port_or_default(url) == _port_or_default(other)
+
+
+def _is_https_upgrade(url: httpx.URL, location: httpx.URL) -> bool:
+    # The same host, from plain HTTP on its default port to HTTPS on its
+    # default port: httpx and requests keep credentials across it, as here.
+    return (
+        url.host == location.host
+        and (url.scheme, _port_or_default(url)) == ("http", 80)
+        and (location.scheme, _port_or_default(location)) == ("https", 443)
+    )
+
+
+def redirect_hop(response: httpx.Response, *, url: str, method: str, headers: dict[str, str], has_body: bool) -> Hop:
+    """The request to send after `response`, a redirect of `method url`.
+
+    The method changes as httpx changes it (a 303 or 302 becomes GET, a 301 of
+    a POST too; HEAD stays HEAD), and a request that becomes GET loses its
+    body. A hop to another origin (scheme, host or port; the upgrade of the
+    same host from http to https excepted) leaves out every credential-like
+    header (`is_credential_header`): Authorization, Proxy-Authorization,
+    Cookie, X-Api-Key and the like. A 307 or 308 that would resend a body to
+    another origin is refused (RequestFailed) rather than followed: httpx and
+    requests resend it, but a body may hold credentials too, and sending it
+    without its body would be another request than the one defined.
+    """
+    current = httpx.URL(url)
+    try:
+        target = current.join(response.headers["location"])
+    except httpx.InvalidURL as exc:
+        raise RequestFailed(f"HTTP {response.status_code} from {url} redirects to an invalid URL: {exc}") from None
+    status = response.status_code
+    if (status in (302, 303) and method != "HEAD") or (status == 301 and method == "POST"):
+        method, has_body = "GET", False
+    trusted = same_origin(current, target) or _is_https_upgrade(current, target)
+    if not trusted and has_body:
+        raise RequestFailed(
+            f"HTTP {status} from {current} redirects to another origin ({target}) and asks for the request "
+            "body again: Jobsite does not send a body on to another origin. Set the job type's url to "
+            "the new location if that is where the request should go."
+        )
+    kept = headers if trusted else {name: value for name, value in headers.items() if not is_credential_header(name)}
+    return Hop(method=method, url=str(target), headers=kept, keep_body=has_body)

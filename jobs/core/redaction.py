@@ -1,4 +1,5 @@
-"""How a URL that may carry a secret is shown: `scheme://host/…`.
+"""How a URL that may carry a secret is shown: `scheme://host/…`; and which
+HTTP header names carry credentials (`is_credential_header`).
 
 A webhook URL's credentials, path or query may hold a token, and a run's
 notification outcome is read by anyone who may see the run. So the outcome is
@@ -30,3 +31,20 @@ def redact_url(url: str) -> str:
 def redact_urls(text: str) -> str:
     """`text` with every URL in it redacted (`redact_url`); redacting twice changes nothing."""
     return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
+
+
+# Header names that carry credentials by their standard...
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+# ...and the words that mark a service's own ("X-Api-Key", "X-Auth-Token",
+# "Private-Token", "X-Amz-Security-Token", "X-Hub-Signature"). Erring on the
+# side of a credential: a header taken for one by mistake is only left out of
+# a redirect to another origin, or masked where it is shown.
+CREDENTIAL_WORDS = (
+    "auth", "token", "secret", "password", "passwd", "key", "session", "cookie", "credential", "signature",
+)  # fmt: skip
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether an HTTP header of this name may carry a credential (case-insensitive)."""
+    name = name.lower()
+    return name in CREDENTIAL_HEADERS or any(word in name for word in CREDENTIAL_WORDS)
