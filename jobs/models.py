@@ -14,7 +14,14 @@ from django.utils.dateparse import parse_datetime
 
 from jobs.core.backoff import backoff
 from jobs.core.cron import cron_error, describe_cron, next_cron_fire, next_interval_fire, timezone_error
-from jobs.core.kinds import Kind, NotifyOn, NotifyStatus, kind_config_errors, notification_config_errors
+from jobs.core.kinds import (
+    Kind,
+    NotifyOn,
+    NotifyStatus,
+    fixed_param_errors,
+    kind_config_errors,
+    notification_config_errors,
+)
 from jobs.core.limits import bounded_error, bounded_result, bounded_traceback, params_size_error
 from jobs.core.params import check_schema, params_errors, params_with_defaults
 from jobs.core.redaction import redact_urls
@@ -127,6 +134,8 @@ class JobType(models.Model):
             errors.setdefault("default_params", []).append("Must be a JSON object.")
         elif too_large := params_size_error(self.default_params):
             errors.setdefault("default_params", []).append(too_large)
+        elif "http" not in errors and (fixed := fixed_param_errors(self, self.default_params)):
+            errors.setdefault("default_params", []).extend(fixed)
         for field, problems in notification_config_errors(self).items():
             errors.setdefault(field, []).extend(problems)
         if self.on_failure_id is not None and self.pk is not None and self.on_failure_id == self.pk:
@@ -140,6 +149,11 @@ class JobType(models.Model):
                 )
         if errors:
             raise ValidationError(errors)
+
+    def run_params_errors(self, params: dict) -> list[str]:
+        """What is wrong with a run's `params` (defaults applied) for this job type:
+        its schema, and (kind http) a query parameter its url fixes."""
+        return [*params_errors(self.params_schema, params), *fixed_param_errors(self, params)]
 
     @property
     def soft_time_limit(self) -> int:
@@ -814,7 +828,7 @@ class Schedule(models.Model):
                 errors["params"] = ["Must be a JSON object."]
             else:
                 merged = params_with_defaults(self.job_type.default_params, self.params)
-                problems = params_errors(self.job_type.params_schema, merged)
+                problems = self.job_type.run_params_errors(merged)
                 if problems:
                     errors["params"] = problems
         if errors:

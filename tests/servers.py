@@ -1,5 +1,5 @@
-"""Local stand-ins for the services Jobsite talks to: an SMTP server and a
-webhook receiver, both real servers on loopback."""
+"""Local stand-ins for the services Jobsite talks to: an SMTP server, a
+webhook receiver and an HTTP service, all real servers on loopback."""
 
 import email
 import email.policy
@@ -8,6 +8,7 @@ import threading
 import time
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 from aiosmtpd.controller import Controller
 
@@ -90,6 +91,52 @@ class WebhookReceiver:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_port}/hooks/jobsite"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class HttpRecorder:
+    """An HTTP server that records every request (method, path, headers, body).
+
+    `/redirect/<status>?to=<url>` answers with that redirect; anything else
+    with 200 and a small JSON body. Two of them, on two ports, are two origins."""
+
+    def __init__(self):
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                recorder.requests.append((self.command, self.path, dict(self.headers), body))
+                url = urlsplit(self.path)
+                if url.path.startswith("/redirect/"):
+                    self.send_response(int(url.path.rsplit("/", 1)[1]))
+                    self.send_header("Location", parse_qs(url.query)["to"][0])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                answer = json.dumps({"method": self.command, "path": self.path}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self._server.server_port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def received(self, path: str) -> list[tuple[str, dict[str, str], bytes]]:
+        """The method, headers and body of each request for `path` (with its query)."""
+        return [(method, headers, body) for method, got, headers, body in self.requests if got == path]
 
     def close(self) -> None:
         self._server.shutdown()

@@ -6,8 +6,10 @@ definitions. How each kind is published and executed is in
 jobs/runs/executors.py; who is told when a run ends, in jobs/notifications.py.
 """
 
+from functools import lru_cache
 from typing import Any
 
+import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -108,6 +110,41 @@ def _command_errors(job_type: Any) -> dict[str, list[str]]:
     if set(config) - COMMAND_KEYS:
         problems.append(f"Unknown keys: {', '.join(sorted(set(config) - COMMAND_KEYS))}.")
     return {"command": problems} if problems else {}
+
+
+def params_in_query(config: dict) -> bool:
+    """Whether an `http` job type sends a run's params as the query string: without
+    a `body`, POST, PUT and PATCH send them as JSON, other methods as the query."""
+    return "body" not in config and str(config.get("method", "GET")).upper() not in ("POST", "PUT", "PATCH")
+
+
+@lru_cache(maxsize=1024)
+def fixed_query_names(url: str) -> frozenset[str]:
+    """The names of the query parameters that `url` itself sets."""
+    try:
+        return frozenset(httpx.URL(url).params.keys())
+    except (httpx.InvalidURL, TypeError):
+        return frozenset()
+
+
+def fixed_param_errors(job_type: Any, params: dict) -> list[str]:
+    """Params that would replace a query parameter the `http` job type's URL fixes.
+
+    The URL is what the job type's author chose to call: a run's params add to
+    its query string, they never change what it says (the executor keeps the
+    URL's value in any case, see jobs/runs/executors.py)."""
+    config = job_type.http
+    if job_type.kind != Kind.HTTP or not isinstance(config, dict) or not isinstance(params, dict):
+        return []
+    url = config.get("url")
+    if not params_in_query(config) or not isinstance(url, str):
+        return []
+    fixed = fixed_query_names(url)
+    return [
+        f"{name}: the job type's url fixes the query parameter '{name}'; leave it out of params "
+        "(or take it out of the url, to let each run choose it)."
+        for name in sorted(set(params) & fixed)
+    ]
 
 
 _CHECKS = {Kind.TASK: _task_errors, Kind.HTTP: _http_errors, Kind.COMMAND: _command_errors}

@@ -13,12 +13,11 @@ import signal
 import subprocess
 import tempfile
 from typing import Any
-from urllib.parse import urljoin
 
 import httpx
 from django.conf import settings
 
-from jobs.core import net
+from jobs.core import kinds, net
 from jobs.models import JobType, Run
 from jobs.notifications import notify_on_for
 from jobsite.celery import app
@@ -114,52 +113,68 @@ class HttpExecutor(Executor):
         method = config.get("method", "GET").upper()
         url = config["url"]
         expected = config.get("expected_status") or list(range(200, 300))
-        request_kwargs: dict[str, Any] = {"headers": dict(config.get("headers", {}))}
+        headers = dict(config.get("headers", {}))
+        body: Any = None  # sent as JSON; None for no body
         if "body" in config:
-            request_kwargs["json"] = config["body"]
-        elif method in ("POST", "PUT", "PATCH"):
-            request_kwargs["json"] = run.params
+            body = config["body"]
+        elif not kinds.params_in_query(config):
+            body = run.params
         elif run.params:
-            request_kwargs["params"] = {k: v if isinstance(v, str) else json.dumps(v) for k, v in run.params.items()}
+            url = self._with_params(url, run.params)
         timeout = httpx.Timeout(config.get("timeout_seconds", 30))
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:
             for _ in range(settings.JOBS_HTTP_MAX_REDIRECTS + 1):
-                response, body, truncated = self._send_pinned(client, method, url, request_kwargs)
+                response, content, truncated = self._send_pinned(client, method, url, headers, body)
                 if not response.is_redirect:
                     break
-                # Each hop is checked against the host rules like the first.
-                url = urljoin(url, response.headers["location"])
-                if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
-                    method = "GET"
-                    request_kwargs.pop("json", None)
+                # Each hop goes through the host rules again (send_pinned), and
+                # leaves its credentials behind when it leaves their origin.
+                try:
+                    hop = net.redirect_hop(response, url=url, method=method, headers=headers, has_body=body is not None)
+                except net.RequestFailed as exc:
+                    raise RunFailed(str(exc)) from None
+                method, url, headers = hop.method, hop.url, hop.headers
+                body = body if hop.keep_body else None
             else:
                 raise RunFailed(f"More than {settings.JOBS_HTTP_MAX_REDIRECTS} redirects, last to {url}")
         result: dict[str, Any] = {
             "status_code": response.status_code,
             "url": url,
             "content_type": response.headers.get("content-type", ""),
-            "body": body.decode(response.encoding or "utf-8", errors="replace"),
+            "body": content.decode(response.encoding or "utf-8", errors="replace"),
             "truncated": truncated,
         }
         if "json" in result["content_type"] and not truncated:
             with contextlib.suppress(ValueError):
-                result["json"] = json.loads(body)
+                result["json"] = json.loads(content)
         if response.status_code not in expected:
             excerpt = result["body"][:500]
             raise RunFailed(f"HTTP {response.status_code} from {url}, expected {expected}: {excerpt}")
         return result
 
     @staticmethod
-    def _send_pinned(client: httpx.Client, method: str, url: str, kwargs: dict) -> net.PinnedResponse:
+    def _with_params(url: str, params: dict) -> str:
+        """`url` with the run's params added to its query string. A param the URL
+        already sets is left out: the trigger refuses it (JobType.run_params_errors),
+        and a run that got here with one (triggered before that check, or before
+        the URL changed) still calls the URL its job type fixes."""
+        target = httpx.URL(url)
+        fixed = set(target.params.keys())
+        for name, value in params.items():
+            if name not in fixed:
+                target = target.copy_add_param(name, value if isinstance(value, str) else json.dumps(value))
+        return str(target)
+
+    @staticmethod
+    def _send_pinned(client: httpx.Client, method: str, url: str, headers: dict, body: Any) -> net.PinnedResponse:
         try:
             return net.send_pinned(
                 client,
                 method,
                 url,
-                headers=kwargs["headers"],
+                headers=headers,
                 max_body_bytes=settings.JOBS_HTTP_MAX_BODY_BYTES,
-                json=kwargs.get("json"),
-                params=kwargs.get("params"),
+                json=body,
             )
         except net.RequestFailed as exc:
             raise RunFailed(str(exc)) from None

@@ -19,7 +19,7 @@ from django.utils import timezone
 from jobs import notifications
 from jobs.core import durability, kinds
 from jobs.core.errors import Conflict, InvalidInput, ServiceError
-from jobs.core.params import params_errors, params_with_defaults
+from jobs.core.params import params_with_defaults
 from jobs.models import JobType, NotifyOn, Run, Schedule
 from jobs.runs.executors import executor_for
 from jobs.workflows import steps as workflow_steps
@@ -55,7 +55,7 @@ def run_build(
         raise InvalidInput({"params": ["Params must be a JSON object."]})
     params = params_with_defaults(job_type.default_params, params)
     errors = {}
-    params_problems = params_errors(job_type.params_schema, params)
+    params_problems = job_type.run_params_errors(params)
     if params_problems:
         errors["params"] = params_problems
     email_problems = kinds.email_list_errors(notify_emails or [])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from django.utils import timezone
 
 from jobs import notifications
-from jobs.core.params import params_errors, params_with_defaults
+from jobs.core.params import params_with_defaults
 from jobs.core.placeholders import PlaceholderError, resolve
 from jobs.models import JobType, Run, WorkflowStep
 from jobs.workflows.graph import StepSpec, topological_order
@@ -220,7 +220,7 @@ def _dispatch_params(child: Run, parent: Run, results: dict) -> tuple[dict | Non
     except PlaceholderError as exc:
         return None, f"Params of step '{child.step_name}': {exc}"
     params = params_with_defaults(job_type.default_params, params)
-    errors = params_errors(job_type.params_schema, params)
+    errors = job_type.run_params_errors(params)
     if errors:
         return None, (
             f"Params of step '{child.step_name}' do not match job type '{job_type.name}' once resolved: "
