@@ -8,19 +8,26 @@ conditional UPDATE, sends what has not been sent yet, and records the outcome
 once (`notified_at`). A redelivered or duplicated task finds it taken or done
 and sends nothing; a failed attempt is tried again with backoff; a task lost on
 the way is sent again by `notification_sweep`.
+
+Delivery is at least once: a worker that dies between a send and its record
+sends again on the next attempt. So each notification carries an id that is
+the same on every send (`Notification.delivery_id`): the email's Message-ID and
+the webhook's `webhook-id`, by which a receiver drops a repeat. Webhook calls
+are signed as jobs/core/signatures.py says.
 """
 
-import hashlib
-import hmac
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.utils import DNS_NAME
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Q
@@ -28,7 +35,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.core import net
+from jobs.core import net, signatures
 from jobs.core.backoff import backoff
 from jobs.core.errors import Conflict
 from jobs.core.kinds import NotifyOn, NotifyStatus, clean_emails
@@ -147,6 +154,19 @@ class Notification:
     def event(self) -> str:
         return "test" if self.test else "run.finished"
 
+    @property
+    def delivery_id(self) -> str:
+        """The same on every send of this notification (a retry, or a send again
+        after a worker died before recording the first), so that a receiver can
+        drop a repeat. A test notification is about a new sample run each time."""
+        return f"{self.event}.{self.run.pk}"
+
+    @property
+    def message_id(self) -> str:
+        """The email's Message-ID: the delivery id at the site's domain (SITE_URL)."""
+        host = urlsplit(settings.SITE_URL).hostname or str(DNS_NAME)
+        return f"<{self.delivery_id}@{f'[{host}]' if ':' in host else host}>"
+
     def payload(self) -> dict[str, Any]:
         run = self.run
         params, params_cut = _bounded(run.params)
@@ -195,7 +215,7 @@ class Notification:
             subject=subject,
             body=render_to_string("emails/run_finished.txt", context),
             to=to,
-            headers={"X-Jobsite-Run": str(self.run.pk), "X-Jobsite-Event": self.event},
+            headers={"Message-ID": self.message_id, "X-Jobsite-Run": str(self.run.pk), "X-Jobsite-Event": self.event},
         )
         message.attach_alternative(render_to_string("emails/run_finished.html", context), "text/html")
         return message
@@ -203,11 +223,6 @@ class Notification:
 
 def notification_for(run: Run) -> Notification:
     return Notification(run=run, url=settings.SITE_URL + run.get_absolute_url())
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The X-Jobsite-Signature header value for `body`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 # --- How it is sent: one transport per channel -------------------------------------------
@@ -241,12 +256,19 @@ class WebhookTransport:
     def notify(self, notification: Notification) -> str:
         job_type = notification.run.job_type
         body = json.dumps(notification.payload(), cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+        webhook_id, timestamp = notification.delivery_id, int(time.time())
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "Jobsite-Webhook",
             "X-Jobsite-Event": notification.event,
             "X-Jobsite-Delivery": str(notification.run.pk),
-            SIGNATURE_HEADER: sign(job_type.webhook_secret, body),
+            SIGNATURE_HEADER: signatures.legacy_signature(job_type.webhook_secret, body),
+            # Standard Webhooks: the id is the same on every send, the timestamp is this send's.
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signatures.standard_signature(
+                job_type.webhook_secret, webhook_id=webhook_id, timestamp=timestamp, body=body
+            ),
         }
         url = job_type.webhook_url
         # What is said here is stored and shown to anyone who may see the run:

@@ -1,11 +1,13 @@
 """Local stand-ins for the services Jobsite talks to: an SMTP server, a
 webhook receiver and an HTTP service, all real servers on loopback."""
 
+import contextlib
 import email
 import email.policy
 import json
 import threading
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -23,11 +25,15 @@ class Mailbox:
         self.envelopes: list[tuple[str, list[str]]] = []
         self._controller: Controller | None = None
         self._lock = threading.Lock()
+        # Called once a message is kept, before it is acknowledged: a test's fault.
+        self.on_message: Callable[[], None] | None = None
 
     async def handle_DATA(self, server, session, envelope):  # aiosmtpd's handler hook
         with self._lock:
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             self.messages.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))
+        if self.on_message:
+            self.on_message()
         return "250 Message accepted for delivery"
 
     @property
@@ -48,6 +54,7 @@ class Mailbox:
         with self._lock:
             self.messages.clear()
             self.envelopes.clear()
+        self.on_message = None
 
     def wait_for(self, count: int = 1, timeout: float = 30) -> list[EmailMessage]:
         deadline = time.monotonic() + timeout
@@ -72,18 +79,23 @@ class WebhookReceiver:
     def __init__(self, status: int = 200):
         self.status = status
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        # Called once a request is kept, before it is answered: a test's fault.
+        self.on_request: Callable[[], None] | None = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.requests.append((dict(self.headers), body))
+                if receiver.on_request:
+                    receiver.on_request()
                 answer = json.dumps({"ok": receiver.status < 300}).encode()
-                self.send_response(receiver.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                with contextlib.suppress(ConnectionError):  # a sender killed by on_request
+                    self.send_response(receiver.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
 
             def log_message(self, *args):
                 pass

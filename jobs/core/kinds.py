@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
 
-from jobs.core import net
+from jobs.core import net, signatures
 from jobsite.celery import app
 
 
@@ -203,4 +203,6 @@ def notification_config_errors(job_type: Any) -> dict[str, list[str]]:
                 f"Give a secret of at least {MIN_SECRET_LENGTH} characters to sign webhook requests with, "
                 "e.g. from: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
             ]
+        elif problem := signatures.standard_secret_error(job_type.webhook_secret):
+            errors["webhook_secret"] = [problem]
     return errors

@@ -47,6 +47,16 @@ def test_it_saves_notification_settings_and_never_returns_the_secret(api):
             "webhook_url",
             "loopback, private or link-local",
         ),
+        (
+            {"webhook_url": "http://127.0.0.1:9/hook", "webhook_secret": "whsec_not*base64!at-all"},
+            "webhook_secret",
+            "must be followed by base64",
+        ),
+        (
+            {"webhook_url": "http://127.0.0.1:9/hook", "webhook_secret": "whsec_" + "QUFB" * 4},
+            "webhook_secret",
+            "a key of 24 to 64 bytes, not 12",
+        ),
     ],
 )
 def test_bad_notification_settings_get_a_400_naming_the_field(api, body, field, message):

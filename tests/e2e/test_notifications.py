@@ -1,21 +1,27 @@
 """Notifications end to end: a run ends on a real worker, which emails a real
 SMTP server (aiosmtpd) and posts to a real local webhook receiver."""
 
+import base64
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+import pytest
 from django.conf import settings
 from django.utils import timezone
 from django_celery_results.models import TaskResult
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from jobs.models import Run
 from jobs.notifications import notification_sweep
 from jobsite.celery import app
-from tests.conftest import wait_for_notification, wait_for_run
+from tests.conftest import wait_for_notification, wait_for_run, wait_until
 from tests.e2e.test_execution import define
+from tests.e2e.test_faults import SHORT_VISIBILITY
 from tests.factories import JobTypeFactory
 from tests.servers import html_part, text_part
 
@@ -52,6 +58,8 @@ def test_it_emails_the_result_and_link_of_a_completion_job_types_run_once(worker
     assert '"rows": 1234' in text
     assert "Status:    succeeded" in text
     assert f'href="{link}"' in html_part(message)
+    site = urlsplit(settings.SITE_URL).hostname
+    assert message["Message-ID"] == f"<run.finished.{run.pk}@{site}>"  # the same if it is ever sent again
     data = api.get(f"/api/v1/runs/{run.pk}/").data
     assert data["notification"]["status"] == "sent"
     assert data["notification"]["email"]["detail"] == "to ops@example.com, me@example.com"
@@ -101,6 +109,33 @@ def test_the_webhook_receives_one_post_whose_signature_verifies(worker, api, web
     assert headers["X-Jobsite-Delivery"] == str(run.pk)
     data = api.get(f"/api/v1/runs/{run.pk}/").data
     assert data["notification"]["webhook"]["detail"] == "HTTP 200 from http://127.0.0.1/…"  # not its path
+    # Standard Webhooks, with the spec's own library: a plain secret is given to it as whsec_ + base64.
+    assert headers["webhook-id"] == f"run.finished.{run.pk}"
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
+    assert Webhook("whsec_" + base64.b64encode(SECRET.encode()).decode()).verify(body, headers) == payload
+
+
+def test_a_whsec_secret_verifies_with_the_standard_webhooks_library_and_a_replay_does_not(worker, api, webhook):
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    define(api, name="standard", kind="task", task="jobs.builtin.echo", notify_on="completion",
+           webhook_url=webhook.url, webhook_secret=secret)  # fmt: skip
+    run = wait_for_run(trigger(api, "standard", {"n": 1}))
+    assert wait_for_notification(run).notify_status == "sent", run.notify_outcome
+    [(headers, body)] = webhook.requests
+    assert Webhook(secret).verify(body, headers)["run"]["id"] == str(run.pk)
+    # The same spec's algorithm, without the library.
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    assert headers["webhook-signature"] == "v1," + base64.b64encode(hmac.digest(key, signed, "sha256")).decode()
+    # Replayed later: the signed timestamp is too old, and a fresh one breaks the signature.
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        Webhook(secret).verify(body, {**headers, "webhook-timestamp": str(int(time.time()) - 600)})
+    later = {**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) + 1)}
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):
+        Webhook(secret).verify(body, later)
+    # The X-Jobsite-Signature of old is still there, keyed with the secret as written.
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Jobsite-Signature"], expected)
 
 
 def test_an_email_sent_while_smtp_is_down_arrives_once_when_it_is_back_20_s_later(worker, api, mailbox):
@@ -229,3 +264,49 @@ def test_a_workflow_run_sends_one_email_for_the_whole_workflow(worker, api, mail
     # The steps' own job type notifies on completion, but a step is told through its workflow.
     assert len(mailbox.messages) == 1
     assert set(run.children.values_list("notify_status", flat=True)) == {""}
+
+
+def kill_once(worker):
+    def kill():
+        if worker.process.poll() is None:
+            worker.kill()
+
+    return kill
+
+
+@pytest.mark.parametrize("channel", ["email", "webhook"])
+def test_a_notification_sent_again_after_its_worker_died_carries_the_same_id(start_worker, mailbox, webhook, channel):
+    """Delivery is at least once: the worker dies after the send, before its
+    record, and the next attempt sends again with the same id, for the receiver
+    to drop the repeat."""
+    queue = f"notify-crash-{channel}"
+    first = start_worker(1, queue, SHORT_VISIBILITY)
+    job_type = JobTypeFactory(name="crashy", notify_on="completion", notify_emails=["ops@example.com"],
+                              webhook_url=webhook.url, webhook_secret=SECRET)  # fmt: skip
+    run = Run.objects.create(
+        job_type=job_type, trigger="api", status="succeeded", finished_at=timezone.now(), notify_status="pending"
+    )
+    # The receiver has the message; the worker is killed before it hears back.
+    if channel == "email":
+        mailbox.on_message = kill_once(first)
+    else:
+        webhook.on_request = kill_once(first)
+    app.send_task("jobsite.notify_run", args=[str(run.pk)], task_id=f"notify-{run.pk}", queue=queue)
+    wait_until(lambda: first.process.poll() is not None, 30, "the worker was not killed at the send")
+    run.refresh_from_db()
+    assert run.notify_status == "pending"
+    assert run.notify_outcome.get(channel) is None  # the send was not recorded
+
+    start_worker(1, queue, SHORT_VISIBILITY)  # takes over once Redis hands the task out again
+    assert wait_for_notification(run, timeout=120).notify_status == "sent", run.notify_outcome
+    if channel == "email":
+        first_email, second_email = mailbox.wait_for(2)
+        site = urlsplit(settings.SITE_URL).hostname
+        assert first_email["Message-ID"] == second_email["Message-ID"] == f"<run.finished.{run.pk}@{site}>"
+        assert len(webhook.requests) == 1
+    else:
+        (first_headers, first_body), (second_headers, second_body) = webhook.requests
+        assert first_headers["webhook-id"] == second_headers["webhook-id"] == f"run.finished.{run.pk}"
+        standard = Webhook("whsec_" + base64.b64encode(SECRET.encode()).decode())
+        assert standard.verify(first_body, first_headers) == standard.verify(second_body, second_headers)
+        assert len(mailbox.messages) == 1  # recorded before the crash: not sent again
