@@ -66,16 +66,19 @@ def html_part(message: EmailMessage) -> str:
 
 
 class WebhookReceiver:
-    """An HTTP server that records each POST and answers with `status`."""
+    """An HTTP server that records each POST (and GET): its headers and body in
+    `requests`, its path and query in `paths`; it answers with `status`."""
 
     def __init__(self, status: int = 200):
         self.status = status
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.paths: list[str] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.paths.append(self.path)
                 receiver.requests.append((dict(self.headers), body))
                 answer = json.dumps({"ok": receiver.status < 300}).encode()
                 self.send_response(receiver.status)
@@ -83,6 +86,8 @@ class WebhookReceiver:
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
+
+            do_GET = do_POST
 
             def log_message(self, *args):
                 pass

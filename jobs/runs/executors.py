@@ -19,6 +19,7 @@ import httpx
 from django.conf import settings
 
 from jobs.core import net
+from jobs.core.redaction import mask_url, mask_urls
 from jobs.models import JobType, Run
 from jobs.notifications import notify_on_for
 from jobsite.celery import app
@@ -133,10 +134,10 @@ class HttpExecutor(Executor):
                     method = "GET"
                     request_kwargs.pop("json", None)
             else:
-                raise RunFailed(f"More than {settings.JOBS_HTTP_MAX_REDIRECTS} redirects, last to {url}")
+                raise RunFailed(f"More than {settings.JOBS_HTTP_MAX_REDIRECTS} redirects, last to {mask_url(url)}")
         result: dict[str, Any] = {
             "status_code": response.status_code,
-            "url": url,
+            "url": mask_url(url),  # results and errors are read by all: credentials masked
             "content_type": response.headers.get("content-type", ""),
             "body": body.decode(response.encoding or "utf-8", errors="replace"),
             "truncated": truncated,
@@ -146,7 +147,7 @@ class HttpExecutor(Executor):
                 result["json"] = json.loads(body)
         if response.status_code not in expected:
             excerpt = result["body"][:500]
-            raise RunFailed(f"HTTP {response.status_code} from {url}, expected {expected}: {excerpt}")
+            raise RunFailed(f"HTTP {response.status_code} from {mask_url(url)}, expected {expected}: {excerpt}")
         return result
 
     @staticmethod
@@ -162,7 +163,7 @@ class HttpExecutor(Executor):
                 params=kwargs.get("params"),
             )
         except net.RequestFailed as exc:
-            raise RunFailed(str(exc)) from None
+            raise RunFailed(mask_urls(str(exc))) from None
 
 
 class CommandExecutor(Executor):
