@@ -158,6 +158,34 @@ def test_a_mask_with_nothing_stored_behind_it_is_an_admin_form_error(client, db)
     assert not JobType.objects.exists()
 
 
+def test_a_workflows_admin_page_shows_its_webhook_masked_and_saving_it_keeps_it(client, db):
+    flow = JobType.objects.create(
+        name="flow", kind="workflow", notify_on="failure", webhook_url=WEBHOOK, webhook_secret=HOOK_SECRET
+    )
+    change = reverse("admin:jobs_workflow_change", args=[flow.pk])
+    viewer_page = logged_in(client, VIEWERS).get(change).content.decode()
+    assert_no_secret(viewer_page)
+    assert f"http://127.0.0.1:9/{MASK}?sig={MASK}" in viewer_page
+    editor = logged_in(client, EDITORS)
+    page = editor.get(change)
+    assert_no_secret(page.content.decode())
+    echo = JobTypeFactory(name="echo")
+    data = form_data(page.context["adminform"].form, description="Nightly") | {
+        "steps-TOTAL_FORMS": "1",
+        "steps-INITIAL_FORMS": "0",
+        "steps-MIN_NUM_FORMS": "0",
+        "steps-MAX_NUM_FORMS": "1000",
+        "steps-0-name": "say",
+        "steps-0-job_type": echo.pk,
+        "steps-0-params": "{}",
+        "steps-0-depends_on": "",
+    }
+    response = editor.post(change, data)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    flow.refresh_from_db()
+    assert (flow.description, flow.webhook_url) == ("Nightly", WEBHOOK)
+
+
 def test_the_admin_lists_and_run_form_show_the_url_masked(client, fetch):
     admin = logged_in(client, EDITORS)
     for url in (reverse("admin:jobs_jobtype_changelist"), reverse("admin:jobs_jobtype_run", args=[fetch.pk])):
