@@ -24,7 +24,7 @@ from jobs.core.kinds import (
 )
 from jobs.core.limits import bounded_error, bounded_result, bounded_traceback, params_size_error
 from jobs.core.params import check_schema, params_errors, params_with_defaults
-from jobs.core.redaction import redact_urls
+from jobs.core.redaction import mask_url, redact_urls
 
 __all__ = ["JobType", "NotifyOn", "NotifyStatus", "Run", "Schedule", "Workflow", "WorkflowStep"]
 
@@ -169,11 +169,11 @@ class JobType(models.Model):
 
     @property
     def target(self) -> str:
-        """What the job runs, in one line, for lists."""
+        """What the job runs, in one line, for lists (an http URL's credentials masked)."""
         if self.kind == self.Kind.TASK:
             return self.task
         if self.kind == self.Kind.HTTP:
-            return f"{self.http.get('method', 'GET')} {self.http.get('url', '')}"
+            return f"{self.http.get('method', 'GET')} {mask_url(self.http.get('url', ''))}"
         if self.kind == self.Kind.COMMAND:
             return " ".join(str(arg) for arg in self.command.get("argv", []))
         return ""

@@ -74,11 +74,13 @@ def html_part(message: EmailMessage) -> str:
 
 
 class WebhookReceiver:
-    """An HTTP server that records each POST and answers with `status`."""
+    """An HTTP server that records each POST (and GET): its headers and body in
+    `requests`, its path and query in `paths`; it answers with `status`."""
 
     def __init__(self, status: int = 200):
         self.status = status
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.paths: list[str] = []
         # Called once a request is kept, before it is answered: a test's fault.
         self.on_request: Callable[[], None] | None = None
         receiver = self
@@ -86,6 +88,7 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.paths.append(self.path)
                 receiver.requests.append((dict(self.headers), body))
                 if receiver.on_request:
                     receiver.on_request()
@@ -96,6 +99,8 @@ class WebhookReceiver:
                     self.send_header("Content-Length", str(len(answer)))
                     self.end_headers()
                     self.wfile.write(answer)
+
+            do_GET = do_POST
 
             def log_message(self, *args):
                 pass

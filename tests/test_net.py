@@ -2,7 +2,7 @@ import httpx
 import pytest
 
 from jobs.core.net import HostRefused, RequestFailed, allowed_addresses, host_refusal_at_save, redirect_hop
-from jobs.core.redaction import is_credential_header
+from jobs.core.redaction import is_credential_name
 
 
 @pytest.fixture(autouse=True)
@@ -99,9 +99,9 @@ def test_a_307_with_a_body_to_another_origin_is_refused():
              "X-Amz-Security-Token", "X-Hub-Signature-256", "X-Client-Secret"],
 )  # fmt: skip
 def test_credential_like_header_names(name):
-    assert is_credential_header(name)
+    assert is_credential_name(name)
 
 
 @pytest.mark.parametrize("name", ["Accept", "Content-Type", "User-Agent", "X-Request-Id", "If-None-Match"])
 def test_ordinary_header_names(name):
-    assert not is_credential_header(name)
+    assert not is_credential_name(name)

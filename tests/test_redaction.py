@@ -1,5 +1,6 @@
-"""A webhook URL may carry a token: what is stored and shown of it is `scheme://host/…`
-(jobs/core/redaction.py), in the API, the admin, the run page and the database."""
+"""A webhook URL may carry a token: what is stored and shown of a webhook call is
+`scheme://host/…` (jobs/core/redaction.py), in the API, the admin, the run page and
+the database. And what definitions show of credentials: masked, the rest readable."""
 
 from urllib.parse import urlsplit
 
@@ -7,7 +8,19 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.core.redaction import redact_url, redact_urls
+from jobs.core.redaction import (
+    MASK,
+    MaskError,
+    is_credential_name,
+    mask_headers,
+    mask_http,
+    mask_url,
+    mask_urls,
+    redact_url,
+    redact_urls,
+    unmask_http,
+    unmask_url,
+)
 from jobs.models import Run
 from jobs.notifications import run_notify
 from jobs.runs import tracking
@@ -119,3 +132,96 @@ def test_an_outcome_stored_with_the_full_url_is_shown_redacted(staff, api):
     del pages["database"]  # as it was stored
     assert_no_secret(pages)
     assert "HTTP 500 from http://127.0.0.1/…: no" in pages["api"]
+
+
+# --- Definitions: credentials masked, the rest readable (mask_*, unmask_*) ----------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "https://user:pa55@Host.example:8443/path?token=t0k&page=2&API_KEY=k&X-Amz-Signature=s&sig=x#frag",
+            "https://user:********@Host.example:8443/path?token=********&page=2&API_KEY=********"
+            "&X-Amz-Signature=********&sig=********#frag",
+        ),
+        ("https://ghp_t0k3n@github.example/repo.git", "https://********@github.example/repo.git"),
+        (
+            "http://127.0.0.1:9/items?q=jobs&access_token=&page",
+            "http://127.0.0.1:9/items?q=jobs&access_token=********&page",
+        ),
+        ("http://h/no/credentials?a=1", "http://h/no/credentials?a=1"),
+        ("http://[oops/", "********"),
+    ],
+)
+def test_a_url_shows_all_but_its_credentials(url, shown):
+    assert mask_url(url) == shown
+    assert mask_url(shown) == shown
+
+
+def test_a_webhook_url_shows_its_host_and_the_names_of_its_query_parameters():
+    url = "https://u:p@hooks.example.com/services/T0/B0/t0k3n?channel=ops&x"
+    assert mask_url(url, webhook=True) == "https://u:********@hooks.example.com/********?channel=********&********"
+    assert mask_url("https://hooks.example.com/", webhook=True) == "https://hooks.example.com/"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Authorization", "proxy-authorization", "Cookie", "Set-Cookie", "X-Api-Key", "Api-Key", "X-Auth-Token",
+     "Client-Secret", "X-Password", "sig", "passwd", "X-Session-Id", "X-Amz-Security-Token", "credentials"],
+)  # fmt: skip
+def test_credential_like_names(name):
+    assert is_credential_name(name)
+
+
+@pytest.mark.parametrize("name", ["Accept", "Content-Type", "User-Agent", "X-Request-Id", "page", "q", "signal"])
+def test_other_names_are_shown(name):
+    assert not is_credential_name(name)
+
+
+def test_headers_show_their_names_and_the_values_of_all_but_credentials():
+    headers = {"Authorization": "Bearer x", "X-Api-Key": "k", "Accept": "application/json"}
+    assert mask_headers(headers) == {"Authorization": MASK, "X-Api-Key": MASK, "Accept": "application/json"}
+
+
+def test_the_mask_sent_back_keeps_the_stored_value_and_the_rest_is_taken_as_sent():
+    stored = {
+        "method": "GET",
+        "url": "https://user:pa55@h.example/p?token=a&token=b&page=1",
+        "headers": {"Authorization": "Bearer x", "X-Api-Key": "k", "Cookie": "c"},
+    }
+    assert unmask_http(mask_http(stored), stored) == stored
+    sent = {
+        "method": "POST",
+        "url": f"https://user:{MASK}@other.example/p?token=new&token={MASK}&page=2",
+        "headers": {"AUTHORIZATION": MASK, "X-Api-Key": "k2"},
+    }
+    assert unmask_http(sent, stored) == {
+        "method": "POST",
+        "url": "https://user:pa55@other.example/p?token=new&token=b&page=2",
+        "headers": {"AUTHORIZATION": "Bearer x", "X-Api-Key": "k2"},
+    }
+    hook = "https://hooks.example.com/services/t0k3n?sig=s"
+    assert unmask_url(mask_url(hook, webhook=True), hook, webhook=True) == hook
+    assert (
+        unmask_url(f"https://new.example/{MASK}?sig={MASK}", hook, webhook=True)
+        == "https://new.example/services/t0k3n?sig=s"
+    )
+    assert unmask_url(MASK, hook) == hook
+
+
+def test_a_mask_with_no_stored_value_is_refused_naming_each():
+    with pytest.raises(MaskError) as error:
+        unmask_http({"url": f"https://{MASK}@h/?token={MASK}", "headers": {"X-Token": MASK}}, {"url": "https://h/"})
+    assert [message.split(" is ")[0] for message in error.value.messages] == [
+        "url: the password (before '@')",
+        "url: query parameter 'token'",
+        "headers: 'X-Token'",
+    ]
+    with pytest.raises(MaskError):
+        unmask_url(f"https://h/{MASK}", "", webhook=True)
+
+
+def test_every_url_in_an_error_is_masked():
+    text = "ConnectError calling http://u:p4ss@127.0.0.1:9/x?token=t0k&page=2: refused"
+    assert mask_urls(text) == f"ConnectError calling http://u:{MASK}@127.0.0.1:9/x?token={MASK}&page=2: refused"

@@ -14,7 +14,7 @@ from jobs import notifications
 from jobs.admin.common import JSON_INPUT, EmailListField, EnableRunMixin, RunParamsForm, run_and_report
 from jobs.core import kinds
 from jobs.core.errors import ServiceError
-from jobs.core.redaction import redact_url
+from jobs.core.redaction import MaskError, mask_http, mask_url, redact_url, unmask_http, unmask_url
 from jobs.definitions.job_types import job_type_delete, job_type_save
 from jobs.models import JobType, NotifyOn, Run, Workflow, WorkflowStep
 from jobs.runs.trigger import run_create
@@ -37,6 +37,12 @@ class JobTypeForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Credentials are not sent to the browser: the form shows them masked,
+        # and a mask that comes back keeps the stored value (clean_http, clean_webhook_url).
+        self.initial["http"] = mask_http(self.instance.http)
+        self.initial["webhook_url"] = mask_url(self.instance.webhook_url, webhook=True)
+        # The secret's field starts empty (and so is "changed" only when one is typed).
+        self.initial["webhook_secret"] = ""
         has_secret = bool(self.instance.webhook_secret)
         self.fields["webhook_secret"].help_text = (
             "A secret is set; it is never shown. Type a new one to replace it, or leave this empty to keep it."
@@ -47,6 +53,18 @@ class JobTypeForm(forms.ModelForm):
     def clean_webhook_secret(self):
         # The secret is never sent to the browser, so an empty field keeps it.
         return self.cleaned_data["webhook_secret"] or self.instance.webhook_secret
+
+    def clean_http(self):
+        try:
+            return unmask_http(self.cleaned_data["http"], self.instance.http)
+        except MaskError as exc:
+            raise ValidationError(exc.messages) from None
+
+    def clean_webhook_url(self):
+        try:
+            return unmask_url(self.cleaned_data["webhook_url"], self.instance.webhook_url, webhook=True)
+        except MaskError as exc:
+            raise ValidationError(exc.messages) from None
 
 
 class RunnableAdmin(EnableRunMixin, admin.ModelAdmin):
@@ -96,28 +114,37 @@ class RunnableAdmin(EnableRunMixin, admin.ModelAdmin):
             return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", obj_id)
         return super().response_delete(request, obj_display, obj_id)
 
+    # What a view-only page shows instead of a field's stored value.
+    VIEW_ONLY_FIELDS = {
+        "webhook_secret": "webhook_secret_set",
+        "http": "http_masked",
+        "webhook_url": "webhook_url_masked",
+    }
+
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None or self.has_change_permission(request, obj):
             return fieldsets
-        # A view-only page shows every field's value: never the secret's.
+        # A view-only page shows every field's value: never the secret's, nor credentials.
         return [
-            (
-                name,
-                {
-                    **options,
-                    "fields": [f if f != "webhook_secret" else "webhook_secret_set" for f in options["fields"]],
-                },
-            )
+            (name, {**options, "fields": [self.VIEW_ONLY_FIELDS.get(f, f) for f in options["fields"]]})
             for name, options in fieldsets
         ]
 
     def get_readonly_fields(self, request, obj=None):
-        return [*super().get_readonly_fields(request, obj), "webhook_secret_set"]
+        return [*super().get_readonly_fields(request, obj), *self.VIEW_ONLY_FIELDS.values()]
 
     @admin.display(description="Webhook secret")
     def webhook_secret_set(self, job_type: JobType) -> str:
         return "set (never shown)" if job_type.webhook_secret else "not set"
+
+    @admin.display(description="Http")
+    def http_masked(self, job_type: JobType) -> str | None:
+        return json.dumps(mask_http(job_type.http), ensure_ascii=False) if job_type.http else None
+
+    @admin.display(description="Webhook url")
+    def webhook_url_masked(self, job_type: JobType) -> str | None:
+        return mask_url(job_type.webhook_url, webhook=True) or None
 
     @admin.display(description="Notify", ordering="notify_on")
     def notify_display(self, job_type: JobType) -> str:

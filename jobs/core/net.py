@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import httpx
 from django.conf import settings
 
-from jobs.core.redaction import is_credential_header
+from jobs.core.redaction import is_credential_name
 
 
 class HostRefused(Exception):
@@ -190,7 +190,7 @@ def redirect_hop(response: httpx.Response, *, url: str, method: str, headers: di
     a POST too; HEAD stays HEAD), and a request that becomes GET loses its
     body. A hop to another origin (scheme, host or port; the upgrade of the
     same host from http to https excepted) leaves out every credential-like
-    header (`is_credential_header`): Authorization, Proxy-Authorization,
+    header (`is_credential_name`): Authorization, Proxy-Authorization,
     Cookie, X-Api-Key and the like. A 307 or 308 that would resend a body to
     another origin is refused (RequestFailed) rather than followed: httpx and
     requests resend it, but a body may hold credentials too, and sending it
@@ -211,5 +211,5 @@ def redirect_hop(response: httpx.Response, *, url: str, method: str, headers: di
             "body again: Jobsite does not send a body on to another origin. Set the job type's url to "
             "the new location if that is where the request should go."
         )
-    kept = headers if trusted else {name: value for name, value in headers.items() if not is_credential_header(name)}
+    kept = headers if trusted else {name: value for name, value in headers.items() if not is_credential_name(name)}
     return Hop(method=method, url=str(target), headers=kept, keep_body=has_body)

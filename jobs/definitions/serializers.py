@@ -4,6 +4,12 @@ schedule): what the API reads and writes, and what Jobsite's own files hold
 
 Writes go through the job type save service (jobs/definitions/job_types.py);
 a schedule saves itself (Schedule.save re-plans its next tick).
+
+A job type is read with its credentials masked (an `http` job type's
+credential-like headers and URL credentials, its webhook URL's credentials,
+path and query values: jobs/core/redaction.py), and a write that sends a mask
+back keeps the stored value it stands for, so that a read-modify-write keeps
+the credentials it never saw.
 """
 
 import copy
@@ -12,6 +18,7 @@ from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from jobs.core.redaction import MaskError, mask_http, mask_url, unmask_http, unmask_url
 from jobs.definitions.job_types import clean_errors, job_type_errors, job_type_save
 from jobs.models import JobType, Run, Schedule
 from jobs.workflows.graph import StepSpec
@@ -75,6 +82,30 @@ class WorkflowStepSerializer(serializers.Serializer):
         }
 
 
+def with_stored_credentials(attrs: dict, stored: JobType | None) -> dict:
+    """`attrs` (a job type's fields as written) with each mask in `http` and
+    `webhook_url` replaced by the value of `stored` it stands for.
+    ValidationError, by field, for a mask with no stored value (`stored` None:
+    a new job type, which has none)."""
+    attrs, errors = dict(attrs), {}
+    if "http" in attrs:
+        try:
+            attrs["http"] = unmask_http(attrs["http"], stored.http if stored else {})
+        except MaskError as exc:
+            errors["http"] = exc.messages
+    if "webhook_url" in attrs:
+        try:
+            attrs["webhook_url"] = unmask_url(attrs["webhook_url"], stored.webhook_url if stored else "", webhook=True)
+        except MaskError as exc:
+            errors["webhook_url"] = exc.messages
+    if errors:
+        raise serializers.ValidationError(errors)
+    return attrs
+
+
+MASKED_HELP = "Credentials in it read back as ********; send ******** back to keep the stored value."
+
+
 class JobTypeSerializer(ModelCleanMixin, ModelSerializer):
     steps = WorkflowStepSerializer(
         many=True, required=False, help_text="Kind workflow: its steps; they replace the current ones."
@@ -110,10 +141,23 @@ class JobTypeSerializer(ModelCleanMixin, ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
-        # Written, never read back: it signs the webhook requests.
-        extra_kwargs = {"webhook_secret": {"write_only": True}}
+        extra_kwargs = {
+            # Written, never read back: it signs the webhook requests.
+            "webhook_secret": {"write_only": True},
+            "http": {"help_text": f"{JobType._meta.get_field('http').help_text} {MASKED_HELP}"},
+            "webhook_url": {"help_text": f"{JobType._meta.get_field('webhook_url').help_text} {MASKED_HELP}"},
+        }
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if "http" in data:
+            data["http"] = mask_http(data["http"])
+        if "webhook_url" in data:
+            data["webhook_url"] = mask_url(data["webhook_url"], webhook=True)
+        return data
 
     def validate(self, attrs):
+        attrs = with_stored_credentials(attrs, self.instance)
         # The save service holds the rules (the model's clean() and the
         # workflow graph's), so the admin, the API and the import commands agree.
         steps = attrs.pop("steps", None)

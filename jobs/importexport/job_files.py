@@ -6,6 +6,11 @@ as the API and the admin, and it is all-or-nothing: one bad definition and
 nothing is written. A definition equal to what is stored is left alone, so
 importing the same file twice changes nothing. Each change is recorded in the
 admin's log under the importing user (jobs/audit.py).
+
+Credentials are written masked, as the API shows them (`********`,
+jobs/core/redaction.py). Importing a mask back keeps the stored value it
+stands for; a job type that does not exist yet has none, so the import
+refuses it, saying where, until the file holds the real value.
 """
 
 import json
@@ -13,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from rest_framework.exceptions import ValidationError
 
 from jobs import audit
 from jobs.core.yaml_lines import FileError, line_of
-from jobs.definitions.serializers import JobTypeSerializer, ScheduleSerializer
+from jobs.definitions.serializers import JobTypeSerializer, ScheduleSerializer, with_stored_credentials
 from jobs.models import JobType, Schedule
 
 LEFT_OUT = ("created_at", "updated_at")
@@ -152,7 +158,12 @@ def _check_keys(entry: Any, lines: dict[str, int]) -> None:
 
 
 def _matches(job_type: JobType, data: dict) -> bool:
-    stored = definition(job_type)
+    # Compared with the credentials themselves: two different tokens mask alike.
+    stored = {**definition(job_type), "http": job_type.http, "webhook_url": job_type.webhook_url}
+    try:
+        data = with_stored_credentials(data, job_type)
+    except ValidationError:
+        return False  # the serializer says why
     return all(_plain(stored.get(key)) == _plain(value) for key, value in data.items())
 
 

@@ -18,6 +18,7 @@ import httpx
 from django.conf import settings
 
 from jobs.core import kinds, net
+from jobs.core.redaction import mask_url, mask_urls
 from jobs.models import JobType, Run
 from jobs.notifications import notify_on_for
 from jobsite.celery import app
@@ -132,14 +133,14 @@ class HttpExecutor(Executor):
                 try:
                     hop = net.redirect_hop(response, url=url, method=method, headers=headers, has_body=body is not None)
                 except net.RequestFailed as exc:
-                    raise RunFailed(str(exc)) from None
+                    raise RunFailed(mask_urls(str(exc))) from None
                 method, url, headers = hop.method, hop.url, hop.headers
                 body = body if hop.keep_body else None
             else:
-                raise RunFailed(f"More than {settings.JOBS_HTTP_MAX_REDIRECTS} redirects, last to {url}")
+                raise RunFailed(f"More than {settings.JOBS_HTTP_MAX_REDIRECTS} redirects, last to {mask_url(url)}")
         result: dict[str, Any] = {
             "status_code": response.status_code,
-            "url": url,
+            "url": mask_url(url),  # results and errors are read by all: credentials masked
             "content_type": response.headers.get("content-type", ""),
             "body": content.decode(response.encoding or "utf-8", errors="replace"),
             "truncated": truncated,
@@ -149,7 +150,7 @@ class HttpExecutor(Executor):
                 result["json"] = json.loads(content)
         if response.status_code not in expected:
             excerpt = result["body"][:500]
-            raise RunFailed(f"HTTP {response.status_code} from {url}, expected {expected}: {excerpt}")
+            raise RunFailed(f"HTTP {response.status_code} from {mask_url(url)}, expected {expected}: {excerpt}")
         return result
 
     @staticmethod
@@ -177,7 +178,7 @@ class HttpExecutor(Executor):
                 json=body,
             )
         except net.RequestFailed as exc:
-            raise RunFailed(str(exc)) from None
+            raise RunFailed(mask_urls(str(exc))) from None
 
 
 class CommandExecutor(Executor):

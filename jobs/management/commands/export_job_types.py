@@ -5,7 +5,10 @@ from django.core.management.base import BaseCommand, CommandError
 from jobs.core.yaml_lines import dump
 from jobs.importexport.job_files import export_definitions
 
-HEADER = "# Jobsite job types, workflows and schedules; read back with: manage.py import_job_types FILE\n"
+HEADER = (
+    "# Jobsite job types, workflows and schedules; read back with: manage.py import_job_types FILE\n"
+    "# Credentials show as ********: importing them keeps the stored values; a new job type needs the real ones.\n"
+)
 
 
 class Command(BaseCommand):
