@@ -160,8 +160,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-# Serve static files straight from the apps, so `make run` needs no
-# collectstatic; the Docker image collects them at build time and says so.
+# Serve static files straight from the apps, so `make dev` and the tests need
+# no collectstatic; `make run` and the Docker image collect them and say so.
 WHITENOISE_USE_FINDERS = not env_bool("STATIC_COLLECTED")
 if WHITENOISE_USE_FINDERS:
     # Without collectstatic there is no STATIC_ROOT, which is expected here.
