@@ -160,6 +160,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Files that browsers ask for at the site's root (/favicon.ico), served by WhiteNoise.
+WHITENOISE_ROOT = BASE_DIR / "jobsite" / "root"
 # Serve static files straight from the apps, so `make dev` and the tests need
 # no collectstatic; `make run` and the Docker image collect them and say so.
 WHITENOISE_USE_FINDERS = not env_bool("STATIC_COLLECTED")
