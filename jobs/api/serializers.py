@@ -230,4 +230,4 @@ class WorkersSerializer(serializers.Serializer):
     worker_error = serializers.CharField(
         allow_blank=True, help_text='Why the list is empty ("No worker answered within 1 s."), else "".'
     )
-    checked_at = serializers.DateTimeField(help_text="When the workers were asked (answers are kept a few seconds).")
+    checked_at = serializers.DateTimeField(help_text="When the workers had answered (an answer is kept 2 seconds).")

@@ -198,8 +198,8 @@ class WorkerListView(APIView):
 
     @staticmethod
     def ask() -> tuple[int, dict]:
-        checked_at = timezone.now()
         cluster = cluster_status(queues=known_queues())
+        checked_at = timezone.now()
         if not cluster.broker_ok:
             return status.HTTP_503_SERVICE_UNAVAILABLE, {"detail": cluster.broker_error}
         runs = active_runs(cluster)
