@@ -1,6 +1,7 @@
 # Jobsite: `make run` starts everything on this machine, `make test` runs the checks.
 #
-#   make run   [PORT=8000]                    web, worker, beat and Flower via honcho
+#   make run   [PORT=8000]                    web (gunicorn), worker, beat and Flower via honcho
+#   make dev   [PORT=8000]                    the same with Django's auto-reloading development server
 #   make test  [DB=sqlite|postgres] [PYTEST_ARGS="-k foo"]
 #   make bench [DB=sqlite]                    every benchmark, small sizes; writes BENCHMARKS.md
 #   make bench-monitor [DB=sqlite|postgres]   monitoring pages at 1,000 vs 1,000,000 runs
@@ -20,11 +21,11 @@ PYTHON_CANDIDATES := $(or $(PYTHON),python3 python3.13 python3.12 python3.11)
 
 # PORT, DB and PYTEST_ARGS reach the scripts as make exports command-line variables.
 
-.PHONY: help venv run test bench bench-monitor bench-schedules lint format clean
+.PHONY: help venv run dev test bench bench-monitor bench-schedules lint format clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "Options: make run PORT=8001 | make test DB=sqlite|postgres PYTEST_ARGS=\"-k name -x\" | make venv PYTHON=python3.12"
+	@echo "Options: make run PORT=8001 (also dev) | make test DB=sqlite|postgres PYTEST_ARGS=\"-k name -x\" | make venv PYTHON=python3.12"
 
 venv: $(STAMP) ## Create .venv and install requirements/dev.txt
 
@@ -41,8 +42,11 @@ $(STAMP): $(REQUIREMENTS)
 	$(VENV)/bin/python -m pip install --quiet -r requirements/dev.txt
 	@touch $@
 
-run: venv ## Start Redis (if needed), migrate, then web + worker + beat + Flower
+run: venv ## Start Redis (if needed), migrate, then web (gunicorn) + worker + beat + Flower
 	@scripts/run.sh
+
+dev: venv ## Like run, but web is Django's development server, which reloads on code changes
+	@scripts/run.sh dev
 
 test: venv ## ruff, migrations and schema checks, pytest on SQLite then PostgreSQL
 	@scripts/test.sh

@@ -2,8 +2,8 @@
 """Latency of single runs: Jobsite over the API vs plain Celery, one at a time.
 
 - jobsite: POST /api/v1/job-types/noop/run/ (token auth, against the web
-  process: gunicorn as docker/ deploys it, or `--web runserver` as `make run`
-  starts it), then the run's `started_at` and `finished_at` from the database;
+  process: gunicorn as `make run` and docker/ serve, or `--web runserver` as
+  `make dev` starts it), then the run's `started_at` and `finished_at` from the database;
 - celery: `send_task` of a task that returns the time it started, result read
   from django-celery-results.
 

@@ -2,9 +2,9 @@
 """Trigger N runs over the API from C concurrent clients; is every accepted run
 completed, once?
 
-By default it starts `make run`'s stack on a scratch database (a SQLite file,
+By default it starts `make dev`'s stack on a scratch database (a SQLite file,
 or a new database on the PostgreSQL server in DATABASE_URL): Redis, the web
-process (runserver like `make run`, or gunicorn), a worker, the dispatcher
+process (runserver like `make dev`, or gunicorn like `make run`), a worker, the dispatcher
 worker and beat; then creates a user, a token and an echo job type, and
 removes it all at the end. With --url and --token it loads a stack that is
 already running instead (the token's user must be allowed to add job types

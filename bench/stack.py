@@ -71,7 +71,7 @@ WEB_SERVERS = ("gunicorn", "runserver")
 
 
 def web_command(server: str, port: int, workers: int = 4) -> list[str]:
-    """The web process: gunicorn as docker/ deploys it, or runserver as `make run` starts it."""
+    """The web process: gunicorn as `make run` and docker/ serve, or runserver as `make dev` starts it."""
     if server == "gunicorn":
         return [sys.executable, "-m", "gunicorn", "jobsite.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers),
                 "--access-logfile", "-", "--log-level", "warning"]  # fmt: skip

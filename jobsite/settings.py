@@ -2,7 +2,7 @@
 
 Every setting has a default that works on a laptop with SQLite; production
 overrides them through environment variables (see docs/operations.md,
-"Configuration").
+"Configuration"). The project's `.env` file, if there is one, is read first.
 """
 
 import os
@@ -13,9 +13,20 @@ import dj_database_url
 import dj_email_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# `make run` writes SECRET_KEY and FLOWER_BASIC_AUTH to .env; reading it here
+# lets every process and every `manage.py` command find them, in any shell.
+# Variables already set in the environment win over the file. JOBS_ENV_FILE
+# names another file; set to empty, no file is read (the tests do so).
+_env_file = os.environ.get("JOBS_ENV_FILE", str(BASE_DIR / ".env"))
+if "JOBS_ENV_FILE" in os.environ and _env_file and not Path(_env_file).is_file():
+    raise ImproperlyConfigured(f"JOBS_ENV_FILE={_env_file!r}: no such file (set it to empty to read none)")
+if _env_file:
+    load_dotenv(_env_file, override=False)
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -149,8 +160,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-# Serve static files straight from the apps, so `make run` needs no
-# collectstatic; the Docker image collects them at build time and says so.
+# Files that browsers ask for at the site's root (/favicon.ico), served by WhiteNoise.
+WHITENOISE_ROOT = BASE_DIR / "jobsite" / "root"
+# Serve static files straight from the apps, so `make dev` and the tests need
+# no collectstatic; `make run` and the Docker image collect them and say so.
 WHITENOISE_USE_FINDERS = not env_bool("STATIC_COLLECTED")
 if WHITENOISE_USE_FINDERS:
     # Without collectstatic there is no STATIC_ROOT, which is expected here.

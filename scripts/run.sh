@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Start Jobsite on this machine: Redis if needed, migrations, an admin user,
-# demo job types, then web + worker + beat + Flower under honcho (see Procfile).
-# Called by `make run`, which creates .venv first. Ctrl-C stops everything.
+# demo job types, then web + worker + beat + Flower under honcho.
+#   scripts/run.sh       (`make run`) web is gunicorn, static files collected
+#                        and served by WhiteNoise, as docker/ deploys it (Procfile)
+#   scripts/run.sh dev   (`make dev`) web is Django's development server, which
+#                        reloads when the code changes (Procfile.dev)
+# Called by make, which creates .venv first. Ctrl-C stops everything.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -41,8 +45,10 @@ ensure_secrets() {
         "Flower's basic auth, used by the web process's /flower/ proxy only."
 }
 
-# Exports the variables of .env, parsed exactly as honcho parses it. Variables
-# already set in the environment win, so `PORT=9000 make run` does what it says.
+# Exports the variables of .env, read as the settings read it (python-dotenv).
+# Variables already set in the environment win, so `PORT=9000 make run` does
+# what it says. The settings read .env too; this is for this script and the
+# Procfile's own ${...}.
 load_env_file() {
     [[ -f "$ROOT/.env" ]] || return 0
     local pair key
@@ -51,12 +57,14 @@ load_env_file() {
         [[ $key =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
         [[ -v $key ]] || export "$pair"
     done < <(python - "$ROOT/.env" <<'EOF'
+import os
 import sys
-from honcho.environ import parse
 
-with open(sys.argv[1]) as f:
-    pairs = parse(f.read())
-sys.stdout.write("".join(f"{key}={value}\0" for key, value in pairs.items()))
+from dotenv import dotenv_values, load_dotenv
+
+load_dotenv(sys.argv[1], override=False)
+names = [name for name, value in dotenv_values(sys.argv[1]).items() if value is not None]
+sys.stdout.write("".join(f"{name}={os.environ[name]}\0" for name in names))
 EOF
     )
 }
@@ -118,6 +126,18 @@ check_ports_free() {
     return 0
 }
 
+# Hashed, compressed copies in staticfiles/ for WhiteNoise, as the Docker image
+# has them. Collected again only when a static file or the requirements changed
+# since the last time (it takes a few seconds).
+collect_static() {
+    local manifest="$ROOT/staticfiles/staticfiles.json"
+    if [[ -f $manifest ]] && ! find "$ROOT/jobs/static" "$VENV/.requirements-installed" -newer "$manifest" | grep -q .; then
+        return
+    fi
+    echo "Collecting static files into staticfiles/..."
+    python manage.py collectstatic --noinput --verbosity 0
+}
+
 prepare_database() {
     python manage.py migrate --noinput
     python manage.py setup_roles >/dev/null
@@ -127,7 +147,12 @@ prepare_database() {
 
 print_banner() {
     local base="http://127.0.0.1:$PORT"
-    local login
+    local login web
+    if [[ $MODE == dev ]]; then
+        web="Django's development server, which reloads when the code changes"
+    else
+        web="gunicorn, ${WEB_CONCURRENCY:-2} processes (make dev: a server that reloads the code)"
+    fi
     if [[ -n ${DJANGO_SUPERUSER_USERNAME:-} ]]; then
         login="Log in as '$DJANGO_SUPERUSER_USERNAME' with DJANGO_SUPERUSER_PASSWORD."
     else
@@ -138,6 +163,7 @@ print_banner() {
 
 ==============================================================================
  Jobsite is starting: web, worker, beat, flower.   Ctrl-C stops them all.
+ Web: $web
 
    App        $base/
    Admin      $base/admin/
@@ -158,6 +184,13 @@ EOF
 }
 
 main() {
+    MODE=${1:-run}
+    local procfile
+    case $MODE in
+        run) procfile="$ROOT/Procfile" ;;
+        dev) procfile="$ROOT/Procfile.dev" ;;
+        *) die "unknown mode '$MODE': use 'run' (gunicorn) or 'dev' (the development server)" ;;
+    esac
     cd "$ROOT"
     require_venv
     # WhiteNoise warns at every start when STATIC_ROOT is missing, although in
@@ -178,12 +211,17 @@ main() {
     export PYTHONUNBUFFERED=1
 
     check_ports_free
+    if [[ $MODE == run ]]; then
+        # The settings then serve the collected files (see STATIC_COLLECTED).
+        export STATIC_COLLECTED=1
+        collect_static
+    fi
     ensure_redis
     prepare_database
     print_banner
     # .env is already in the environment (load_env_file), so honcho gets an
     # empty env file: given .env, it would override variables set in the shell.
-    honcho start -f "$ROOT/Procfile" -e /dev/null -p "$PORT"
+    honcho start -f "$procfile" -e /dev/null -p "$PORT"
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then

@@ -192,6 +192,8 @@ main() {
     PYTEST_EXTRA+=("$@")
     # Settings refuse to start without one (unless DEBUG=1); any value does for tests.
     export SECRET_KEY="${SECRET_KEY:-insecure-key-for-tests-only}"
+    # The checks below load the settings too: a developer's .env is not theirs to read.
+    export JOBS_ENV_FILE=""
 
     # The tests start their own redis-server, on a free port, from this binary.
     ensure_redis_server_binary

@@ -402,6 +402,52 @@ def wait_for_notification(run: Run, *statuses: str, timeout: float = 30) -> Run:
     return _poll(run, "notify_status", statuses or ("sent", "failed"), timeout)
 
 
+# --- A web process of its own -------------------------------------------------------
+
+
+class WebServer:
+    """`manage.py runserver` in a process of its own, on the test database and `broker_url`.
+
+    A process of its own because this one's Celery app keeps pooled
+    connections to the tests' broker, where the session's worker answers.
+    """
+
+    def __init__(self, broker_url: str, log):
+        self.url = f"http://127.0.0.1:{free_port()}"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DATABASE_URL": _database_url(),
+            "REDIS_URL": broker_url,
+        }
+        command = [sys.executable, "manage.py", "runserver", "--noreload", self.url.removeprefix("http://")]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{self.url}/accounts/login/", timeout=1)
+                return
+            except httpx.HTTPError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"runserver did not start:\n{_log_tail(log)}") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def web_on_own_broker(redis_server, transactional_db, tmp_path):
+    """A web process whose broker is another database of the tests' Redis, where no worker listens yet."""
+    broker_url = redis_server.rsplit("/", 1)[0] + "/7"
+    server = WebServer(broker_url, tmp_path / "web.log")
+    server.broker_url = broker_url
+    yield server
+    server.stop()
+
+
 # --- Flower ------------------------------------------------------------------------
 
 

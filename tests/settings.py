@@ -14,6 +14,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# A developer's .env (make run writes one) must not reach the tests: its
+# database, broker or allow-lists would change what they test.
+os.environ["JOBS_ENV_FILE"] = ""
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
 # The tests start their own Redis on a free port (tests/conftest.py); workers
 # they spawn inherit this variable and so find the same one.

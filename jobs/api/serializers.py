@@ -197,3 +197,37 @@ class TaskNameSerializer(serializers.Serializer):
     name = serializers.CharField()
 
 
+class ActiveRunSerializer(serializers.ModelSerializer):
+    """A run that a worker is executing now."""
+
+    job_type = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Run
+        fields = ["id", "job_type", "status", "started_at"]
+        read_only_fields = fields
+
+
+class WorkerSerializer(serializers.Serializer):
+    hostname = serializers.CharField(help_text="The worker's node name, e.g. celery@host.")
+    queues = serializers.ListField(child=serializers.CharField(), help_text="The queues it consumes.")
+    concurrency = serializers.IntegerField(allow_null=True, help_text="How many tasks it runs at once.")
+    processed = serializers.IntegerField(allow_null=True, help_text="Tasks it has accepted since it started.")
+    active_tasks = serializers.IntegerField(help_text="Tasks it is executing now: runs and Jobsite's own tasks.")
+    active_runs = ActiveRunSerializer(many=True, help_text="The runs among them.")
+
+
+class QueueDepthSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    waiting = serializers.IntegerField(allow_null=True, help_text="Messages waiting in the broker.")
+
+
+class WorkersSerializer(serializers.Serializer):
+    """The workers that answered, and the queues: theirs and those job types name."""
+
+    workers = WorkerSerializer(many=True)
+    queues = QueueDepthSerializer(many=True)
+    worker_error = serializers.CharField(
+        allow_blank=True, help_text='Why the list is empty ("No worker answered within 1 s."), else "".'
+    )
+    checked_at = serializers.DateTimeField(help_text="When the workers had answered (an answer is kept 2 seconds).")

@@ -10,5 +10,6 @@ router.register("schedules", views.ScheduleViewSet, basename="schedule")
 
 urlpatterns = [
     path("tasks/", views.TaskListView.as_view(), name="task-list"),
+    path("workers/", views.WorkerListView.as_view(), name="worker-list"),
     path("", include(router.urls)),
 ]

@@ -1,4 +1,6 @@
+from django.core.cache import cache
 from django.db import transaction
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -15,12 +17,14 @@ from jobs.api.serializers import (
     RunRequestSerializer,
     RunSerializer,
     TaskNameSerializer,
+    WorkersSerializer,
 )
 from jobs.core.kinds import registered_task_names
 from jobs.definitions.job_types import job_type_delete
 from jobs.definitions.serializers import JobTypeSerializer, ScheduleSerializer
 from jobs.models import JobType, Run, Schedule
 from jobs.runs.trigger import run_cancel, run_create, run_rerun
+from jobs.worker.cluster import active_runs, cluster_status, known_queues
 
 
 class AuditedMixin:
@@ -163,3 +167,53 @@ class TaskListView(APIView):
     @extend_schema(responses=TaskNameSerializer(many=True))
     def get(self, request):
         return Response([{"name": name} for name in registered_task_names()])
+
+
+class WorkerListView(APIView):
+    """The workers online (their queues, concurrency and active runs) and the
+    queues' depths, as the workers page shows them: asked with short timeouts
+    (MONITOR_INSPECT_TIMEOUT), and kept CACHE_SECONDS so that clients polling
+    it do not each ask every worker."""
+
+    queryset = Run.objects.none()  # Reading it needs the permission to view runs (Viewers have it).
+    CACHE_SECONDS = 2
+    CACHE_KEY = "jobsite:api:workers"
+
+    @extend_schema(
+        description="The Celery workers online, with their queues, concurrency and the runs they are "
+        "executing, and how many messages wait in each queue. Workers are given MONITOR_INSPECT_TIMEOUT "
+        "(1 s) to answer, and the answer is kept for 2 seconds.",
+        responses={
+            200: WorkersSerializer,
+            503: OpenApiResponse(ErrorSerializer, description="The broker did not answer: workers cannot be asked."),
+        },
+    )
+    def get(self, request):
+        answer = cache.get(self.CACHE_KEY)
+        if answer is None:
+            answer = self.ask()
+            cache.set(self.CACHE_KEY, answer, self.CACHE_SECONDS)
+        status_code, body = answer
+        return Response(body, status=status_code)
+
+    @staticmethod
+    def ask() -> tuple[int, dict]:
+        cluster = cluster_status(queues=known_queues())
+        checked_at = timezone.now()
+        if not cluster.broker_ok:
+            return status.HTTP_503_SERVICE_UNAVAILABLE, {"detail": cluster.broker_error}
+        runs = active_runs(cluster)
+        workers = [
+            {
+                "hostname": worker.name,
+                "queues": worker.queues,
+                "concurrency": worker.concurrency,
+                "processed": worker.processed,
+                "active_tasks": len(worker.active),
+                "active_runs": [runs[task["id"]] for task in worker.active if task.get("id") in runs],
+            }
+            for worker in cluster.workers
+        ]
+        queues = [{"name": name, "waiting": depth} for name, depth in cluster.queue_depths.items()]
+        body = {"workers": workers, "queues": queues, "worker_error": cluster.worker_error, "checked_at": checked_at}
+        return status.HTTP_200_OK, WorkersSerializer(body).data

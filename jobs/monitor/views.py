@@ -5,10 +5,8 @@ open are partial templates, which the page re-fetches every few seconds.
 """
 
 import json
-import uuid
 from datetime import timedelta
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.decorators import login_required, permission_required
@@ -26,7 +24,6 @@ from jobs.core import errors
 from jobs.core.limits import is_truncated_result
 from jobs.models import JobType, Run, Schedule
 from jobs.monitor.charts import duration_chart, step_timeline
-from jobs.monitor.cluster import cluster_status
 from jobs.monitor.flower import may_see_flower
 from jobs.monitor.forms import AuditFilterForm, RunFilterForm, RunNowForm
 from jobs.monitor.queries import (
@@ -42,6 +39,7 @@ from jobs.monitor.queries import (
     upcoming_scheduled_runs,
 )
 from jobs.runs import trigger
+from jobs.worker.cluster import active_runs, cluster_status, known_queues
 from jobs.workflows.steps import step_runs
 from jobs.workflows.svg import workflow_svg
 
@@ -56,12 +54,6 @@ SCHEDULE_PAGE_SIZE = 50
 REFRESH_SECONDS = 3
 RERUNS_LIMIT = 10  # reruns of one run listed on its page
 AUDIT_PAGE_SIZE = 50
-
-
-def known_queues() -> list[str]:
-    """The default queue and every queue a job type names (job types are few)."""
-    named = JobType.objects.exclude(queue="").order_by().values_list("queue", flat=True).distinct()[:100]
-    return sorted({settings.CELERY_TASK_DEFAULT_QUEUE, *named})
 
 
 def needs(*permissions: str):
@@ -356,13 +348,7 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def workers(request: HttpRequest) -> HttpResponse:
     cluster = cluster_status(queues=known_queues())
-    ids = []
-    for task_id in cluster.active_task_ids:
-        try:
-            ids.append(uuid.UUID(task_id))
-        except ValueError:
-            continue  # not a run: some other task with an id of its own
-    by_id = {str(pk): run for pk, run in runs().in_bulk(ids).items()} if ids else {}
+    by_id = active_runs(cluster)
     for worker in cluster.workers:
         for task in worker.active:
             task["run"] = by_id.get(task.get("id"))

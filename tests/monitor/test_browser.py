@@ -315,3 +315,22 @@ def test_the_audit_log_shows_who_changed_what_and_leads_to_its_history(page, api
     expect(page.locator("#change-history")).to_contain_text("Changed description and max_retries through the API.")
     expect(page.locator("#change-history")).to_contain_text("Added through the API.")
     screenshot(page, "audit-history")
+
+
+def test_the_pages_the_admin_and_the_browsable_api_load_with_no_console_error(page):
+    """No 404 for the icon that every browser tab asks for (/favicon.ico, or the page's own icon)."""
+    errors = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    log_in(page)
+    for path in ("/monitor/", "/admin/", "/api/v1/"):
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+        # Chromium fetches the icon after the page has loaded.
+        page.wait_for_timeout(1000)
+    assert errors == []
+    icon = page.request.get("/favicon.ico")
+    assert icon.status == 200
+    assert icon.headers["content-type"] == "image/x-icon"
+    page.goto("/monitor/")
+    svg = page.request.get(page.locator("link[rel=icon][type='image/svg+xml']").get_attribute("href"))
+    assert (svg.status, svg.headers["content-type"]) == (200, "image/svg+xml")

@@ -160,6 +160,7 @@ def api_rows(w: World) -> dict[tuple[str, str], list[Row]]:
             )
         ],
         ("GET", "/api/v1/tasks/"): [Row("GET", "/api/v1/tasks/", READ)],
+        ("GET", "/api/v1/workers/"): [Row("GET", "/api/v1/workers/", READ)],
     }
 
 

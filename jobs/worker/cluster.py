@@ -1,19 +1,22 @@
-"""What the broker and the workers say, asked with short timeouts.
+"""What the broker and the workers say, asked with short timeouts: the monitoring
+pages (dashboard, workers) and `GET /api/v1/workers/` read the same answer.
 
-A page that shows workers or queues must still render, quickly, when no worker
-answers or the broker is down, and say so. Celery's own calls would retry a
-dead broker for several seconds and wait a full second per `inspect` command,
-so this module checks the broker first with a short connect timeout, asks all
-workers once (`stats`), then asks only the workers that answered, returning as
-soon as each of them has.
+A page or an API call that shows workers or queues must still answer, quickly,
+when no worker answers or the broker is down, and say so. Celery's own calls
+would retry a dead broker for several seconds and wait a full second per
+`inspect` command, so this module checks the broker first with a short connect
+timeout (MONITOR_INSPECT_TIMEOUT), asks all workers once (`stats`), then asks
+only the workers that answered, returning as soon as each of them has.
 """
 
 import logging
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from jobs.models import JobType, Run
 from jobsite.celery import app
 
 logger = logging.getLogger(__name__)
@@ -46,6 +49,26 @@ class ClusterStatus:
     @property
     def active_task_ids(self) -> list[str]:
         return [task["id"] for worker in self.workers for task in worker.active if task.get("id")]
+
+
+def known_queues() -> list[str]:
+    """The default queue and every queue a job type names (job types are few)."""
+    named = JobType.objects.exclude(queue="").order_by().values_list("queue", flat=True).distinct()[:100]
+    return sorted({settings.CELERY_TASK_DEFAULT_QUEUE, *named})
+
+
+def active_runs(status: ClusterStatus) -> dict[str, Run]:
+    """The runs among the workers' active tasks, by task id (a run's task has
+    the run's id), with their job types. Other tasks have no entry."""
+    ids = []
+    for task_id in status.active_task_ids:
+        try:
+            ids.append(uuid.UUID(task_id))
+        except ValueError:
+            continue  # not a run: some other task with an id of its own
+    if not ids:
+        return {}
+    return {str(pk): run for pk, run in Run.objects.prefetch_related("job_type").in_bulk(ids).items()}
 
 
 def _connection(timeout: float):
