@@ -43,7 +43,9 @@ def test_it_imports_chains_groups_queues_hooks_and_schemas(db):
     assert etl.on_failure.name == "notify-failure-on-workflow-tests"
     assert (etl.on_failure.task, etl.on_failure.queue) == ("NOTIFY_FAILURE", "workflow-tests")
     assert JobType.objects.get(name="extract").task == "EXTRACT"
-    assert WorkflowStep.objects.get(workflow__name="shop-etl", name="extract").params == {"payload": "{{ params }}"}
+    # Its steps are called as celery-director calls them (payload, workflow_id, upstream results), by that name.
+    assert (etl.step_args, etl.director_name) == ("director", "shop.ETL")
+    assert WorkflowStep.objects.get(workflow__name="shop-etl", name="extract").params == {}
     # A task given a queue of its own in one workflow is a job type of its own.
     assert steps_of("shop-nightly") == [("extract", "extract", []), ("load", "load-on-reports", ["extract"])]
     assert JobType.objects.get(name="load-on-reports").queue == "reports"

@@ -25,6 +25,19 @@ class Kind(models.TextChoices):
     WORKFLOW = "workflow", "Workflow"
 
 
+class StepArgs(models.TextChoices):
+    """How a workflow calls its `task` steps (JobType.step_args)."""
+
+    PARAMS = "params", "Params: the step's params as keyword arguments"
+    DIRECTOR = (
+        "director",
+        (
+            "celery-director's: the results of the steps it depends on as positional arguments, "
+            "and payload and workflow_id as keyword arguments"
+        ),
+    )
+
+
 class NotifyOn(models.TextChoices):
     NEVER = "never"
     FAILURE = "failure"

@@ -105,13 +105,19 @@ class JobTypeSerializer(ModelCleanMixin, ModelSerializer):
             "webhook_secret",
             "on_failure",
             "enabled",
+            "step_args",
+            "director_name",
             "steps",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
-        # Written, never read back: it signs the webhook requests.
-        extra_kwargs = {"webhook_secret": {"write_only": True}}
+        extra_kwargs = {
+            # Written, never read back: it signs the webhook requests.
+            "webhook_secret": {"write_only": True},
+            # Unique when given: JobType.clean says which workflow has it.
+            "director_name": {"validators": []},
+        }
 
     def validate(self, attrs):
         # The save service holds the rules (the model's clean() and the

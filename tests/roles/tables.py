@@ -308,6 +308,7 @@ def admin_form_rows(w: World) -> list[Row]:
     job_type = {"name": "new", "kind": "task", "task": "jobs.builtin.echo", **json_fields, "max_retries": 0}
     job_type |= {"retry_backoff_seconds": 10, "notify_on": "never", "enabled": "on"}
     workflow = {"name": "new-flow", "params_schema": "{}", "default_params": "{}", "notify_on": "never"}
+    workflow |= {"step_args": "params"}
     workflow |= {"steps-TOTAL_FORMS": 1, "steps-INITIAL_FORMS": 0}
     workflow |= {"steps-0-name": "a", "steps-0-job_type": w.echo.pk, "steps-0-params": "{}"}
     schedule = {"name": "hourly", "job_type": w.echo.pk, "params": "{}", "cron": "0 * * * *", "timezone": "UTC"}
