@@ -94,8 +94,8 @@ class JobType(models.Model):
         default=StepArgs.PARAMS,
         help_text="Kind workflow: how its task steps are called. params: with their params as keyword arguments. "
         "director: as celery-director calls tasks, with the result of the step they depend on (the list of "
-        "results when several) as first positional argument, and their params plus payload (the workflow "
-        "run's params) and workflow_id (its id) as keyword arguments.",
+        "their results when several, None when none) as first positional argument, and their params plus "
+        "payload (the workflow run's params) and workflow_id (its id) as keyword arguments.",
     )
     director_name = models.CharField(
         max_length=255,

@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='jobtype',
             name='step_args',
-            field=models.CharField(choices=[('params', "Params: the step's params as keyword arguments"), ('director', "celery-director's: the results of the steps it depends on as positional arguments, and payload and workflow_id as keyword arguments")], default='params', help_text="Kind workflow: how its task steps are called. params: with their params as keyword arguments. director: as celery-director calls tasks, with the result of the step they depend on (the list of results when several) as first positional argument, and their params plus payload (the workflow run's params) and workflow_id (its id) as keyword arguments.", max_length=20),
+            field=models.CharField(choices=[('params', "Params: the step's params as keyword arguments"), ('director', "celery-director's: the results of the steps it depends on as positional arguments, and payload and workflow_id as keyword arguments")], default='params', help_text="Kind workflow: how its task steps are called. params: with their params as keyword arguments. director: as celery-director calls tasks, with the result of the step they depend on (the list of their results when several, None when none) as first positional argument, and their params plus payload (the workflow run's params) and workflow_id (its id) as keyword arguments.", max_length=20),
         ),
         migrations.AddField(
             model_name='run',
