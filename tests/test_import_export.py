@@ -76,6 +76,18 @@ def test_importing_the_same_file_twice_changes_nothing(db):
     assert list(WorkflowStep.objects.values_list("pk", "name")) == steps_before
 
 
+def test_importing_again_switches_a_workflow_imported_before_the_calling_convention(db):
+    run_command("import_workflows", str(WORKFLOWS_YML))
+    # As an earlier Jobsite left it: the payload through a placeholder, no convention, no name.
+    JobType.objects.filter(name="shop-nightly").update(step_args="params", director_name="")
+    WorkflowStep.objects.filter(workflow__name="shop-nightly").update(params={"payload": "{{ params }}"})
+    out, _ = run_command("import_workflows", str(WORKFLOWS_YML))
+    assert out.startswith("Job types: created 0; updated 1 (shop-nightly); unchanged 8.")
+    nightly = JobType.objects.get(name="shop-nightly")
+    assert (nightly.step_args, nightly.director_name) == ("director", "shop.NIGHTLY")
+    assert list(nightly.steps.values_list("params", flat=True)) == [{}, {}]
+
+
 def test_periodic_entries_become_schedule_definitions(db):
     imported = director.read(yaml_lines.load(WORKFLOWS_YML.read_text()), schemas_dir=FIXTURES / "schemas")
     assert imported.schedules == [
