@@ -1,3 +1,4 @@
+import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ from jobs.core.kinds import (
     Kind,
     NotifyOn,
     NotifyStatus,
+    StepArgs,
     fixed_param_errors,
     kind_config_errors,
     notification_config_errors,
@@ -26,7 +28,10 @@ from jobs.core.limits import bounded_error, bounded_result, bounded_traceback, p
 from jobs.core.params import check_schema, params_errors, params_with_defaults
 from jobs.core.redaction import mask_url, redact_urls
 
-__all__ = ["JobType", "NotifyOn", "NotifyStatus", "Run", "Schedule", "Workflow", "WorkflowStep"]
+__all__ = ["JobType", "NotifyOn", "NotifyStatus", "Run", "Schedule", "StepArgs", "Workflow", "WorkflowStep"]
+
+# celery-director's name of a workflow: project.NAME (the project has no dot).
+DIRECTOR_NAME = re.compile(r"[^.\s/]+\.[^\s/]+")
 
 
 class JobType(models.Model):
@@ -91,6 +96,22 @@ class JobType(models.Model):
         help_text="A job type to run when a run of this one fails (after its retries). "
         "It gets the params {run_id, job_type, error, params}.",
     )
+    step_args = models.CharField(
+        max_length=20,
+        choices=StepArgs.choices,
+        default=StepArgs.PARAMS,
+        help_text="Kind workflow: how its task steps are called. params: with their params as keyword arguments. "
+        "director: as celery-director calls tasks, with the result of the step they depend on (the list of "
+        "their results when several, None when none) as first positional argument, and their params plus "
+        "payload (the workflow run's params) and workflow_id (its id) as keyword arguments.",
+    )
+    director_name = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="Kind workflow: its celery-director name, project.NAME, under which clients of the "
+        "celery-director API (/director/api/) see and start it. Empty: that API does not show it.",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -108,6 +129,11 @@ class JobType(models.Model):
     class Meta:
         ordering = ["name"]
         permissions = [("run_jobtype", "Can run job type")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["director_name"], condition=~Q(director_name=""), name="jobtype_unique_director_name"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -138,6 +164,8 @@ class JobType(models.Model):
             errors.setdefault("default_params", []).extend(fixed)
         for field, problems in notification_config_errors(self).items():
             errors.setdefault(field, []).extend(problems)
+        for field, problems in self._workflow_only_errors().items():
+            errors.setdefault(field, []).extend(problems)
         if self.on_failure_id is not None and self.pk is not None and self.on_failure_id == self.pk:
             errors.setdefault("on_failure", []).append("A job type cannot be its own failure hook.")
         if self.kind == self.Kind.WORKFLOW and self.pk is not None:
@@ -154,6 +182,26 @@ class JobType(models.Model):
         """What is wrong with a run's `params` (defaults applied) for this job type:
         its schema, and (kind http) a query parameter its url fixes."""
         return [*params_errors(self.params_schema, params), *fixed_param_errors(self, params)]
+
+    def _workflow_only_errors(self) -> dict[str, list[str]]:
+        errors: dict[str, list[str]] = {}
+        if self.step_args != StepArgs.PARAMS and self.kind != self.Kind.WORKFLOW:
+            errors["step_args"] = [f"Only for kind 'workflow': leave it '{StepArgs.PARAMS}' for kind '{self.kind}'."]
+        if not self.director_name:
+            return errors
+        if self.kind != self.Kind.WORKFLOW:
+            errors["director_name"] = [f"Only for kind 'workflow': leave it empty for kind '{self.kind}'."]
+        elif not DIRECTOR_NAME.fullmatch(self.director_name):
+            errors["director_name"] = [
+                f"'{self.director_name}' is not a celery-director name: give project.NAME, e.g. 'shop.ETL' "
+                "(no spaces or slashes, and a dot after the project)."
+            ]
+        else:
+            taken = JobType.objects.filter(director_name=self.director_name).exclude(pk=self.pk)
+            owner = taken.values_list("name", flat=True).first()
+            if owner:
+                errors["director_name"] = [f"Workflow '{owner}' has the celery-director name '{self.director_name}'."]
+        return errors
 
     @property
     def soft_time_limit(self) -> int:
@@ -340,6 +388,7 @@ class Run(models.Model):
     )
     cancelled_at = models.DateTimeField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    comment = models.CharField(max_length=255, blank=True, help_text="A note given when it was started.")
     scheduled_for = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # When the run became due and was handed over to be queued (`pending`): at

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="schema")), name="swagger-ui"),
     path("api/auth/", include("rest_framework.urls")),
+    path("director/api/", include("jobs.director_api.urls")),
     path("monitor/", include("jobs.monitor.urls")),
     re_path(r"^flower/(?P<path>.*)$", flower_proxy, name="flower"),
 ]

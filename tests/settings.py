@@ -47,4 +47,4 @@ from jobsite.settings import *  # noqa: E402, F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 JOBS_RETRY_BACKOFF_MAX_SECONDS = 2
 # Tasks that only the tests use, on the workers they start and in this process.
-CELERY_IMPORTS = [*CELERY_IMPORTS, "tests.tasks"]  # noqa: F405
+CELERY_IMPORTS = [*CELERY_IMPORTS, "tests.tasks", "tests.director.tasks"]  # noqa: F405

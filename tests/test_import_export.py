@@ -43,7 +43,9 @@ def test_it_imports_chains_groups_queues_hooks_and_schemas(db):
     assert etl.on_failure.name == "notify-failure-on-workflow-tests"
     assert (etl.on_failure.task, etl.on_failure.queue) == ("NOTIFY_FAILURE", "workflow-tests")
     assert JobType.objects.get(name="extract").task == "EXTRACT"
-    assert WorkflowStep.objects.get(workflow__name="shop-etl", name="extract").params == {"payload": "{{ params }}"}
+    # Its steps are called as celery-director calls them (payload, workflow_id, upstream results), by that name.
+    assert (etl.step_args, etl.director_name) == ("director", "shop.ETL")
+    assert WorkflowStep.objects.get(workflow__name="shop-etl", name="extract").params == {}
     # A task given a queue of its own in one workflow is a job type of its own.
     assert steps_of("shop-nightly") == [("extract", "extract", []), ("load", "load-on-reports", ["extract"])]
     assert JobType.objects.get(name="load-on-reports").queue == "reports"
@@ -72,6 +74,18 @@ def test_importing_the_same_file_twice_changes_nothing(db):
     assert list(Schedule.objects.values_list("name", "updated_at", "next_run_at")) == schedules_before
     assert list(JobType.objects.values_list("name", "updated_at")) == before
     assert list(WorkflowStep.objects.values_list("pk", "name")) == steps_before
+
+
+def test_importing_again_switches_a_workflow_imported_before_the_calling_convention(db):
+    run_command("import_workflows", str(WORKFLOWS_YML))
+    # As an earlier Jobsite left it: the payload through a placeholder, no convention, no name.
+    JobType.objects.filter(name="shop-nightly").update(step_args="params", director_name="")
+    WorkflowStep.objects.filter(workflow__name="shop-nightly").update(params={"payload": "{{ params }}"})
+    out, _ = run_command("import_workflows", str(WORKFLOWS_YML))
+    assert out.startswith("Job types: created 0; updated 1 (shop-nightly); unchanged 8.")
+    nightly = JobType.objects.get(name="shop-nightly")
+    assert (nightly.step_args, nightly.director_name) == ("director", "shop.NIGHTLY")
+    assert list(nightly.steps.values_list("params", flat=True)) == [{}, {}]
 
 
 def test_periodic_entries_become_schedule_definitions(db):

@@ -32,6 +32,8 @@ def form_data(steps: list[dict], **fields) -> dict:
         "notify_emails": "",
         "webhook_url": "",
         "webhook_secret": "",
+        "step_args": "params",  # the select's default, as for notify_on
+        "director_name": "",
         "steps-TOTAL_FORMS": str(len(steps)),
         "steps-INITIAL_FORMS": "0",
         "steps-MIN_NUM_FORMS": "0",

@@ -300,7 +300,9 @@ class WorkflowStepFormSet(forms.BaseInlineFormSet):
         """The workflow's rules (jobs/workflows/graph.py), checked on all steps at once as in the API."""
         if any(self.errors):
             return
-        errors = steps_errors(self.step_specs(), params_schema=self.instance.params_schema)
+        errors = steps_errors(
+            self.step_specs(), params_schema=self.instance.params_schema, step_args=self.instance.step_args
+        )
         if errors:
             raise ValidationError(errors)
         super().clean()
@@ -372,6 +374,14 @@ class WorkflowAdmin(JobTypePermissions, RunnableAdmin):
             },
         ),
         ("Steps", {"fields": ["graph"]}),
+        (
+            "celery-director",
+            {
+                "fields": ["step_args", "director_name"],
+                "description": "How its task steps are called, and the name celery-director's API "
+                "(/director/api/) knows it by. import_workflows sets both.",
+            },
+        ),
         RunnableAdmin.notifications_fieldset,
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]

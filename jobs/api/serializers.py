@@ -71,6 +71,7 @@ class RunSerializer(DurationMixin, serializers.ModelSerializer):
             "cancelled_by",
             "cancelled_at",
             "idempotency_key",
+            "comment",
             "scheduled_for",
             "created_at",
             "released_at",

@@ -6,7 +6,7 @@ definitions. How each kind is published and executed is in
 jobs/runs/executors.py; who is told when a run ends, in jobs/notifications.py.
 """
 
-from functools import lru_cache
+import functools
 from typing import Any
 
 import httpx
@@ -24,6 +24,19 @@ class Kind(models.TextChoices):
     HTTP = "http", "HTTP request"
     COMMAND = "command", "Command"
     WORKFLOW = "workflow", "Workflow"
+
+
+class StepArgs(models.TextChoices):
+    """How a workflow calls its `task` steps (JobType.step_args)."""
+
+    PARAMS = "params", "Params: the step's params as keyword arguments"
+    DIRECTOR = (
+        "director",
+        (
+            "celery-director's: the results of the steps it depends on as positional arguments, "
+            "and payload and workflow_id as keyword arguments"
+        ),
+    )
 
 
 class NotifyOn(models.TextChoices):
@@ -45,9 +58,16 @@ MAX_RECIPIENTS = 50
 MIN_SECRET_LENGTH = 16
 
 
+@functools.cache
+def _import_task_modules() -> None:
+    # Once per process: the modules' tasks stay registered, and each import also
+    # runs Django's system checks (Celery's Django fixup), a quarter of a second.
+    app.loader.import_default_modules()
+
+
 def registered_task_names() -> list[str]:
     """Celery tasks a `task` job type may name: users' and built-in ones, not Celery's or Jobsite's own."""
-    app.loader.import_default_modules()
+    _import_task_modules()
     return sorted(name for name in app.tasks if not name.startswith(("celery.", "jobsite.")))
 
 
@@ -118,7 +138,7 @@ def params_in_query(config: dict) -> bool:
     return "body" not in config and str(config.get("method", "GET")).upper() not in ("POST", "PUT", "PATCH")
 
 
-@lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1024)
 def fixed_query_names(url: str) -> frozenset[str]:
     """The names of the query parameters that `url` itself sets."""
     try:

@@ -37,7 +37,7 @@ def job_type_errors(job_type: JobType, *, steps: Sequence[StepSpec] | None = Non
         return errors
     if steps is None:
         steps = step_specs(job_type) if job_type.pk is not None else []
-    step_problems = steps_errors(steps, params_schema=job_type.params_schema)
+    step_problems = steps_errors(steps, params_schema=job_type.params_schema, step_args=job_type.step_args)
     if step_problems:
         errors["steps"] = step_problems
     return errors

@@ -136,6 +136,8 @@ class JobTypeSerializer(ModelCleanMixin, ModelSerializer):
             "webhook_secret",
             "on_failure",
             "enabled",
+            "step_args",
+            "director_name",
             "steps",
             "created_at",
             "updated_at",
@@ -146,6 +148,8 @@ class JobTypeSerializer(ModelCleanMixin, ModelSerializer):
             "webhook_secret": {"write_only": True},
             "http": {"help_text": f"{JobType._meta.get_field('http').help_text} {MASKED_HELP}"},
             "webhook_url": {"help_text": f"{JobType._meta.get_field('webhook_url').help_text} {MASKED_HELP}"},
+            # Unique when given: JobType.clean says which workflow has it.
+            "director_name": {"validators": []},
         }
 
     def to_representation(self, instance):

@@ -1,9 +1,12 @@
 """celery-director's workflows.yml, read into Jobsite definitions: a `task` job
 type per task (and per task and queue for a task given its own queue), a
 `workflow` job type per entry, with its steps, queue, params schema and hooks,
-and a schedule definition per `periodic` (`DirectorImport.schedules`, created by
-jobs/importexport/job_files.py's `import_schedules`). The mapping, key by key:
-docs/guide.md, "Importing celery-director workflows, exporting job types".
+its celery-director name and celery-director's calling convention for its
+steps, and a schedule definition per `periodic` (`DirectorImport.schedules`,
+created by jobs/importexport/job_files.py's `import_schedules`). The mapping,
+key by key: docs/guide.md, "Importing celery-director workflows, exporting job
+types". `definition_of` goes the other way, for the celery-director API
+(jobs/director_api/).
 """
 
 import json
@@ -17,14 +20,15 @@ from django.conf import settings
 
 from jobs.core.params import check_schema
 from jobs.core.yaml_lines import FileError, line_of
-from jobs.models import JobType
+from jobs.models import JobType, Schedule, StepArgs
+from jobs.workflows.graph import layers
 
 WORKFLOW_KEYS = ("tasks", "queue", "periodic", "hooks", "schema")
 GROUP_KEYS = ("type", "tasks")
 QUEUE_KEYS = ("default", "customs")
 HOOK_KEYS = ("success", "failure")
 PERIODIC_KEYS = ("interval", "crontab", "schedule", "payload")
-PAYLOAD = {"payload": "{{ params }}"}
+# The step that runs the success hook, last.
 SUCCESS_STEP = "on-success"
 
 
@@ -102,6 +106,8 @@ class _Reader:
             "name": name,
             "description": f"Imported from celery-director workflow {key}.",
             "kind": JobType.Kind.WORKFLOW,
+            "director_name": key,
+            "step_args": StepArgs.DIRECTOR,
             "params_schema": self._schema(key, workflow),
             "queue": default_queue,
         }
@@ -117,9 +123,7 @@ class _Reader:
                 )
                 sinks = {s["name"] for s in steps} - {need for s in steps for need in s["depends_on"]}
                 ordered_sinks = [s["name"] for s in steps if s["name"] in sinks]
-                steps.append(
-                    {"name": SUCCESS_STEP, "job_type": job_type, "params": PAYLOAD, "depends_on": ordered_sinks}
-                )
+                steps.append({"name": SUCCESS_STEP, "job_type": job_type, "params": {}, "depends_on": ordered_sinks})
             if "failure" in hooks:
                 # The hook runs on its own, not as a step: it needs the workflow's queue itself.
                 on_failure = self.task_job_type(hooks["failure"], default_queue, line_of(hooks, "failure"))
@@ -170,7 +174,7 @@ class _Reader:
         while any(step["name"] == name for step in steps) or name == SUCCESS_STEP:
             number += 1
             name = f"{base}-{number}"
-        steps.append({"name": name, "job_type": job_type, "params": PAYLOAD, "depends_on": list(previous)})
+        steps.append({"name": name, "job_type": job_type, "params": {}, "depends_on": list(previous)})
         return name
 
     def _schema(self, key: str, workflow: dict) -> dict:
@@ -227,3 +231,50 @@ def _known_keys(mapping: dict, known: tuple[str, ...], where: str, what: str) ->
     for key in mapping:
         if key not in known:
             raise FileError(line_of(mapping, key), f"{where}: unknown key '{key}'; {what} {', '.join(known)}")
+
+
+# --- The other way: a workflow as celery-director defines it ----------------------
+
+
+def task_key(job_type: JobType) -> str:
+    """What celery-director calls the task a step runs: its Celery task name
+    (for a step that is no task, its job type's name)."""
+    return job_type.task if job_type.kind == JobType.Kind.TASK else job_type.name
+
+
+def definition_of(workflow: JobType, schedule: Schedule | None = None) -> dict:
+    """A workflow as a workflows.yml entry says it, as it is now: `tasks`
+    (steps at the same depth make a group, `GROUP_<position>`, since groups
+    keep no name here), `queue`, `hooks`, `periodic` (from `schedule`) and
+    `schema` (the params schema itself, as celery-director's API shows it).
+    Its steps and failure hook should be prefetched with their job types."""
+    steps = list(workflow.steps.all())
+    chain = {step.name: step for step in steps if step.name != SUCCESS_STEP}
+    tasks: list[Any] = []
+    for position, layer in enumerate(layers({name: step.depends_on for name, step in chain.items()}), 1):
+        keys = [task_key(chain[name].job_type) for name in layer]
+        tasks.append(keys[0] if len(keys) == 1 else {f"GROUP_{position}": {"type": "group", "tasks": keys}})
+    definition: dict[str, Any] = {"tasks": tasks}
+    customs = {
+        task_key(step.job_type): step.job_type.queue
+        for step in steps
+        if step.job_type.queue and step.job_type.queue != workflow.queue
+    }
+    if customs:
+        definition["queue"] = {**({"default": workflow.queue} if workflow.queue else {}), "customs": customs}
+    elif workflow.queue:
+        definition["queue"] = workflow.queue
+    hooks = {}
+    success = next((step for step in steps if step.name == SUCCESS_STEP), None)
+    if success is not None:
+        hooks["success"] = task_key(success.job_type)
+    if workflow.on_failure is not None:
+        hooks["failure"] = task_key(workflow.on_failure)
+    if hooks:
+        definition["hooks"] = hooks
+    if schedule is not None:
+        timing = {"crontab": schedule.cron} if schedule.cron else {"interval": schedule.interval_seconds}
+        definition["periodic"] = {**timing, **({"payload": schedule.params} if schedule.params else {})}
+    if workflow.params_schema:
+        definition["schema"] = workflow.params_schema
+    return definition

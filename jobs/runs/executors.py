@@ -21,6 +21,7 @@ from jobs.core import kinds, net
 from jobs.core.redaction import mask_url, mask_urls
 from jobs.models import JobType, Run
 from jobs.notifications import notify_on_for
+from jobs.workflows import steps as workflow_steps
 from jobsite.celery import app
 
 # Every message Jobsite publishes for a run carries this header, so the worker's
@@ -97,8 +98,18 @@ class TaskExecutor(Executor):
     kind = JobType.Kind.TASK
 
     def publish(self, run: Run, *, countdown: float | None = None, producer=None, headers: dict | None = None) -> None:
+        # Its params are the task's keyword arguments; a step called celery-director's way
+        # also gets the results of the steps it depends on (read now: they are final).
+        director = run.parent_id is not None and workflow_steps.called_director_way(run, run.parent)
+        args = workflow_steps.director_args(run) if director else []
         self._send(
-            run, run.job_type.task, args=[], kwargs=run.params, countdown=countdown, producer=producer, headers=headers
+            run,
+            run.job_type.task,
+            args=args,
+            kwargs=run.params,
+            countdown=countdown,
+            producer=producer,
+            headers=headers,
         )
 
     def cancel_signal(self) -> str:

@@ -20,7 +20,7 @@ from jobs import notifications
 from jobs.core import durability, kinds
 from jobs.core.errors import Conflict, InvalidInput, ServiceError
 from jobs.core.params import params_with_defaults
-from jobs.models import JobType, NotifyOn, Run, Schedule
+from jobs.models import JobType, NotifyOn, Run, Schedule, StepArgs
 from jobs.runs.executors import executor_for
 from jobs.workflows import steps as workflow_steps
 from jobsite.celery import app
@@ -39,13 +39,15 @@ def run_build(
     schedule: Schedule | None = None,
     schedule_tick: datetime | None = None,
     notify_emails: list[str] | None = None,
+    comment: str = "",
 ) -> Run:
     """Validate a trigger and return its run, not yet saved.
 
     Every way of starting a run goes through here: the checks (enabled job
     type, params against the schema after defaults, run_at in the future) are
     the same for one run from the API and a thousand from the dispatcher.
-    `notify_emails` are told about this run as well as the job type's own.
+    `notify_emails` are told about this run as well as the job type's own;
+    `comment` is a note kept with it.
     """
     if not job_type.enabled:
         raise Conflict(f"Job type '{job_type.name}' is disabled: enable it before running it.")
@@ -66,6 +68,9 @@ def run_build(
         ]
     if email_problems:
         errors["notify_emails"] = email_problems
+    comment_limit = Run._meta.get_field("comment").max_length
+    if not isinstance(comment, str) or len(comment) > comment_limit:
+        errors["comment"] = [f"Give a comment of at most {comment_limit} characters."]
     if errors:
         raise InvalidInput(errors)
     if run_at is not None and run_at <= timezone.now():
@@ -89,6 +94,7 @@ def run_build(
         schedule=schedule,
         schedule_tick=schedule_tick,
         notify_emails=kinds.clean_emails(notify_emails or []),
+        comment=comment,
     )
 
 
@@ -227,15 +233,26 @@ def workflow_advance(*, parent_id) -> None:
         transaction.on_commit(after_commit)
 
 
+def failure_hook_key(run: Run) -> str:
+    """The idempotency key of the failure hook's run for `run`: one hook run per failed run."""
+    return f"failure-hook-of-{run.pk}"
+
+
 def run_failure_hook(*, run: Run) -> Run | None:
     """Start the failure hook of a run's job type, if it has one. Step runs
-    leave it to their workflow run, and hook runs never start another hook."""
+    leave it to their workflow run, and hook runs never start another hook.
+    A workflow whose steps are called celery-director's way gives its hook
+    `payload` and `workflow_id` too, as celery-director does."""
     hook = run.job_type.on_failure
     if hook is None or run.parent_id or run.trigger == Run.Trigger.HOOK:
         return None
     params = {"run_id": str(run.pk), "job_type": run.job_type.name, "error": run.error, "params": run.params}
+    if run.job_type.step_args == StepArgs.DIRECTOR:
+        params.update(payload=run.params, workflow_id=str(run.pk))
     try:
-        hook_run, _ = run_create(job_type=hook, params=params, trigger=Run.Trigger.HOOK)
+        hook_run, _ = run_create(
+            job_type=hook, params=params, trigger=Run.Trigger.HOOK, idempotency_key=failure_hook_key(run)
+        )
     except ServiceError as exc:
         logger.warning("Could not start failure hook %s for run %s: %s", hook.name, run.pk, exc)
         return None

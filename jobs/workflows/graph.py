@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.core.kinds import Kind
+from jobs.core.kinds import Kind, StepArgs
 from jobs.core.placeholders import PlaceholderError, references
 
 SLUG = re.compile(r"[-a-zA-Z0-9_]+")
+# The keyword arguments celery-director's calling convention gives a task step itself.
+DIRECTOR_KWARGS = ("payload", "workflow_id")
 
 
 @dataclass
@@ -26,13 +28,18 @@ class StepSpec:
     pk: int | None = None  # the stored step it edits (the admin's inline form), whatever its new name
 
 
-def steps_errors(steps: Sequence[StepSpec], *, params_schema: Any) -> list[str]:
-    """Every rule the steps break, each message naming the step and the fix; [] when valid."""
+def steps_errors(steps: Sequence[StepSpec], *, params_schema: Any, step_args: str = StepArgs.PARAMS) -> list[str]:
+    """Every rule the steps break, each message naming the step and the fix; [] when valid.
+    `step_args`: the workflow's calling convention (JobType.step_args)."""
     if not steps:
         return ["A workflow needs at least one step."]
     errors = _shape_errors(steps)
     if errors:
         return errors
+    if step_args == StepArgs.DIRECTOR:
+        errors = _director_errors(steps)
+        if errors:
+            return errors
     deps = {step.name: list(dict.fromkeys(step.depends_on)) for step in steps}
     for name, needs in deps.items():
         for need in needs:
@@ -71,6 +78,20 @@ def _shape_errors(steps: Sequence[StepSpec]) -> list[str]:
             errors.append(f"{label}: params must be a JSON object.")
         if not isinstance(step.depends_on, list) or not all(isinstance(d, str) for d in step.depends_on):
             errors.append(f"{label}: depends_on must be a list of step names.")
+    return errors
+
+
+def _director_errors(steps: Sequence[StepSpec]) -> list[str]:
+    errors = []
+    for step in steps:
+        if step.job_type.kind != Kind.TASK:
+            continue
+        for key in DIRECTOR_KWARGS:
+            if key in step.params:
+                errors.append(
+                    f"Step '{step.name}': params '{key}' is what celery-director's calling convention "
+                    f"(step_args 'director') passes by itself: remove it from the step's params."
+                )
     return errors
 
 

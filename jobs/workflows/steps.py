@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from django.utils import timezone
 
 from jobs import notifications
+from jobs.core.kinds import Kind, StepArgs
+from jobs.core.limits import is_truncated_result
 from jobs.core.params import params_with_defaults
 from jobs.core.placeholders import PlaceholderError, resolve
 from jobs.models import JobType, Run, WorkflowStep
@@ -211,7 +213,8 @@ def _notify(parent: Run, status: str) -> bool:
 
 def _dispatch_params(child: Run, parent: Run, results: dict) -> tuple[dict | None, str | None]:
     """The step's params with placeholders resolved and its job type's defaults
-    applied, checked against that job type's schema; or the error that fails it."""
+    applied (and, called celery-director's way, its `payload` and `workflow_id`),
+    checked against that job type's schema; or the error that fails it."""
     job_type = child.job_type
     if not job_type.enabled:
         return None, f"Job type '{job_type.name}' is disabled: enable it, then rerun the workflow."
@@ -220,6 +223,14 @@ def _dispatch_params(child: Run, parent: Run, results: dict) -> tuple[dict | Non
     except PlaceholderError as exc:
         return None, f"Params of step '{child.step_name}': {exc}"
     params = params_with_defaults(job_type.default_params, params)
+    if called_director_way(child, parent):
+        for need in child.depends_on:
+            if is_truncated_result(results.get(need)):
+                return None, (
+                    f"The result of '{need}' was {results[need]['size']} bytes, more than JOBS_RESULT_MAX_BYTES, "
+                    f"so only a preview of it was kept, and step '{child.step_name}' cannot be given it"
+                )
+        params = {**params, "payload": parent.params, "workflow_id": str(parent.pk)}
     errors = job_type.run_params_errors(params)
     if errors:
         return None, (
@@ -227,3 +238,26 @@ def _dispatch_params(child: Run, parent: Run, results: dict) -> tuple[dict | Non
             + "; ".join(errors)
         )
     return params, None
+
+
+# --- celery-director's calling convention --------------------------------------
+
+
+def called_director_way(step_run: Run, parent: Run) -> bool:
+    """Whether the step's task is called as celery-director calls tasks (the workflow's step_args)."""
+    return parent.job_type.step_args == StepArgs.DIRECTOR and step_run.job_type.kind == Kind.TASK
+
+
+def director_args(step_run: Run) -> list:
+    """The positional arguments celery-director gives a task: the result of the
+    step it depends on; the list of their results (in `depends_on` order) when
+    it depends on several, as after a group; None when it depends on none."""
+    if not step_run.depends_on:
+        return [None]
+    found = dict(
+        Run.objects.filter(parent_id=step_run.parent_id, step_name__in=step_run.depends_on).values_list(
+            "step_name", "result"
+        )
+    )
+    results = [found.get(name) for name in step_run.depends_on]
+    return results if len(results) == 1 else [results]

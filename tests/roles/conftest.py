@@ -5,6 +5,7 @@ Each request runs in a savepoint that is rolled back, so every one sees the
 same data (a DELETE does not take the object away from the next user).
 """
 
+import base64
 import copy
 import io
 from contextlib import contextmanager
@@ -66,7 +67,7 @@ def world(users, redis_server, settings) -> World:
     settings.MONITOR_INSPECT_TIMEOUT = 0.1  # no worker answers here: pages and /healthz must not wait long
     echo = JobType.objects.create(name="echo", kind="task", task="jobs.builtin.echo")
     spare = JobType.objects.create(name="spare", kind="task", task="jobs.builtin.echo")
-    flow = Workflow.objects.create(name="flow")
+    flow = Workflow.objects.create(name="flow", director_name="tests.FLOW")
     flow.steps.create(name="one", job_type=echo)
     pending = Run.objects.create(job_type=echo, trigger="api")
     finished = Run.objects.create(
@@ -151,6 +152,14 @@ def api_client(user: User | None) -> APIClient:
     return client
 
 
+def basic_client(user: User | None) -> APIClient:
+    """celery-director's API as `user`, with HTTP Basic (anonymous: without)."""
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{user.username}:pw".encode()).decode())
+    return client
+
+
 def page_client(user: User | None) -> Client:
     """The site as `user`, signed in (anonymous: not)."""
     client = Client()
@@ -162,6 +171,11 @@ def page_client(user: User | None) -> Client:
 @pytest.fixture
 def api_clients(users) -> dict[str, APIClient]:
     return {name: api_client(user) for name, user in users.items()}
+
+
+@pytest.fixture
+def basic_clients(users) -> dict[str, APIClient]:
+    return {name: basic_client(user) for name, user in users.items()}
 
 
 @pytest.fixture

@@ -164,6 +164,41 @@ def api_rows(w: World) -> dict[tuple[str, str], list[Row]]:
     }
 
 
+def director_rows(w: World) -> list[Row]:
+    """celery-director's API (/director/api/), signed in with HTTP Basic."""
+    api, flow_run = "/director/api", w.flow_run.pk
+    return [
+        Row("GET", f"{api}/ping", "200 200 200 200 200"),
+        Row("GET", f"{api}/definitions", READ),
+        Row("GET", f"{api}/workflows", READ),
+        Row("GET", f"{api}/workflows/{flow_run}", READ),
+        Row(
+            "POST",
+            f"{api}/workflows",
+            OPERATE.format(ok=201),
+            {"project": "tests", "name": "FLOW", "payload": {}},
+            lambda r: Run.objects.filter(job_type=w.flow, trigger="api").exclude(pk=flow_run).exists(),
+            at_least("operator"),
+        ),
+        Row(
+            "POST",
+            f"{api}/workflows/{flow_run}/relaunch",
+            OPERATE.format(ok=201),
+            None,
+            lambda r: Run.objects.filter(rerun_of=w.flow_run).exists(),
+            at_least("operator"),
+        ),
+        Row(
+            "POST",
+            f"{api}/workflows/{flow_run}/cancel",
+            OPERATE.format(ok=201),
+            None,
+            lambda r: Run.objects.get(pk=flow_run).status == Run.Status.CANCELLED,
+            at_least("operator"),
+        ),
+    ]
+
+
 def schema_operations() -> set[tuple[str, str]]:
     paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
     return {(method.upper(), path) for path, operations in paths.items() for method in operations}
@@ -309,6 +344,7 @@ def admin_form_rows(w: World) -> list[Row]:
     job_type = {"name": "new", "kind": "task", "task": "jobs.builtin.echo", **json_fields, "max_retries": 0}
     job_type |= {"retry_backoff_seconds": 10, "notify_on": "never", "enabled": "on"}
     workflow = {"name": "new-flow", "params_schema": "{}", "default_params": "{}", "notify_on": "never"}
+    workflow |= {"step_args": "params"}
     workflow |= {"steps-TOTAL_FORMS": 1, "steps-INITIAL_FORMS": 0}
     workflow |= {"steps-0-name": "a", "steps-0-job_type": w.echo.pk, "steps-0-params": "{}"}
     schedule = {"name": "hourly", "job_type": w.echo.pk, "params": "{}", "cron": "0 * * * *", "timezone": "UTC"}

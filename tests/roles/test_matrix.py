@@ -13,14 +13,19 @@ from django.contrib import admin
 from django.contrib.auth.models import User
 from django.urls import URLResolver, get_resolver, resolve
 
-from tests.roles.conftest import api_client, page_client, walk
-from tests.roles.tables import ADMIN_MODELS, admin_rows, api_rows, page_rows, schema_operations
+from tests.roles.conftest import api_client, basic_client, page_client, walk
+from tests.roles.tables import ADMIN_MODELS, admin_rows, api_rows, director_rows, page_rows, schema_operations
 
 
 def test_every_api_operation_answers_each_role_as_the_table_says(world, api_clients):
     table = api_rows(world)
     assert set(table) == schema_operations(), "every operation of the schema needs its row here"
     wrong = walk([row for rows in table.values() for row in rows], api_clients, json=True)
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_route_of_the_celery_director_api_answers_each_role_as_the_table_says(world, basic_clients):
+    wrong = walk(director_rows(world), basic_clients, json=True)
     assert not wrong, "\n".join(wrong)
 
 
@@ -32,16 +37,25 @@ def test_every_page_answers_each_role_as_the_table_says(world, page_clients, flo
 # --- A user in no role ------------------------------------------------------------------------
 
 # What any signed-in user may read, role or not: no data, only the way in and the API's description.
-OPEN_TO_ANY_USER = {"/healthz", "/accounts/login/", "/api/auth/login/", "/api/docs/", "/api/v1/", "/api/schema/"}
+OPEN_TO_ANY_USER = {
+    "/healthz",
+    "/accounts/login/",
+    "/api/auth/login/",
+    "/api/docs/",
+    "/api/v1/",
+    "/api/schema/",
+    "/director/api/ping",
+}
 
 
 def test_a_signed_in_user_in_no_role_sees_nothing_a_viewer_sees(world, flower):
     """Signing in gives nothing: every page, admin page and API read a Viewer
     gets is refused (the admin sends a user who is not staff to its login)."""
     outsider = User.objects.create_user("outsider", password="pw")
-    page, api = page_client(outsider), api_client(outsider)
+    page, api, basic = page_client(outsider), api_client(outsider), basic_client(outsider)
     api_reads = [row for rows in api_rows(world).values() for row in rows if row.method == "GET"]
     requests = [(page, row, 403) for row in page_rows(world)] + [(api, row, 403) for row in api_reads]
+    requests += [(basic, row, 403) for row in director_rows(world)]
     requests += [(page, row, 302) for row in admin_rows(world)]
     wrong, checked = [], 0
     for client, row, refused in requests:
@@ -80,6 +94,7 @@ def all_routes(resolver: URLResolver | None = None, prefix: str = ""):
 def test_the_tables_reach_every_route_there_is(world):
     requested = [*page_rows(world), *admin_rows(world)]
     requested += [row for rows in api_rows(world).values() for row in rows]
+    requested += director_rows(world)
     reached = {resolve(row.url.split("?")[0]).route for row in requested}
     # The API's format suffixes (/api/v1/runs.json) are its routes again, with the same views.
     routes = {route for route in all_routes() if "(?P<format>" not in route and "drf_format_suffix" not in route}
