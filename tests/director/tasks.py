@@ -38,11 +38,25 @@ def task_c(*args, **kwargs):
 
 @task(name="TASK_ERROR")
 def task_error(*args, **kwargs):
-    # A moment first: in a group, celery-director's tests expect the task beside
-    # this one to succeed, and Jobsite cancels the steps that have not started
-    # when one fails (docs/guide.md, "Coming from celery-director").
-    time.sleep(0.5)
+    # In a group, celery-director's tests expect the task beside this one to
+    # succeed (a Celery group starts its tasks together), while Jobsite cancels
+    # the steps that have not started when one fails (docs/guide.md, "Coming
+    # from celery-director"). So wait, up to a bound, until no step of this
+    # workflow is still waiting for a worker: on a loaded machine a fixed
+    # pause is not always enough.
+    _until_no_step_waits(kwargs.get("workflow_id"))
     return 1 / 0
+
+
+def _until_no_step_waits(workflow_id: str | None, timeout: float = 10) -> None:
+    from jobs.models import Run
+
+    waiting = (Run.Status.SCHEDULED, Run.Status.PENDING, Run.Status.QUEUED)
+    deadline = time.monotonic() + timeout
+    while workflow_id and time.monotonic() < deadline:
+        if not Run.objects.filter(parent_id=workflow_id, status__in=waiting).exists():
+            return
+        time.sleep(0.05)
 
 
 @task(name="TASK_CELERY_ERROR")
