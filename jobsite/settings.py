@@ -308,6 +308,18 @@ JOBS_RESULT_MAX_BYTES = env_int("JOBS_RESULT_MAX_BYTES", 256 * 1024)
 # A run's error and traceback are each cut to this many characters, saying so.
 JOBS_ERROR_MAX_CHARS = env_int("JOBS_ERROR_MAX_CHARS", 20_000)
 
+# --- Limits on what people may define ------------------------------------------
+# Steps in one workflow: each is a run row per workflow run, and the orchestrator
+# reads them all whenever one ends.
+JOBS_MAX_WORKFLOW_STEPS = env_int("JOBS_MAX_WORKFLOW_STEPS", 200)
+# The shortest interval_seconds a schedule may have (a cron fires at most every minute).
+JOBS_MIN_SCHEDULE_INTERVAL_SECONDS = env_int("JOBS_MIN_SCHEDULE_INTERVAL_SECONDS", 10)
+# Schedules of one job type, enabled or not.
+JOBS_MAX_SCHEDULES_PER_JOB_TYPE = env_int("JOBS_MAX_SCHEDULES_PER_JOB_TYPE", 1000)
+for _name in ("JOBS_MAX_WORKFLOW_STEPS", "JOBS_MIN_SCHEDULE_INTERVAL_SECONDS", "JOBS_MAX_SCHEDULES_PER_JOB_TYPE"):
+    if vars()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name}={vars()[_name]}: must be at least 1")
+
 # --- Notifications ----------------------------------------------------------
 # A notification that cannot be delivered (SMTP or webhook down) is tried again
 # after JOBS_NOTIFY_RETRY_BACKOFF_SECONDS, doubling up to the max, until
