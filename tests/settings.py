@@ -37,6 +37,8 @@ os.environ.setdefault("JOBS_STUCK_CHECK_SECONDS", "2")
 os.environ.setdefault("JOBS_CONCURRENCY_WAIT_SECONDS", "0.2")
 os.environ.setdefault("JOBS_CONCURRENCY_WAIT_MAX_SECONDS", "1")
 os.environ.setdefault("JOBS_HTTP_ALLOWED_HOSTS", "127.0.0.1")
+# Schedules in tests/e2e fire every few seconds, to be seen firing within a test.
+os.environ.setdefault("JOBS_MIN_SCHEDULE_INTERVAL_SECONDS", "1")
 os.environ.setdefault("JOBS_COMMAND_ALLOWLIST", "/bin/echo,/bin/sh,/bin/sleep")
 
 from jobsite.settings import *  # noqa: E402, F403
