@@ -2,6 +2,8 @@
 (tests/e2e/test_output_limits.py sends big results and errors through a real worker.)"""
 
 import json
+import time
+import tracemalloc
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -96,6 +98,43 @@ def test_params_over_the_limit_are_refused_by_the_admin_the_pages_and_run_job(cl
     with pytest.raises(CommandError, match=r"params: The params are 2011 bytes"):
         call_command("run_job", "echo", "--params", json.dumps(BIG))
     assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "copies",
+    [
+        {"text": "{{ params.blob }}" * 2000},  # interpolated into one string
+        {"list": ["{{ params }}"] * 2000},  # whole values, each as big as the params
+    ],
+)
+def test_placeholders_that_would_expand_past_the_params_limit_stop_there_without_building_it(
+    api, django_capture_on_commit_callbacks, copies
+):
+    # Each copy is ~60 KB: resolved in full, the step's params would be over 100 MB.
+    JobTypeFactory(name="echo")
+    schema = {"type": "object", "properties": {"blob": {"type": "string"}}}
+    steps = [{"name": "copy", "job_type": "echo", "params": copies}]
+    body = {"name": "flood", "kind": "workflow", "params_schema": schema, "steps": steps}
+    assert api.post("/api/v1/job-types/", body, format="json").status_code == 201
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        # The first steps are resolved once the trigger's transaction commits.
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.post("/api/v1/job-types/flood/run/", {"params": {"blob": "x" * 60_000}}, format="json")
+        elapsed = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 201, response.data
+    assert peak < 20_000_000, f"{peak / 1e6:.0f} MB"
+    assert elapsed < 2, elapsed
+    run = Run.objects.get(pk=response.data["id"])
+    assert (run.status, run.error) == (
+        "failed",
+        "Step 'copy' failed: Params of step 'copy': once resolved, the params would be more than 65536 bytes as "
+        "JSON (JOBS_PARAMS_MAX_BYTES): pass large data by reference (a URL, a path, an id) instead",
+    )
 
 
 # --- What runs store --------------------------------------------------------------------
