@@ -142,9 +142,7 @@ def test_a_bad_graph_gets_a_400_naming_it_and_writes_nothing(api, echo, steps, m
 
 def chain(length: int) -> list[dict]:
     """`length` steps, each waiting for the one before."""
-    return [
-        {"name": f"s{i}", "job_type": "echo", "depends_on": [f"s{i - 1}"] if i else []} for i in range(length)
-    ]
+    return [{"name": f"s{i}", "job_type": "echo", "depends_on": [f"s{i - 1}"] if i else []} for i in range(length)]
 
 
 def test_more_steps_than_jobs_max_workflow_steps_get_a_400_naming_the_setting(api, echo, settings):
