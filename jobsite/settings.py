@@ -15,6 +15,8 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
+from jobs.core import command_allowlist
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -263,9 +265,17 @@ CELERY_IMPORTS = ["jobs.builtin", *JOBS_TASK_MODULES]
 # Hosts (names, addresses or CIDR networks) that `http` job types may reach even
 # though they are loopback, private or link-local.
 JOBS_HTTP_ALLOWED_HOSTS = env_list("JOBS_HTTP_ALLOWED_HOSTS")
-# Programs (argv[0], exactly as written in the job type) that `command` job
-# types may run. Empty: the command kind is off.
-JOBS_COMMAND_ALLOWLIST = env_list("JOBS_COMMAND_ALLOWLIST")
+# The argvs `command` job types may run: entries separated by commas, each the
+# words an argv must start with (quoted as in a shell). A shell, an interpreter
+# or another launcher allows only its whole entry, unless
+# JOBS_COMMAND_ALLOW_LAUNCHERS is on (jobs/core/commands.py). Empty: the kind is off.
+JOBS_COMMAND_ALLOW_LAUNCHERS = env_bool("JOBS_COMMAND_ALLOW_LAUNCHERS")
+try:
+    JOBS_COMMAND_ALLOWLIST = command_allowlist.parse_allowlist(
+        os.environ.get("JOBS_COMMAND_ALLOWLIST", ""), allow_launchers=JOBS_COMMAND_ALLOW_LAUNCHERS
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"JOBS_COMMAND_ALLOWLIST: {exc}") from None
 JOBS_HTTP_MAX_BODY_BYTES = env_int("JOBS_HTTP_MAX_BODY_BYTES", 64 * 1024)
 JOBS_HTTP_MAX_REDIRECTS = env_int("JOBS_HTTP_MAX_REDIRECTS", 5)
 JOBS_COMMAND_OUTPUT_TAIL_BYTES = env_int("JOBS_COMMAND_OUTPUT_TAIL_BYTES", 16 * 1024)
