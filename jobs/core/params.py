@@ -4,7 +4,7 @@ The schema's regular expressions (`pattern`, `patternProperties`) run on RE2,
 which takes time linear in the text it reads. Python's `re` backtracks: a pattern
 such as ^(a+)+$ against fifty characters would hold the web process, or the
 dispatcher, for days. RE2 has no lookaround and no backreferences, so a schema
-that uses them is refused when it is saved. See docs/security.md, "Limits".
+that uses them is refused when it is saved. See docs/security.md, "Bad input and limits".
 """
 
 import json
