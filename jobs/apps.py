@@ -6,5 +6,6 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        # Connects the Celery signal handlers that track runs on the worker.
-        from jobs.worker import signals  # noqa: F401
+        # Connects the Celery signal handlers that track runs on the worker,
+        # and those that keep the worker's environment from its command runs.
+        from jobs.worker import hardening, signals  # noqa: F401

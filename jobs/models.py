@@ -865,14 +865,21 @@ class Schedule(models.Model):
             problem = cron_error(self.cron)
             if problem:
                 errors["cron"] = [problem]
-        if self.interval_seconds is not None and self.interval_seconds < 1:
-            errors["interval_seconds"] = ["Must be at least 1 second."]
+        shortest = settings.JOBS_MIN_SCHEDULE_INTERVAL_SECONDS
+        if self.interval_seconds is not None and self.interval_seconds < shortest:
+            errors["interval_seconds"] = [
+                f"Must be at least {shortest} second{'s' if shortest != 1 else ''} "
+                "(JOBS_MIN_SCHEDULE_INTERVAL_SECONDS): ask an administrator to lower it to fire more often."
+            ]
         problem = timezone_error(self.timezone)
         if problem:
             errors["timezone"] = [problem]
         if self.start_at and self.end_at and self.end_at <= self.start_at:
             errors["end_at"] = ["Must be after start_at."]
         if self.job_type_id:
+            problem = self._schedules_cap_error()
+            if problem:
+                errors["job_type"] = [problem]
             if not isinstance(self.params, dict):
                 errors["params"] = ["Must be a JSON object."]
             else:
@@ -882,6 +889,21 @@ class Schedule(models.Model):
                     errors["params"] = problems
         if errors:
             raise ValidationError(errors)
+
+    def _schedules_cap_error(self) -> str | None:
+        """Why this schedule would be one too many for its job type, or None.
+        A schedule that has it already may be edited even if the cap was lowered since."""
+        cap = settings.JOBS_MAX_SCHEDULES_PER_JOB_TYPE
+        others = Schedule.objects.filter(job_type_id=self.job_type_id).exclude(pk=self.pk)
+        # Counts at most cap rows, however many there are.
+        if others[:cap].count() < cap:
+            return None
+        if self.pk is not None and Schedule.objects.filter(pk=self.pk, job_type_id=self.job_type_id).exists():
+            return None
+        return (
+            f"Job type '{self.job_type.name}' has {cap} schedules already, the most JOBS_MAX_SCHEDULES_PER_JOB_TYPE "
+            "allows: delete one of them, or ask an administrator to raise it."
+        )
 
     def compute_next_run(self, after) -> "datetime | None":
         """The first fire strictly after `after` within start_at/end_at, or None."""

@@ -16,6 +16,8 @@ from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 from kombu import Exchange, Queue
 
+from jobs.core import command_allowlist
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # `make run` writes SECRET_KEY and FLOWER_BASIC_AUTH to .env; reading it here
@@ -276,9 +278,17 @@ CELERY_IMPORTS = ["jobs.builtin", *JOBS_TASK_MODULES]
 # Hosts (names, addresses or CIDR networks) that `http` job types may reach even
 # though they are loopback, private or link-local.
 JOBS_HTTP_ALLOWED_HOSTS = env_list("JOBS_HTTP_ALLOWED_HOSTS")
-# Programs (argv[0], exactly as written in the job type) that `command` job
-# types may run. Empty: the command kind is off.
-JOBS_COMMAND_ALLOWLIST = env_list("JOBS_COMMAND_ALLOWLIST")
+# The argvs `command` job types may run: entries separated by commas, each the
+# words an argv must start with (quoted as in a shell). A shell, an interpreter
+# or another launcher allows only its whole entry, unless
+# JOBS_COMMAND_ALLOW_LAUNCHERS is on (jobs/core/commands.py). Empty: the kind is off.
+JOBS_COMMAND_ALLOW_LAUNCHERS = env_bool("JOBS_COMMAND_ALLOW_LAUNCHERS")
+try:
+    JOBS_COMMAND_ALLOWLIST = command_allowlist.parse_allowlist(
+        os.environ.get("JOBS_COMMAND_ALLOWLIST", ""), allow_launchers=JOBS_COMMAND_ALLOW_LAUNCHERS
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"JOBS_COMMAND_ALLOWLIST: {exc}") from None
 JOBS_HTTP_MAX_BODY_BYTES = env_int("JOBS_HTTP_MAX_BODY_BYTES", 64 * 1024)
 JOBS_HTTP_MAX_REDIRECTS = env_int("JOBS_HTTP_MAX_REDIRECTS", 5)
 JOBS_COMMAND_OUTPUT_TAIL_BYTES = env_int("JOBS_COMMAND_OUTPUT_TAIL_BYTES", 16 * 1024)
@@ -320,6 +330,18 @@ JOBS_PARAMS_MAX_BYTES = env_int("JOBS_PARAMS_MAX_BYTES", 64 * 1024)
 JOBS_RESULT_MAX_BYTES = env_int("JOBS_RESULT_MAX_BYTES", 256 * 1024)
 # A run's error and traceback are each cut to this many characters, saying so.
 JOBS_ERROR_MAX_CHARS = env_int("JOBS_ERROR_MAX_CHARS", 20_000)
+
+# --- Limits on what people may define ------------------------------------------
+# Steps in one workflow: each is a run row per workflow run, and the orchestrator
+# reads them all whenever one ends.
+JOBS_MAX_WORKFLOW_STEPS = env_int("JOBS_MAX_WORKFLOW_STEPS", 200)
+# The shortest interval_seconds a schedule may have (a cron fires at most every minute).
+JOBS_MIN_SCHEDULE_INTERVAL_SECONDS = env_int("JOBS_MIN_SCHEDULE_INTERVAL_SECONDS", 10)
+# Schedules of one job type, enabled or not.
+JOBS_MAX_SCHEDULES_PER_JOB_TYPE = env_int("JOBS_MAX_SCHEDULES_PER_JOB_TYPE", 1000)
+for _name in ("JOBS_MAX_WORKFLOW_STEPS", "JOBS_MIN_SCHEDULE_INTERVAL_SECONDS", "JOBS_MAX_SCHEDULES_PER_JOB_TYPE"):
+    if vars()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name}={vars()[_name]}: must be at least 1")
 
 # --- Notifications ----------------------------------------------------------
 # A notification that cannot be delivered (SMTP or webhook down) is tried again

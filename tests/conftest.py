@@ -161,14 +161,17 @@ def _database_url() -> str:
     return f"postgres://{credentials}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def _celery(log: Path, *args: str, broker_url: str | None = None, env: dict | None = None) -> subprocess.Popen:
+def _celery(
+    log: Path, *args: str, broker_url: str | None = None, env: dict | None = None, prefix: tuple[str, ...] = ()
+) -> subprocess.Popen:
     """Start `celery -A jobsite ARGS` on the test database and the tests' Redis
-    (or `broker_url`), with `env` added to the environment."""
+    (or `broker_url`), with `env` added to the environment, through `prefix`
+    (a command that runs the command after it) if given."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url(), **(env or {})}
     if broker_url:
         env["REDIS_URL"] = broker_url
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "jobsite", *args],
+        [*prefix, sys.executable, "-m", "celery", "-A", "jobsite", *args],
         cwd=ROOT,
         env=env,
         stdout=log.open("w"),
@@ -197,16 +200,18 @@ class Worker:
         extra_args: tuple[str, ...] = (),
         broker_url: str | None = None,
         env: dict | None = None,
+        prefix: tuple[str, ...] = (),
     ):
         """`broker_url`: another broker than the tests' own. The caller then tells
         by itself when the worker is ready: this process's Celery app (and its
         connection pools) stays on the tests' broker. `env`: settings of this
-        worker only (e.g. a short CELERY_VISIBILITY_TIMEOUT)."""
+        worker only (e.g. a short CELERY_VISIBILITY_TIMEOUT). `prefix`: a command
+        to start it through (AS_ORDINARY_USER)."""
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
         self.log = log
         self.process = _celery(
             log, "worker", "-l", "info", "-P", "prefork", "-c", str(concurrency), "-n", self.name,
-            "--without-gossip", "--without-mingle", *extra_args, broker_url=broker_url, env=env,
+            "--without-gossip", "--without-mingle", *extra_args, broker_url=broker_url, env=env, prefix=prefix,
         )  # fmt: skip
         self.hostname = None
         if broker_url:
@@ -293,19 +298,25 @@ def worker(celery_worker, transactional_db):
 
 @pytest.fixture
 def start_worker(redis_server, transactional_db, tmp_path):
-    """Start workers of this test's own (`start_worker(concurrency, queue, env)`);
+    """Start workers of this test's own (`start_worker(concurrency, queue, env, prefix)`);
     they are stopped, or killed if still running, at the end."""
     workers = []
 
-    def start(concurrency: int, queue: str, env: dict | None = None) -> Worker:
+    def start(concurrency: int, queue: str, env: dict | None = None, prefix: tuple[str, ...] = ()) -> Worker:
         log = tmp_path / f"worker-{len(workers)}.log"
-        workers.append(Worker(log, concurrency=concurrency, extra_args=("-Q", queue), env=env))
+        workers.append(Worker(log, concurrency=concurrency, extra_args=("-Q", queue), env=env, prefix=prefix))
         return workers[-1]
 
     yield start
     for started in workers:
         if started.process.poll() is None:
             started.kill()
+
+
+# Workers are meant to run as an ordinary user. When the tests run as root, a
+# worker started through this is root without its capabilities, which is what
+# sets root apart from an ordinary user when reading other processes' /proc files.
+AS_ORDINARY_USER = ("setpriv", "--bounding-set=-all", "--inh-caps=-all") if os.geteuid() == 0 else ()
 
 
 def wait_for_ping(worker: Worker, timeout: float = 60) -> None:

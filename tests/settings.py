@@ -7,6 +7,9 @@ they agree on the broker, the allow-lists and the database.
 import os
 import socket
 
+from jobs.core import command_allowlist
+from tests import commands
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -40,7 +43,9 @@ os.environ.setdefault("JOBS_STUCK_CHECK_SECONDS", "2")
 os.environ.setdefault("JOBS_CONCURRENCY_WAIT_SECONDS", "0.2")
 os.environ.setdefault("JOBS_CONCURRENCY_WAIT_MAX_SECONDS", "1")
 os.environ.setdefault("JOBS_HTTP_ALLOWED_HOSTS", "127.0.0.1")
-os.environ.setdefault("JOBS_COMMAND_ALLOWLIST", "/bin/echo,/bin/sh,/bin/sleep")
+# Schedules in tests/e2e fire every few seconds, to be seen firing within a test.
+os.environ.setdefault("JOBS_MIN_SCHEDULE_INTERVAL_SECONDS", "1")
+os.environ.setdefault("JOBS_COMMAND_ALLOWLIST", ", ".join(map(command_allowlist.join, commands.ALLOWED)))
 
 from jobsite.settings import *  # noqa: E402, F403
 

@@ -2,6 +2,9 @@
 (tests/e2e/test_output_limits.py sends big results and errors through a real worker.)"""
 
 import json
+import time
+import tracemalloc
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -11,6 +14,7 @@ from django.utils import timezone
 from jobs.core.limits import bounded_result
 from jobs.core.placeholders import PlaceholderError, resolve
 from jobs.models import JobType, Run, Schedule
+from jobs.schedules.dispatcher import dispatch_due
 from tests.factories import JobTypeFactory, RunFactory
 
 # --- Request bodies ---------------------------------------------------------------
@@ -96,6 +100,118 @@ def test_params_over_the_limit_are_refused_by_the_admin_the_pages_and_run_job(cl
     with pytest.raises(CommandError, match=r"params: The params are 2011 bytes"):
         call_command("run_job", "echo", "--params", json.dumps(BIG))
     assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "copies",
+    [
+        {"text": "{{ params.blob }}" * 2000},  # interpolated into one string
+        {"list": ["{{ params }}"] * 2000},  # whole values, each as big as the params
+    ],
+)
+def test_placeholders_that_would_expand_past_the_params_limit_stop_there_without_building_it(
+    api, django_capture_on_commit_callbacks, copies
+):
+    # Each copy is ~60 KB: resolved in full, the step's params would be over 100 MB.
+    JobTypeFactory(name="echo")
+    schema = {"type": "object", "properties": {"blob": {"type": "string"}}}
+    steps = [{"name": "copy", "job_type": "echo", "params": copies}]
+    body = {"name": "flood", "kind": "workflow", "params_schema": schema, "steps": steps}
+    assert api.post("/api/v1/job-types/", body, format="json").status_code == 201
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        # The first steps are resolved once the trigger's transaction commits.
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.post("/api/v1/job-types/flood/run/", {"params": {"blob": "x" * 60_000}}, format="json")
+        elapsed = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 201, response.data
+    assert peak < 20_000_000, f"{peak / 1e6:.0f} MB"
+    assert elapsed < 2, elapsed
+    run = Run.objects.get(pk=response.data["id"])
+    assert (run.status, run.error) == (
+        "failed",
+        "Step 'copy' failed: Params of step 'copy': once resolved, the params would be more than 65536 bytes as "
+        "JSON (JOBS_PARAMS_MAX_BYTES): pass large data by reference (a URL, a path, an id) instead",
+    )
+
+
+# --- Patterns in params schemas ----------------------------------------------------------
+
+# With a backtracking engine, ^(a+)+$ takes twice as long for each "a" before the "!".
+BACKTRACKER = {"type": "object", "properties": {"word": {"type": "string", "pattern": "^(a+)+$"}}}
+STALLING_WORD = "a" * 50 + "!"
+
+
+@pytest.mark.timeout(30)  # without RE2, these would run for days
+def test_a_pattern_that_would_backtrack_answers_at_once_through_the_api(api):
+    JobTypeFactory(name="spell", params_schema=BACKTRACKER)
+    started = time.monotonic()
+    response = api.post("/api/v1/job-types/spell/run/", {"params": {"word": STALLING_WORD}}, format="json")
+    assert time.monotonic() - started < 1
+    assert response.status_code == 400
+    assert response.json()["params"] == [f"word: '{STALLING_WORD}' does not match '^(a+)+$'"]
+    assert api.post("/api/v1/job-types/spell/run/", {"params": {"word": "a" * 50}}, format="json").status_code == 201
+
+
+@pytest.mark.timeout(30)
+def test_a_pattern_property_that_would_backtrack_answers_at_once(api):
+    schema = {"type": "object", "patternProperties": {"^(a+)+$": {"type": "integer"}}, "additionalProperties": False}
+    JobTypeFactory(name="keys", params_schema=schema)
+    started = time.monotonic()
+    response = api.post("/api/v1/job-types/keys/run/", {"params": {STALLING_WORD: 1}}, format="json")
+    assert time.monotonic() - started < 1
+    assert response.status_code == 400
+    assert response.json()["params"] == [f"'{STALLING_WORD}' does not match any of the regexes: '^(a+)+$'"]
+    response = api.post("/api/v1/job-types/keys/run/", {"params": {"aaa": "three"}}, format="json")
+    assert response.json()["params"] == ["aaa: 'three' is not of type 'integer'"]
+
+
+@pytest.mark.timeout(30)
+def test_the_dispatcher_skips_at_once_a_tick_whose_params_a_pattern_would_backtrack_on(api):
+    JobTypeFactory(name="spell")
+    body = {"name": "hourly", "job_type": "spell", "params": {"word": STALLING_WORD}, "interval_seconds": 3600}
+    assert api.post("/api/v1/schedules/", body, format="json").status_code == 201
+    # The schema gets its pattern after the schedule was saved with those params.
+    assert api.patch("/api/v1/job-types/spell/", {"params_schema": BACKTRACKER}, format="json").status_code == 200
+    schedule = Schedule.objects.get(name="hourly")
+    started = time.monotonic()
+    dispatch_due(now=schedule.next_run_at - timedelta(seconds=5))
+    assert time.monotonic() - started < 1
+    schedule.refresh_from_db()
+    assert schedule.skipped_ticks == 1
+    assert schedule.last_skip_reason == f"params: word: '{STALLING_WORD}' does not match '^(a+)+$'"
+    assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        (
+            {"properties": {"code": {"pattern": "^(?!x)"}}},
+            "pattern '^(?!x)' cannot be used: invalid perl operator: (?!. Patterns are matched with RE2, which runs "
+            "in time linear in the text and so has no lookaround and no backreferences.",
+        ),
+        (
+            {"patternProperties": {"^(a)\\1$": {}}},
+            "pattern '^(a)\\\\1$' cannot be used: invalid escape sequence: \\1. Patterns are matched with RE2",
+        ),
+        (
+            {"patternProperties": {"^x": {}}, "unevaluatedProperties": False},
+            "Use additionalProperties rather than unevaluatedProperties in a schema with patternProperties",
+        ),
+    ],
+)
+def test_a_params_schema_with_a_pattern_re2_cannot_run_gets_a_400(api, schema, message):
+    body = {"name": "x", "kind": "task", "task": "jobs.builtin.echo", "params_schema": schema}
+    response = api.post("/api/v1/job-types/", body, format="json")
+    assert response.status_code == 400
+    [problem] = response.json()["params_schema"]
+    assert problem.startswith(message), problem
+    assert not JobType.objects.filter(name="x").exists()
 
 
 # --- What runs store --------------------------------------------------------------------

@@ -18,6 +18,7 @@ RESULTS = {"extract": {"rows": [{"id": 7}, {"id": 8}], "count": 2}, "flag": True
         ("{{ steps.extract.result.rows.1.id }}", 8),
         ("{{ steps.flag.result }}", True),
         ("day={{ params.day }}, rows={{ steps.extract.result.count }}", "day=mon, rows=2"),
+        ("{{ params.day }}{{ steps.extract.result.count }}", "mon2"),
         ("first: {{ steps.extract.result.rows.0 }}", 'first: {"id": 7}'),
         ("no placeholder", "no placeholder"),
         ({"nested": ["{{ params.day }}", 3, None]}, {"nested": ["mon", 3, None]}),

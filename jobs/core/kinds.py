@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
 
-from jobs.core import net, signatures
+from jobs.core import command_allowlist, net, signatures
 from jobsite.celery import app
 
 
@@ -118,12 +118,11 @@ def _command_errors(job_type: Any) -> dict[str, list[str]]:
     if not isinstance(argv, list) or not argv or not all(isinstance(arg, str) for arg in argv):
         return {"command": ['Give "argv": a non-empty list of strings, e.g. ["/usr/bin/env", "true"].']}
     problems = []
-    allowlist = settings.JOBS_COMMAND_ALLOWLIST
-    if argv[0] not in allowlist:
-        listed = ", ".join(allowlist) if allowlist else "nothing: the command kind is off"
-        problems.append(
-            f"'{argv[0]}' is not in JOBS_COMMAND_ALLOWLIST (it lists {listed}); an administrator must add it."
-        )
+    not_allowed = command_allowlist.argv_problem(
+        argv, settings.JOBS_COMMAND_ALLOWLIST, allow_launchers=settings.JOBS_COMMAND_ALLOW_LAUNCHERS
+    )
+    if not_allowed:
+        problems.append(not_allowed)
     timeout = config.get("timeout_seconds", 60)
     if not isinstance(timeout, int) or isinstance(timeout, bool) or not 0 < timeout <= 86400:
         problems.append("timeout_seconds: must be a whole number of seconds between 1 and 86400.")

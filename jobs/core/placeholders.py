@@ -15,9 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.core.limits import is_truncated_result
+from django.conf import settings
 
-PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
+from jobs.core.limits import is_truncated_result, json_text
+
+# No braces inside: "{{ params.a }}{{ params.b }}" is two placeholders, not one from end to end.
+PLACEHOLDER = re.compile(r"\{\{([^{}]*)\}\}")
 _PARAMS = re.compile(r"params((?:\.[^.\s]+)*)")
 _STEPS = re.compile(r"steps\.([A-Za-z0-9_-]+)\.result((?:\.[^.\s]+)*)")
 SYNTAX_HELP = "use {{ params }}, {{ params.KEY }} or {{ steps.NAME.result }} (optionally .path.into.it)"
@@ -83,37 +86,62 @@ def _dig(value: Any, path: tuple[str, ...], what: str) -> Any:
 
 def resolve(value: Any, *, params: dict, results: dict[str, Any]) -> Any:
     """`value` with its placeholders replaced, from the workflow run's params and
-    the results of finished steps (by name). PlaceholderError says which one failed."""
-    if isinstance(value, dict):
-        return {key: resolve(item, params=params, results=results) for key, item in value.items()}
-    if isinstance(value, list):
-        return [resolve(item, params=params, results=results) for item in value]
-    if not isinstance(value, str):
-        return value
+    the results of finished steps (by name). PlaceholderError says which one failed,
+    or that what they put in is more than JOBS_PARAMS_MAX_BYTES: resolving stops
+    there, before a few placeholders repeated many times build a huge value."""
+    return _Resolver(params, results).resolve(value)
 
-    def lookup(expression: str) -> Any:
+
+class _Resolver:
+    def __init__(self, params: dict, results: dict[str, Any]):
+        self.params = params
+        self.results = results
+        self.limit = settings.JOBS_PARAMS_MAX_BYTES
+        self.added = 0  # bytes of JSON the placeholders have put in so far
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: self.resolve(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        if not isinstance(value, str):
+            return value
+        whole = PLACEHOLDER.fullmatch(value)
+        if whole:
+            found = self.lookup(whole.group(1))
+            self.add(json_text(found))
+            return found
+        return PLACEHOLDER.sub(self.as_text, value)
+
+    def as_text(self, match: re.Match) -> str:
+        found = self.lookup(match.group(1))
+        text = found if isinstance(found, str) else json.dumps(found)
+        self.add(text)
+        return text
+
+    def add(self, text: str) -> None:
+        # What a placeholder put in is at least this long in the params' JSON,
+        # so once the sum is over the limit, the params would be too.
+        self.added += len(text.encode())
+        if self.added > self.limit:
+            raise PlaceholderError(
+                f"once resolved, the params would be more than {self.limit} bytes as JSON "
+                "(JOBS_PARAMS_MAX_BYTES): pass large data by reference (a URL, a path, an id) instead"
+            )
+
+    def lookup(self, expression: str) -> Any:
         reference = parse(expression)
         try:
             if reference.step is None:
-                return _dig(params, reference.path, "params")
-            if reference.step not in results:
+                return _dig(self.params, reference.path, "params")
+            if reference.step not in self.results:
                 raise PlaceholderError(f"step '{reference.step}' has no result yet")
-            if is_truncated_result(results[reference.step]):
-                size = results[reference.step]["size"]
+            result = self.results[reference.step]
+            if is_truncated_result(result):
                 raise PlaceholderError(
-                    f"the result of '{reference.step}' was {size} bytes, more than JOBS_RESULT_MAX_BYTES, "
+                    f"the result of '{reference.step}' was {result['size']} bytes, more than JOBS_RESULT_MAX_BYTES, "
                     "so only a preview of it was kept and it cannot be passed on"
                 )
-            return _dig(results[reference.step], reference.path, f"the result of '{reference.step}'")
+            return _dig(result, reference.path, f"the result of '{reference.step}'")
         except PlaceholderError as exc:
             raise PlaceholderError(f"{reference.text}: {exc}") from None
-
-    whole = PLACEHOLDER.fullmatch(value)
-    if whole:
-        return lookup(whole.group(1))
-
-    def as_text(match: re.Match) -> str:
-        found = lookup(match.group(1))
-        return found if isinstance(found, str) else json.dumps(found)
-
-    return PLACEHOLDER.sub(as_text, value)

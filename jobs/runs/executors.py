@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from jobs.core import kinds, net
+from jobs.core import command_allowlist, kinds, net
 from jobs.core.redaction import mask_url, mask_urls
 from jobs.models import JobType, Run
 from jobs.notifications import notify_on_for
@@ -198,20 +198,38 @@ class CommandExecutor(Executor):
     def execute(self, run: Run) -> dict:
         config = run.job_type.command
         argv = config["argv"]
-        if argv[0] not in settings.JOBS_COMMAND_ALLOWLIST:
-            raise RunFailed(f"'{argv[0]}' is no longer in JOBS_COMMAND_ALLOWLIST")
-        # The worker's environment holds secrets; the command gets only what it needs.
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-            "JOBSITE_RUN_ID": str(run.id),
-            "JOBSITE_PARAMS": json.dumps(run.params),
-        }
+        # This worker's allowlist may be shorter than the one the job type was saved under.
+        not_allowed = command_allowlist.argv_problem(
+            argv, settings.JOBS_COMMAND_ALLOWLIST, allow_launchers=settings.JOBS_COMMAND_ALLOW_LAUNCHERS
+        )
+        if not_allowed:
+            raise RunFailed(f"Not run: {not_allowed}")
         timeout = config.get("timeout_seconds", 60)
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        # An empty directory of its own to start in and to write to, not the
+        # worker's (often the project, with its .env); removed afterwards.
+        with (
+            tempfile.TemporaryDirectory(prefix="jobsite-run-", ignore_cleanup_errors=True) as workdir,
+            tempfile.TemporaryFile() as out,
+            tempfile.TemporaryFile() as err,
+        ):
+            # The worker's environment holds secrets; the command gets only what it needs.
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "LANG": os.environ.get("LANG", "C.UTF-8"),
+                "HOME": workdir,
+                "TMPDIR": workdir,
+                "JOBSITE_RUN_ID": str(run.id),
+                "JOBSITE_PARAMS": json.dumps(run.params),
+            }
             try:
                 process = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, start_new_session=True
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    env=env,
+                    cwd=workdir,
+                    start_new_session=True,
                 )
             except OSError as exc:
                 raise RunFailed(f"Cannot start {argv[0]}: {exc.strerror}") from None

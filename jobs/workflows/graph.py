@@ -5,7 +5,10 @@ import commands so that all of them accept and refuse the same definitions."""
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
 from typing import Any
+
+from django.conf import settings
 
 from jobs.core.kinds import Kind, StepArgs
 from jobs.core.placeholders import PlaceholderError, references
@@ -33,6 +36,13 @@ def steps_errors(steps: Sequence[StepSpec], *, params_schema: Any, step_args: st
     `step_args`: the workflow's calling convention (JobType.step_args)."""
     if not steps:
         return ["A workflow needs at least one step."]
+    limit = settings.JOBS_MAX_WORKFLOW_STEPS
+    if len(steps) > limit:
+        # Checked first: every later check walks the steps.
+        return [
+            f"A workflow has at most {limit} steps, not {len(steps)}: "
+            "make it shorter, or ask an administrator to raise JOBS_MAX_WORKFLOW_STEPS."
+        ]
     errors = _shape_errors(steps)
     if errors:
         return errors
@@ -124,31 +134,19 @@ def _placeholder_errors(steps: Sequence[StepSpec], deps: dict[str, list[str]], p
 
 
 def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
-    """A cycle as a closed path of step names (["a", "b", "a"]), or None."""
-    done: set[str] = set()
-    path: list[str] = []
-    on_path: set[str] = set()
-
-    def visit(name: str) -> list[str] | None:
-        path.append(name)
-        on_path.add(name)
-        for need in deps.get(name, ()):
-            if need in on_path:
-                return [*path[path.index(need) :], need]
-            if need not in done:
-                found = visit(need)
-                if found:
-                    return found
-        path.pop()
-        on_path.discard(name)
-        done.add(name)
-        return None
-
-    for name in deps:
-        if name not in done:
-            found = visit(name)
-            if found:
-                return found
+    """A cycle as a closed path of step names, each waiting for the next
+    (["a", "b", "a"]), starting from the step listed first; or None."""
+    try:
+        # graphlib walks the graph with a stack of its own, not with recursion,
+        # so a long chain of steps is no deeper for it than a short one.
+        TopologicalSorter(deps).prepare()
+    except CycleError as exc:
+        # graphlib lists each step before the one that waits for it.
+        cycle = list(reversed(exc.args[1][1:]))
+        position = {name: index for index, name in enumerate(deps)}
+        first = min(range(len(cycle)), key=lambda index: position.get(cycle[index], len(position)))
+        cycle = cycle[first:] + cycle[:first]
+        return [*cycle, cycle[0]]
     return None
 
 

@@ -2,6 +2,7 @@ import pytest
 from django.contrib.admin.models import LogEntry
 
 from jobs.models import JobType, Schedule
+from tests import commands
 from tests.factories import JobTypeFactory, RunFactory
 
 URL = "/api/v1/job-types/"
@@ -86,6 +87,16 @@ def test_deleting_a_job_type_a_schedule_uses_gets_a_409_naming_it_and_deletes_no
         ({"name": "x", "kind": "http", "http": {"url": "ftp://example.com/x"}}, "http", "give an absolute http://"),
         ({"name": "x", "kind": "http", "http": {"url": "https://example.com", "method": "BREW"}}, "http", "BREW"),
         ({"name": "x", "kind": "command", "command": {"argv": ["rm", "-rf", "/"]}}, "command", "not in JOBS_COMMAND"),
+        (
+            {"name": "x", "kind": "command", "command": {"argv": ["/bin/sh", "-c", "rm -rf /"]}},
+            "command",
+            "'/bin/sh -c 'rm -rf /'' is not in JOBS_COMMAND_ALLOWLIST (it allows /bin/echo, /bin/sleep, /bin/sh -c",
+        ),
+        (
+            {"name": "x", "kind": "command", "command": {"argv": [*commands.EXIT_3, "-c", "rm -rf /"]}},
+            "command",
+            "with no further arguments, since /bin/sh is a shell. An administrator must add the whole command.",
+        ),
         ({"name": "x", "kind": "command", "command": {"argv": "echo hi"}}, "command", "non-empty list of strings"),
         ({**ECHO, "http": {"url": "https://example.com"}}, "http", "Only for kind 'http'"),
     ],

@@ -5,6 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from jobs.models import Schedule
 from tests.factories import JobTypeFactory, RunFactory
@@ -73,7 +74,7 @@ def test_changing_the_timing_moves_the_next_fire_but_editing_params_does_not(api
         ({"cron": "0 5 * * 1", "timezone": "Mars/Olympus"}, "timezone", "Unknown time zone 'Mars/Olympus'"),
         ({"cron": "0 5 * * 1", "interval_seconds": 60}, "cron", "Give either cron or interval_seconds, not both."),
         ({}, "cron", "Give cron (e.g. '0 5 * * 1') or interval_seconds (e.g. 300)."),
-        ({"interval_seconds": 0}, "interval_seconds", "Must be at least 1 second."),
+        ({"interval_seconds": 0}, "interval_seconds", "Must be at least 1 second (JOBS_MIN_SCHEDULE_INTERVAL_SECONDS)"),
         ({"interval_seconds": -5}, "interval_seconds", "greater than or equal to 0"),
         (
             {"interval_seconds": 60, "start_at": "2030-01-02T00:00:00Z", "end_at": "2030-01-01T00:00:00Z"},
@@ -153,3 +154,59 @@ def test_the_list_reads_every_schedules_last_run_in_the_same_query(api, report, 
     # The token's user, the page's COUNT, then the schedules with their job types and last runs:
     # 23 queries for 20 schedules when each last run was a query of its own.
     assert len(queries) == 3, [query["sql"] for query in queries.captured_queries]
+
+
+# --- Limits on what schedules may make the system do ---------------------------------
+
+
+def test_an_interval_under_jobs_min_schedule_interval_seconds_is_refused_by_the_api_and_the_admin(
+    api, client, admin_user, report, settings
+):
+    settings.JOBS_MIN_SCHEDULE_INTERVAL_SECONDS = 10  # the default (the tests lower it for tests/e2e)
+    message = (
+        "Must be at least 10 seconds (JOBS_MIN_SCHEDULE_INTERVAL_SECONDS): "
+        "ask an administrator to lower it to fire more often."
+    )
+    body = {"name": "hasty", "job_type": "report", "params": {"day": "x"}, "interval_seconds": 5}
+    response = api.post(URL, body, format="json")
+    assert response.status_code == 400
+    assert response.data["interval_seconds"] == [message]
+    client.force_login(admin_user)
+    form = {"name": "hasty", "job_type": report.pk, "params": '{"day": "x"}', "interval_seconds": 5}
+    form |= {"timezone": "UTC", "overlap": "allow", "enabled": "on"}
+    response = client.post(reverse("admin:jobs_schedule_add"), form)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Schedule.objects.exists()
+    assert api.post(URL, body | {"interval_seconds": 10}, format="json").status_code == 201
+
+
+def test_a_schedule_over_jobs_max_schedules_per_job_type_is_refused_by_the_api_and_the_admin(
+    api, client, admin_user, report, settings
+):
+    settings.JOBS_MAX_SCHEDULES_PER_JOB_TYPE = 2
+    first, _ = (
+        Schedule.objects.create(name=f"s{i}", job_type=report, params={"day": "x"}, interval_seconds=60)
+        for i in range(2)
+    )
+    message = (
+        "Job type 'report' has 2 schedules already, the most JOBS_MAX_SCHEDULES_PER_JOB_TYPE allows: "
+        "delete one of them, or ask an administrator to raise it."
+    )
+    body = {"name": "third", "job_type": "report", "params": {"day": "x"}, "interval_seconds": 60}
+    response = api.post(URL, body, format="json")
+    assert response.status_code == 400
+    assert response.data["job_type"] == [message]
+    client.force_login(admin_user)
+    form = {"name": "third", "job_type": report.pk, "params": '{"day": "x"}', "interval_seconds": 60}
+    form |= {"timezone": "UTC", "overlap": "allow", "enabled": "on"}
+    response = client.post(reverse("admin:jobs_schedule_add"), form)
+    assert response.status_code == 200
+    assert escape(message) in response.content.decode()
+    # Another job type has room; a schedule that has the job type already can still be edited.
+    JobTypeFactory(name="other")
+    assert api.post(URL, body | {"job_type": "other"}, format="json").status_code == 201
+    assert api.patch(f"{URL}{first.pk}/", {"interval_seconds": 120}, format="json").status_code == 200
+    response = api.patch(f"{URL}{Schedule.objects.get(name='third').pk}/", {"job_type": "report"}, format="json")
+    assert response.status_code == 400 and response.data["job_type"] == [message]
+    assert Schedule.objects.filter(job_type=report).count() == 2

@@ -140,6 +140,38 @@ def test_a_bad_graph_gets_a_400_naming_it_and_writes_nothing(api, echo, steps, m
     assert not WorkflowStep.objects.exists()
 
 
+def chain(length: int) -> list[dict]:
+    """`length` steps, each waiting for the one before."""
+    return [{"name": f"s{i}", "job_type": "echo", "depends_on": [f"s{i - 1}"] if i else []} for i in range(length)]
+
+
+def test_more_steps_than_jobs_max_workflow_steps_get_a_400_naming_the_setting(api, echo, settings):
+    assert settings.JOBS_MAX_WORKFLOW_STEPS == 200  # the default
+    response = api.post(URL, workflow(steps=chain(950)), format="json")
+    assert response.status_code == 400, response.data
+    assert response.data["steps"] == [
+        "A workflow has at most 200 steps, not 950: make it shorter, "
+        "or ask an administrator to raise JOBS_MAX_WORKFLOW_STEPS."
+    ]
+    assert not JobType.objects.filter(name="etl").exists() and not WorkflowStep.objects.exists()
+    assert api.post(URL, workflow(steps=chain(200)), format="json").status_code == 201
+
+
+def test_a_long_chain_of_steps_within_the_limit_saves_and_its_cycle_is_named(api, echo, settings):
+    # The cycle check once recursed per step: a chain of ~950 steps answered 500.
+    settings.JOBS_MAX_WORKFLOW_STEPS = 1000
+    closed = chain(950)
+    closed[0]["depends_on"] = ["s949"]
+    response = api.post(URL, workflow(steps=closed), format="json")
+    assert response.status_code == 400, response.data
+    [message] = response.data["steps"]
+    assert message.startswith("The steps form a cycle: s0 → s949 → s948 → ")
+    assert message.endswith(" → s1 → s0 (each waits for the next). Remove one of these.")
+    response = api.post(URL, workflow(steps=chain(950)), format="json")
+    assert response.status_code == 201, response.data
+    assert JobType.objects.get(name="etl").steps.count() == 950
+
+
 def test_a_workflow_without_steps_is_refused(api):
     body = workflow()
     del body["steps"]

@@ -5,6 +5,7 @@ import time
 from django_celery_results.models import TaskResult
 
 from jobs.models import Run
+from tests import commands
 from tests.conftest import wait_for_run
 from tests.factories import JobTypeFactory
 
@@ -133,14 +134,13 @@ def test_a_command_runs_without_a_shell_and_records_its_output(worker, api):
 
 
 def test_a_command_gets_its_params_but_not_the_workers_secrets(worker, api):
-    script = 'echo "$JOBSITE_PARAMS"; echo "secret=${SECRET_KEY:-none}"'
-    define(api, name="env", kind="command", command={"argv": ["/bin/sh", "-c", script]})
+    define(api, name="env", kind="command", command={"argv": commands.PARAMS_AND_SECRET})
     run = wait_for_run(trigger(api, "env", {"n": 1}))
     assert run.result["stdout"] == '{"n": 1}\nsecret=none\n'
 
 
 def test_a_command_with_a_non_zero_exit_fails_the_run(worker, api):
-    define(api, name="bad", kind="command", command={"argv": ["/bin/sh", "-c", "echo oops >&2; exit 3"]})
+    define(api, name="bad", kind="command", command={"argv": commands.EXIT_3})
     run = wait_for_run(trigger(api, "bad"))
     assert run.status == "failed"
     assert run.error.startswith("Command exited with code 3")

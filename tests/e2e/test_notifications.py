@@ -19,6 +19,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from jobs.models import Run
 from jobs.notifications import notification_sweep
 from jobsite.celery import app
+from tests import commands
 from tests.conftest import wait_for_notification, wait_for_run, wait_until
 from tests.e2e.test_execution import define
 from tests.e2e.test_faults import SHORT_VISIBILITY
@@ -27,7 +28,7 @@ from tests.servers import html_part, text_part
 
 SECRET = "a-long-webhook-secret-for-tests"
 # Succeeds, or fails when its params say so: one job type for both outcomes.
-MAYBE_FAIL = {"argv": ["/bin/sh", "-c", 'case "$JOBSITE_PARAMS" in *fail*) echo "disk <full>" >&2; exit 2;; esac']}
+MAYBE_FAIL = {"argv": commands.MAYBE_FAIL}
 
 
 def trigger(api, name: str, params: dict | None = None, **extra) -> Run:

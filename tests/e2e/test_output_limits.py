@@ -9,6 +9,7 @@ from django_celery_results.models import TaskResult
 
 from jobs.models import Run
 from jobs.runs.trigger import run_create
+from tests import commands
 from tests.conftest import wait_for_run
 from tests.factories import JobTypeFactory
 
@@ -43,9 +44,7 @@ def test_an_error_and_traceback_over_the_limit_are_cut_and_marked(worker):
 
 
 def test_command_output_keeps_its_tail_saying_how_much_was_cut(worker):
-    job_type = JobTypeFactory(
-        kind="command", task="", command={"argv": ["/bin/sh", "-c", "printf 'x%.0s' $(seq 40000); echo end"]}
-    )
+    job_type = JobTypeFactory(kind="command", task="", command={"argv": commands.LONG_OUTPUT})
     run, _ = run_create(job_type=job_type, trigger="cli")
     run = wait_for_run(run, timeout=60)
     assert run.status == "succeeded", run.error
