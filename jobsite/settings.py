@@ -238,6 +238,11 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # runs never delays a schedule's fire. Listing both queues makes a plain
 # `celery worker` consume both; `make run` adds a worker for `jobsite` alone.
 JOBS_DISPATCH_QUEUE = "jobsite"
+if CELERY_TASK_DEFAULT_QUEUE == JOBS_DISPATCH_QUEUE:
+    raise ImproperlyConfigured(
+        f"JOBS_DEFAULT_QUEUE={CELERY_TASK_DEFAULT_QUEUE!r} is Jobsite's own queue (the dispatcher's): "
+        "name another queue for job runs, e.g. 'celery'"
+    )
 CELERY_TASK_QUEUES = [
     Queue(name, Exchange(name), routing_key=name) for name in (CELERY_TASK_DEFAULT_QUEUE, JOBS_DISPATCH_QUEUE)
 ]
