@@ -8,6 +8,7 @@ backwards.
 
 
 import contextlib
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -16,7 +17,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -155,8 +157,11 @@ def run_succeeded(
     notify_on: str | None = None,
     parent_id: str | None = None,
     record: Callable[[], Any] | None = None,
-) -> None:
-    """`notify_on` and `parent_id`: what the run's message says (so that the
+) -> str | None:
+    """Record the run's success with its result; or, if the result cannot be
+    stored (result_error), fail the run and return why.
+
+    `notify_on` and `parent_id`: what the run's message says (so that the
     usual run, that notifies nobody and has no workflow, costs no query); None
     if unknown, then looked up. `record`: a write committed in the same
     transaction as the run's success (the TaskResult row, jobs/worker/result_backend.py), so
@@ -166,15 +171,55 @@ def run_succeeded(
         run = Run.objects.select_related("job_type").filter(pk=run_id).first()
         notify_on = notifications.notify_on_for(run) if run else NotifyOn.NEVER
     notify = notifications.wants_notification(notify_on, Run.Status.SUCCEEDED)
-    with transaction.atomic() if record else contextlib.nullcontext():
-        ended = Run(pk=run_id).mark_succeeded(result=result, notify=notify)
-        if record:
-            record()
+    try:
+        with transaction.atomic() if record else contextlib.nullcontext():
+            ended = Run(pk=run_id).mark_succeeded(result=result, notify=notify)
+            if record:
+                record()
+    except (TypeError, ValueError, DatabaseError):
+        # Nothing was stored. The result is checked on its own only now, so
+        # that one JSON can say costs nothing more.
+        problem = result_error(result)
+        if problem is None:
+            raise
+        run_result_unstorable(run_id=run_id, error=problem)
+        return problem
     if ended and notify:
         notifications.notify_later(run_id)
     parent_id = _parent_id(run_id, parent_id)
     if parent_id:
         workflow_advance(parent_id=parent_id)
+    return None
+
+
+def result_error(result: Any) -> str | None:
+    """Why a task's return value cannot be a run's result, or None: the run
+    stores JSON (datetimes, decimals and UUIDs as text; no NaN, which
+    PostgreSQL refuses)."""
+    try:
+        json.dumps(result, cls=DjangoJSONEncoder, allow_nan=False)
+    except (TypeError, ValueError) as exc:  # ValueError: a circular reference, NaN or infinity
+        return result_error_message(exc)
+    return None
+
+
+def result_error_message(exc: Exception) -> str:
+    return (
+        f"result is not JSON-serialisable: {exc}. Return JSON data (dicts, lists, strings, numbers, "
+        "true/false, None); pass anything else by reference (a URL, a path, an id)"
+    )
+
+
+def run_result_unstorable(*, run_id: str, error: str) -> None:
+    """A task ended but its return value cannot be stored: the run fails at
+    once, without retries (the task did its work; running it again would
+    only repeat it and return the same), and its workflow fails with it."""
+    run = Run.objects.select_related("job_type", "parent__job_type").filter(pk=run_id).first()
+    if run is None:
+        return
+    if _end_failed(run, error=error):
+        logger.warning("Run %s failed: its %s", run_id, error)
+    _advance_parent(run)
 
 
 def run_failed(*, run_id: str, error: str, traceback: str = "") -> None:
