@@ -9,8 +9,8 @@ JSON-serialisable) fails the run instead. Why: docs/architecture.md, "The hot pa
 """
 
 from celery import states
-from kombu.exceptions import EncodeError
 from django_celery_results.backends.database import DatabaseBackend as ResultsDatabaseBackend
+from kombu.exceptions import EncodeError
 
 from jobs.core.limits import bounded_error, bounded_result, bounded_traceback
 from jobs.runs import tracking
