@@ -291,6 +291,12 @@ JOBS_PENDING_REPUBLISH_SECONDS = env_int("JOBS_PENDING_REPUBLISH_SECONDS", 15)
 # JOBS_STUCK_CHECK_SECONDS) fails it.
 JOBS_STUCK_MARGIN_SECONDS = env_int("JOBS_STUCK_MARGIN_SECONDS", 60)
 JOBS_STUCK_CHECK_SECONDS = env_int("JOBS_STUCK_CHECK_SECONDS", 60)
+# A run `queued` this long (or `retrying` this long past its retry time) whose
+# message is neither in Redis nor with a worker is published again; the check
+# runs this often (jobs/runs/lost.py).
+JOBS_QUEUED_CHECK_SECONDS = env_int("JOBS_QUEUED_CHECK_SECONDS", 60)
+if JOBS_QUEUED_CHECK_SECONDS < 1:
+    raise ImproperlyConfigured(f"JOBS_QUEUED_CHECK_SECONDS={JOBS_QUEUED_CHECK_SECONDS}: give at least 1 second")
 # A run of a job type at its max_concurrency waits `queued` and looks for a free
 # slot again after this long, doubling up to the max.
 JOBS_CONCURRENCY_WAIT_SECONDS = env_float("JOBS_CONCURRENCY_WAIT_SECONDS", 1.0)
@@ -299,6 +305,11 @@ CELERY_BEAT_SCHEDULE["jobsite: fail runs whose worker is gone"] = {
     "task": "jobsite.check_stuck",
     "schedule": float(JOBS_STUCK_CHECK_SECONDS),
     "options": {"queue": JOBS_DISPATCH_QUEUE, "expire_seconds": JOBS_STUCK_CHECK_SECONDS},
+}
+CELERY_BEAT_SCHEDULE["jobsite: publish again runs whose message is lost"] = {
+    "task": "jobsite.check_lost_messages",
+    "schedule": float(JOBS_QUEUED_CHECK_SECONDS),
+    "options": {"queue": JOBS_DISPATCH_QUEUE, "expire_seconds": JOBS_QUEUED_CHECK_SECONDS},
 }
 
 # --- Size limits --------------------------------------------------------------
