@@ -16,7 +16,7 @@ from jobsite.celery import app
 from tests.conftest import wait_for_run, wait_until
 from tests.e2e.test_execution import define, trigger
 from tests.e2e.test_faults import wait_for_runs
-from tests.tasks import calls
+from tests.tasks import calls, pid_of
 
 
 def broker() -> redis.Redis:
@@ -126,3 +126,30 @@ def test_a_run_waiting_on_a_queue_no_worker_consumes_says_so_on_its_page_and_in_
     assert 'id="queue-warning"' not in client.get(f"/monitor/runs/{second.pk}/").content.decode()
     wait_for_run(second)
 
+
+def unacked_ids() -> list[str]:
+    """The task ids of the messages Redis holds as delivered to a worker and not acknowledged."""
+    return [json.loads(raw)[0]["headers"]["id"] for raw in broker().hvals("unacked")]
+
+
+def test_a_run_whose_worker_is_gone_is_retried_by_the_stuck_check_while_it_has_retries(start_beat, start_worker, api):
+    queue = "lost-worker"
+    start_beat()
+    first = start_worker(1, queue)  # the default visibility timeout: Redis does not hand its task out again soon
+    define(api, name="slow", kind="task", task="tests.slow_count", queue=queue, timeout_seconds=5, max_retries=1,
+           retry_backoff_seconds=1)  # fmt: skip
+    run = wait_for_run(trigger(api, "slow", {"seconds": 60, "first_attempt_only": True}), "running")
+    wait_until(lambda: pid_of(run.pk), 10, "The task did not start")
+    first.kill()  # the whole worker, as when its machine dies: nothing tells Jobsite
+    assert str(run.pk) in unacked_ids()
+    second = start_worker(1, queue)
+
+    # Hard limit 5 + 2 s and a margin of 1 s later the stuck check finds it lost: attempt 1 of 2, so it is retried.
+    run = wait_for_run(run, timeout=40)
+    assert (run.status, run.attempts, run.worker) == ("succeeded", 2, second.hostname)
+    assert calls(run.pk) == 2
+    lost = api.get(f"/api/v1/runs/{run.pk}/").data["attempt_history"][0]
+    assert (lost["attempt"], lost["status"], lost["worker"]) == (1, "failed", first.hostname)
+    assert lost["error"].startswith(f"Worker lost: {first.hostname} no longer runs it.")
+    # The lost attempt's message is gone from Redis: it cannot be handed out again later.
+    assert str(run.pk) not in unacked_ids()
