@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 # Messages read from Redis at a time, and at most per queue and per look: a
 # queue with a longer backlog is not looked through (its runs count as found).
 SCAN_CHUNK = 1000
-SCAN_LIMIT = 200_000
+SCAN_LIMIT = 100_000
 CONSUMERS_CACHE_KEY = "jobsite:queue-consumers"
 CONSUMERS_CACHE_SECONDS = 10
 
@@ -47,21 +47,26 @@ def _message_id(raw: bytes | str) -> str | None:
 
 
 @contextmanager
-def _redis_channel() -> Iterator:
-    """A channel of kombu's Redis transport on a connection with short
-    timeouts, or None when the broker is another one. Raises if Redis does not answer."""
+def _connection(read_timeout: float) -> Iterator:
+    """A broker connection that gives up after MONITOR_INSPECT_TIMEOUT when the
+    broker does not accept it (raises), and after `read_timeout` when it does not answer."""
     timeout = settings.MONITOR_INSPECT_TIMEOUT
     options = {
         **(app.conf.broker_transport_options or {}),
         "socket_connect_timeout": timeout,
-        "socket_timeout": max(timeout, 5),  # reading a long list takes a while
+        "socket_timeout": read_timeout,
     }
     with app.connection_for_read(transport_options=options, connect_timeout=timeout) as conn:
-        if conn.transport.driver_type != "redis":
-            yield None
-            return
         conn.ensure_connection(max_retries=0, timeout=timeout)
-        yield conn.default_channel
+        yield conn
+
+
+@contextmanager
+def _redis_channel() -> Iterator:
+    """A channel of kombu's Redis transport, or None when the broker is another one."""
+    # Reading a long list takes longer than a page may wait.
+    with _connection(read_timeout=max(settings.MONITOR_INSPECT_TIMEOUT, 5)) as conn:
+        yield conn.default_channel if conn.transport.driver_type == "redis" else None
 
 
 def _queue_keys(channel, queue: str) -> list[str]:
@@ -69,19 +74,23 @@ def _queue_keys(channel, queue: str) -> list[str]:
     return list(dict.fromkeys(channel._q_for_pri(queue, step) for step in channel.priority_steps))
 
 
-def _ids_in_list(client, key: str) -> set[str] | None:
-    """The task ids of the messages in a list; None if it is longer than SCAN_LIMIT."""
+def _ids_in_list(client, key: str, wanted: set[str]) -> set[str] | None:
+    """Which of `wanted` have a message in a list; None if it is longer than SCAN_LIMIT."""
+    if not wanted:
+        return set()
     if client.llen(key) > SCAN_LIMIT:
         return None
-    ids: set[str] = set()
+    found: set[str] = set()
     # Newer messages are pushed on the left, which moves the ones not read yet
-    # further right: read left to right, a message is seen twice rather than missed.
+    # further right: read left to right, a message is seen twice rather than
+    # missed. (Workers pop on the right: a message popped before it is read is
+    # in the unacked hash, read after the lists.)
     for start in range(0, SCAN_LIMIT, SCAN_CHUNK):
         chunk = client.lrange(key, start, start + SCAN_CHUNK - 1)
-        ids.update(filter(None, map(_message_id, chunk)))
-        if len(chunk) < SCAN_CHUNK:
+        found.update(task_id for task_id in map(_message_id, chunk) if task_id in wanted)
+        if len(chunk) < SCAN_CHUNK or found == wanted:
             break
-    return ids
+    return found
 
 
 def messages_in_redis(ids_by_queue: dict[str, set[str]]) -> set[str] | None:
@@ -104,14 +113,16 @@ def messages_in_redis(ids_by_queue: dict[str, set[str]]) -> set[str] | None:
             found: set[str] = set()
             for queue, ids in ids_by_queue.items():
                 for key in _queue_keys(channel, queue):
-                    in_list = _ids_in_list(client, key)
+                    in_list = _ids_in_list(client, key, ids - found)
                     if in_list is None:
                         logger.warning("Queue %r holds more than %d messages: not looking for lost ones in it",
                                        queue, SCAN_LIMIT)  # fmt: skip
                         found |= ids
                         break
-                    found |= in_list & ids
+                    found |= in_list
             for _, raw in client.hscan_iter(channel.unacked_key, count=SCAN_CHUNK):
+                if found == wanted:
+                    break
                 task_id = _message_id(raw)
                 if task_id in wanted:
                     found.add(task_id)
@@ -164,14 +175,8 @@ def queue_consumers() -> set[str] | None:
     if consumers is not None:
         return set(consumers)
     timeout = settings.MONITOR_INSPECT_TIMEOUT
-    options = {
-        **(app.conf.broker_transport_options or {}),
-        "socket_connect_timeout": timeout,
-        "socket_timeout": timeout,
-    }
     try:
-        with app.connection_for_read(transport_options=options, connect_timeout=timeout) as conn:
-            conn.ensure_connection(max_retries=0, timeout=timeout)
+        with _connection(read_timeout=timeout) as conn:
             replies = app.control.inspect(timeout=timeout, connection=conn).active_queues() or {}
     except Exception:
         logger.warning("Could not ask the workers which queues they consume", exc_info=True)

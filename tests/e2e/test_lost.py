@@ -5,13 +5,16 @@ Redis, Redis restarted empty, workers killed; a real beat sends the checks
 import contextlib
 import json
 import time
+from datetime import timedelta
 
 import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
 from django.utils.html import escape
 
 from jobs.models import Run
+from jobs.runs.lost import runs_republish_lost
 from jobsite.celery import app
 from tests.conftest import wait_for_run, wait_until
 from tests.e2e.test_execution import define, trigger
@@ -52,6 +55,23 @@ def test_a_queued_run_whose_message_was_deleted_is_published_again_once_and_runs
     assert (kept.attempts, lost.attempts) == (1, 1)
 
 
+
+
+def test_the_check_looks_in_every_priority_list_and_publishes_only_what_is_lost(redis_server, transactional_db, api):
+    queue = "lost-priorities"
+    define(api, name="urgent", kind="task", task="tests.count_calls", queue=queue, priority=9)
+    define(api, name="plain", kind="task", task="tests.count_calls", queue=queue)
+    urgent, plain = trigger(api, "urgent"), trigger(api, "plain")
+    # kombu keeps a queue as one list per priority step.
+    assert waiting_in(f"{queue}\x06\x169") == [str(urgent.pk)]
+    assert waiting_in(queue) == [str(plain.pk)]
+    broker().delete(queue)
+
+    later = timezone.now() + timedelta(seconds=settings.JOBS_QUEUED_CHECK_SECONDS)
+    assert runs_republish_lost(later) == 1
+    assert (waiting_in(f"{queue}\x06\x169"), waiting_in(queue)) == ([str(urgent.pk)], [str(plain.pk)])
+    assert runs_republish_lost(later + timedelta(minutes=1)) == 0  # both are there now
+    assert Run.objects.get(pk=plain.pk).status == Run.objects.get(pk=urgent.pk).status == "queued"
 
 def test_runs_queued_when_redis_restarts_empty_are_published_again_and_run_once(broker_outage, start_beat,
                                                                                   start_worker, api):  # fmt: skip
