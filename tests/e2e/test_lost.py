@@ -121,6 +121,26 @@ def test_an_overlap_skip_schedule_whose_run_lost_its_message_fires_again_once_it
     assert calls(first.pk) == calls(later.pk) == 1
 
 
+
+def test_a_workflow_whose_step_lost_its_message_goes_on_once_the_step_is_published_again(start_beat, start_worker,
+                                                                                        api):  # fmt: skip
+    queue = "lost-workflow"  # the workflow's: its steps go there
+    start_beat()
+    define(api, name="counted", kind="task", task="tests.count_calls")
+    second = {"name": "second", "job_type": "counted", "params": {"n": "{{ steps.first.result.n }}"},
+              "depends_on": ["first"]}  # fmt: skip
+    define(api, name="pair", kind="workflow", queue=queue,
+           steps=[{"name": "first", "job_type": "counted", "params": {"n": 1}}, second])  # fmt: skip
+    run = trigger(api, "pair")
+    step = Run.objects.get(parent=run, step_name="first")
+    assert (step.status, waiting_in(queue)) == ("queued", [str(step.pk)])
+    broker().delete(queue)
+
+    start_worker(1, queue)
+    run = wait_for_run(run, timeout=30)
+    assert run.status == "succeeded", run.error
+    assert [calls(child.pk) for child in Run.objects.filter(parent=run)] == [1, 1]
+
 def test_a_run_waiting_on_a_queue_no_worker_consumes_says_so_on_its_page_and_in_the_api(worker, start_worker, api,
                                                                                        client, admin_user):  # fmt: skip
     cache.clear()  # what the workers consumed, as an earlier test saw it
