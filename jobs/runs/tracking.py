@@ -208,7 +208,7 @@ def result_error(result: Any) -> str | None:
 def result_error_message(exc: Exception) -> str:
     return (
         f"result is not JSON-serialisable: {exc}. Return JSON data (dicts, lists, strings, numbers, "
-        "true/false, None); pass anything else by reference (a URL, a path, an id)"
+        "booleans, None); pass anything else by reference (a URL, a path, an id)"
     )
 
 

@@ -8,7 +8,7 @@ from tests.e2e.test_workflows import steps_of
 
 NOT_JSON = (
     "result is not JSON-serialisable: Object of type Opaque is not JSON serializable. Return JSON data (dicts, "
-    "lists, strings, numbers, true/false, None); pass anything else by reference (a URL, a path, an id)"
+    "lists, strings, numbers, booleans, None); pass anything else by reference (a URL, a path, an id)"
 )
 
 
