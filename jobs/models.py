@@ -175,6 +175,8 @@ class JobType(models.Model):
                     f"'{self.name}' is a step of {', '.join(used_in)}, and a step cannot be a workflow: "
                     "remove it from those workflows first."
                 )
+        for field, problems in self._execution_errors().items():
+            errors.setdefault(field, []).extend(problems)
         if errors:
             raise ValidationError(errors)
 
@@ -201,6 +203,46 @@ class JobType(models.Model):
             owner = taken.values_list("name", flat=True).first()
             if owner:
                 errors["director_name"] = [f"Workflow '{owner}' has the celery-director name '{self.director_name}'."]
+        return errors
+
+    def _execution_errors(self) -> dict[str, list[str]]:
+        """The queue and time limits, against the broker's settings."""
+        errors: dict[str, list[str]] = {}
+        if self.queue and self.queue == settings.JOBS_DISPATCH_QUEUE:
+            errors["queue"] = [
+                f"'{self.queue}' is Jobsite's own queue (its dispatcher's, JOBS_DISPATCH_QUEUE): runs there would "
+                "delay every schedule's fire. Name another queue, or leave it empty for the default one."
+            ]
+        # Redis hands a task out again once it has been unacknowledged for the
+        # visibility timeout, whether its worker died or still runs it; a run's
+        # message is unacknowledged while it runs, and while a retry waits for
+        # its time in a worker's memory.
+        visibility = (settings.CELERY_BROKER_TRANSPORT_OPTIONS or {}).get("visibility_timeout")
+        if self.kind == self.Kind.WORKFLOW:
+            return errors  # runs no task of its own: its steps' job types have their limits
+        numbers = (self.timeout_seconds or 1, self.max_retries, self.retry_backoff_seconds)
+        if visibility is None or not all(isinstance(n, int) and n >= 0 for n in numbers) or self.timeout_seconds == 0:
+            return errors  # the fields' own checks say what is wrong with them
+        grace = settings.JOBS_HARD_TIMEOUT_GRACE_SECONDS
+        wait = int(self.retry_delay(self.max_retries)) if self.max_retries else 0
+        held = self.soft_time_limit + grace + wait
+        if held < visibility:
+            return errors
+        parts = [
+            f"timeout_seconds {self.timeout_seconds} s"
+            if self.timeout_seconds
+            else f"JOBS_DEFAULT_TIMEOUT_SECONDS {self.soft_time_limit} s (timeout_seconds is empty)",
+            f"JOBS_HARD_TIMEOUT_GRACE_SECONDS {grace} s",
+        ]
+        if wait:
+            parts.append(f"the longest wait before a retry {wait} s (retry_backoff_seconds, max_retries)")
+        most = visibility - 1 - grace - wait
+        fix = f"Lower timeout_seconds to at most {most}" if most >= 1 else "Lower retry_backoff_seconds or max_retries"
+        errors["timeout_seconds"] = [
+            f"{' + '.join(parts)} = {held} s is not under CELERY_VISIBILITY_TIMEOUT ({visibility} s): Redis would "
+            f"hand the run's task to a second worker while the first still holds it. {fix}, or raise "
+            "CELERY_VISIBILITY_TIMEOUT (on every process)."
+        ]
         return errors
 
     @property

@@ -45,6 +45,14 @@ def check_stuck() -> int:
     return runs_fail_stuck()
 
 
+@shared_task(name="jobsite.check_lost_messages", ignore_result=True)
+def check_lost_messages() -> int:
+    """Publish again the runs whose broker message is lost (sent by beat every JOBS_QUEUED_CHECK_SECONDS)."""
+    from jobs.runs.lost import runs_republish_lost
+
+    return runs_republish_lost()
+
+
 @shared_task(
     bind=True,
     name="jobsite.notify_run",

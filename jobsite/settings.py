@@ -253,6 +253,11 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # runs never delays a schedule's fire. Listing both queues makes a plain
 # `celery worker` consume both; `make run` adds a worker for `jobsite` alone.
 JOBS_DISPATCH_QUEUE = "jobsite"
+if CELERY_TASK_DEFAULT_QUEUE == JOBS_DISPATCH_QUEUE:
+    raise ImproperlyConfigured(
+        f"JOBS_DEFAULT_QUEUE={CELERY_TASK_DEFAULT_QUEUE!r} is Jobsite's own queue (the dispatcher's): "
+        "name another queue for job runs, e.g. 'celery'"
+    )
 CELERY_TASK_QUEUES = [
     Queue(name, Exchange(name), routing_key=name) for name in (CELERY_TASK_DEFAULT_QUEUE, JOBS_DISPATCH_QUEUE)
 ]
@@ -309,6 +314,12 @@ JOBS_PENDING_REPUBLISH_SECONDS = env_int("JOBS_PENDING_REPUBLISH_SECONDS", 15)
 # JOBS_STUCK_CHECK_SECONDS) fails it.
 JOBS_STUCK_MARGIN_SECONDS = env_int("JOBS_STUCK_MARGIN_SECONDS", 60)
 JOBS_STUCK_CHECK_SECONDS = env_int("JOBS_STUCK_CHECK_SECONDS", 60)
+# A run `queued` this long (or `retrying` this long past its retry time) whose
+# message is neither in Redis nor with a worker is published again; the check
+# runs this often (jobs/runs/lost.py).
+JOBS_QUEUED_CHECK_SECONDS = env_int("JOBS_QUEUED_CHECK_SECONDS", 60)
+if JOBS_QUEUED_CHECK_SECONDS < 1:
+    raise ImproperlyConfigured(f"JOBS_QUEUED_CHECK_SECONDS={JOBS_QUEUED_CHECK_SECONDS}: give at least 1 second")
 # A run of a job type at its max_concurrency waits `queued` and looks for a free
 # slot again after this long, doubling up to the max.
 JOBS_CONCURRENCY_WAIT_SECONDS = env_float("JOBS_CONCURRENCY_WAIT_SECONDS", 1.0)
@@ -317,6 +328,11 @@ CELERY_BEAT_SCHEDULE["jobsite: fail runs whose worker is gone"] = {
     "task": "jobsite.check_stuck",
     "schedule": float(JOBS_STUCK_CHECK_SECONDS),
     "options": {"queue": JOBS_DISPATCH_QUEUE, "expire_seconds": JOBS_STUCK_CHECK_SECONDS},
+}
+CELERY_BEAT_SCHEDULE["jobsite: publish again runs whose message is lost"] = {
+    "task": "jobsite.check_lost_messages",
+    "schedule": float(JOBS_QUEUED_CHECK_SECONDS),
+    "options": {"queue": JOBS_DISPATCH_QUEUE, "expire_seconds": JOBS_QUEUED_CHECK_SECONDS},
 }
 
 # --- Size limits --------------------------------------------------------------

@@ -33,13 +33,14 @@ os.environ.setdefault("JOBS_NOTIFY_RETRY_BACKOFF_MAX_SECONDS", "3")
 os.environ.setdefault("JOBS_NOTIFY_MAX_ATTEMPTS", "11")
 os.environ.setdefault("JOBS_NOTIFY_LEASE_SECONDS", "30")
 os.environ.setdefault("JOBS_WEBHOOK_TIMEOUT_SECONDS", "5")
-# Reliability (tests/e2e/test_faults.py and test_limits.py): the sweeper, the
-# stuck check, the hard time limit and max_concurrency's waits act within
-# seconds instead of minutes.
+# Reliability (tests/e2e/test_faults.py, test_limits.py and test_lost.py): the
+# sweeper, the stuck check, the lost-message check, the hard time limit and
+# max_concurrency's waits act within seconds instead of minutes.
 os.environ.setdefault("JOBS_PENDING_REPUBLISH_SECONDS", "2")
 os.environ.setdefault("JOBS_HARD_TIMEOUT_GRACE_SECONDS", "2")
 os.environ.setdefault("JOBS_STUCK_MARGIN_SECONDS", "1")
 os.environ.setdefault("JOBS_STUCK_CHECK_SECONDS", "2")
+os.environ.setdefault("JOBS_QUEUED_CHECK_SECONDS", "3")
 os.environ.setdefault("JOBS_CONCURRENCY_WAIT_SECONDS", "0.2")
 os.environ.setdefault("JOBS_CONCURRENCY_WAIT_MAX_SECONDS", "1")
 os.environ.setdefault("JOBS_HTTP_ALLOWED_HOSTS", "127.0.0.1")

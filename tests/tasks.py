@@ -167,3 +167,28 @@ def drop_own_session(**_: Any) -> None:
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+
+class Opaque:
+    """A value JSON cannot say."""
+
+    def __repr__(self) -> str:
+        return "<Opaque>"
+
+
+@shared_task(name="TASK_CELERY_ERROR")
+def task_celery_error(*args: Any, **kwargs: Any) -> Opaque:
+    """celery-director's test task of the same name: it returns a value that is not JSON-serialisable."""
+    return Opaque()
+
+
+@shared_task(name="tests.not_a_number")
+def not_a_number() -> dict[str, float]:
+    """A result with NaN, which Python's json writes but JSON (and the databases) refuse."""
+    return {"mean": float("nan")}
+
+
+@shared_task(name="tests.opaque_unrecorded", ignore_result=True)
+def opaque_unrecorded() -> Opaque:
+    """TASK_CELERY_ERROR with no result stored by Celery: only the run would keep it."""
+    return Opaque()

@@ -53,6 +53,30 @@ def test_adding_a_job_type_with_a_bad_config_shows_a_form_error(staff):
     assert not JobType.objects.exists()
 
 
+def test_a_job_type_whose_time_limit_the_visibility_timeout_would_cut_short_shows_a_form_error(staff):
+    form = {
+        "name": "long",
+        "kind": "task",
+        "task": "jobs.builtin.echo",
+        "http": "{}",
+        "command": "{}",
+        "params_schema": "{}",
+        "default_params": "{}",
+        "timeout_seconds": 7200,
+        "max_retries": 0,
+        "retry_backoff_seconds": 10,
+        "enabled": "on",
+    }
+    response = staff.post(reverse("admin:jobs_jobtype_add"), form)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "timeout_seconds 7200 s + JOBS_HARD_TIMEOUT_GRACE_SECONDS 2 s = 7202 s is not under" in page
+    assert "CELERY_VISIBILITY_TIMEOUT (3600 s)" in page
+    response = staff.post(reverse("admin:jobs_jobtype_add"), {**form, "timeout_seconds": 60, "queue": "jobsite"})
+    assert "&#x27;jobsite&#x27; is Jobsite&#x27;s own queue" in response.content.decode()
+    assert not JobType.objects.exists()
+
+
 def test_the_run_now_action_runs_each_selected_job_type(staff):
     a, b = JobTypeFactory(name="a"), JobTypeFactory(name="b", enabled=False)
     response = staff.post(

@@ -6,6 +6,8 @@ from rest_framework import serializers
 
 from jobs.definitions.serializers import BooleanField
 from jobs.models import JobType, NotifyStatus, Run
+from jobs.runs import broker
+from jobs.runs.executors import queue_of
 from jobs.workflows import steps as workflow_steps
 
 
@@ -153,10 +155,22 @@ class AttemptSerializer(serializers.Serializer):
 class RunDetailSerializer(RunSerializer):
     steps = serializers.SerializerMethodField()
     attempt_history = AttemptSerializer(many=True, read_only=True)
+    queue = serializers.SerializerMethodField()
+    queue_warning = serializers.SerializerMethodField()
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "attempt_history", "steps"]
+        fields = [*RunSerializer.Meta.fields, "attempt_history", "steps", "queue", "queue_warning"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_queue(self, run: Run) -> str | None:
+        """The Celery queue its task is sent to; null for a workflow run (its steps have theirs)."""
+        return None if run.job_type.kind == JobType.Kind.WORKFLOW else queue_of(run)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_queue_warning(self, run: Run) -> str | None:
+        """Set while the run waits on a queue that no worker answering now consumes."""
+        return broker.queue_warning(run)
 
     @extend_schema_field(StepRunSerializer(many=True, allow_null=True))
     def get_steps(self, run: Run) -> list | None:

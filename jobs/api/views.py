@@ -115,7 +115,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     def get_queryset(self):
         if self.action != "list":
-            return super().get_queryset()
+            return super().get_queryset().select_related("parent__job_type")  # a step's queue may be its workflow's
         # The same queries per page at any size: the runs, then their job types. Job types
         # are not joined: with an inner join SQLite may read every job type's runs and
         # sort them rather than walk the created_at index (as the pages, jobs/monitor/queries.py).

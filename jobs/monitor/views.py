@@ -38,7 +38,7 @@ from jobs.monitor.queries import (
     upcoming_fires,
     upcoming_scheduled_runs,
 )
-from jobs.runs import trigger
+from jobs.runs import broker, trigger
 from jobs.worker.cluster import active_runs, cluster_status, known_queues
 from jobs.workflows.steps import step_runs
 from jobs.workflows.svg import workflow_svg
@@ -203,6 +203,7 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
         "notification": notification_outcome(run),
         # Only a run that was tried more than once has a history worth a table.
         "attempt_history": run.attempt_history() if run.earlier_attempts else [],
+        "queue_warning": broker.queue_warning(run),
         "refresh_seconds": REFRESH_SECONDS,
     }
 

@@ -43,6 +43,14 @@ class RunFailed(Exception):
     """The job ran and failed: its message becomes the run's error, with no traceback."""
 
 
+def queue_of(run: Run) -> str:
+    """The queue a run's task is sent to: its job type's, else (a workflow's
+    step) its workflow's, else the default queue."""
+    # Reads run.parent.job_type for a step: select_related it when reading many.
+    workflow_queue = run.parent.job_type.queue if run.parent_id else ""
+    return run.job_type.queue or workflow_queue or app.conf.task_default_queue
+
+
 class Executor:
     kind: str
     task_name = "jobsite.execute_run"
@@ -56,14 +64,12 @@ class Executor:
         self, run: Run, task_name: str, *, args: list, kwargs: dict, countdown=None, producer=None, headers=None
     ) -> None:
         job_type = run.job_type
-        # A workflow's steps go to its queue unless their own job type names one.
-        workflow_queue = run.parent.job_type.queue if run.parent_id else ""
         app.send_task(
             task_name,
             args=args,
             kwargs=kwargs,
             task_id=str(run.id),
-            queue=job_type.queue or workflow_queue or None,
+            queue=queue_of(run),
             priority=job_type.priority,
             soft_time_limit=job_type.soft_time_limit,
             time_limit=job_type.hard_time_limit,

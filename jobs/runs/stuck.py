@@ -1,4 +1,4 @@
-"""The stuck check: fail the runs left `running` by a worker that is gone.
+"""The stuck check: retry or fail the runs left `running` by a worker that is gone.
 
 A worker that dies with its pool (killed, out of memory, machine lost) leaves
 its runs `running`. Redis hands their tasks out again after
@@ -8,7 +8,10 @@ sent by beat every JOBS_STUCK_CHECK_SECONDS, is sooner. A run still `running`
 JOBS_STUCK_MARGIN_SECONDS after its job type's hard time limit cannot still be
 running on a live prefork worker, which would have killed it at that limit;
 unless a worker reports it as active (pools that do not enforce time limits),
-it is failed with "Worker lost". This also frees its max_concurrency slot.
+its attempt is lost ("Worker lost"): it is retried like any failed attempt
+while its job type's max_retries allows (after the backoff; the lost
+attempt's message is dropped from Redis, which would otherwise hand it out
+again later), and fails otherwise. Either frees its max_concurrency slot.
 
 The query reads only `running` runs (the status prefix of an index; there are
 no more of them than worker processes) and the workers are asked only when one
@@ -16,6 +19,7 @@ is overdue.
 """
 
 import logging
+from collections import Counter
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -52,7 +56,8 @@ def active_task_ids() -> set[str] | None:
 
 
 def runs_fail_stuck(now: datetime | None = None) -> int:
-    """Fail the overdue runs that no worker runs; how many were failed."""
+    """Retry, or fail when no retries are left, the overdue runs that no worker
+    runs; how many were retried or failed."""
     now = now or timezone.now()
     overdue = overdue_runs(now)
     if not overdue:
@@ -60,7 +65,7 @@ def runs_fail_stuck(now: datetime | None = None) -> int:
     active = active_task_ids()
     if active is None:
         return 0
-    failed = 0
+    outcomes: Counter[str] = Counter()
     for run in overdue:
         if str(run.pk) in active:
             logger.warning("Run %s is past its hard time limit but %s still runs it", run.pk, run.worker)
@@ -70,8 +75,12 @@ def runs_fail_stuck(now: datetime | None = None) -> int:
             f"{(now - run.started_at).total_seconds():.0f} s after attempt {run.attempts} started, past the "
             f"hard time limit of {run.job_type.hard_time_limit} s, and no worker reports it as active"
         )
-        if tracking.run_lost(run=run, error=error):
-            failed += 1
-    if failed:
-        logger.warning("Failed %d run(s) whose worker is gone", failed)
-    return failed
+        outcome = tracking.run_lost(run=run, error=error)
+        if outcome:
+            outcomes[outcome] += 1
+    if outcomes:
+        logger.warning(
+            "Runs whose worker is gone: %d retried, %d failed",
+            outcomes[Run.Status.RETRYING], outcomes[Run.Status.FAILED],
+        )  # fmt: skip
+    return outcomes.total()

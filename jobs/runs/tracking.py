@@ -8,6 +8,8 @@ backwards.
 
 
 import contextlib
+import functools
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -16,13 +18,15 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from jobs import notifications
 from jobs.core.backoff import backoff
 from jobs.models import JobType, NotifyOn, Run
+from jobs.runs import broker
 from jobs.runs.executors import WAITS_HEADER, executor_for
 from jobs.runs.trigger import run_failure_hook, runs_publish, workflow_advance
 
@@ -108,7 +112,7 @@ def _restart_lost(run: Run, *, worker: str, redelivered: bool) -> Start:
     lost = _lost_error(run)
     if run.attempts <= run.job_type.max_retries:
         return Start(go=run.mark_restarted(worker=worker, lost_error=lost))
-    run_lost(run=run, error=f"{lost}; no attempts left (max_retries {run.job_type.max_retries})")
+    run_lost(run=run, error=lost)  # no attempts left: it fails
     return SKIP
 
 
@@ -155,8 +159,11 @@ def run_succeeded(
     notify_on: str | None = None,
     parent_id: str | None = None,
     record: Callable[[], Any] | None = None,
-) -> None:
-    """`notify_on` and `parent_id`: what the run's message says (so that the
+) -> str | None:
+    """Record the run's success with its result; or, if the result cannot be
+    stored (result_error), fail the run and return why.
+
+    `notify_on` and `parent_id`: what the run's message says (so that the
     usual run, that notifies nobody and has no workflow, costs no query); None
     if unknown, then looked up. `record`: a write committed in the same
     transaction as the run's success (the TaskResult row, jobs/worker/result_backend.py), so
@@ -166,15 +173,55 @@ def run_succeeded(
         run = Run.objects.select_related("job_type").filter(pk=run_id).first()
         notify_on = notifications.notify_on_for(run) if run else NotifyOn.NEVER
     notify = notifications.wants_notification(notify_on, Run.Status.SUCCEEDED)
-    with transaction.atomic() if record else contextlib.nullcontext():
-        ended = Run(pk=run_id).mark_succeeded(result=result, notify=notify)
-        if record:
-            record()
+    try:
+        with transaction.atomic() if record else contextlib.nullcontext():
+            ended = Run(pk=run_id).mark_succeeded(result=result, notify=notify)
+            if record:
+                record()
+    except (TypeError, ValueError, DatabaseError):
+        # Nothing was stored. The result is checked on its own only now, so
+        # that one JSON can say costs nothing more.
+        problem = result_error(result)
+        if problem is None:
+            raise
+        run_result_unstorable(run_id=run_id, error=problem)
+        return problem
     if ended and notify:
         notifications.notify_later(run_id)
     parent_id = _parent_id(run_id, parent_id)
     if parent_id:
         workflow_advance(parent_id=parent_id)
+    return None
+
+
+def result_error(result: Any) -> str | None:
+    """Why a task's return value cannot be a run's result, or None: the run
+    stores JSON (datetimes, decimals and UUIDs as text; no NaN, which
+    PostgreSQL refuses)."""
+    try:
+        json.dumps(result, cls=DjangoJSONEncoder, allow_nan=False)
+    except (TypeError, ValueError) as exc:  # ValueError: a circular reference, NaN or infinity
+        return result_error_message(exc)
+    return None
+
+
+def result_error_message(exc: Exception) -> str:
+    return (
+        f"result is not JSON-serialisable: {exc}. Return JSON data (dicts, lists, strings, numbers, "
+        "booleans, None); pass anything else by reference (a URL, a path, an id)"
+    )
+
+
+def run_result_unstorable(*, run_id: str, error: str) -> None:
+    """A task ended but its return value cannot be stored: the run fails at
+    once, without retries (the task did its work; running it again would
+    only repeat it and return the same), and its workflow fails with it."""
+    run = Run.objects.select_related("job_type", "parent__job_type").filter(pk=run_id).first()
+    if run is None:
+        return
+    if _end_failed(run, error=error):
+        logger.warning("Run %s failed: its %s", run_id, error)
+    _advance_parent(run)
 
 
 def run_failed(*, run_id: str, error: str, traceback: str = "") -> None:
@@ -183,17 +230,26 @@ def run_failed(*, run_id: str, error: str, traceback: str = "") -> None:
     if run is None:
         return
     if not run.is_terminal:
-        job_type = run.job_type
-        if run.status == Run.Status.RUNNING and run.attempts <= job_type.max_retries:
-            delay = job_type.retry_delay(run.attempts)
-            retry_at = timezone.now() + timedelta(seconds=delay)
-            if run.mark_retrying(error=error, traceback=traceback, retry_at=retry_at):
-                if not runs_publish([run], countdown=delay):
-                    # The broker did not take the retry: the sweeper publishes it once it is due.
-                    Run.objects.filter(pk=run.pk, status=Run.Status.RETRYING).update(republish_after=retry_at)
-                return
+        retries_left = run.status == Run.Status.RUNNING and run.attempts <= run.job_type.max_retries
+        if retries_left and _retry(run, error=error, traceback=traceback):
+            return
         _end_failed(run, error=error, traceback=traceback)
     _advance_parent(run)
+
+
+def _retry(run: Run, *, error: str, traceback: str = "", before_publish: Callable[[], Any] | None = None) -> bool:
+    """End the run's attempt as failed and publish its next one after the
+    backoff, if the run is still on the attempt `run` has read. Whether it did."""
+    delay = run.job_type.retry_delay(run.attempts)
+    retry_at = timezone.now() + timedelta(seconds=delay)
+    if not run.mark_retrying(error=error, traceback=traceback, retry_at=retry_at):
+        return False
+    if before_publish:
+        before_publish()
+    if not runs_publish([run], countdown=delay):
+        # The broker did not take the retry: the sweeper publishes it once it is due.
+        Run.objects.filter(pk=run.pk, status=Run.Status.RETRYING).update(republish_after=retry_at)
+    return True
 
 
 def run_process_ended(*, run_id: str) -> None:
@@ -206,13 +262,24 @@ def run_process_ended(*, run_id: str) -> None:
         run_failed(run_id=run_id, error=_lost_error(run))
 
 
-def run_lost(*, run: Run, error: str) -> bool:
-    """Fail a `running` run whose worker is gone (jobs/runs/stuck.py), unless it
-    started another attempt since `run` was read. Whether it was failed."""
-    failed = _end_failed(run, error=error, attempt=run.attempts)
-    if failed:
-        _advance_parent(run)
-    return failed
+def run_lost(*, run: Run, error: str) -> str | None:
+    """A `running` run whose worker is gone (jobs/runs/stuck.py): its attempt
+    failed, and like any failed attempt it is retried while its job type's
+    max_retries allows, else the run fails. Nothing happens if it started
+    another attempt since `run` was read. What became of it: `retrying`,
+    `failed`, or None."""
+    max_retries = run.job_type.max_retries
+    if run.attempts <= max_retries:
+        # Redis still holds the lost attempt's message for the dead worker and
+        # would hand it out again after CELERY_VISIBILITY_TIMEOUT, perhaps while
+        # the retry runs; dropped before the retry is published.
+        forget = functools.partial(broker.forget_delivered, str(run.pk))
+        return Run.Status.RETRYING if _retry(run, error=error, before_publish=forget) else None
+    error = f"{error}; no attempts left (max_retries {max_retries})"
+    if not _end_failed(run, error=error, attempt=run.attempts):
+        return None
+    _advance_parent(run)
+    return Run.Status.FAILED
 
 
 def _end_failed(run: Run, *, error: str, traceback: str = "", attempt: int | None = None) -> bool:

@@ -4,11 +4,13 @@ result and traceback are cut like the run's own (jobs/core/limits.py). A
 successful run's end is written in its TaskResult's transaction, with the
 service the task_success signal calls, so it costs one commit, and the signal
 handler (jobs/worker/signals.py) is told so. Everything else is stored as
-django-celery-results stores it. Why: docs/architecture.md, "The hot path".
+django-celery-results stores it. A result that cannot be stored (not
+JSON-serialisable) fails the run instead. Why: docs/architecture.md, "The hot path".
 """
 
 from celery import states
 from django_celery_results.backends.database import DatabaseBackend as ResultsDatabaseBackend
+from kombu.exceptions import EncodeError
 
 from jobs.core.limits import bounded_error, bounded_result, bounded_traceback
 from jobs.runs import tracking
@@ -56,23 +58,34 @@ class RunResultBackend(DatabaseBackend):
         if status != states.SUCCESS or not request_header(request, RUN_HEADER):
             return super()._store_result(task_id, result, status, traceback, request, using)
         connections.checkup_if_idle(request)  # the task may have left the connection idle for long
-        # run_succeeded cuts the run's copy of the result; _record_success the TaskResult's.
-        tracking.run_succeeded(
-            run_id=task_id,
-            result=result,
-            notify_on=request_header(request, NOTIFY_HEADER),
-            parent_id=request_header(request, PARENT_HEADER),
-            record=lambda: self._record_success(task_id, result, request, using),
-        )
+        # run_succeeded cuts the run's copy of the result; this, the TaskResult's.
+        try:
+            content = self.encode_content(bounded_result(result))
+        except EncodeError as exc:
+            problem = tracking.result_error_message(exc)
+            tracking.run_result_unstorable(run_id=task_id, error=problem)
+        else:
+            problem = tracking.run_succeeded(
+                run_id=task_id,
+                result=result,
+                notify_on=request_header(request, NOTIFY_HEADER),
+                parent_id=request_header(request, PARENT_HEADER),
+                record=lambda: self._record_success(task_id, content, request, using),
+            )
         setattr(request, RECORDED_ATTRIBUTE, True)
+        if problem:
+            # Celery records a task whose result cannot be encoded as failed
+            # with this error (the TaskResult row, the worker's log, Flower).
+            raise EncodeError(problem)
         return result
 
-    def _record_success(self, task_id, result, request, using) -> None:
+    def _record_success(self, task_id, content: tuple, request, using) -> None:
         """Store the TaskResult row that django-celery-results would store, in
         one upsert: its SELECT, then INSERT in a savepoint, costs a run's end
         three more statements, and a run's task id seldom has a row yet (only
-        an earlier attempt that failed leaves one, which this replaces)."""
-        content_type, content_encoding, encoded = self.encode_content(bounded_result(result))
+        an earlier attempt that failed leaves one, which this replaces).
+        `content`: the result, encoded (encode_content)."""
+        content_type, content_encoding, encoded = content
         meta = {**self._get_meta_from_request(request), "children": self.current_task_children(request)}
         fields = {
             **self._get_extended_properties(request, None),

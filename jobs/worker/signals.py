@@ -59,7 +59,8 @@ def on_task_failure(sender, task_id, exception, einfo=None, **_):
         _on_hard_time_limit(task_id)
         return
     run_id = _run_id(sender)
-    if not run_id:
+    # Not when Jobsite's result backend ended the run already (its result could not be stored).
+    if not run_id or getattr(sender.request, RECORDED_ATTRIBUTE, False):
         return
     connections.checkup_if_idle(sender.request)
     if isinstance(exception, RunFailed):

@@ -1,6 +1,10 @@
+import importlib
+
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.core.exceptions import ImproperlyConfigured
 
+import jobsite.settings
 from jobs.models import JobType, Schedule
 from tests import commands
 from tests.factories import JobTypeFactory, RunFactory
@@ -109,6 +113,48 @@ def test_bad_definitions_get_a_400_naming_the_field_and_write_nothing(api, body,
     assert not JobType.objects.exists()
 
 
+def test_a_time_limit_the_visibility_timeout_would_cut_short_gets_a_400_naming_both(api):
+    # CELERY_VISIBILITY_TIMEOUT 3600 s and a grace of 2 s (tests/settings.py): 3598 + 2 s is not under 3600 s.
+    response = api.post(URL, {**ECHO, "timeout_seconds": 3598}, format="json")
+    assert response.status_code == 400
+    assert response.data["timeout_seconds"] == [
+        "timeout_seconds 3598 s + JOBS_HARD_TIMEOUT_GRACE_SECONDS 2 s = 3600 s is not under "
+        "CELERY_VISIBILITY_TIMEOUT (3600 s): Redis would hand the run's task to a second worker while the first "
+        "still holds it. Lower timeout_seconds to at most 3597, or raise CELERY_VISIBILITY_TIMEOUT (on every process)."
+    ]
+    assert not JobType.objects.exists()
+    assert api.post(URL, {**ECHO, "timeout_seconds": 3597}, format="json").status_code == 201
+
+
+def test_a_retry_wait_counts_towards_the_visibility_timeout(api, settings):
+    settings.JOBS_RETRY_BACKOFF_MAX_SECONDS = 600
+    body = {**ECHO, "timeout_seconds": 3000, "max_retries": 3, "retry_backoff_seconds": 200}
+    response = api.post(URL, body, format="json")
+    assert response.status_code == 400
+    (message,) = response.data["timeout_seconds"]
+    assert message.startswith(
+        "timeout_seconds 3000 s + JOBS_HARD_TIMEOUT_GRACE_SECONDS 2 s + the longest wait before a retry 600 s "
+        "(retry_backoff_seconds, max_retries) = 3602 s is not under CELERY_VISIBILITY_TIMEOUT (3600 s)"
+    )
+    assert "Lower timeout_seconds to at most 2997" in message
+    # An edit is checked the same way: fewer retries wait less.
+    assert api.post(URL, {**body, "max_retries": 2}, format="json").status_code == 201
+    response = api.patch(f"{URL}{ECHO['name']}/", {"max_retries": 3}, format="json")
+    assert response.status_code == 400
+    assert "CELERY_VISIBILITY_TIMEOUT" in response.data["timeout_seconds"][0]
+    assert JobType.objects.get(name=ECHO["name"]).max_retries == 2
+
+
+def test_the_dispatchers_own_queue_gets_a_400(api, settings):
+    response = api.post(URL, {**ECHO, "queue": settings.JOBS_DISPATCH_QUEUE}, format="json")
+    assert response.status_code == 400
+    assert response.data["queue"] == [
+        "'jobsite' is Jobsite's own queue (its dispatcher's, JOBS_DISPATCH_QUEUE): runs there would delay every "
+        "schedule's fire. Name another queue, or leave it empty for the default one."
+    ]
+    assert not JobType.objects.exists()
+
+
 def test_malformed_json_gets_a_400(api):
     response = api.post(URL, '{"name": "x", "kind": ', content_type="application/json")
     assert response.status_code == 400
@@ -169,3 +215,13 @@ def test_a_name_with_a_dot_gets_a_json_404(api):
     response = api.get("/api/v1/job-types/no.such/")
     assert response.status_code == 404
     assert response.json() == {"detail": "No JobType matches the given query."}
+
+
+def test_the_default_queue_cannot_be_the_dispatchers_own(monkeypatch):
+    try:
+        monkeypatch.setenv("JOBS_DEFAULT_QUEUE", "jobsite")
+        with pytest.raises(ImproperlyConfigured, match="JOBS_DEFAULT_QUEUE='jobsite' is Jobsite's own queue"):
+            importlib.reload(jobsite.settings)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(jobsite.settings)
