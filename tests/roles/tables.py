@@ -218,7 +218,11 @@ def page_rows(w: World) -> list[Row]:
         # Flower: staff who may see runs; its controls (any POST) for superusers.
         Row("GET", "/flower/", PAGE),
         Row("GET", "/flower/tasks", PAGE),
+        Row("GET", "/flower/api/workers", PAGE),  # the workers' config among it, without secrets
         Row("POST", revoke, "302 403 403 403 200"),
+        # Nobody may make Flower wait for a task through Jobsite (it has five threads for that).
+        Row("GET", f"/flower/api/task/result/{w.pending.pk}?timeout=30", "302 400 400 400 400"),
+        Row("POST", "/flower/api/task/apply/jobs.builtin.echo", "302 403 403 403 400"),
         # The API's own pages.
         Row("GET", "/api/v1/", READ),
         Row("GET", "/api/schema/", READ),
