@@ -356,6 +356,9 @@ FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")  # "user:password", 
 # Seconds a page waits for workers to answer `celery inspect`, and for the
 # broker to accept a connection: a page must render when neither answers.
 MONITOR_INSPECT_TIMEOUT = env_float("MONITOR_INSPECT_TIMEOUT", 1.0)
+# /healthz, open to anyone, checks the broker and pings the workers at most this
+# often (seconds, per web process); callers in between get the last answer.
+HEALTHZ_CACHE_SECONDS = env_float("HEALTHZ_CACHE_SECONDS", 5.0)
 
 
 # --- REST API ---------------------------------------------------------------
