@@ -11,13 +11,17 @@ Flower's calls that wait for a task are refused here: `api/task/result/<id>`
 with a `timeout` and `api/task/apply/<name>` each hold one of the few threads
 Flower has for such waits (five) until the task ends or the timeout passes, so
 a handful of them would stop Flower for everyone. What the workers' config
-shows is kept free of secrets by jobsite/celery.py. See docs/security.md, "Flower".
+shows is kept free of secrets by jobsite/celery.py. Flower's pages get the
+site's Content-Security-Policy, plus the hash of the one inline script they
+have. See docs/security.md, "Flower".
 """
 
 import base64
+import hashlib
 import logging
 
 import httpx
+from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -34,6 +38,22 @@ TIMEOUT_SECONDS = 10
 # Sent on to Flower; the browser's cookies (Django's session) never are.
 REQUEST_HEADERS = ("Accept", "Content-Type", "X-Requested-With", "X-XSRFToken")
 RESPONSE_HEADERS = ("Content-Type", "Cache-Control", "ETag", "Last-Modified", "Expires", "Content-Disposition")
+
+
+def _sha256(script: str) -> str:
+    return f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
+
+
+# Flower's only inline script (its workers page: whether to refresh by itself)
+# and inline style (a column's width on a worker's page), exactly as Flower
+# renders them, allowed by their hashes: no other inline script or style (one
+# slipped into a task's name or arguments) runs on this site's origin.
+FLOWER_INLINE_SCRIPTS = [f"\nvar autorefresh = {value};\n" for value in (0, 1)]
+FLOWER_INLINE_STYLES = ["width: 125px;"]
+FLOWER_CSP = {
+    "script-src": [_sha256(script) for script in FLOWER_INLINE_SCRIPTS],
+    "style-src": ["'unsafe-hashes'", *(_sha256(style) for style in FLOWER_INLINE_STYLES)],
+}
 
 
 def may_see_flower(user) -> bool:
@@ -103,6 +123,7 @@ def _with_csrf_script(request: HttpRequest, html: bytes) -> bytes:
 
 
 @csrf_exempt  # checked below by csrf_protect, once the body is read
+@csp_update(FLOWER_CSP)
 @login_required
 @require_http_methods(["GET", "POST"])
 def flower_proxy(request: HttpRequest, path: str = "") -> HttpResponse:

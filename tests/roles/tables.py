@@ -251,6 +251,10 @@ ADMIN_MODELS = {
     "auth.user": ("admin", "admin", "admin", "admin"),
     "auth.group": ("admin", "admin", "admin", "admin"),
     "authtoken.tokenproxy": ("admin", "admin", "admin", "admin"),
+    # django-axes' records of logins: read-only, for superusers.
+    "axes.accessattempt": ("admin", "nobody", "admin", "admin"),
+    "axes.accesslog": ("admin", "nobody", "admin", "admin"),
+    "axes.accessfailurelog": ("admin", "nobody", "admin", "admin"),
 }
 # Extra admin views: the job types' and workflows' Run… form, a user's password form.
 ADMIN_EXTRA = {
@@ -496,4 +500,8 @@ ADMIN_ACTIONS = {
         )
     },
     ("auth.user", "delete_selected"): Action("admin", made(User, username="leaving"), exists),
+    # django-axes' records of failed logins: deleting one unlocks its username and address.
+    ("axes.accessattempt", "delete_selected"): Action("admin", admin_object("axes.accessattempt"), exists),
+    ("axes.accesslog", "delete_selected"): Action("admin", admin_object("axes.accesslog"), exists),
+    ("axes.accessfailurelog", "delete_selected"): Action("admin", admin_object("axes.accessfailurelog"), exists),
 }
