@@ -235,7 +235,7 @@ def _wait_until_ready(base_url: str, stack: Stack) -> None:
                 sys.exit(f"{name} exited with {process.returncode}:\n{log}")
         try:
             body = httpx.get(f"{base_url}/healthz", timeout=5).json()
-            if len(body["workers"]["names"]) >= 2:
+            if body["workers"]["count"] >= 2:
                 return
         except (httpx.HTTPError, ValueError, KeyError):
             pass

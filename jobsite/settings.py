@@ -5,13 +5,17 @@ overrides them through environment variables (see docs/operations.md,
 "Configuration"). The project's `.env` file, if there is one, is read first.
 """
 
+import base64
+import hashlib
 import os
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 import dj_email_url
 from celery.schedules import crontab
+from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 from kombu import Exchange, Queue
@@ -50,6 +54,11 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={value!r}: must be a whole number") from None
 
 
+def csp_hash(source: str) -> str:
+    """A Content-Security-Policy source allowing this inline script or style."""
+    return f"'sha256-{base64.b64encode(hashlib.sha256(source.encode()).digest()).decode()}'"
+
+
 def env_float(name: str, default: float) -> float:
     value = os.environ.get(name, "")
     try:
@@ -59,13 +68,15 @@ def env_float(name: str, default: float) -> float:
 
 
 DEBUG = env_bool("DEBUG")
+# Always from the environment, DEBUG or not: a key written here would be public,
+# and anyone could sign sessions with it. `make run` writes a random one to .env;
+# the tests' settings set their own.
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "SECRET_KEY is not set: export SECRET_KEY (make run writes one to .env), or set DEBUG=1"
-        )
-    SECRET_KEY = "insecure-development-key-only-used-with-DEBUG"  # noqa: S105
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set: export SECRET_KEY=<a long random string> "
+        "(make run writes one to .env; DEBUG=1 does not replace it)"
+    )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -85,11 +96,14 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI served from here, not from a CDN
     "django_celery_beat",
     "django_celery_results",
+    "axes",
+    "csp",
     "jobs",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -97,6 +111,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 
 ROOT_URLCONF = "jobsite.urls"
@@ -183,6 +198,52 @@ SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
 X_FRAME_OPTIONS = "SAMEORIGIN"
+
+# --- Security headers and logins (docs/security.md) ---------------------------
+# HSTS: once the site is served over TLS (BEHIND_TLS_PROXY or SECURE_COOKIES),
+# browsers are told to use nothing but HTTPS for it for SECURE_HSTS_SECONDS
+# (a year; 0: off). Django sends it on HTTPS responses only.
+_tls = env_bool("BEHIND_TLS_PROXY") or env_bool("SECURE_COOKIES")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _tls else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+# Content-Security-Policy (django-csp): scripts, styles, images and fonts from
+# this site only, no inline script or style without the page's nonce, no
+# plugins, forms that post here only, framed by this site only. The style
+# attributes that DRF's browsable API and login page write are allowed by their
+# hashes; Flower's pages, proxied, get an addition of their own (jobs/monitor/flower.py).
+_DRF_STYLE_ATTRIBUTES = [
+    "float: right; margin-right: 10px",
+    "margin-top: 30px",
+    "width: 320px; margin-left: auto; margin-right: auto",
+    "margin: 0 0 20px;",
+    "border: none",
+]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF, csp.NONCE, csp.UNSAFE_HASHES, *map(csp_hash, _DRF_STYLE_ATTRIBUTES)],
+        "img-src": [csp.SELF, "data:"],
+        "font-src": [csp.SELF, "data:"],
+        "connect-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.SELF],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.SELF],
+    }
+}
+# Log-in throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for
+# one username from one address, that pair is refused for AXES_COOLOFF_MINUTES
+# (a 429 page saying so), at the pages', the admin's and the API's login alike.
+# Only failures count, and a success resets them. Behind a proxy the address is
+# the proxy's, so it is the username that is locked. A superuser unlocks early
+# with `manage.py axes_reset_username USER`, or in the admin.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
 # --- Email ----------------------------------------------------------------
 EMAIL_URL = os.environ.get("EMAIL_URL", "console:")
@@ -407,6 +468,9 @@ FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")  # "user:password", 
 # Seconds a page waits for workers to answer `celery inspect`, and for the
 # broker to accept a connection: a page must render when neither answers.
 MONITOR_INSPECT_TIMEOUT = env_float("MONITOR_INSPECT_TIMEOUT", 1.0)
+# /healthz, open to anyone, checks the broker and pings the workers at most this
+# often (seconds, per web process); callers in between get the last answer.
+HEALTHZ_CACHE_SECONDS = env_float("HEALTHZ_CACHE_SECONDS", 5.0)
 
 
 # --- REST API ---------------------------------------------------------------
@@ -444,5 +508,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # django-axes logs every start and every successful login at INFO; lockouts at WARNING.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

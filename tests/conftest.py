@@ -478,7 +478,8 @@ class Flower:
         self.log = log
         command = [sys.executable, "-m", "celery", "-A", "jobsite", "flower", "--address=127.0.0.1"]
         command += [f"--port={self.port}", "--url_prefix=flower", f"--basic_auth={self.basic_auth}"]
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+        # On the test database, as Flower runs on Jobsite's: it reads task results there.
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -512,7 +513,7 @@ class Flower:
 
 
 @pytest.fixture(scope="session")
-def flower_server(redis_server, tmp_path_factory):
+def flower_server(redis_server, django_db_setup, django_db_blocker, tmp_path_factory):
     flower = Flower(tmp_path_factory.mktemp("flower") / "flower.log")
     yield flower
     flower.stop()

@@ -6,16 +6,26 @@ Flower listens on loopback with its own basic-auth credentials, which only
 this proxy knows. Django does the rest: the login, the staff check, CSRF on
 POST (Flower's pages get a script that sends Django's token), and
 X-Frame-Options, so the workers page can embed Flower from the same origin.
+
+Flower's calls that wait for a task are refused here: `api/task/result/<id>`
+with a `timeout` and `api/task/apply/<name>` each hold one of the few threads
+Flower has for such waits (five) until the task ends or the timeout passes, so
+a handful of them would stop Flower for everyone. What the workers' config
+shows is kept free of secrets by jobsite/celery.py. Flower's pages get the
+site's Content-Security-Policy, plus the hash of the one inline script they
+have. See docs/security.md, "Flower".
 """
 
 import base64
+import hashlib
 import logging
 
 import httpx
+from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.templatetags.static import static
 from django.utils.html import format_html
@@ -30,8 +40,47 @@ REQUEST_HEADERS = ("Accept", "Content-Type", "X-Requested-With", "X-XSRFToken")
 RESPONSE_HEADERS = ("Content-Type", "Cache-Control", "ETag", "Last-Modified", "Expires", "Content-Disposition")
 
 
+def _sha256(script: str) -> str:
+    return f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
+
+
+# Flower's only inline script (its workers page: whether to refresh by itself)
+# and inline style (a column's width on a worker's page), exactly as Flower
+# renders them, allowed by their hashes: no other inline script or style (one
+# slipped into a task's name or arguments) runs on this site's origin.
+FLOWER_INLINE_SCRIPTS = [f"\nvar autorefresh = {value};\n" for value in (0, 1)]
+FLOWER_INLINE_STYLES = ["width: 125px;"]
+FLOWER_CSP = {
+    "script-src": [_sha256(script) for script in FLOWER_INLINE_SCRIPTS],
+    "style-src": ["'unsafe-hashes'", *(_sha256(style) for style in FLOWER_INLINE_STYLES)],
+}
+
+
 def may_see_flower(user) -> bool:
     return user.is_active and user.is_staff and user.has_perm("jobs.view_run")
+
+
+def refused_wait(request: HttpRequest, path: str) -> str | None:
+    """Why this request to Flower is refused, if it would make Flower wait for a task."""
+    if path.startswith("api/task/result/") and "timeout" in request.GET:
+        return (
+            "Flower's result wait (timeout=...) is not available through Jobsite: "
+            "ask without timeout, and ask again until the task is ready."
+        )
+    if path.startswith("api/task/apply/"):
+        return (
+            "Flower's api/task/apply waits for the task to end and is not available through Jobsite: "
+            "use api/task/async-apply, then api/task/result."
+        )
+    return None
+
+
+def shown_url(url: str) -> str:
+    """A URL as a page may show it: without the user and password it may hold."""
+    try:
+        return str(httpx.URL(url).copy_with(userinfo=b""))
+    except (httpx.InvalidURL, TypeError):
+        return "(FLOWER_URL cannot be read as a URL)"
 
 
 def _upstream_headers(request: HttpRequest) -> dict[str, str]:
@@ -74,6 +123,7 @@ def _with_csrf_script(request: HttpRequest, html: bytes) -> bytes:
 
 
 @csrf_exempt  # checked below by csrf_protect, once the body is read
+@csp_update(FLOWER_CSP)
 @login_required
 @require_http_methods(["GET", "POST"])
 def flower_proxy(request: HttpRequest, path: str = "") -> HttpResponse:
@@ -92,6 +142,8 @@ def flower_proxy(request: HttpRequest, path: str = "") -> HttpResponse:
 
 @csrf_protect
 def _proxy(request: HttpRequest, path: str) -> HttpResponse:
+    if reason := refused_wait(request, path):
+        return HttpResponseBadRequest(reason, content_type="text/plain; charset=utf-8")
     url = f"{settings.FLOWER_URL.rstrip('/')}/{path}"
     try:
         upstream = httpx.request(
@@ -104,13 +156,16 @@ def _proxy(request: HttpRequest, path: str) -> HttpResponse:
             follow_redirects=False,
         )
     except httpx.HTTPError as exc:
-        logger.warning("Flower did not answer at %s: %s", settings.FLOWER_URL, exc)
-        context = {"flower_url": settings.FLOWER_URL, "error": str(exc) or exc.__class__.__name__}
+        logger.warning("Flower did not answer at %s: %s", shown_url(settings.FLOWER_URL), exc)
+        context = {"flower_url": shown_url(settings.FLOWER_URL), "error": str(exc) or exc.__class__.__name__}
         return render(request, "monitor/flower_unavailable.html", context, status=502)
     if upstream.status_code == 401:
         # Flower refused the proxy's credentials: a configuration problem, not the user's.
-        logger.error("Flower refused FLOWER_BASIC_AUTH at %s", settings.FLOWER_URL)
-        context = {"flower_url": settings.FLOWER_URL, "error": "Flower refused the credentials in FLOWER_BASIC_AUTH."}
+        logger.error("Flower refused FLOWER_BASIC_AUTH at %s", shown_url(settings.FLOWER_URL))
+        context = {
+            "flower_url": shown_url(settings.FLOWER_URL),
+            "error": "Flower refused the credentials in FLOWER_BASIC_AUTH.",
+        }
         return render(request, "monitor/flower_unavailable.html", context, status=502)
     content = upstream.content
     if upstream.headers.get("Content-Type", "").startswith("text/html"):

@@ -1,11 +1,22 @@
 """/flower/ through the web process, against a real Flower with basic auth."""
 
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
 import httpx
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.test import Client
 
+from jobs.core.roles import VIEWERS
 from jobs.models import Run
 from jobs.runs.trigger import run_create
-from tests.conftest import free_port, wait_for_run
+from tests.conftest import ROOT, free_port, wait_for_run
 from tests.factories import JobTypeFactory
 
 
@@ -112,3 +123,75 @@ def test_redirects_to_flowers_own_address_come_back_through_the_proxy(settings):
     assert _local_location("http://127.0.0.1:5555/flower/tasks?state=FAILURE") == "/flower/tasks?state=FAILURE"
     assert _local_location("/flower/login") == "/flower/login"
     assert _local_location("https://elsewhere.example/x") == "https://elsewhere.example/x"
+
+
+# --- What Flower shows, and what it may not be asked ------------------------------------------
+
+SECRETS = {
+    "EMAIL_URL": "smtp://mailer:mail-secret-4f2a@127.0.0.1:2525",
+    "FLOWER_BASIC_AUTH": "flower:flower-secret-9c1d",
+    "SECRET_KEY": "django-secret-7e3b",
+}
+
+
+@pytest.fixture
+def staff_viewer(db) -> Client:
+    """A Viewer as setup_roles makes one: staff, so Flower's pages are open to them."""
+    User.objects.create_user("vera", password="pw")
+    call_command("setup_roles", "--add", "vera", VIEWERS, stdout=io.StringIO())
+    client = Client()
+    client.force_login(User.objects.get(username="vera"))
+    return client
+
+
+def test_a_viewer_sees_the_workers_config_in_flower_without_any_secret(flower, start_worker, staff_viewer):
+    worker = start_worker(1, "flower-config", env=SECRETS)
+    response = staff_viewer.get("/flower/api/workers", {"refresh": "1", "workername": worker.hostname})
+    assert response.status_code == 200
+    page = staff_viewer.get(f"/flower/worker/{worker.hostname}")
+    assert page.status_code == 200
+    for shown in (response.content.decode(), page.content.decode()):
+        for secret in ("mail-secret-4f2a", "flower-secret-9c1d", "django-secret-7e3b"):
+            assert secret not in shown
+    conf = response.json()[worker.hostname]["conf"]
+    assert not {"EMAIL_URL", "REDIS_URL", "FLOWER_BASIC_AUTH", "SECRET_KEY", "DATABASES"} & set(conf)
+    # Celery's own settings are all there is, under Celery's names, on the API and the page.
+    assert conf["task_default_queue"] == "celery" and "broker_url" in conf
+    assert "task_default_queue" in page.content.decode()
+
+
+def test_the_config_a_worker_answers_with_masks_the_broker_password():
+    """`celery inspect conf`, which Flower asks, as a worker answers it (without a
+    Redis that takes this password: the answer is built from the settings alone)."""
+    script = (
+        "import django, json; django.setup();"
+        "from types import SimpleNamespace; from celery.worker.control import conf; from jobsite.celery import app;"
+        "print(json.dumps(conf(SimpleNamespace(app=app))))"
+    )
+    env = {**os.environ, **SECRETS, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    env["REDIS_URL"] = "redis://:broker-secret-5d8e@127.0.0.1:6399/0"
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "broker-secret-5d8e" not in done.stdout and "mail-secret-4f2a" not in done.stdout
+    assert "flower-secret-9c1d" not in done.stdout and "django-secret-7e3b" not in done.stdout
+    assert json.loads(done.stdout)["broker_url"] == "redis://:********@127.0.0.1:6399/0"
+
+
+def test_flowers_calls_that_wait_for_a_task_are_refused_at_once(flower, admin_user):
+    client = Client()
+    client.force_login(admin_user)
+    task_id = "00000000-0000-4000-8000-000000000000"
+    started = time.monotonic()
+    waiting = client.get(f"/flower/api/task/result/{task_id}", {"timeout": "30"})
+    assert waiting.status_code == 400
+    assert "ask without timeout" in waiting.content.decode()
+    applying = client.post("/flower/api/task/apply/tests.count_calls", "{}", content_type="application/json")
+    assert applying.status_code == 400 and "api/task/async-apply" in applying.content.decode()
+    assert time.monotonic() - started < 5  # Flower was never asked to wait
+
+
+def test_the_unavailable_page_shows_flowers_address_without_its_credentials(staff_client, settings):
+    settings.FLOWER_URL = f"http://proxy:url-secret-2b7c@127.0.0.1:{free_port()}/flower"
+    response = staff_client.get("/flower/")
+    assert response.status_code == 502
+    body = response.content.decode()
+    assert "url-secret-2b7c" not in body and "http://127.0.0.1:" in body

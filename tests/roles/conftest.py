@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.db import transaction
@@ -77,6 +78,7 @@ def world(users, redis_server, settings) -> World:
     schedule = Schedule.objects.create(name="nightly", job_type=echo, cron="0 3 * * *")
     interval = IntervalSchedule.objects.create(every=10, period="seconds")
     TaskResult.objects.create(task_id=str(finished.pk), status="FAILURE")
+    login = {"username": "ada", "ip_address": "192.0.2.1"}  # django-axes' records of one
     admin_objects = {
         "jobs.jobtype": spare,
         "jobs.workflow": flow,
@@ -92,6 +94,9 @@ def world(users, redis_server, settings) -> World:
         "auth.user": users["viewer"],
         "auth.group": Group.objects.get(name=VIEWERS),
         "authtoken.tokenproxy": TokenProxy.objects.get(pk=Token.objects.create(user=users["editor"]).pk),
+        "axes.accessattempt": AccessAttempt.objects.create(**login, failures_since_start=2),
+        "axes.accesslog": AccessLog.objects.create(**login),
+        "axes.accessfailurelog": AccessFailureLog.objects.create(**login),
     }
     return World(echo, spare, flow, pending, finished, flow_run, schedule, admin_objects)
 

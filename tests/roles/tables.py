@@ -2,12 +2,19 @@
 the status codes of anonymous, viewer, operator, editor and admin, in that order."""
 
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from django.contrib.admin.utils import quote
+from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
+from django.core import mail
 from django.urls import reverse
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from drf_spectacular.generators import SchemaGenerator
 
-from jobs.models import JobType, Run, Schedule
+from jobs.models import JobType, Run, Schedule, Workflow
 from tests.roles.conftest import USERS, Row, World
 
 # --- The API -----------------------------------------------------------------------------
@@ -247,7 +254,11 @@ def page_rows(w: World) -> list[Row]:
         # Flower: staff who may see runs; its controls (any POST) for superusers.
         Row("GET", "/flower/", PAGE),
         Row("GET", "/flower/tasks", PAGE),
+        Row("GET", "/flower/api/workers", PAGE),  # the workers' config among it, without secrets
         Row("POST", revoke, "302 403 403 403 200"),
+        # Nobody may make Flower wait for a task through Jobsite (it has five threads for that).
+        Row("GET", f"/flower/api/task/result/{w.pending.pk}?timeout=30", "302 400 400 400 400"),
+        Row("POST", "/flower/api/task/apply/jobs.builtin.echo", "302 403 403 403 400"),
         # The API's own pages.
         Row("GET", "/api/v1/", READ),
         Row("GET", "/api/schema/", READ),
@@ -276,6 +287,10 @@ ADMIN_MODELS = {
     "auth.user": ("admin", "admin", "admin", "admin"),
     "auth.group": ("admin", "admin", "admin", "admin"),
     "authtoken.tokenproxy": ("admin", "admin", "admin", "admin"),
+    # django-axes' records of logins: read-only, for superusers.
+    "axes.accessattempt": ("admin", "nobody", "admin", "admin"),
+    "axes.accesslog": ("admin", "nobody", "admin", "admin"),
+    "axes.accessfailurelog": ("admin", "nobody", "admin", "admin"),
 }
 # Extra admin views: the job types' and workflows' Run… form, a user's password form.
 ADMIN_EXTRA = {
@@ -349,7 +364,6 @@ def admin_form_rows(w: World) -> list[Row]:
     workflow |= {"steps-0-name": "a", "steps-0-job_type": w.echo.pk, "steps-0-params": "{}"}
     schedule = {"name": "hourly", "job_type": w.echo.pk, "params": "{}", "cron": "0 * * * *", "timezone": "UTC"}
     schedule |= {"overlap": "allow", "enabled": "on"}
-    cancel = {"action": "cancel", "_selected_action": [w.pending.pk]}
 
     def made(model, **fields):
         return lambda response: model.objects.filter(**fields).exists()
@@ -387,13 +401,144 @@ def admin_form_rows(w: World) -> list[Row]:
             made(Run, job_type=w.echo, trigger="admin"),
             at_least("operator"),
         ),
-        # Viewers are offered no action, so theirs is not one: the list is shown again.
-        Row(
-            "POST",
-            reverse("admin:jobs_run_changelist"),
-            "302 200 302 302 302",
-            cancel,
-            made(Run, pk=w.pending.pk, status="cancelled"),
-            at_least("operator"),
-        ),
     ]
+
+
+# --- Admin actions ---------------------------------------------------------------------------
+
+
+@dataclass
+class Action:
+    """An admin action: the least role that may use it, the object it is tried
+    on (set up inside the request's savepoint, so each user finds it the same),
+    and a measure of its effect: the action happened if the measure changed."""
+
+    least: str
+    target: Callable[[World], Any]
+    measure: Callable[[Any, "Outside"], Any]
+
+
+@dataclass
+class Outside:
+    """What actions change outside the database: the broker."""
+
+    broker: Any  # a redis.Redis on the tests' broker
+
+
+BEAT_QUEUE = "roles-beat-run-tasks"  # where the beat entry of the `run_tasks` row sends its task
+
+
+def fresh(obj):
+    return type(obj)._default_manager.get(pk=obj.pk)
+
+
+def exists(obj, outside) -> bool:
+    return type(obj)._default_manager.filter(pk=obj.pk).exists()
+
+
+def field(name: str) -> Callable[[Any, Outside], Any]:
+    return lambda obj, outside: getattr(fresh(obj), name)
+
+
+def runs_of(obj, outside) -> int:
+    return Run.objects.filter(job_type_id=obj.pk, trigger="admin").count()
+
+
+def emails(obj, outside) -> int:
+    return len(mail.outbox)  # this process sends a test notification itself (to Django's test outbox)
+
+
+def with_fields(pick: Callable[[World], Any], **values) -> Callable[[World], Any]:
+    """The object `pick` chooses, saved with `values` first."""
+
+    def target(w: World):
+        obj = pick(w)
+        for name, value in values.items():
+            setattr(obj, name, value)
+        obj.save()
+        return fresh(obj)
+
+    return target
+
+
+def made(model, **fields) -> Callable[[World], Any]:
+    return lambda w: model.objects.create(**fields)
+
+
+def beat_entry(**fields) -> Callable[[World], Any]:
+    def target(w: World):
+        interval = IntervalSchedule.objects.create(every=1, period="hours")
+        return PeriodicTask.objects.create(name="roles: beat entry", interval=interval, **fields)
+
+    return target
+
+
+def admin_object(label: str) -> Callable[[World], Any]:
+    return lambda w: w.admin_objects[label]
+
+
+# Every action of every admin page, Django's "Delete selected" included: (model, action) -> who
+# may use it, on what, with what effect. A page's new action fails the test until it has a row.
+# (DRF's token page has no actions: tokens are deleted one at a time, by superusers.)
+ADMIN_ACTIONS = {
+    # Job types and workflows: run (Operators), the rest (Editors).
+    ("jobs.jobtype", "run_now"): Action("operator", lambda w: w.echo, runs_of),
+    ("jobs.jobtype", "send_test_notification"): Action(
+        "editor", with_fields(lambda w: w.spare, notify_emails=["ops@example.com"]), emails
+    ),
+    ("jobs.jobtype", "enable"): Action("editor", with_fields(lambda w: w.spare, enabled=False), field("enabled")),
+    ("jobs.jobtype", "disable"): Action("editor", lambda w: w.spare, field("enabled")),
+    ("jobs.jobtype", "delete_selected"): Action("editor", lambda w: w.spare, exists),
+    ("jobs.workflow", "run_now"): Action("operator", lambda w: w.flow, runs_of),
+    ("jobs.workflow", "send_test_notification"): Action(
+        "editor", with_fields(lambda w: w.flow, notify_emails=["ops@example.com"]), emails
+    ),
+    ("jobs.workflow", "enable"): Action("editor", with_fields(lambda w: w.flow, enabled=False), field("enabled")),
+    ("jobs.workflow", "disable"): Action("editor", lambda w: w.flow, field("enabled")),
+    ("jobs.workflow", "delete_selected"): Action("editor", made(Workflow, name="spare-flow"), exists),
+    # Runs: cancel and rerun (Operators); deleting a run's record is for superusers.
+    ("jobs.run", "cancel"): Action("operator", lambda w: w.pending, field("status")),
+    ("jobs.run", "rerun"): Action("operator", lambda w: w.finished, lambda obj, o: obj.reruns.count()),
+    ("jobs.run", "delete_selected"): Action("admin", lambda w: w.finished, exists),
+    # Schedules: Operators.
+    ("jobs.schedule", "enable"): Action("operator", with_fields(lambda w: w.schedule, enabled=False), field("enabled")),
+    ("jobs.schedule", "disable"): Action("operator", lambda w: w.schedule, field("enabled")),
+    ("jobs.schedule", "run_now"): Action("operator", lambda w: w.schedule, lambda obj, o: obj.runs.count()),
+    ("jobs.schedule", "delete_selected"): Action("operator", lambda w: w.schedule, exists),
+    # Celery beat's own records: superusers (its enable, disable, toggle and run above all:
+    # disabling `jobsite.dispatch` stops every schedule).
+    ("django_celery_beat.periodictask", "enable_tasks"): Action(
+        "admin", beat_entry(task="jobsite.dispatch", enabled=False), field("enabled")
+    ),
+    ("django_celery_beat.periodictask", "disable_tasks"): Action(
+        "admin", beat_entry(task="jobsite.dispatch"), field("enabled")
+    ),
+    ("django_celery_beat.periodictask", "toggle_tasks"): Action(
+        "admin", beat_entry(task="jobsite.dispatch"), field("enabled")
+    ),
+    ("django_celery_beat.periodictask", "run_tasks"): Action(
+        "admin",
+        beat_entry(task="tests.count_calls", queue=BEAT_QUEUE),
+        lambda obj, outside: outside.broker.llen(BEAT_QUEUE),
+    ),
+    ("django_celery_beat.periodictask", "delete_selected"): Action(
+        "admin", admin_object("django_celery_beat.periodictask"), exists
+    ),
+    **{
+        (label, "delete_selected"): Action("admin", admin_object(label), exists)
+        for label in (
+            "django_celery_beat.intervalschedule",
+            "django_celery_beat.crontabschedule",
+            "django_celery_beat.solarschedule",
+            "django_celery_beat.clockedschedule",
+            "django_celery_results.taskresult",
+            "django_celery_results.groupresult",
+            "auth.group",
+        )
+    },
+    ("auth.user", "delete_selected"): Action("admin", made(User, username="leaving"), exists),
+    # django-axes' records of failed logins: deleting one unlocks its username and address.
+    ("axes.accessattempt", "delete_selected"): Action("admin", admin_object("axes.accessattempt"), exists),
+    ("axes.accesslog", "delete_selected"): Action("admin", admin_object("axes.accesslog"), exists),
+    ("axes.accessfailurelog", "delete_selected"): Action("admin", admin_object("axes.accessfailurelog"), exists),
+}
