@@ -56,6 +56,17 @@ def test_without_credentials_or_with_wrong_ones_it_answers_401_as_celery_directo
     assert not Run.objects.exists()
 
 
+def test_wrong_passwords_count_towards_the_login_throttling(director_tests, director, settings):
+    """Five wrong passwords for a username from one address lock that pair out, as at the login pages."""
+    assert settings.AXES_FAILURE_LIMIT == 5
+    for _ in range(5):
+        assert basic("ops", "wrong").get(f"{API}/workflows").status_code == 401
+    assert basic("ops").get(f"{API}/workflows").status_code == 401  # the right password, locked out
+    other_address = basic("ops")
+    other_address.defaults["REMOTE_ADDR"] = "203.0.113.5"
+    assert other_address.get(f"{API}/workflows").status_code == 200
+
+
 def test_a_viewer_reads_but_cannot_start_relaunch_or_cancel(director_tests, director):
     director_tests("example.WORKFLOW")
     run_id = start(director, "example.WORKFLOW")["id"]
