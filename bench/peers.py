@@ -132,13 +132,17 @@ def ensure_director(venv: Path) -> Path:
     stamp = venv / f".celery-director-{DIRECTOR_VERSION}"
     if not stamp.exists():
         print(f"Installing celery-director {DIRECTOR_VERSION} into {venv} (once)", file=sys.stderr, flush=True)
-        if not (venv / "bin" / "python").exists():
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run(
+        steps = [
+            [sys.executable, "-m", "venv", str(venv)],
             [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
              f"celery-director=={DIRECTOR_VERSION}"],
-            check=True,
-        )  # fmt: skip
+        ]  # fmt: skip
+        for command in steps:
+            if subprocess.run(command).returncode != 0:
+                sys.exit(
+                    f"error: could not install celery-director {DIRECTOR_VERSION} into {venv} ({' '.join(command[2:4])}"
+                    " failed, see above); run again once the package index answers"
+                )
         stamp.touch()
     return venv / "bin" / "director"
 
@@ -444,6 +448,7 @@ def director_peer(stack: Stack, port: int, director: Path, home: Path, database_
 def measure(peer: Peer, stack: Stack, records, args) -> dict:
     import httpx
 
+    load_before = os.getloadavg()[0]
     records.delete(STEPS, DIRECTOR_DONE)
     with httpx.Client(base_url=peer.url, headers=peer.headers, timeout=60) as client:
         print(f"{peer.name}: one-task workflow, one at a time", file=sys.stderr, flush=True)
@@ -457,7 +462,8 @@ def measure(peer: Peer, stack: Stack, records, args) -> dict:
     triggered = 10 + 3 + 2 * args.runs + args.throughput
     # Refused triggers count too: a caller's workflow that did not run.
     return {"one": one, "chain": chain, "many": many, "outcomes": outcomes,
-            "not succeeded": triggered - outcomes.get(peer.success, 0)}  # fmt: skip
+            "not succeeded": triggered - outcomes.get(peer.success, 0),
+            "load": f"{load_before:.1f} → {os.getloadavg()[0]:.1f}"}  # fmt: skip
 
 
 def ms(values: list[float], q: float) -> float:
@@ -481,6 +487,7 @@ def row(database: str, name: str, result: dict) -> list[str]:
         f"{many['done/s']:.1f}",
         f"{many['cpu ms']:.1f}",
         str(result["not succeeded"]),
+        result["load"],
     ]
 
 
@@ -509,6 +516,7 @@ def ratio_row(database: str, jobsite: dict, director: dict) -> list[str]:
         many("done/s"),
         many("cpu ms"),
         "",
+        "",
     ]
 
 
@@ -526,6 +534,7 @@ HEADER = [
     "workflows done/s",
     "CPU ms per workflow (web + worker)",
     "not succeeded",
+    "load average (1 min), start → end",
 ]
 
 
@@ -562,7 +571,7 @@ def main() -> None:
 
         database = "postgresql" if jobsite_url.startswith("postgres") else "sqlite"
         print(f"| {' | '.join(HEADER)} |")
-        print("|---|---|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|")
+        print("|---|---|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|---|")
         for name, result in results.items():
             print(f"| {' | '.join(row(database, name, result))} |")
         print(f"| {' | '.join(ratio_row(database, results['jobsite'], results['director']))} |")
