@@ -93,21 +93,24 @@ class Stack:
             [redis_server, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
         )
 
-    def start(self, name: str, command: list[str]) -> subprocess.Popen:
+    def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start a process logging to NAME.log; `env` replaces the stack's environment."""
         log = (self.workdir / f"{name}.log").open("w")
         self.processes[name] = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         return self.processes[name]
 
     def celery(self, name: str, *args: str) -> subprocess.Popen:
         return self.start(name, [sys.executable, "-m", "celery", "-A", "jobsite", *args])
 
-    def stop(self) -> None:
-        for process in reversed(list(self.processes.values())):
+    def stop(self, *names: str) -> None:
+        """Stop the named processes (all of them, Redis last, when none is named)."""
+        processes = [self.processes[name] for name in names] if names else list(self.processes.values())
+        for process in reversed(processes):
             if process.poll() is None:
                 process.terminate()
-        for process in self.processes.values():
+        for process in processes:
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:

@@ -30,3 +30,18 @@ def count(self, **_) -> None:
     global _redis
     _redis = _redis or redis.Redis.from_url(settings.REDIS_URL)
     _redis.incr(f"bench:count:{self.request.id}")
+
+
+PEERS_STEPS = "bench:peers:steps"
+
+
+@shared_task(name="bench.peer_step")
+def peer_step(tag: str = "", step: int = 1, after: int | None = None, **_) -> dict:
+    """A step of bench/peers.py's workflows: notes in Redis when its body started and
+    ended (epoch seconds) and returns a small dict, whose `step` the next step reads."""
+    global _redis
+    started = time.time()
+    _redis = _redis or redis.Redis.from_url(settings.REDIS_URL)
+    result = {"step": step} if after is None else {"step": step, "after": after}
+    _redis.rpush(PEERS_STEPS, json.dumps([tag, step, started, time.time()]))
+    return result

@@ -9,6 +9,9 @@ Everything from the line PROSE_MARKER on is hand-written (how to run each
 benchmark at full size, the figures measured so far and what they mean): it is
 kept as it is when the generated part above it is written again.
 
+With `--only`, the benchmarks not run keep their tables and goal rows from
+the existing report, and its header says what was measured again and when.
+
     scripts/bench_report.py [--only throughput latency ...] [--output BENCHMARKS.md]
 """
 
@@ -226,6 +229,14 @@ BENCHES = [
         note="figures only (the issue sets no goal)",
     ),
     Bench(
+        "peers",
+        [python(), "bench/peers.py", "--runs", "100", "--throughput", "1000"],
+        (SQLITE,),
+        note="figures only (the issue sets no goal): Jobsite beside celery-director 0.10, each on a fresh "
+        "database of the same kind, one after the other; the last row divides Jobsite's figure by Director's. "
+        "SQLite here (Director's own default); `scripts/bench.sh bench/peers.py` adds PostgreSQL (below the tables).",
+    ),
+    Bench(
         "purge",
         [python(), "bench/purge.py", "--runs", "20000"],
         (SQLITE, POSTGRES),
@@ -322,9 +333,97 @@ def shown(command: list[str]) -> str:
     return " ".join("python" if part == sys.executable else part for part in command)
 
 
-def report(outcomes: list[Outcome], started: datetime, total_seconds: float) -> str:
+@dataclass
+class Previous:
+    """The generated part of an earlier report, for a run of some benchmarks only (`--only`)."""
+
+    header: list[str]  # the title, the paragraph and the machine table
+    goals: dict[str, list[str]]  # goal rows by benchmark name
+    sections: dict[str, list[str]]  # "## name" sections by benchmark name
+
+    @classmethod
+    def read(cls, path: Path) -> "Previous | None":
+        if not path.exists():
+            return None
+        text = path.read_text()
+        generated = text.split(PROSE_MARKER, 1)[0]
+        parts = re.split(r"^## ", generated, flags=re.MULTILINE)
+        if len(parts) < 2 or not parts[1].startswith("Goals"):
+            return None
+        goals: dict[str, list[str]] = {}
+        for line in parts[1].splitlines()[1:]:
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if line.startswith("|") and cells[0] not in ("benchmark", "---"):
+                goals.setdefault(cells[0], []).append(line)
+        sections = {part.splitlines()[0].strip(): ("## " + part).rstrip().splitlines() for part in parts[2:]}
+        return cls(header=parts[0].rstrip().splitlines(), goals=goals, sections=sections)
+
+
+def report(outcomes: list[Outcome], started: datetime, total_seconds: float, previous: Previous | None = None) -> str:
+    """The generated part of BENCHMARKS.md. With `previous` (a run of some benchmarks only),
+    the other benchmarks' goal rows and sections are kept from it, and so is its header,
+    with a line saying what was measured again and when."""
+    ran_names = {outcome.bench.name for outcome in outcomes}
+    if previous is not None:
+        # An earlier "measured again" line for these benchmarks only is out of date now.
+        stale = re.compile(r"^Measured again .* with `--only ([^`]*)`")
+        kept = [
+            line
+            for line in previous.header
+            if not ((match := stale.match(line)) and set(match.group(1).split()) <= ran_names)
+        ]
+        while kept and not kept[-1].strip():
+            kept.pop()
+        lines = [
+            *kept,
+            "",
+            f"Measured again on {started:%Y-%m-%d %H:%M} UTC in {total_seconds / 60:.1f} min with "
+            f"`--only {' '.join(sorted(ran_names))}` (load average at the start "
+            f"{outcomes[0].load_before if outcomes else load_average()}); the other tables are from before.",
+            "",
+            "## Goals",
+            "",
+            "| benchmark | database | goal | measured | verdict |",
+            "|---|---|---|---|---|",
+        ]
+    else:
+        lines = header(outcomes, started, total_seconds)
+    for bench in BENCHES:
+        if bench.name not in ran_names:
+            lines += previous.goals.get(bench.name, []) if previous else []
+        for outcome in (o for o in outcomes if o.bench is bench):
+            for goal in outcome.bench.goals:
+                lines.append(
+                    f"| {outcome.bench.name} | {outcome.database} | {goal.text} | {measured(goal, outcome)} "
+                    f"| {verdict(goal, outcome)} |"
+                )
+    for bench in BENCHES:
+        ran = [o for o in outcomes if o.bench is bench]
+        if not ran:
+            if previous and bench.name in previous.sections:
+                lines += ["", *previous.sections[bench.name]]
+            continue
+        lines += ["", f"## {bench.name}", "", f"`{shown(bench.command)}`"]
+        if bench.env:
+            lines[-1] += " with " + ", ".join(f"`{k}={v}`" for k, v in bench.env.items())
+        if bench.note:
+            lines += ["", bench.note]
+        for outcome in ran:
+            extra = " ".join(bench.per_database.get(outcome.database, []))
+            label = f"{outcome.database} (`{extra}`)" if extra else outcome.database
+            lines += [
+                "",
+                f"{label}: {outcome.seconds:.0f} s, load average {outcome.load_before} before, "
+                f"{outcome.load_after} after.",
+                "",
+            ]
+            lines += [f"Failed: {outcome.failed}"] if outcome.failed else table(outcome.rows, outcome.database)
+    return "\n".join(lines) + "\n"
+
+
+def header(outcomes: list[Outcome], started: datetime, total_seconds: float) -> list[str]:
     info = machine()
-    lines = [
+    return [
         "# Benchmarks",
         "",
         f"Written by `make bench` on {started:%Y-%m-%d %H:%M} UTC in {total_seconds / 60:.1f} min. "
@@ -343,32 +442,6 @@ def report(outcomes: list[Outcome], started: datetime, total_seconds: float) -> 
         "| benchmark | database | goal | measured | verdict |",
         "|---|---|---|---|---|",
     ]
-    for outcome in outcomes:
-        for goal in outcome.bench.goals:
-            lines.append(
-                f"| {outcome.bench.name} | {outcome.database} | {goal.text} | {measured(goal, outcome)} "
-                f"| {verdict(goal, outcome)} |"
-            )
-    for bench in BENCHES:
-        ran = [o for o in outcomes if o.bench is bench]
-        if not ran:
-            continue
-        lines += ["", f"## {bench.name}", "", f"`{shown(bench.command)}`"]
-        if bench.env:
-            lines[-1] += " with " + ", ".join(f"`{k}={v}`" for k, v in bench.env.items())
-        if bench.note:
-            lines += ["", bench.note]
-        for outcome in ran:
-            extra = " ".join(bench.per_database.get(outcome.database, []))
-            label = f"{outcome.database} (`{extra}`)" if extra else outcome.database
-            lines += [
-                "",
-                f"{label}: {outcome.seconds:.0f} s, load average {outcome.load_before} before, "
-                f"{outcome.load_after} after.",
-                "",
-            ]
-            lines += [f"Failed: {outcome.failed}"] if outcome.failed else table(outcome.rows, outcome.database)
-    return "\n".join(lines) + "\n"
 
 
 def kept_prose(path: Path) -> str:
@@ -401,7 +474,9 @@ def main() -> None:
         for database in bench.databases
         if database in databases
     ]
-    write(args.output, report(outcomes, started, time.monotonic() - clock))
+    # A run of some benchmarks keeps the others' tables (from --output, else the checkout's file).
+    previous = (Previous.read(args.output) or Previous.read(ROOT / "BENCHMARKS.md")) if args.only else None
+    write(args.output, report(outcomes, started, time.monotonic() - clock, previous))
     print(f"wrote {args.output}", file=sys.stderr)
     if any(outcome.failed for outcome in outcomes):
         sys.exit("some benchmarks failed: see above and " + str(args.output))
