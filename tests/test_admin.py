@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from jobs.models import JobType, Run
-from tests.factories import JobTypeFactory, RunFactory
+from tests.factories import JobTypeFactory, RunFactory, job_type_form
 
 
 @pytest.fixture
@@ -34,39 +34,15 @@ def test_each_admin_list_and_form_renders(staff):
 
 
 def test_adding_a_job_type_with_a_bad_config_shows_a_form_error(staff):
-    response = staff.post(
-        reverse("admin:jobs_jobtype_add"),
-        {
-            "name": "bad",
-            "kind": "command",
-            "command": '{"argv": ["rm", "-rf", "/"]}',
-            "http": "{}",
-            "params_schema": "{}",
-            "default_params": "{}",
-            "max_retries": 0,
-            "retry_backoff_seconds": 10,
-            "enabled": "on",
-        },
-    )
+    form = job_type_form(name="bad", kind="command", task="", command='{"argv": ["rm", "-rf", "/"]}')
+    response = staff.post(reverse("admin:jobs_jobtype_add"), form)
     assert response.status_code == 200
     assert "not in JOBS_COMMAND_ALLOWLIST" in response.content.decode()
     assert not JobType.objects.exists()
 
 
 def test_a_job_type_whose_time_limit_the_visibility_timeout_would_cut_short_shows_a_form_error(staff):
-    form = {
-        "name": "long",
-        "kind": "task",
-        "task": "jobs.builtin.echo",
-        "http": "{}",
-        "command": "{}",
-        "params_schema": "{}",
-        "default_params": "{}",
-        "timeout_seconds": 7200,
-        "max_retries": 0,
-        "retry_backoff_seconds": 10,
-        "enabled": "on",
-    }
+    form = job_type_form(name="long", timeout_seconds=7200)
     response = staff.post(reverse("admin:jobs_jobtype_add"), form)
     assert response.status_code == 200
     page = response.content.decode()

@@ -5,7 +5,7 @@ from django.core import mail
 from django.urls import reverse
 
 from jobs.models import JobType, Run
-from tests.factories import JobTypeFactory, RunFactory
+from tests.factories import JobTypeFactory, RunFactory, job_type_form
 
 SECRET = "a-long-webhook-secret-for-tests"
 
@@ -14,26 +14,6 @@ SECRET = "a-long-webhook-secret-for-tests"
 def staff(client, admin_user):
     client.force_login(admin_user)
     return client
-
-
-def job_type_form(**fields) -> dict:
-    return {
-        "name": "told",
-        "kind": "task",
-        "task": "jobs.builtin.echo",
-        "http": "{}",
-        "command": "{}",
-        "params_schema": "{}",
-        "default_params": "{}",
-        "max_retries": 0,
-        "retry_backoff_seconds": 10,
-        "enabled": "on",
-        "notify_on": "completion",
-        "notify_emails": "",
-        "webhook_url": "",
-        "webhook_secret": "",
-        **fields,
-    }
 
 
 def test_it_saves_recipients_typed_as_text_and_the_secret(staff):

@@ -18,36 +18,16 @@ from django.urls import reverse
 from jobs.core.redaction import MASK
 from jobs.core.roles import EDITORS, VIEWERS
 from jobs.models import JobType
+from tests.credentials import HOOK_SECRET, HTTP, SECRETS, WEBHOOK, fetch_job_type
 from tests.factories import JobTypeFactory
 
-SECRETS = ("s3cr3t-bearer", "k3y-value", "sessi0n-cookie", "us3r-pass", "qu3ry-token", "h00k-path", "h00k-sig")
-HTTP = {
-    "method": "GET",
-    "url": "http://robot:us3r-pass@127.0.0.1:9/items?token=qu3ry-token&page=2",
-    "headers": {
-        "Authorization": "Bearer s3cr3t-bearer",
-        "X-Api-Key": "k3y-value",
-        "Cookie": "sessi0n-cookie",
-        "Accept": "application/json",
-    },
-}
-WEBHOOK = "http://127.0.0.1:9/hooks/h00k-path?sig=h00k-sig"
-HOOK_SECRET = "a-long-webhook-secret-for-tests"
 # The URL as every page shows it (HTML-escaped).
 SHOWN_URL = f"http://robot:{MASK}@127.0.0.1:9/items?token={MASK}&amp;page=2"
 
 
 @pytest.fixture
 def fetch(db) -> JobType:
-    return JobTypeFactory(
-        name="fetch",
-        kind="http",
-        task="",
-        http=HTTP,
-        notify_on="failure",
-        webhook_url=WEBHOOK,
-        webhook_secret=HOOK_SECRET,
-    )
+    return fetch_job_type()
 
 
 def logged_in(client, role: str):

@@ -15,7 +15,7 @@ from jobs.core.limits import bounded_result
 from jobs.core.placeholders import PlaceholderError, resolve
 from jobs.models import JobType, Run, Schedule
 from jobs.schedules.dispatcher import dispatch_due
-from tests.factories import JobTypeFactory, RunFactory
+from tests.factories import JobTypeFactory, RunFactory, job_type_form
 
 # --- Request bodies ---------------------------------------------------------------
 
@@ -276,9 +276,7 @@ def test_json_nested_too_deep_is_a_form_error_on_the_pages_and_in_the_admin(clie
         assert response.status_code == 400 and message in response.content.decode()
         response = client.post(reverse("admin:jobs_jobtype_run", args=[job_type.pk]), {"params": deep})
         assert response.status_code == 200 and message in response.content.decode()
-        form = {"name": "echo", "kind": "task", "task": "jobs.builtin.echo", "params_schema": deep}
-        form |= {"http": "{}", "command": "{}", "default_params": "{}", "max_retries": 0}
-        form |= {"retry_backoff_seconds": 10, "notify_on": "never"}
+        form = job_type_form(name="echo", params_schema=deep, notify_on="never")
         response = client.post(reverse("admin:jobs_jobtype_change", args=[job_type.pk]), form)
         assert response.status_code == 200 and message in response.content.decode()
     assert not Run.objects.exists()

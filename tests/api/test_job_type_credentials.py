@@ -14,34 +14,14 @@ from django.core.management import call_command
 from jobs.core.redaction import MASK
 from jobs.core.roles import EDITORS, OPERATORS, VIEWERS
 from jobs.models import JobType
-from tests.factories import JobTypeFactory
+from tests.credentials import HTTP, SECRETS, WEBHOOK, fetch_job_type
 
 URL = "/api/v1/job-types/"
-SECRETS = ("Bearer s3cr3t-bearer", "k3y-value", "sessi0n-cookie", "us3r-pass", "qu3ry-token", "h00k-path", "h00k-sig")
-HTTP = {
-    "method": "GET",
-    "url": "http://robot:us3r-pass@127.0.0.1:9/items?token=qu3ry-token&page=2",
-    "headers": {
-        "Authorization": "Bearer s3cr3t-bearer",
-        "X-Api-Key": "k3y-value",
-        "Cookie": "sessi0n-cookie",
-        "Accept": "application/json",
-    },
-}
-WEBHOOK = "http://127.0.0.1:9/hooks/h00k-path?sig=h00k-sig"
 
 
 @pytest.fixture
 def fetch(db) -> JobType:
-    return JobTypeFactory(
-        name="fetch",
-        kind="http",
-        task="",
-        http=HTTP,
-        notify_on="failure",
-        webhook_url=WEBHOOK,
-        webhook_secret="a-long-webhook-secret-for-tests",
-    )
+    return fetch_job_type()
 
 
 def role_user(name: str, role: str | None) -> User:
