@@ -478,6 +478,9 @@ class Flower:
         self.log = log
         command = [sys.executable, "-m", "celery", "-A", "jobsite", "flower", "--address=127.0.0.1"]
         command += [f"--port={self.port}", "--url_prefix=flower", f"--basic_auth={self.basic_auth}"]
+        # Flower asks the workers for their stats with a 1 s timeout by default: on a
+        # busy 2-core machine a worker can take longer, and the page then has none.
+        command += ["--inspect_timeout=5000"]
         # On the test database, as Flower runs on Jobsite's: it reads task results there.
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
         self.process = subprocess.Popen(

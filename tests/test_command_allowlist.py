@@ -126,7 +126,7 @@ def test_the_site_refuses_to_start_with_a_launcher_alone_saying_what_to_set():
     started = _start({"JOBS_COMMAND_ALLOWLIST": "/bin/echo,/bin/sh", "JOBS_COMMAND_ALLOW_LAUNCHERS": ""})
     assert started.returncode != 0
     assert started.stderr.strip().splitlines()[-1] == (
-        "django.core.exceptions.ImproperlyConfigured: JOBS_COMMAND_ALLOWLIST: '/bin/sh' is a shell: alone, it "
+        "manage.py: JOBS_COMMAND_ALLOWLIST: '/bin/sh' is a shell: alone, it "
         "would let Editors run any code on the workers. List the whole command instead (e.g. "
         "'/bin/sh /opt/jobs/backup.sh', which allows that argv only), or set JOBS_COMMAND_ALLOW_LAUNCHERS=1 "
         "to allow it with any arguments"

@@ -13,8 +13,8 @@ NOT_JSON = (
 
 
 def test_a_result_that_is_not_json_fails_the_run_at_once_without_retries(worker, api):
-    # celery-director's TASK_CELERY_ERROR returns an object JSON cannot say.
-    define(api, name="opaque", kind="task", task="TASK_CELERY_ERROR", max_retries=2, retry_backoff_seconds=1)
+    # Like celery-director's TASK_CELERY_ERROR, it returns an object JSON cannot say.
+    define(api, name="opaque", kind="task", task="tests.opaque", max_retries=2, retry_backoff_seconds=1)
     run = wait_for_run(trigger(api, "opaque"), timeout=15)  # no beat: the stuck check cannot be what ends it
     assert (run.status, run.attempts, run.result) == ("failed", 1, None)
     data = api.get(f"/api/v1/runs/{run.pk}/").data
@@ -33,7 +33,7 @@ def test_a_result_with_nan_fails_the_run(worker, api):
 
 
 def test_a_step_whose_result_is_not_json_fails_its_workflow(workflow_worker, api):
-    define(api, name="opaque", kind="task", task="TASK_CELERY_ERROR")
+    define(api, name="opaque", kind="task", task="tests.opaque")
     define(api, name="echo", kind="task", task="jobs.builtin.echo")
     define(
         api,
