@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every check, in order: ruff, import layers, migrations up to date, the OpenAPI schema, pytest on SQLite, pytest
-# on PostgreSQL (a throwaway cluster started here and removed at exit).
+# on PostgreSQL (a throwaway cluster started here and removed at exit) for the tests marked `postgres`: those
+# where the database can change the outcome (locks, transactions across processes, JSON, query counts).
 # Called by `make test`, which creates .venv first.
 #   DB=sqlite | DB=postgres   run only that pytest stage
+#   PG_TESTS=all              the PostgreSQL stage runs every test, not only the marked ones
 #   PYTEST_ARGS="-k foo"      extra pytest arguments (so are this script's own)
 set -euo pipefail
 
@@ -219,7 +221,12 @@ main() {
     if ((run_postgres)); then
         stage "start a throwaway PostgreSQL"
         pg_start
-        run_pytest PostgreSQL "DATABASE_URL=$DATABASE_URL"
+        if [[ ${PG_TESTS:-marked} == all ]]; then
+            run_pytest PostgreSQL "DATABASE_URL=$DATABASE_URL"
+        else
+            PYTEST_EXTRA=(-m postgres "${PYTEST_EXTRA[@]}")
+            run_pytest "PostgreSQL, the tests marked postgres" "DATABASE_URL=$DATABASE_URL"
+        fi
     fi
     stage "all checks passed"
 }

@@ -4,8 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from jobs.models import Run
 from tests.conftest import ROOT, _database_url
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 WRITER = """
 import django, sys

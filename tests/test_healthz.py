@@ -11,6 +11,8 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.test import Client
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 
 @pytest.fixture
 def uncached(settings):

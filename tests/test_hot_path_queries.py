@@ -22,6 +22,8 @@ from jobs.worker import signals
 from jobsite.celery import app
 from tests.factories import JobTypeFactory, RunFactory
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 
 @pytest.fixture
 def broker(redis_server, settings):

@@ -17,6 +17,8 @@ from jobs.models import JobType, Run, Schedule
 from jobs.schedules.dispatcher import dispatch_due
 from tests.factories import JobTypeFactory, RunFactory, job_type_form
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 # --- Request bodies ---------------------------------------------------------------
 
 

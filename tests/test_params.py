@@ -3,6 +3,8 @@ from jsonschema import Draft202012Validator
 
 from jobs.core.params import check_schema, params_errors, params_with_defaults
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 SCHEMA = {
     "type": "object",
     "properties": {"count": {"type": "integer", "minimum": 1}, "tags": {"type": "array", "items": {"type": "string"}}},

@@ -16,6 +16,8 @@ from django_celery_results.models import TaskResult
 from jobs.models import JobType, Run
 from tests.factories import JobTypeFactory
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 OLD, RECENT = timedelta(days=100), timedelta(days=10)
 
 

@@ -4,6 +4,7 @@ often are served by an index, on a run table where most runs have finished
 
 from datetime import timedelta
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -16,6 +17,8 @@ from tests.monitor.test_queries import (
     many_runs,  # noqa: F401 (the pages' fixture, registered here)
     reads_whole_run_table,
 )
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 
 def run_queries(action) -> list[str]:

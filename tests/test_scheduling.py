@@ -7,6 +7,8 @@ import pytest
 
 from jobs.core.cron import cron_error, describe_cron, next_cron_fire, next_interval_fire, timezone_error
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 
+import pytest
 import redis
 from django.conf import settings
 
@@ -20,6 +21,8 @@ from jobs.models import JobType, Run
 from jobs.runs import trigger
 from tests.conftest import ROOT, _database_url
 from tests.factories import JobTypeFactory
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 PARTS = 20
 REPETITIONS = 20

@@ -11,6 +11,7 @@ examples each time: JOBSITE_FUZZ_EXAMPLES=300 .venv/bin/pytest tests/api/test_fu
 
 import json
 import os
+import traceback
 
 import pytest
 import schemathesis
@@ -76,6 +77,20 @@ def existing(case, objects) -> None:
         case.path_parameters[key] = choices[len(str(value)) // 2 % len(choices)]
 
 
+@pytest.fixture
+def server_errors():
+    """The exceptions behind any 500, so that a failure shows the server's traceback
+    beside Schemathesis' report (its report has the response, not the cause)."""
+    seen = []
+
+    def record(sender, request=None, **kwargs):
+        seen.append(f"{request.method} {request.path}:\n{traceback.format_exc()}")
+
+    signals.got_request_exception.connect(record)
+    yield seen
+    signals.got_request_exception.disconnect(record)
+
+
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES_PER_OPERATION,
@@ -84,14 +99,23 @@ def existing(case, objects) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )
-def test_it_answers_generated_requests_as_its_schema_says(case, admin_user, objects, redis_server, wsgi_requests):
+def test_it_answers_generated_requests_as_its_schema_says(
+    case, admin_user, objects, redis_server, wsgi_requests, server_errors
+):
     existing(case, objects)
     token, _ = Token.objects.get_or_create(user=admin_user)
     # positive_data_acceptance expects any body the schema allows to be accepted;
     # the API also applies rules a schema cannot state (a task must be registered,
     # a cron expression must parse, a workflow's steps must form no cycle), and
     # answers 400 with the field's message for those.
-    case.call_and_validate(headers={"Authorization": f"Token {token.key}"}, excluded_checks=[positive_data_acceptance])
+    try:
+        case.call_and_validate(
+            headers={"Authorization": f"Token {token.key}"}, excluded_checks=[positive_data_acceptance]
+        )
+    except Exception as failure:
+        if server_errors:
+            failure.add_note("The server's exception:\n" + server_errors[-1])
+        raise
 
 
 def test_it_fuzzes_the_schema_that_is_served(api):

@@ -15,6 +15,8 @@ from django.utils import timezone
 from jobs.models import JobType, Run, Schedule
 from tests.factories import JobTypeFactory, RunFactory
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 SCHEMA = {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]}
 
 

@@ -10,6 +10,8 @@ from django.utils import timezone
 from jobs.models import JobType, Run, Schedule
 from tests.director.conftest import API, basic, start, user_in_role
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 # What celery-director's tests leave out of each answer: it differs each time.
 VARYING = ("id", "created", "updated", "task")
 

@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import timedelta
 
+import pytest
 from django.conf import settings
 from django.utils import timezone
 
@@ -18,6 +19,8 @@ from jobs.runs.trigger import run_cancel, run_create
 from jobs.schedules.dispatcher import dispatch_due
 from tests.conftest import ROOT, _database_url, wait_for_run
 from tests.factories import JobTypeFactory
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 AHEAD = timedelta(seconds=settings.JOBS_SCHEDULE_PLAN_AHEAD_SECONDS)
 

@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 import redis
 from django import db
 from django.conf import settings
@@ -24,6 +25,8 @@ from tests.conftest import ROOT, _database_url, wait_for_run
 from tests.e2e.test_execution import define, trigger
 from tests.factories import JobTypeFactory
 from tests.tasks import calls, pid_of
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 
 def wait_for_runs(runs: list[Run], timeout: float) -> list[Run]:

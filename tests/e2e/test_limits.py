@@ -6,10 +6,14 @@ from collections import Counter
 from datetime import datetime
 from itertools import pairwise
 
+import pytest
+
 from jobs.models import Run
 from tests.conftest import WORKFLOW_QUEUE, wait_for_run
 from tests.e2e.test_execution import define, trigger
 from tests.tasks import concurrency_seen
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 
 def test_a_task_that_ignores_its_soft_time_limit_is_killed_at_the_hard_one_and_fails(worker, api):

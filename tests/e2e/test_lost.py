@@ -7,6 +7,7 @@ import json
 import time
 from datetime import timedelta
 
+import pytest
 import redis
 from django.conf import settings
 from django.core.cache import cache
@@ -20,6 +21,8 @@ from tests.conftest import wait_for_run, wait_until
 from tests.e2e.test_execution import define, trigger
 from tests.e2e.test_faults import wait_for_runs
 from tests.tasks import calls, pid_of
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 
 def broker() -> redis.Redis:
@@ -55,8 +58,6 @@ def test_a_queued_run_whose_message_was_deleted_is_published_again_once_and_runs
     assert (kept.attempts, lost.attempts) == (1, 1)
 
 
-
-
 def test_the_check_looks_in_every_priority_list_and_publishes_only_what_is_lost(redis_server, transactional_db, api):
     queue = "lost-priorities"
     define(api, name="urgent", kind="task", task="tests.count_calls", queue=queue, priority=9)
@@ -72,6 +73,7 @@ def test_the_check_looks_in_every_priority_list_and_publishes_only_what_is_lost(
     assert (waiting_in(f"{queue}\x06\x169"), waiting_in(queue)) == ([str(urgent.pk)], [str(plain.pk)])
     assert runs_republish_lost(later + timedelta(minutes=1)) == 0  # both are there now
     assert Run.objects.get(pk=plain.pk).status == Run.objects.get(pk=urgent.pk).status == "queued"
+
 
 def test_runs_queued_when_redis_restarts_empty_are_published_again_and_run_once(broker_outage, start_beat,
                                                                                   start_worker, api):  # fmt: skip
@@ -121,7 +123,6 @@ def test_an_overlap_skip_schedule_whose_run_lost_its_message_fires_again_once_it
     assert calls(first.pk) == calls(later.pk) == 1
 
 
-
 def test_a_workflow_whose_step_lost_its_message_goes_on_once_the_step_is_published_again(start_beat, start_worker,
                                                                                         api):  # fmt: skip
     queue = "lost-workflow"  # the workflow's: its steps go there
@@ -140,6 +141,7 @@ def test_a_workflow_whose_step_lost_its_message_goes_on_once_the_step_is_publish
     run = wait_for_run(run, timeout=30)
     assert run.status == "succeeded", run.error
     assert [calls(child.pk) for child in Run.objects.filter(parent=run)] == [1, 1]
+
 
 def test_a_run_waiting_on_a_queue_no_worker_consumes_says_so_on_its_page_and_in_the_api(worker, start_worker, api,
                                                                                        client, admin_user):  # fmt: skip

@@ -1,10 +1,13 @@
 """A task whose return value cannot be stored: its run fails at once, through a real worker."""
 
+import pytest
 from django_celery_results.models import TaskResult
 
 from tests.conftest import WORKFLOW_QUEUE, wait_for_run
 from tests.e2e.test_execution import define, trigger
 from tests.e2e.test_workflows import steps_of
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 NOT_JSON = (
     "result is not JSON-serialisable: Object of type Opaque is not JSON serializable. Return JSON data (dicts, "

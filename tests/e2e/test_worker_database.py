@@ -15,7 +15,10 @@ from tests.conftest import wait_for_run, wait_until
 from tests.factories import JobTypeFactory
 from tests.tasks import session_of
 
-pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL server's sessions")
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL server's sessions"),
+]
 
 
 def terminate(*backend_pids: int) -> None:

@@ -20,6 +20,8 @@ from django.utils import timezone
 from jobs.models import JobType, Run, Schedule
 from tests.factories import JobTypeFactory
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 
 @pytest.fixture
 def many_runs(db):

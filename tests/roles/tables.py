@@ -1,7 +1,6 @@
 """Who gets what answer where: the tables the matrix tests walk. A row lists
 the status codes of anonymous, viewer, operator, editor and admin, in that order."""
 
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any

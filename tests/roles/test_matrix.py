@@ -8,7 +8,6 @@ together, reach every route the URL resolver knows, so that a new route cannot
 be left out: add it to a table.
 """
 
-
 from django.contrib import admin
 from django.contrib.auth.models import User
 from django.urls import URLResolver, get_resolver, resolve

@@ -1,6 +1,5 @@
 """`manage.py setup_roles`: the three roles, each with more than the last."""
 
-
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
