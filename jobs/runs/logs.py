@@ -152,12 +152,18 @@ class RunLogCapture:
                 self._stored_bytes -= size
             if last_cut is not None:
                 rows = [row for row in rows if row.seq > last_cut]
-            with transaction.atomic():
-                if last_cut is not None and had_stored:
+            if last_cut is not None and had_stored:
+                with transaction.atomic():
                     RunLogLine.objects.filter(run_id=self.run_id, seq__lte=last_cut).delete()
-                # A second message of the same run (lines already there) must not fail the batch.
-                RunLogLine.objects.bulk_create(rows, ignore_conflicts=True)
+                    self._insert(rows)
+            else:
+                self._insert(rows)
             return len(rows)
+
+    @staticmethod
+    def _insert(rows: list[RunLogLine]) -> None:
+        # A second message of the same run (its lines there already) must not fail the batch.
+        RunLogLine.objects.bulk_create(rows, ignore_conflicts=True)
 
     def _load(self) -> None:
         """The run's attempt, and the lines its earlier attempts left (within the limits)."""
