@@ -2,6 +2,8 @@
 command's output, in the API and on the run's page, bounded, and in the
 failure email."""
 
+import json
+
 from django.conf import settings
 
 from tests import commands
@@ -17,10 +19,19 @@ def logs(api, run) -> dict:
     return response.data
 
 
-def test_what_a_failed_task_logged_and_printed_is_in_its_log_and_its_email_carries_the_tail(
-    worker, api, client, admin_user, mailbox
+def test_what_a_failed_task_logged_and_printed_is_in_its_log_and_its_email_and_webhook_carry_the_tail(
+    worker, api, client, admin_user, mailbox, webhook
 ):
-    define(api, name="chatty", kind="task", task="tests.chatty", notify_on="failure", notify_emails=["ops@example.com"])
+    define(
+        api,
+        name="chatty",
+        kind="task",
+        task="tests.chatty",
+        notify_on="failure",
+        notify_emails=["ops@example.com"],
+        webhook_url=webhook.url,
+        webhook_secret="a-long-webhook-secret-for-tests",
+    )
     run = wait_for_run(trigger(api, "chatty", {"fail": True}))
     assert run.status == "failed"
     body = logs(api, run)
@@ -44,6 +55,14 @@ def test_what_a_failed_task_logged_and_printed_is_in_its_log_and_its_email_carri
     assert "STDOUT hello from print" in text
     assert "ERROR tests.chatty: could not go on" in text
     assert "could not go on" in html_part(message)
+    [(_, posted)] = webhook.requests
+    tail = json.loads(posted)["run"]["log_tail"]
+    assert [(line["seq"], line["level"], line["message"].splitlines()[0]) for line in tail] == [
+        (1, "WARNING", "starting with 0 lines"),
+        (2, "STDOUT", "hello from print"),
+        (3, "STDERR", "a warning on stderr"),
+        (4, "ERROR", "could not go on"),
+    ]
 
     client.force_login(admin_user)
     page = client.get(run.get_absolute_url()).content.decode()
