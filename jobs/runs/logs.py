@@ -24,8 +24,10 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from jobs.core.durability import progress_commit
 from jobs.models import Run, RunLogLine
 
 logger = logging.getLogger(__name__)
@@ -162,16 +164,24 @@ class RunLogCapture:
 
     @staticmethod
     def _insert(rows: list[RunLogLine]) -> None:
-        # A second message of the same run (its lines there already) must not fail the batch.
-        RunLogLine.objects.bulk_create(rows, ignore_conflicts=True)
+        # Not worth a wait for the disk (PostgreSQL): a crash of the database
+        # server may lose the last batch of a log, never a run's state.
+        with progress_commit():
+            # A second message of the same run (its lines there already) must not fail the batch.
+            RunLogLine.objects.bulk_create(rows, ignore_conflicts=True)
 
     def _load(self) -> None:
-        """The run's attempt, and the lines its earlier attempts left (within the limits)."""
-        self._attempt = Run.objects.filter(pk=self.run_id).values_list("attempts", flat=True).first() or 0
-        earlier = RunLogLine.objects.filter(run_id=self.run_id).order_by("seq").values_list("seq", "message")
-        self._stored = deque((seq, _size(message)) for seq, message in earlier)
+        """The run's attempt, and the lines its earlier attempts left (within
+        the limits): one query, and a second only when there are such lines."""
+        last_line = RunLogLine.objects.filter(run_id=OuterRef("pk")).order_by("-seq").values("seq")[:1]
+        found = Run.objects.filter(pk=self.run_id).values_list("attempts", Subquery(last_line)).first()
+        self._attempt, last = found or (0, None)
+        self._stored, self._base = deque(), 0
+        if last is not None:
+            earlier = RunLogLine.objects.filter(run_id=self.run_id).order_by("seq").values_list("seq", "message")
+            self._stored = deque((seq, _size(message)) for seq, message in earlier)
+            self._base = last
         self._stored_bytes = sum(size for _, size in self._stored)
-        self._base = self._stored[-1][0] if self._stored else 0
 
 
 # --- The capture of the current thread's run ------------------------------------------------
