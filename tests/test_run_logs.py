@@ -106,3 +106,14 @@ def test_the_lines_go_with_their_run(run):
     capture.flush()
     run.delete()
     assert not RunLogLine.objects.exists()
+
+
+def test_credentials_in_urls_are_masked_in_the_lines_kept(run):
+    capture = RunLogCapture(run.pk)
+    capture.add("ERROR", "app", "cannot reach postgres://app:s3cret@db.example.com/jobs")
+    capture.write("STDOUT", "GET https://api.example.com/v1?api_key=abc123&page=2\n")
+    capture.flush()
+    assert messages(run) == [
+        "cannot reach postgres://app:********@db.example.com/jobs",
+        "GET https://api.example.com/v1?api_key=********&page=2",
+    ]

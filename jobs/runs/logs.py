@@ -28,6 +28,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from jobs.core.durability import progress_commit
+from jobs.core.redaction import mask_urls
 from jobs.models import Run, RunLogLine
 
 logger = logging.getLogger(__name__)
@@ -83,8 +84,9 @@ class RunLogCapture:
     # --- Adding lines ------------------------------------------------------------------
 
     def add(self, level: str, logger_name: str, message: str) -> None:
-        """One line (a log record, or a line of a stream)."""
-        message = _bounded_line(message)
+        """One line (a log record, or a line of a stream). Credentials in URLs
+        are masked: a run's log is read by all who may read the run."""
+        message = mask_urls(_bounded_line(message))
         with self._buffer_lock:
             self._count += 1
             line = _Line(self._count, timezone.now(), level, logger_name[:LOGGER_MAX_CHARS], message, _size(message))
