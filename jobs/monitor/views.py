@@ -221,7 +221,7 @@ def run_detail(request: HttpRequest, run_id) -> HttpResponse:
     context = {
         **_run_context(request, run),
         **workflow_context(run),
-        **log_context(run),
+        **(log_context(run) if run.job_type.kind != JobType.Kind.WORKFLOW else {}),
         "reruns": list(
             run.reruns.filter(trigger=Run.Trigger.RERUN)
             .select_related("requested_by")
