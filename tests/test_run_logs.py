@@ -117,3 +117,38 @@ def test_credentials_in_urls_are_masked_in_the_lines_kept(run):
         "cannot reach postgres://app:********@db.example.com/jobs",
         "GET https://api.example.com/v1?api_key=********&page=2",
     ]
+
+
+def test_the_workers_handler_takes_records_of_the_run_in_this_thread_from_its_level_up_not_celerys(run):
+    import io
+    import logging
+
+    from jobs.runs import logs
+    from jobs.worker.run_logs import RunLogHandler, RunStream
+
+    log = logging.getLogger("tests.handler")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    handler = RunLogHandler(logging.INFO)
+    log.addHandler(handler)
+    celery_log = logging.getLogger("celery.app.trace")
+    celery_log.addHandler(handler)
+    under = io.StringIO()
+    stream = RunStream(under, "STDOUT")
+    try:
+        log.warning("before the run: not its line")
+        logs.begin(run.pk)
+        log.debug("below the level")
+        log.info("an info line")
+        celery_log.error("Task raised: Celery's own account")
+        stream.write("printed\n")
+        logs.end()
+        log.warning("after the run: not its line")
+    finally:
+        log.removeHandler(handler)
+        celery_log.removeHandler(handler)
+    assert list(run.log_lines.values_list("level", "logger", "message")) == [
+        ("INFO", "tests.handler", "an info line"),
+        ("STDOUT", "", "printed"),
+    ]
+    assert under.getvalue() == "printed\n"  # and still where it went before
