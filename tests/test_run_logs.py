@@ -2,6 +2,7 @@
 per run by a line and a byte limit with the newest kept, across attempts."""
 
 import pytest
+from django.db import OperationalError
 from django.db.models import Sum
 from django.db.models.functions import Length
 
@@ -152,3 +153,21 @@ def test_the_workers_handler_takes_records_of_the_run_in_this_thread_from_its_le
         ("STDOUT", "", "printed"),
     ]
     assert under.getvalue() == "printed\n"  # and still where it went before
+
+
+def test_lines_that_could_not_be_written_are_written_by_the_next_flush(run, monkeypatch):
+    capture = RunLogCapture(run.pk)
+    capture.add("WARNING", "app", "one")
+    capture.flush()
+    capture.add("WARNING", "app", "two")
+
+    def database_busy(rows):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(RunLogCapture, "_insert", staticmethod(database_busy))
+    with pytest.raises(OperationalError):
+        capture.flush()
+    monkeypatch.undo()
+    capture.add("WARNING", "app", "three")
+    capture.flush()
+    assert list(run.log_lines.values_list("seq", "message")) == [(1, "one"), (2, "two"), (3, "three")]

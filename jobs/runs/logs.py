@@ -132,37 +132,54 @@ class RunLogCapture:
                 if not self._buffer:
                     return 0
                 lines, self._buffer, self._buffer_bytes = list(self._buffer), deque(), 0
-            if self._base is None:
-                self._load()
-            rows = [
-                RunLogLine(
-                    run_id=self.run_id,
-                    seq=self._base + line.number,
-                    attempt=self._attempt,
-                    created_at=line.at,
-                    level=line.level,
-                    logger=line.logger,
-                    message=line.message,
-                )
-                for line in lines
-            ]
-            had_stored = bool(self._stored)
-            for line in lines:
-                self._stored.append((self._base + line.number, line.size))
-                self._stored_bytes += line.size
-            last_cut = None
-            while self._stored and (len(self._stored) > self.max_lines or self._stored_bytes > self.max_bytes):
-                last_cut, size = self._stored.popleft()
-                self._stored_bytes -= size
-            if last_cut is not None:
-                rows = [row for row in rows if row.seq > last_cut]
-            if last_cut is not None and had_stored:
-                with transaction.atomic():
-                    RunLogLine.objects.filter(run_id=self.run_id, seq__lte=last_cut).delete()
-                    self._insert(rows)
-            else:
+            try:
+                return self._write(lines)
+            except Exception:
+                self._put_back(lines)  # for the next flush: the database may answer then
+                raise
+
+    def _write(self, lines: list[_Line]) -> int:
+        if self._base is None:
+            self._load()
+        rows = [
+            RunLogLine(
+                run_id=self.run_id,
+                seq=self._base + line.number,
+                attempt=self._attempt,
+                created_at=line.at,
+                level=line.level,
+                logger=line.logger,
+                message=line.message,
+            )
+            for line in lines
+        ]
+        # What the database will hold, kept here only once it does.
+        stored, stored_bytes = deque(self._stored), self._stored_bytes
+        had_stored = bool(stored)
+        for line in lines:
+            stored.append((self._base + line.number, line.size))
+            stored_bytes += line.size
+        last_cut = None
+        while stored and (len(stored) > self.max_lines or stored_bytes > self.max_bytes):
+            last_cut, size = stored.popleft()
+            stored_bytes -= size
+        if last_cut is not None:
+            rows = [row for row in rows if row.seq > last_cut]
+        if last_cut is not None and had_stored:
+            with transaction.atomic():
+                RunLogLine.objects.filter(run_id=self.run_id, seq__lte=last_cut).delete()
                 self._insert(rows)
-            return len(rows)
+        else:
+            self._insert(rows)
+        self._stored, self._stored_bytes = stored, stored_bytes
+        return len(rows)
+
+    def _put_back(self, lines: list[_Line]) -> None:
+        with self._buffer_lock:
+            self._buffer.extendleft(reversed(lines))
+            self._buffer_bytes += sum(line.size for line in lines)
+            while self._buffer and (len(self._buffer) > self.max_lines or self._buffer_bytes > self.max_bytes):
+                self._buffer_bytes -= self._buffer.popleft().size
 
     @staticmethod
     def _insert(rows: list[RunLogLine]) -> None:
@@ -177,13 +194,13 @@ class RunLogCapture:
         the limits): one query, and a second only when there are such lines."""
         last_line = RunLogLine.objects.filter(run_id=OuterRef("pk")).order_by("-seq").values("seq")[:1]
         found = Run.objects.filter(pk=self.run_id).values_list("attempts", Subquery(last_line)).first()
-        self._attempt, last = found or (0, None)
-        self._stored, self._base = deque(), 0
+        attempt, last = found or (0, None)
+        stored = deque()
         if last is not None:
             earlier = RunLogLine.objects.filter(run_id=self.run_id).order_by("seq").values_list("seq", "message")
-            self._stored = deque((seq, _size(message)) for seq, message in earlier)
-            self._base = last
-        self._stored_bytes = sum(size for _, size in self._stored)
+            stored = deque((seq, _size(message)) for seq, message in earlier)
+        self._attempt, self._stored, self._base = attempt, stored, last or 0
+        self._stored_bytes = sum(size for _, size in stored)
 
 
 # --- The capture of the current thread's run ------------------------------------------------
