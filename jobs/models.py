@@ -28,17 +28,7 @@ from jobs.core.limits import bounded_error, bounded_result, bounded_traceback, p
 from jobs.core.params import check_schema, params_errors, params_with_defaults
 from jobs.core.redaction import mask_url, redact_urls
 
-__all__ = [
-    "JobType",
-    "NotifyOn",
-    "NotifyStatus",
-    "Run",
-    "RunLogLine",
-    "Schedule",
-    "StepArgs",
-    "Workflow",
-    "WorkflowStep",
-]
+__all__ = ["JobType", "NotifyOn", "NotifyStatus", "Run", "Schedule", "StepArgs", "Workflow", "WorkflowStep"]
 
 # celery-director's name of a workflow: project.NAME (the project has no dot).
 DIRECTOR_NAME = re.compile(r"[^.\s/]+\.[^\s/]+")
