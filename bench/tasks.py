@@ -45,3 +45,14 @@ def peer_step(tag: str = "", step: int = 1, after: int | None = None, **_) -> di
     result = {"step": step} if after is None else {"step": step, "after": after}
     _redis.rpush(PEERS_STEPS, json.dumps([tag, step, started, time.time()]))
     return result
+
+
+@shared_task(name="bench.log10")
+def log10() -> dict:
+    """A no-op that logs 10 lines at WARNING, as a chatty task would (bench/throughput.py --logs)."""
+    import logging
+
+    log = logging.getLogger("bench.log10")
+    for number in range(10):
+        log.warning("step %d of 10: %s", number + 1, "done")
+    return {}

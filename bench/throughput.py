@@ -19,8 +19,16 @@ the worker's pool processes at job 1,000 and at the last job, and the peak of
 the whole worker. Goals (issue 8): ratio >= 0.8 on PostgreSQL, pool memory
 within 10% from job 1,000 to the last.
 
+With --logs, the cost of run logs (issue 16) instead: N runs of the no-op job
+type, then N of one whose task logs 10 lines at WARNING (bench.log10), each
+captured and stored (jobs/runs/logs.py); reports both jobs/s, the wall time
+each line added to a job end to end, and, measured in one process, what the
+worker spends per line (the logging call through the capture, and its share
+of the run's one batched INSERT).
+
     .venv/bin/python bench/throughput.py --runs 10000          # SQLite
     scripts/bench.sh bench/throughput.py --runs 10000          # SQLite, then PostgreSQL
+    .venv/bin/python bench/throughput.py --runs 2000 --logs    # the cost of a logged line
 """
 
 import argparse
@@ -65,6 +73,7 @@ def queries_per_run(mode: str) -> dict[str, int]:
     from jobsite.celery import app
 
     phases = {}
+    mode = "jobsite" if mode.startswith("jobsite") else mode
     if mode == "jobsite":
         job_type = JobType.objects.get(name="noop")
         with CaptureQueriesContext(connection) as phases["trigger"]:
@@ -143,10 +152,52 @@ class Progress(threading.Thread):
             db.connections.close_all()
 
 
+def line_cost(runs: int = 300, lines: int = 10) -> dict[str, float]:
+    """What a run's logged lines cost the worker, in this process: `runs` runs
+    of `lines` WARNING lines each, through the worker's handler into a capture
+    written at the run's end (as the worker does). Reports the logging call
+    alone (no run captured) and captured (in microseconds), the write of one
+    run's batch (in milliseconds: the first batch's SELECT and its INSERT,
+    committed), and all of it per line."""
+    import logging
+
+    from jobs.models import JobType, Run
+    from jobs.runs import logs
+    from jobs.worker.run_logs import RunLogHandler
+
+    job_type = JobType.objects.get(name="noop")
+    ids = [run.pk for run in Run.objects.bulk_create(Run(job_type=job_type, attempts=1) for _ in range(runs))]
+    log = logging.getLogger("bench.lines")
+    log.propagate = False
+    log.addHandler(RunLogHandler(logging.WARNING))
+
+    started = time.perf_counter()
+    for _ in ids:
+        for number in range(lines):
+            log.warning("step %d of %d: %s", number + 1, lines, "done")
+    bare = time.perf_counter() - started
+    adding = writing = 0.0
+    for run_id in ids:
+        started = time.perf_counter()
+        logs.begin(run_id)
+        for number in range(lines):
+            log.warning("step %d of %d: %s", number + 1, lines, "done")
+        ended = time.perf_counter()
+        logs.end()
+        adding, writing = adding + ended - started, writing + time.perf_counter() - ended
+    per_line = lambda seconds: round(seconds / (runs * lines) * 1e6, 1)  # noqa: E731
+    return {
+        "bare_us": per_line(bare),
+        "captured_us": per_line(adding),
+        "batch_ms": round(writing / runs * 1000, 2),
+        "overhead_us": per_line(adding - bare + writing),
+    }
+
+
 def run_one(mode: str, runs: int) -> dict:
     work = workdir()
     database_url = scratch_database_url(work)
-    env = bench_environment(database_url)
+    env = bench_environment(database_url, JOBS_TASK_MODULES="bench.tasks")
     stack = Stack(work, env)
     try:
         import django
@@ -160,11 +211,12 @@ def run_one(mode: str, runs: int) -> dict:
         from jobsite.celery import app
 
         call_command("migrate", verbosity=0)
-        job_type = JobType.objects.create(name="noop", kind="task", task="jobs.builtin.echo")
+        task = "bench.log10" if mode == "jobsite-logs" else "jobs.builtin.echo"
+        job_type = JobType.objects.create(name="noop", kind="task", task=task)
         worker = stack.celery("worker", "worker", "-l", "warning", "-Q", "celery", "-c", "2", "-P", "prefork")
         _wait_ready(app)
 
-        if mode == "jobsite":
+        if mode.startswith("jobsite"):
 
             def trigger(_):
                 run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
@@ -190,7 +242,7 @@ def run_one(mode: str, runs: int) -> dict:
         elapsed = progress.finished_at - started
         time.sleep(1)  # backends report their WAL statistics about once a second
         flushes = wal_flushes()
-        failed = Run.objects.exclude(status=Run.Status.SUCCEEDED).count() if mode == "jobsite" else 0
+        failed = Run.objects.exclude(status=Run.Status.SUCCEEDED).count() if mode.startswith("jobsite") else 0
         mib = lambda size: round(size / 2**20, 1)  # noqa: E731
         result = {
             "mode": mode,
@@ -206,8 +258,13 @@ def run_one(mode: str, runs: int) -> dict:
             "worker_mib_peak": mib(progress.tree_peak),
             "memory_growth_percent": round(100 * (progress.memory_at_end / progress.memory_at_1000 - 1), 1),
             "wal_flushes_per_run": None if flushes is None else round((flushes - flushes_before) / runs, 2),
-            "queries_per_run": queries_per_run(mode),
         }
+        if mode == "jobsite-logs":
+            from jobs.models import RunLogLine
+
+            result["log_lines"] = RunLogLine.objects.count()  # before queries_per_run's run, which the worker runs
+            result["line_cost"] = line_cost()
+        result["queries_per_run"] = queries_per_run(mode)
         return result
     finally:
         stack.stop()
@@ -218,14 +275,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10000)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--logs", action="store_true", help="the cost of run logs: no-op jobs against 10-line ones")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one, args.runs)))
         return
     results = {}
-    for mode in ("celery", "jobsite"):
-        print(f"… {mode}: {args.runs:,} no-op jobs", file=sys.stderr, flush=True)
+    for mode in ("jobsite", "jobsite-logs") if args.logs else ("celery", "jobsite"):
+        print(f"… {mode}: {args.runs:,} jobs", file=sys.stderr, flush=True)
         done = subprocess.run(
             [sys.executable, __file__, "--one", mode, "--runs", str(args.runs)], capture_output=True, text=True
         )
@@ -234,7 +292,27 @@ def main() -> None:
         results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    print(table(results["celery"], results["jobsite"]))
+    if args.logs:
+        print(logs_table(results["jobsite"], results["jobsite-logs"]))
+    else:
+        print(table(results["celery"], results["jobsite"]))
+
+
+def logs_table(plain: dict, logged: dict) -> str:
+    per_job = lambda result: 1000 / result["jobs_per_second"]  # noqa: E731  (ms of wall time, 2 pool processes)
+    added_us = (per_job(logged) - per_job(plain)) / 10 * 1000
+    cost = logged["line_cost"]
+    return "\n".join(
+        [
+            "| database | runs | Jobsite jobs/s, no-op | Jobsite jobs/s, 10 log lines | lines stored "
+            "| wall µs added per line, end to end | worker µs per logging call, bare → captured "
+            "| worker ms per run's batch write (10 lines) | worker µs added per line, all told | failed |",
+            "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+            f"| {logged['database']} | {logged['runs']:,} | {plain['jobs_per_second']} | {logged['jobs_per_second']} "
+            f"| {logged['log_lines']:,} | {added_us:.0f} | {cost['bare_us']} → {cost['captured_us']} "
+            f"| {cost['batch_ms']} | {cost['overhead_us']} | {plain['failed'] + logged['failed']} |",
+        ]
+    )
 
 
 def table(celery: dict, jobsite: dict) -> str:

@@ -988,3 +988,40 @@ class Schedule(models.Model):
 # Fields whose change makes a planned run out of date (Schedule.objects.update()).
 PLAN_FIELDS = frozenset({"job_type", "job_type_id", "params", *Schedule.TIMING_FIELDS})
 TIMING_FIELDS = frozenset(Schedule.TIMING_FIELDS)
+
+
+class RunLogLine(models.Model):
+    """One line that a run's task logged or printed, or that its command wrote
+    (captured on the worker: jobs/runs/logs.py). Kept per run within
+    JOBS_RUN_LOG_MAX_LINES and JOBS_RUN_LOG_MAX_BYTES, the newest lines: `seq`
+    counts every line the run ever had, so the lines cut are those before the
+    first one kept. Deleted with the run."""
+
+    STDOUT, STDERR = "STDOUT", "STDERR"  # `level` of a printed line
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="log_lines")
+    seq = models.PositiveIntegerField()
+    attempt = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+    level = models.CharField(max_length=10)
+    logger = models.CharField(max_length=200, blank=True)
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["run", "seq"]
+        # Also the index of every read: a run's lines in order, from a seq on.
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="runlogline_unique_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} #{self.seq} {self.level} {self.message[:60]}"
+
+    @classmethod
+    def lines_cut(cls, run_id) -> int:
+        """How many lines of the run were cut to keep within the limits."""
+        first = cls.objects.filter(run_id=run_id).order_by("seq").values_list("seq", flat=True).first()
+        return first - 1 if first else 0
+
+    @classmethod
+    def tail(cls, run_id, count: int) -> list["RunLogLine"]:
+        """The run's last `count` lines, oldest first."""
+        return list(reversed(cls.objects.filter(run_id=run_id).order_by("-seq")[:count]))

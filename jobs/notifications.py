@@ -21,6 +21,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,7 +41,7 @@ from jobs.core.backoff import backoff
 from jobs.core.errors import Conflict
 from jobs.core.kinds import NotifyOn, NotifyStatus, clean_emails
 from jobs.core.redaction import redact_url, redact_urls
-from jobs.models import JobType, Run
+from jobs.models import JobType, Run, RunLogLine
 from jobsite.celery import app
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,11 @@ def _bounded(value: Any) -> tuple[Any, bool]:
     return (text if cut else value), cut
 
 
+def _cut_line(message: str, limit: int = 1000) -> str:
+    """A log line as a notification quotes it: a long one (a traceback) is cut."""
+    return message if len(message) <= limit else f"{message[:limit]}… ({len(message) - limit} more characters)"
+
+
 def humane_duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -167,6 +173,13 @@ class Notification:
         host = urlsplit(settings.SITE_URL).hostname or str(DNS_NAME)
         return f"<{self.delivery_id}@{f'[{host}]' if ':' in host else host}>"
 
+    @cached_property
+    def log_tail(self) -> list[RunLogLine]:
+        """The last lines of a failed run's log (JOBS_NOTIFY_LOG_LINES), oldest first."""
+        if self.run.status != Run.Status.FAILED or self.test or settings.JOBS_NOTIFY_LOG_LINES <= 0:
+            return []
+        return RunLogLine.tail(self.run.pk, settings.JOBS_NOTIFY_LOG_LINES)
+
     def payload(self) -> dict[str, Any]:
         run = self.run
         params, params_cut = _bounded(run.params)
@@ -192,6 +205,18 @@ class Notification:
                 "duration_seconds": run.duration.total_seconds() if run.duration else None,
                 "attempts": run.attempts,
                 "url": self.url,
+                # A failed run's last log lines: what it said before it failed.
+                "log_tail": [
+                    {
+                        "seq": line.seq,
+                        "time": line.created_at,
+                        "attempt": line.attempt,
+                        "level": line.level,
+                        "logger": line.logger,
+                        "message": _cut_line(line.message),
+                    }
+                    for line in self.log_tail
+                ],
             },
         }
 
@@ -206,6 +231,11 @@ class Notification:
             "params": excerpt(run.params)[0],
             "result": excerpt(run.result)[0] if run.status == Run.Status.SUCCEEDED and run.result is not None else "",
             "error": excerpt(run.error)[0],
+            "log_tail": [
+                f"{timezone.localtime(line.created_at):%H:%M:%S} {line.level} "
+                f"{line.logger + ': ' if line.logger else ''}{_cut_line(line.message)}"
+                for line in self.log_tail
+            ],
         }
 
     def email(self, to: list[str]) -> EmailMultiAlternatives:

@@ -359,6 +359,17 @@ JOBS_HTTP_MAX_BODY_BYTES = env_int("JOBS_HTTP_MAX_BODY_BYTES", 64 * 1024)
 JOBS_HTTP_MAX_REDIRECTS = env_int("JOBS_HTTP_MAX_REDIRECTS", 5)
 JOBS_COMMAND_OUTPUT_TAIL_BYTES = env_int("JOBS_COMMAND_OUTPUT_TAIL_BYTES", 16 * 1024)
 JOBS_DEFAULT_TIMEOUT_SECONDS = env_int("JOBS_DEFAULT_TIMEOUT_SECONDS", 300)
+# What a run's task logs (from this level up) and prints, and a command's
+# output, kept per run: its newest lines within both limits (jobs/runs/logs.py).
+JOBS_RUN_LOG_LEVEL = os.environ.get("JOBS_RUN_LOG_LEVEL", "WARNING").strip().upper() or "WARNING"
+if JOBS_RUN_LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(
+        f"JOBS_RUN_LOG_LEVEL={JOBS_RUN_LOG_LEVEL!r}: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    )
+JOBS_RUN_LOG_MAX_LINES = env_int("JOBS_RUN_LOG_MAX_LINES", 1000)
+JOBS_RUN_LOG_MAX_BYTES = env_int("JOBS_RUN_LOG_MAX_BYTES", 256 * 1024)
+if JOBS_RUN_LOG_MAX_LINES < 0 or JOBS_RUN_LOG_MAX_BYTES < 0:
+    raise ImproperlyConfigured("JOBS_RUN_LOG_MAX_LINES and JOBS_RUN_LOG_MAX_BYTES: must be 0 (keep none) or more")
 # The hard time limit is this many seconds after the soft one, so a task can
 # clean up after SoftTimeLimitExceeded before it is killed.
 JOBS_HARD_TIMEOUT_GRACE_SECONDS = env_int("JOBS_HARD_TIMEOUT_GRACE_SECONDS", 30)
@@ -430,6 +441,8 @@ JOBS_NOTIFY_RETRY_BACKOFF_MAX_SECONDS = env_int("JOBS_NOTIFY_RETRY_BACKOFF_MAX_S
 JOBS_WEBHOOK_TIMEOUT_SECONDS = env_int("JOBS_WEBHOOK_TIMEOUT_SECONDS", 10)
 # Characters of a run's params, result and error quoted in a notification.
 JOBS_NOTIFY_EXCERPT_CHARS = env_int("JOBS_NOTIFY_EXCERPT_CHARS", 2000)
+# The last lines of a failed run's log in its email and webhook.
+JOBS_NOTIFY_LOG_LINES = env_int("JOBS_NOTIFY_LOG_LINES", 20)
 # One attempt holds its run's notification this long; a worker that died while
 # holding it is replaced after that. Longer than an SMTP plus a webhook timeout.
 JOBS_NOTIFY_LEASE_SECONDS = max(

@@ -193,3 +193,39 @@ def not_a_number() -> dict[str, float]:
 def opaque_unrecorded() -> Opaque:
     """tests.opaque with no result stored by Celery: only the run would keep it."""
     return Opaque()
+
+
+RELEASE_KEY = "jobsite-tests:release:{}"
+
+
+def release(run_id) -> None:
+    """Let a `chatty` task waiting on `wait` go on."""
+    _redis().set(RELEASE_KEY.format(run_id), 1)
+
+
+@shared_task(bind=True, name="tests.chatty")
+def chatty(self, lines: int = 0, line_chars: int = 10, fail: bool = False, wait: bool = False) -> int:
+    """Log and print as a task does (and never mind Jobsite), then fail if asked.
+    With `wait`, stop after its first lines until the test calls `release`."""
+    import logging
+    import sys
+
+    log = logging.getLogger("tests.chatty")
+    log.warning("starting with %d lines", lines)
+    log.info("an info line, below the default level")
+    print("hello from print")
+    print("a warning on stderr", file=sys.stderr)
+    for number in range(1, lines + 1):
+        print(f"line {number} " + "x" * line_chars)
+    if wait:
+        deadline = time.monotonic() + 20
+        while not _redis().exists(RELEASE_KEY.format(self.request.id)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log.warning("released")
+    if fail:
+        try:
+            raise KeyError("missing")
+        except KeyError:
+            log.exception("could not go on")
+        raise ValueError("chatty gave up")
+    return lines

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import audit
+from jobs.api import logs as run_logs
 from jobs.api.filters import JobTypeFilter, RunFilter, ScheduleFilter
 from jobs.api.pagination import KeysetPagination
 from jobs.api.schema import ErrorSerializer
@@ -149,6 +150,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             run=self.get_object(), requested_by=request.user, from_failed=body.validated_data["from_failed"]
         )
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
+
+    @run_logs.schema
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
+    def logs(self, request, pk=None):
+        """The lines the run's task logged or printed (its command's output), oldest first."""
+        return Response(run_logs.run_log_page(request, self.get_object()))
 
 
 class ScheduleViewSet(AuditedMixin, viewsets.ModelViewSet):

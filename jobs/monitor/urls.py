@@ -11,6 +11,7 @@ urlpatterns = [
     path("runs/<uuid:run_id>/", views.run_detail, name="run"),
     path("runs/<uuid:run_id>/live/", views.run_live, name="run-live"),
     path("runs/<uuid:run_id>/steps/", views.run_steps_live, name="run-steps"),
+    path("runs/<uuid:run_id>/logs/", views.run_logs_live, name="run-logs"),
     path("runs/<uuid:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("runs/<uuid:run_id>/rerun/", views.run_rerun, name="run-rerun"),
     path("job-types/", views.job_type_list, name="job-types"),

@@ -26,6 +26,7 @@ from jobs.models import JobType, Run, Schedule
 from jobs.monitor.charts import duration_chart, step_timeline
 from jobs.monitor.flower import may_see_flower
 from jobs.monitor.forms import AuditFilterForm, RunFilterForm, RunNowForm
+from jobs.monitor.logs import log_context
 from jobs.monitor.queries import (
     AUDIT_PAGES,
     NEWEST_FIRST,
@@ -220,6 +221,7 @@ def run_detail(request: HttpRequest, run_id) -> HttpResponse:
     context = {
         **_run_context(request, run),
         **workflow_context(run),
+        **(log_context(run) if run.job_type.kind != JobType.Kind.WORKFLOW else {}),
         "reruns": list(
             run.reruns.filter(trigger=Run.Trigger.RERUN)
             .select_related("requested_by")
@@ -234,6 +236,14 @@ def run_detail(request: HttpRequest, run_id) -> HttpResponse:
 @require_GET
 def run_live(request: HttpRequest, run_id) -> HttpResponse:
     return render(request, "monitor/_run_live.html", _run_context(request, _get_run(run_id)))
+
+
+@needs("jobs.view_run")
+@require_GET
+def run_logs_live(request: HttpRequest, run_id) -> HttpResponse:
+    run = get_object_or_404(Run.objects.select_related("job_type"), pk=run_id)
+    context = {"run": run, "refresh_seconds": REFRESH_SECONDS, **log_context(run)}
+    return render(request, "monitor/_run_logs.html", context)
 
 
 @needs("jobs.view_run")

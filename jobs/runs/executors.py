@@ -5,6 +5,7 @@ Adding a kind is adding it to jobs/core/kinds.py (with its config check) and a
 class here in EXECUTORS.
 """
 
+import codecs
 import contextlib
 import json
 import logging
@@ -12,6 +13,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import time
 from typing import Any
 
 import httpx
@@ -19,8 +21,9 @@ from django.conf import settings
 
 from jobs.core import command_allowlist, kinds, net
 from jobs.core.redaction import mask_url, mask_urls
-from jobs.models import JobType, Run
+from jobs.models import JobType, Run, RunLogLine
 from jobs.notifications import notify_on_for
+from jobs.runs import logs as run_logs
 from jobs.workflows import steps as workflow_steps
 from jobsite.celery import app
 
@@ -239,8 +242,9 @@ class CommandExecutor(Executor):
                 )
             except OSError as exc:
                 raise RunFailed(f"Cannot start {argv[0]}: {exc.strerror}") from None
+            output = _CommandOutput(out, err)
             try:
-                exit_code = process.wait(timeout=timeout)
+                exit_code = output.follow(process, timeout=timeout)
             except subprocess.TimeoutExpired:
                 self._kill(process)
                 raise RunFailed(f"Command timed out after {timeout} s") from None
@@ -248,6 +252,8 @@ class CommandExecutor(Executor):
                 # Cancelled (SoftTimeLimitExceeded) or the worker is stopping.
                 self._kill(process)
                 raise
+            finally:
+                output.forward()
             stdout, stdout_cut = self._tail(out)
             stderr, stderr_cut = self._tail(err)
         result = {
@@ -274,6 +280,48 @@ class CommandExecutor(Executor):
         stream.seek(max(size - limit, 0))
         text = stream.read().decode("utf-8", errors="replace")
         return (f"[… {size - limit} earlier bytes cut]\n{text}" if size > limit else text), size > limit
+
+
+class _CommandOutput:
+    """A running command's stdout and stderr, forwarded to the run's log
+    (jobs/runs/logs.py) as they grow, every FLUSH_SECONDS."""
+
+    def __init__(self, *files) -> None:
+        self.files = [(file, level) for file, level in zip(files, (RunLogLine.STDOUT, RunLogLine.STDERR), strict=True)]
+        self.read = [0, 0]
+        # A chunk may end inside a character: each stream decodes across chunks.
+        self.decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in files]
+        self.capture = run_logs.current()
+
+    def follow(self, process: subprocess.Popen, *, timeout: float) -> int:
+        """Wait for the command's end (its exit code), forwarding its output meanwhile."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return process.wait(timeout=max(min(run_logs.FLUSH_SECONDS, left), 0))
+            except subprocess.TimeoutExpired:
+                if left <= 0:
+                    raise
+            self.forward()
+
+    def forward(self) -> None:
+        if self.capture is None:
+            return
+        for index, (file, level) in enumerate(self.files):
+            # pread: the file's offset is shared with the command, which writes at it.
+            size = os.fstat(file.fileno()).st_size
+            start = self.read[index]
+            if size - start > self.capture.max_bytes:  # only the newest lines are kept anyway
+                self.capture.add(level, "", f"[… {size - start - self.capture.max_bytes} bytes of output skipped]")
+                start = size - self.capture.max_bytes
+            while start < size:
+                chunk = os.pread(file.fileno(), min(size - start, 1024 * 1024), start)
+                if not chunk:
+                    break
+                start += len(chunk)
+                self.capture.write(level, self.decoders[index].decode(chunk))
+            self.read[index] = start
 
 
 class WorkflowExecutor(Executor):

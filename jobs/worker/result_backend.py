@@ -15,7 +15,7 @@ from kombu.exceptions import EncodeError
 from jobs.core.limits import bounded_error, bounded_result, bounded_traceback
 from jobs.runs import tracking
 from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
-from jobs.worker import connections
+from jobs.worker import connections, run_logs
 
 # Set on a task's request once its run's success is recorded with its result.
 RECORDED_ATTRIBUTE = "jobsite_success_recorded"
@@ -58,6 +58,7 @@ class RunResultBackend(DatabaseBackend):
         if status != states.SUCCESS or not request_header(request, RUN_HEADER):
             return super()._store_result(task_id, result, status, traceback, request, using)
         connections.checkup_if_idle(request)  # the task may have left the connection idle for long
+        run_logs.flush_current()  # before the run's end, which its notification reads them after
         # run_succeeded cuts the run's copy of the result; this, the TaskResult's.
         try:
             content = self.encode_content(bounded_result(result))

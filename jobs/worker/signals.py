@@ -10,7 +10,7 @@ from django import db
 from jobs.models import Run
 from jobs.runs import tracking
 from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER, RunFailed
-from jobs.worker import connections
+from jobs.worker import connections, run_logs
 from jobs.worker.result_backend import RECORDED_ATTRIBUTE, request_header
 from jobs.worker.task_base import START_ATTRIBUTE, RunTask
 
@@ -37,6 +37,9 @@ def on_task_prerun(task_id, task, **_):
             can_hold=isinstance(task, RunTask),
         )
         setattr(task.request, START_ATTRIBUTE, start)  # RunTask.before_start acts on it
+        if start.go:
+            run_logs.install()
+            run_logs.begin(run_id)
 
 
 @signals.task_success.connect
@@ -58,6 +61,7 @@ def on_task_failure(sender, task_id, exception, einfo=None, **_):
     if isinstance(exception, TimeLimitExceeded):
         _on_hard_time_limit(task_id)
         return
+    run_logs.flush_current()  # before the run's end, which its notification reads them after
     run_id = _run_id(sender)
     # Not when Jobsite's result backend ended the run already (its result could not be stored).
     if not run_id or getattr(sender.request, RECORDED_ATTRIBUTE, False):
@@ -75,6 +79,7 @@ def on_task_failure(sender, task_id, exception, einfo=None, **_):
 
 @signals.task_postrun.connect
 def on_task_postrun(task, **_):
+    run_logs.end()
     connections.checkup(task.request)
 
 

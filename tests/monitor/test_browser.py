@@ -18,6 +18,7 @@ from jobs.models import JobType, Run, Schedule
 from jobs.runs.trigger import run_create
 from tests.conftest import ROOT, wait_for_run
 from tests.factories import JobTypeFactory
+from tests.tasks import release
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -197,6 +198,27 @@ def test_a_running_run_is_cancelled_from_its_page(page):
     assert wait_for_run(run).status == "cancelled"
     expect(page.locator("#rerun-run")).to_be_visible()
     screenshot(page, "run-cancelled")
+
+
+def test_a_running_runs_log_lines_appear_on_its_page_while_it_runs(page):
+    chatty = JobTypeFactory(name="chatty", task="tests.chatty")
+    run = start(chatty, lines=2, wait=True)  # logs and prints, then waits for `release`
+    log_in(page, f"/monitor/runs/{run.pk}/")
+    page.evaluate("window.notReloaded = true")
+    log = page.locator("#run-logs")
+    expect(log).to_contain_text("hello from print")
+    expect(log).to_contain_text("line 2 xxxxxxxxxx")
+    expect(log.locator(".log-line.warning")).to_contain_text("starting with 2 lines")
+    run.refresh_from_db()
+    assert run.status == "running"  # seen while it runs
+    screenshot(page, "run-log-live")
+
+    release(run.pk)
+    expect(page.locator("#run-status")).to_have_text("succeeded")
+    expect(log).to_contain_text("released")
+    expect(log.locator(".log-line")).to_have_count(6)
+    assert page.evaluate("window.notReloaded") is True  # followed in place, not by reloading
+    screenshot(page, "run-log-ended")
 
 
 def test_the_run_now_form_starts_a_run_and_its_page_follows_it(page):

@@ -103,6 +103,7 @@ def api_rows(w: World) -> dict[tuple[str, str], list[Row]]:
         ],
         ("GET", "/api/v1/runs/"): [Row("GET", f"{run}/", READ)],
         ("GET", "/api/v1/runs/{id}/"): [Row("GET", f"{run}/{w.finished.pk}/", READ)],
+        ("GET", "/api/v1/runs/{id}/logs/"): [Row("GET", f"{run}/{w.finished.pk}/logs/", READ)],
         ("POST", "/api/v1/runs/{id}/cancel/"): [
             Row(
                 "POST",
@@ -231,6 +232,7 @@ def page_rows(w: World) -> list[Row]:
         Row("GET", "/monitor/runs/", PAGE),
         Row("GET", f"/monitor/runs/{w.finished.pk}/", PAGE),
         Row("GET", f"/monitor/runs/{w.finished.pk}/live/", PAGE),
+        Row("GET", f"/monitor/runs/{w.finished.pk}/logs/", PAGE),
         Row("GET", f"/monitor/runs/{w.flow_run.pk}/", PAGE),
         Row("GET", f"/monitor/runs/{w.flow_run.pk}/steps/", PAGE),
         Row(
