@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
@@ -27,8 +27,15 @@ from jobs.core.kinds import (
 from jobs.core.limits import bounded_error, bounded_result, bounded_traceback, params_size_error
 from jobs.core.params import check_schema, params_errors, params_with_defaults
 from jobs.core.redaction import mask_url, redact_urls
+from jobs.core.tallies import (
+    DURATION_BUCKETS,
+    LATENESS_BUCKETS,
+    QUEUE_WAIT_BUCKETS,
+    SUM,
+    bucket_key,
+)
 
-__all__ = ["JobType", "NotifyOn", "NotifyStatus", "Run", "Schedule", "StepArgs", "Workflow", "WorkflowStep"]
+__all__ = ["JobType", "NotifyOn", "NotifyStatus", "Run", "RunTally", "Schedule", "StepArgs", "Workflow", "WorkflowStep"]
 
 # celery-director's name of a workflow: project.NAME (the project has no dot).
 DIRECTOR_NAME = re.compile(r"[^.\s/]+\.[^\s/]+")
@@ -659,9 +666,19 @@ class Run(models.Model):
     def _ending(self, notify: bool) -> dict:
         return {"finished_at": timezone.now(), **({"notify_status": NotifyStatus.PENDING} if notify else {})}
 
+    def _end(self, query: models.QuerySet, **changes) -> bool:
+        """A terminal transition, counted for GET /metrics (RunTally) in the same transaction:
+        a SELECT and an upsert more. Within a caller's transaction (the result backend's),
+        no savepoint of its own: a failure rolls back the caller's anyway."""
+        with transaction.atomic(savepoint=False):
+            ended = self._transition_query(query, **changes)
+            if ended:
+                RunTally.record_end(self.pk)
+        return ended
+
     def mark_succeeded(self, *, result, notify: bool = False) -> bool:
-        return self._transition(
-            self.NOT_TERMINAL,
+        return self._end(
+            Run.objects.filter(pk=self.pk, status__in=self.NOT_TERMINAL),
             status=self.Status.SUCCEEDED,
             result=bounded_result(result),
             error="",
@@ -675,7 +692,7 @@ class Run(models.Model):
         query = Run.objects.filter(pk=self.pk, status__in=self.NOT_TERMINAL)
         if attempt is not None:
             query = query.filter(attempts=attempt)
-        return self._transition_query(
+        return self._end(
             query,
             status=self.Status.FAILED,
             error=bounded_error(error),
@@ -702,8 +719,8 @@ class Run(models.Model):
     def mark_cancelled(self, *, cancelled_by=None, notify: bool = False) -> bool:
         """`cancelled_by`: the user who asked; None when Jobsite cancels a step itself."""
         ending = self._ending(notify)
-        return self._transition(
-            self.NOT_TERMINAL,
+        return self._end(
+            Run.objects.filter(pk=self.pk, status__in=self.NOT_TERMINAL),
             status=self.Status.CANCELLED,
             cancelled_by=cancelled_by,
             cancelled_at=ending["finished_at"],
@@ -739,10 +756,19 @@ class Run(models.Model):
         return self._notification_update(attempt, notify_outcome=outcome, **changes)
 
     def mark_notified(self, *, attempt: int, status: str, outcome: dict) -> bool:
-        """Record the final outcome, once: sent, or failed with the reasons in `outcome`."""
-        return self._notification_update(
-            attempt, notify_status=status, notify_outcome=outcome, notified_at=timezone.now(), notify_locked_until=None
-        )
+        """Record the final outcome, once: sent, or failed with the reasons in `outcome`
+        (a failure counted for GET /metrics in the same transaction)."""
+        with transaction.atomic(savepoint=False):
+            recorded = self._notification_update(
+                attempt,
+                notify_status=status,
+                notify_outcome=outcome,
+                notified_at=timezone.now(),
+                notify_locked_until=None,
+            )
+            if recorded and status == NotifyStatus.FAILED:
+                RunTally.record_notification_failure(self.pk, outcome)
+        return recorded
 
 
 def planned_runs(schedule_ids) -> models.QuerySet:
@@ -988,3 +1014,95 @@ class Schedule(models.Model):
 # Fields whose change makes a planned run out of date (Schedule.objects.update()).
 PLAN_FIELDS = frozenset({"job_type", "job_type_id", "params", *Schedule.TIMING_FIELDS})
 TIMING_FIELDS = frozenset(Schedule.TIMING_FIELDS)
+
+
+class RunTally(models.Model):
+    """Counts kept as runs end, so that GET /metrics (jobs/monitor/metrics.py)
+    reads a few hundred rows whatever the number of runs: per job type, the
+    runs ended by status (`key`), and histograms of run durations, queue waits
+    and schedule lateness (one row per bucket, `key` its upper bound, plus
+    `sum`; see jobs/core/tallies.py), and the failed notifications by channel.
+
+    Written in the transaction that ends the run (Run._end), with one upsert
+    that adds to the rows, so a run is counted exactly when it ends. Counters
+    only grow: purging runs leaves them, as Prometheus expects of a counter.
+    Runs that ended before this table existed are not in it.
+    """
+
+    class Metric(models.TextChoices):
+        RUNS = "runs"
+        DURATION = "duration"
+        QUEUE_WAIT = "queue_wait"
+        LATENESS = "lateness"
+        NOTIFY_FAILED = "notify_failed"
+
+    metric = models.CharField(max_length=20, choices=Metric.choices)
+    job_type = models.ForeignKey(JobType, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=20)
+    value = models.FloatField(default=0)
+
+    RUN_FIELDS = ("job_type_id", "status", "created_at", "released_at", "started_at", "finished_at")
+    RUN_FIELDS += ("schedule_tick", "earlier_attempts")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job_type", "metric", "key"], name="runtally_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.job_type_id} {self.key}: {self.value:g}"
+
+    @classmethod
+    def record_end(cls, run_id) -> None:
+        """Count a run that has just ended (in the transaction that ended it)."""
+        run = Run.objects.filter(pk=run_id).values(*cls.RUN_FIELDS).first()
+        if run is None:
+            return
+        job_type, rows = run["job_type_id"], [(cls.Metric.RUNS, run["status"], 1)]
+
+        def observe(metric: str, seconds: float, bounds: tuple) -> None:
+            seconds = max(seconds, 0.0)  # clocks of two machines
+            rows.extend([(metric, bucket_key(seconds, bounds), 1), (metric, SUM, seconds)])
+
+        if run["started_at"] and run["finished_at"]:
+            observe(cls.Metric.DURATION, (run["finished_at"] - run["started_at"]).total_seconds(), DURATION_BUCKETS)
+        first_start = run["started_at"]
+        if run["earlier_attempts"] and run["earlier_attempts"][0].get("started_at"):
+            first_start = parse_datetime(run["earlier_attempts"][0]["started_at"])
+        due = run["released_at"] or run["created_at"]
+        if first_start and due:
+            observe(cls.Metric.QUEUE_WAIT, (first_start - due).total_seconds(), QUEUE_WAIT_BUCKETS)
+        if run["schedule_tick"] and run["released_at"]:
+            observe(cls.Metric.LATENESS, (run["released_at"] - run["schedule_tick"]).total_seconds(), LATENESS_BUCKETS)
+        cls._add(job_type, rows)
+
+    @classmethod
+    def record_notification_failure(cls, run_id, outcome: dict) -> None:
+        """Count a run's notification that failed for good, once per channel that failed
+        (`none`: there was nobody to notify)."""
+        job_type = Run.objects.filter(pk=run_id).values_list("job_type_id", flat=True).first()
+        if job_type is None:
+            return
+        channels = [
+            name for name, result in outcome.items() if isinstance(result, dict) and result["status"] == "failed"
+        ]
+        cls._add(job_type, [(cls.Metric.NOTIFY_FAILED, channel, 1) for channel in channels or ["none"]])
+
+    @classmethod
+    def _add(cls, job_type_id: int, rows: list[tuple[str, str, float]]) -> None:
+        """Add to the rows, creating them as needed: one INSERT … ON CONFLICT
+        (the same on PostgreSQL and SQLite), which Django's bulk_create cannot
+        write (it sets the value; this adds to it). The rows go in one order,
+        so that two runs ending at once lock them in the same order."""
+        rows = sorted(rows)
+        connection = connections[router.db_for_write(cls)]
+        table, job_type, metric, key, value = map(
+            connection.ops.quote_name, (cls._meta.db_table, "job_type_id", "metric", "key", "value")
+        )
+        placeholders = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
+        params = [field for name, bucket, amount in rows for field in (job_type_id, str(name), bucket, amount)]
+        # Quoted names and placeholders only: the values are parameters.
+        sql = (
+            f"INSERT INTO {table} ({job_type}, {metric}, {key}, {value}) VALUES {placeholders} "  # noqa: S608
+            f"ON CONFLICT ({job_type}, {metric}, {key}) DO UPDATE SET {value} = {table}.{value} + excluded.{value}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
