@@ -1,8 +1,11 @@
 """GET /metrics: who may scrape it, and what Prometheus reads there, parsed
 with prometheus-client's own parser after runs on the real worker."""
 
+import json
+import re
 import socket
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -14,6 +17,7 @@ from tests.conftest import wait_for_run
 from tests.e2e.test_execution import define, trigger
 from tests.factories import JobTypeFactory, RunFactory
 
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "a-metrics-token-for-tests-0123456789abcdef"
 FAMILIES = {
     "jobsite_runs": "counter",
@@ -154,3 +158,12 @@ def test_the_bearer_token_from_the_setting_scrapes_and_any_other_gets_403(client
 def test_without_a_token_setting_no_bearer_gets_in(client, db, settings):
     settings.JOBS_METRICS_TOKEN = ""
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 403
+
+
+def test_the_grafana_dashboard_charts_every_family_of_the_endpoint_and_no_other():
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {
+        re.sub(r"_(total|bucket|sum|count)$", "", name) for expr in exprs for name in re.findall(r"jobsite_\w+", expr)
+    }
+    assert used == set(FAMILIES)
