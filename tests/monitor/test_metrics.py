@@ -16,6 +16,7 @@ from jobs.models import Run
 from tests.conftest import wait_for_run
 from tests.e2e.test_execution import define, trigger
 from tests.factories import JobTypeFactory, RunFactory
+from tests.test_security_settings import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "a-metrics-token-for-tests-0123456789abcdef"
@@ -167,3 +168,18 @@ def test_the_grafana_dashboard_charts_every_family_of_the_endpoint_and_no_other(
         re.sub(r"_(total|bucket|sum|count)$", "", name) for expr in exprs for name in re.findall(r"jobsite_\w+", expr)
     }
     assert used == set(FAMILIES)
+
+
+def test_a_metrics_token_shorter_than_32_characters_stops_start_up_with_one_line():
+    done = run_python(
+        ["manage.py", "check"],
+        DJANGO_SETTINGS_MODULE="jobsite.settings",
+        SECRET_KEY="k" * 50,
+        JOBS_METRICS_TOKEN="short",
+    )
+    assert done.returncode == 1, done.stdout
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("manage.py: JOBS_METRICS_TOKEN is 5 characters: give at least 32")
+    ), done.stderr
