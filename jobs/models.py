@@ -27,15 +27,19 @@ from jobs.core.kinds import (
 from jobs.core.limits import bounded_error, bounded_result, bounded_traceback, params_size_error
 from jobs.core.params import check_schema, params_errors, params_with_defaults
 from jobs.core.redaction import mask_url, redact_urls
-from jobs.core.tallies import (
-    DURATION_BUCKETS,
-    LATENESS_BUCKETS,
-    QUEUE_WAIT_BUCKETS,
-    SUM,
-    bucket_key,
-)
 
-__all__ = ["JobType", "NotifyOn", "NotifyStatus", "Run", "RunTally", "Schedule", "StepArgs", "Workflow", "WorkflowStep"]
+__all__ = [
+    "JobType",
+    "NotifyOn",
+    "NotifyStatus",
+    "Run",
+    "RunTally",
+    "RunToCount",
+    "Schedule",
+    "StepArgs",
+    "Workflow",
+    "WorkflowStep",
+]
 
 # celery-director's name of a workflow: project.NAME (the project has no dot).
 DIRECTOR_NAME = re.compile(r"[^.\s/]+\.[^\s/]+")
@@ -667,13 +671,13 @@ class Run(models.Model):
         return {"finished_at": timezone.now(), **({"notify_status": NotifyStatus.PENDING} if notify else {})}
 
     def _end(self, query: models.QuerySet, **changes) -> bool:
-        """A terminal transition, counted for GET /metrics (RunTally) in the same transaction:
-        a SELECT and an upsert more. Within a caller's transaction (the result backend's),
-        no savepoint of its own: a failure rolls back the caller's anyway."""
+        """A terminal transition, recorded to be counted for GET /metrics (RunToCount)
+        in the same transaction: one INSERT more. Within a caller's transaction (the
+        result backend's), no savepoint of its own: a failure rolls back the caller's anyway."""
         with transaction.atomic(savepoint=False):
             ended = self._transition_query(query, **changes)
             if ended:
-                RunTally.record_end(self.pk)
+                RunToCount.objects.create(run_id=self.pk, event=RunToCount.Event.ENDED)
         return ended
 
     def mark_succeeded(self, *, result, notify: bool = False) -> bool:
@@ -767,7 +771,7 @@ class Run(models.Model):
                 notify_locked_until=None,
             )
             if recorded and status == NotifyStatus.FAILED:
-                RunTally.record_notification_failure(self.pk, outcome)
+                RunToCount.objects.create(run_id=self.pk, event=RunToCount.Event.NOTIFY_FAILED)
         return recorded
 
 
@@ -1017,16 +1021,15 @@ TIMING_FIELDS = frozenset(Schedule.TIMING_FIELDS)
 
 
 class RunTally(models.Model):
-    """Counts kept as runs end, so that GET /metrics (jobs/monitor/metrics.py)
-    reads a few hundred rows whatever the number of runs: per job type, the
-    runs ended by status (`key`), and histograms of run durations, queue waits
-    and schedule lateness (one row per bucket, `key` its upper bound, plus
-    `sum`; see jobs/core/tallies.py), and the failed notifications by channel.
+    """Counts for GET /metrics (jobs/monitor/metrics.py), a few hundred rows
+    whatever the number of runs: per job type, the runs ended by status
+    (`key`), histograms of run durations, queue waits and schedule lateness
+    (one row per bucket, `key` its upper bound, plus `sum`; see
+    jobs/core/tallies.py), and the failed notifications by channel.
 
-    Written in the transaction that ends the run (Run._end), with one upsert
-    that adds to the rows, so a run is counted exactly when it ends. Counters
-    only grow: purging runs leaves them, as Prometheus expects of a counter.
-    Runs that ended before this table existed are not in it.
+    Filled from RunToCount by jobs/runs/metrics.py. Counters only grow:
+    purging runs leaves them, as Prometheus expects of a counter. Runs that
+    ended before this table existed are not in it.
     """
 
     class Metric(models.TextChoices):
@@ -1041,9 +1044,6 @@ class RunTally(models.Model):
     key = models.CharField(max_length=20)
     value = models.FloatField(default=0)
 
-    RUN_FIELDS = ("job_type_id", "status", "created_at", "released_at", "started_at", "finished_at")
-    RUN_FIELDS += ("schedule_tick", "earlier_attempts")
-
     class Meta:
         constraints = [models.UniqueConstraint(fields=["job_type", "metric", "key"], name="runtally_unique")]
 
@@ -1051,54 +1051,21 @@ class RunTally(models.Model):
         return f"{self.metric} {self.job_type_id} {self.key}: {self.value:g}"
 
     @classmethod
-    def record_end(cls, run_id) -> None:
-        """Count a run that has just ended (in the transaction that ended it)."""
-        run = Run.objects.filter(pk=run_id).values(*cls.RUN_FIELDS).first()
-        if run is None:
+    def add(cls, amounts: dict[tuple[int, str, str], float]) -> None:
+        """Add to the rows {(job type id, metric, key): amount}, creating them as
+        needed: one INSERT … ON CONFLICT (the same on PostgreSQL and SQLite),
+        which Django's bulk_create cannot write (it sets the value; this adds to it)."""
+        if not amounts:
             return
-        job_type, rows = run["job_type_id"], [(cls.Metric.RUNS, run["status"], 1)]
-
-        def observe(metric: str, seconds: float, bounds: tuple) -> None:
-            seconds = max(seconds, 0.0)  # clocks of two machines
-            rows.extend([(metric, bucket_key(seconds, bounds), 1), (metric, SUM, seconds)])
-
-        if run["started_at"] and run["finished_at"]:
-            observe(cls.Metric.DURATION, (run["finished_at"] - run["started_at"]).total_seconds(), DURATION_BUCKETS)
-        first_start = run["started_at"]
-        if run["earlier_attempts"] and run["earlier_attempts"][0].get("started_at"):
-            first_start = parse_datetime(run["earlier_attempts"][0]["started_at"])
-        due = run["released_at"] or run["created_at"]
-        if first_start and due:
-            observe(cls.Metric.QUEUE_WAIT, (first_start - due).total_seconds(), QUEUE_WAIT_BUCKETS)
-        if run["schedule_tick"] and run["released_at"]:
-            observe(cls.Metric.LATENESS, (run["released_at"] - run["schedule_tick"]).total_seconds(), LATENESS_BUCKETS)
-        cls._add(job_type, rows)
-
-    @classmethod
-    def record_notification_failure(cls, run_id, outcome: dict) -> None:
-        """Count a run's notification that failed for good, once per channel that failed
-        (`none`: there was nobody to notify)."""
-        job_type = Run.objects.filter(pk=run_id).values_list("job_type_id", flat=True).first()
-        if job_type is None:
-            return
-        channels = [
-            name for name, result in outcome.items() if isinstance(result, dict) and result["status"] == "failed"
-        ]
-        cls._add(job_type, [(cls.Metric.NOTIFY_FAILED, channel, 1) for channel in channels or ["none"]])
-
-    @classmethod
-    def _add(cls, job_type_id: int, rows: list[tuple[str, str, float]]) -> None:
-        """Add to the rows, creating them as needed: one INSERT … ON CONFLICT
-        (the same on PostgreSQL and SQLite), which Django's bulk_create cannot
-        write (it sets the value; this adds to it). The rows go in one order,
-        so that two runs ending at once lock them in the same order."""
-        rows = sorted(rows)
+        rows = sorted(amounts.items())  # one lock order for every writer
         connection = connections[router.db_for_write(cls)]
         table, job_type, metric, key, value = map(
             connection.ops.quote_name, (cls._meta.db_table, "job_type_id", "metric", "key", "value")
         )
         placeholders = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
-        params = [field for name, bucket, amount in rows for field in (job_type_id, str(name), bucket, amount)]
+        params = [
+            field for (job_type_id, name, bucket), amount in rows for field in (job_type_id, name, bucket, amount)
+        ]
         # Quoted names and placeholders only: the values are parameters.
         sql = (
             f"INSERT INTO {table} ({job_type}, {metric}, {key}, {value}) VALUES {placeholders} "  # noqa: S608
@@ -1106,3 +1073,21 @@ class RunTally(models.Model):
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+
+
+class RunToCount(models.Model):
+    """A run that ended (or whose notification failed for good) and is not in
+    RunTally yet: one INSERT in the transaction that ends the run (Run._end),
+    so that a run is counted exactly once, at no lock shared with other runs.
+    jobs/runs/metrics.py folds these rows into RunTally and deletes them."""
+
+    class Event(models.TextChoices):
+        ENDED = "ended"
+        NOTIFY_FAILED = "notify_failed"
+
+    # Not a foreign key: deleting runs (retention) need not look here.
+    run_id = models.UUIDField()
+    event = models.CharField(max_length=20, choices=Event.choices)
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.run_id}"

@@ -1,5 +1,6 @@
-"""The histogram buckets of the counts Jobsite keeps as runs end (RunTally in
-jobs/models.py), read by GET /metrics (jobs/monitor/metrics.py).
+"""The histogram buckets of the counts Jobsite keeps of ended runs (RunTally
+in jobs/models.py, filled by jobs/runs/metrics.py), read by GET /metrics
+(jobs/monitor/metrics.py).
 
 A histogram is stored as one count per bucket (not cumulative: a run adds 1 to
 one row) plus its sum; the endpoint adds the buckets up as Prometheus wants

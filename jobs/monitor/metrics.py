@@ -3,8 +3,9 @@ sessions that may view runs, or `Authorization: Bearer <JOBS_METRICS_TOKEN>`;
 403 otherwise (not a login redirect: a scraper does not follow one).
 
 Computed at each scrape by a custom collector, cheaply whatever the number of
-runs: the counters and histograms are read from RunTally (kept as runs end,
-a few rows per job type); the gauges count the active runs only (the status
+runs: the counters and histograms are read from RunTally (a few rows per job
+type), after folding into it the runs ended since the last scrape
+(jobs/runs/metrics.py); the gauges count the active runs only (the status
 index); the queue lengths and workers come from the broker with
 MONITOR_INSPECT_TIMEOUT (jobs/worker/cluster.py). The families are listed in
 docs/operations.md ("Metrics"); docs/grafana-dashboard.json charts them.
@@ -26,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from jobs.core.tallies import DURATION_BUCKETS, LATENESS_BUCKETS, QUEUE_WAIT_BUCKETS, SUM, cumulative
 from jobs.models import JobType, Run, RunTally
+from jobs.runs.metrics import tallies_fold
 from jobs.worker.cluster import cluster_status, known_queues
 
 HISTOGRAMS = {
@@ -59,6 +61,7 @@ class JobsiteCollector(Collector):
         yield from self._cluster()
 
     def _tallies(self) -> Iterator[Metric]:
+        tallies_fold()  # the runs that ended since the last scrape
         names = dict(JobType.objects.values_list("pk", "name"))
         runs = CounterMetricFamily("jobsite_runs", "Runs ended, by job type and status.", labels=["job_type", "status"])
         failures = CounterMetricFamily(
