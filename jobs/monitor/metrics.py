@@ -48,8 +48,6 @@ HISTOGRAMS = {
         LATENESS_BUCKETS,
     ),
 }
-# A run waits for a worker in these; `running` is active.
-WAITING = (Run.Status.PENDING, Run.Status.QUEUED, Run.Status.RETRYING)
 
 
 class JobsiteCollector(Collector):
