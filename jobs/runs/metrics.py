@@ -13,7 +13,7 @@ the rest to the next ones). Two scrapes at once fold disjoint rows
 from collections import Counter
 from datetime import datetime
 
-from django.db import transaction
+from django.db import router, transaction
 from django.utils.dateparse import parse_datetime
 
 from jobs.core.tallies import DURATION_BUCKETS, LATENESS_BUCKETS, QUEUE_WAIT_BUCKETS, SUM, bucket_key
@@ -77,9 +77,9 @@ def run_amounts(run: dict, event: str) -> Counter:
 
 def tallies_fold() -> int:
     """Count the runs recorded in RunToCount into RunTally; how many rows were folded."""
-    folded = 0
+    folded, database = 0, router.db_for_write(RunToCount)
     while folded < FOLD_MAX:
-        with transaction.atomic():
+        with transaction.atomic(using=database):
             rows = list(
                 RunToCount.objects.select_for_update(skip_locked=True)
                 .order_by("pk")
