@@ -4,6 +4,7 @@ with prometheus-client's own parser after runs on the real worker."""
 import json
 import re
 import socket
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs import notifications
-from jobs.models import Run
+from jobs.models import Run, RunToCount
+from jobs.runs.metrics import FOLD_BATCH
 from tests.conftest import wait_for_run
 from tests.e2e.test_execution import define, trigger
 from tests.factories import JobTypeFactory, RunFactory
@@ -183,3 +185,19 @@ def test_a_metrics_token_shorter_than_32_characters_stops_start_up_with_one_line
         .splitlines()[-1]
         .startswith("manage.py: JOBS_METRICS_TOKEN is 5 characters: give at least 32")
     ), done.stderr
+
+
+def test_a_scrape_counts_every_run_ended_since_the_last_batch_after_batch_and_skips_purged_ones(db, staff_client):
+    many = JobTypeFactory(name="many")
+    now = timezone.now()
+    ended = Run.objects.bulk_create(
+        Run(job_type=many, trigger="api", status="succeeded", started_at=now, finished_at=now)
+        for _ in range(FOLD_BATCH + 5)
+    )
+    RunToCount.objects.bulk_create(RunToCount(run_id=run.pk, event=RunToCount.Event.ENDED) for run in ended)
+    RunToCount.objects.create(run_id=uuid.uuid4(), event=RunToCount.Event.ENDED)  # its run purged meanwhile
+
+    assert scrape(staff_client)["jobsite_runs"] == {
+        ("jobsite_runs_total", ("job_type", "many"), ("status", "succeeded")): FOLD_BATCH + 5
+    }
+    assert not RunToCount.objects.exists()
