@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
@@ -28,7 +28,18 @@ from jobs.core.limits import bounded_error, bounded_result, bounded_traceback, p
 from jobs.core.params import check_schema, params_errors, params_with_defaults
 from jobs.core.redaction import mask_url, redact_urls
 
-__all__ = ["JobType", "NotifyOn", "NotifyStatus", "Run", "Schedule", "StepArgs", "Workflow", "WorkflowStep"]
+__all__ = [
+    "JobType",
+    "NotifyOn",
+    "NotifyStatus",
+    "Run",
+    "RunTally",
+    "RunToCount",
+    "Schedule",
+    "StepArgs",
+    "Workflow",
+    "WorkflowStep",
+]
 
 # celery-director's name of a workflow: project.NAME (the project has no dot).
 DIRECTOR_NAME = re.compile(r"[^.\s/]+\.[^\s/]+")
@@ -659,9 +670,19 @@ class Run(models.Model):
     def _ending(self, notify: bool) -> dict:
         return {"finished_at": timezone.now(), **({"notify_status": NotifyStatus.PENDING} if notify else {})}
 
+    def _end(self, query: models.QuerySet, **changes) -> bool:
+        """A terminal transition, recorded to be counted for GET /metrics (RunToCount)
+        in the same transaction: one INSERT more. Within a caller's transaction (the
+        result backend's), no savepoint of its own: a failure rolls back the caller's anyway."""
+        with transaction.atomic(savepoint=False):
+            ended = self._transition_query(query, **changes)
+            if ended:
+                RunToCount.objects.create(run_id=self.pk, event=RunToCount.Event.ENDED)
+        return ended
+
     def mark_succeeded(self, *, result, notify: bool = False) -> bool:
-        return self._transition(
-            self.NOT_TERMINAL,
+        return self._end(
+            Run.objects.filter(pk=self.pk, status__in=self.NOT_TERMINAL),
             status=self.Status.SUCCEEDED,
             result=bounded_result(result),
             error="",
@@ -675,7 +696,7 @@ class Run(models.Model):
         query = Run.objects.filter(pk=self.pk, status__in=self.NOT_TERMINAL)
         if attempt is not None:
             query = query.filter(attempts=attempt)
-        return self._transition_query(
+        return self._end(
             query,
             status=self.Status.FAILED,
             error=bounded_error(error),
@@ -702,8 +723,8 @@ class Run(models.Model):
     def mark_cancelled(self, *, cancelled_by=None, notify: bool = False) -> bool:
         """`cancelled_by`: the user who asked; None when Jobsite cancels a step itself."""
         ending = self._ending(notify)
-        return self._transition(
-            self.NOT_TERMINAL,
+        return self._end(
+            Run.objects.filter(pk=self.pk, status__in=self.NOT_TERMINAL),
             status=self.Status.CANCELLED,
             cancelled_by=cancelled_by,
             cancelled_at=ending["finished_at"],
@@ -739,10 +760,19 @@ class Run(models.Model):
         return self._notification_update(attempt, notify_outcome=outcome, **changes)
 
     def mark_notified(self, *, attempt: int, status: str, outcome: dict) -> bool:
-        """Record the final outcome, once: sent, or failed with the reasons in `outcome`."""
-        return self._notification_update(
-            attempt, notify_status=status, notify_outcome=outcome, notified_at=timezone.now(), notify_locked_until=None
-        )
+        """Record the final outcome, once: sent, or failed with the reasons in `outcome`
+        (a failure counted for GET /metrics in the same transaction)."""
+        with transaction.atomic(savepoint=False):
+            recorded = self._notification_update(
+                attempt,
+                notify_status=status,
+                notify_outcome=outcome,
+                notified_at=timezone.now(),
+                notify_locked_until=None,
+            )
+            if recorded and status == NotifyStatus.FAILED:
+                RunToCount.objects.create(run_id=self.pk, event=RunToCount.Event.NOTIFY_FAILED)
+        return recorded
 
 
 def planned_runs(schedule_ids) -> models.QuerySet:
@@ -1025,3 +1055,74 @@ class RunLogLine(models.Model):
     def tail(cls, run_id, count: int) -> list["RunLogLine"]:
         """The run's last `count` lines, oldest first."""
         return list(reversed(cls.objects.filter(run_id=run_id).order_by("-seq")[:count]))
+class RunTally(models.Model):
+    """Counts for GET /metrics (jobs/monitor/metrics.py), a few hundred rows
+    whatever the number of runs: per job type, the runs ended by status
+    (`key`), histograms of run durations, queue waits and schedule lateness
+    (one row per bucket, `key` its upper bound, plus `sum`; see
+    jobs/core/tallies.py), and the failed notifications by channel.
+
+    Filled from RunToCount by jobs/runs/metrics.py. Counters only grow:
+    purging runs leaves them, as Prometheus expects of a counter. Runs that
+    ended before this table existed are not in it.
+    """
+
+    class Metric(models.TextChoices):
+        RUNS = "runs"
+        DURATION = "duration"
+        QUEUE_WAIT = "queue_wait"
+        LATENESS = "lateness"
+        NOTIFY_FAILED = "notify_failed"
+
+    metric = models.CharField(max_length=20, choices=Metric.choices)
+    job_type = models.ForeignKey(JobType, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=20)
+    value = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job_type", "metric", "key"], name="runtally_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.job_type_id} {self.key}: {self.value:g}"
+
+    @classmethod
+    def add(cls, amounts: dict[tuple[int, str, str], float]) -> None:
+        """Add to the rows {(job type id, metric, key): amount}, creating them as
+        needed: one INSERT … ON CONFLICT (the same on PostgreSQL and SQLite),
+        which Django's bulk_create cannot write (it sets the value; this adds to it)."""
+        if not amounts:
+            return
+        rows = sorted(amounts.items())  # one lock order for every writer
+        connection = connections[router.db_for_write(cls)]
+        table, job_type, metric, key, value = map(
+            connection.ops.quote_name, (cls._meta.db_table, "job_type_id", "metric", "key", "value")
+        )
+        placeholders = ", ".join(["(%s, %s, %s, %s)"] * len(rows))
+        params = [
+            field for (job_type_id, name, bucket), amount in rows for field in (job_type_id, name, bucket, amount)
+        ]
+        # Quoted names and placeholders only: the values are parameters.
+        sql = (
+            f"INSERT INTO {table} ({job_type}, {metric}, {key}, {value}) VALUES {placeholders} "  # noqa: S608
+            f"ON CONFLICT ({job_type}, {metric}, {key}) DO UPDATE SET {value} = {table}.{value} + excluded.{value}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+class RunToCount(models.Model):
+    """A run that ended (or whose notification failed for good) and is not in
+    RunTally yet: one INSERT in the transaction that ends the run (Run._end),
+    so that a run is counted exactly once, at no lock shared with other runs.
+    jobs/runs/metrics.py folds these rows into RunTally and deletes them."""
+
+    class Event(models.TextChoices):
+        ENDED = "ended"
+        NOTIFY_FAILED = "notify_failed"
+
+    # Not a foreign key: deleting runs (retention) need not look here.
+    run_id = models.UUIDField()
+    event = models.CharField(max_length=20, choices=Event.choices)
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.run_id}"

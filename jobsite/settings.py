@@ -484,6 +484,14 @@ MONITOR_INSPECT_TIMEOUT = env_float("MONITOR_INSPECT_TIMEOUT", 1.0)
 # /healthz, open to anyone, checks the broker and pings the workers at most this
 # often (seconds, per web process); callers in between get the last answer.
 HEALTHZ_CACHE_SECONDS = env_float("HEALTHZ_CACHE_SECONDS", 5.0)
+# GET /metrics (Prometheus) answers staff sessions, and a scraper that sends
+# `Authorization: Bearer <this>`. Empty: staff sessions only.
+JOBS_METRICS_TOKEN = os.environ.get("JOBS_METRICS_TOKEN", "")
+if JOBS_METRICS_TOKEN and len(JOBS_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured(
+        f"JOBS_METRICS_TOKEN is {len(JOBS_METRICS_TOKEN)} characters: give at least 32 "
+        "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'), or leave it empty"
+    )
 
 
 # --- REST API ---------------------------------------------------------------

@@ -7,10 +7,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from jobs.health import healthz
 from jobs.monitor.flower import flower_proxy
+from jobs.monitor.metrics import metrics
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="monitor:dashboard", permanent=False)),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -225,6 +225,8 @@ def page_rows(w: World) -> list[Row]:
     return [
         Row("GET", "/", "302 302 302 302 302"),
         Row("GET", "/healthz", "200 200 200 200 200"),
+        # Prometheus: staff who may see runs, or its bearer token; 403 (no login redirect) for anyone else.
+        Row("GET", "/metrics", "403 200 200 200 200"),
         Row("GET", "/accounts/login/", "200 200 200 200 200"),
         Row("POST", "/accounts/logout/", "302 302 302 302 302"),
         Row("GET", "/monitor/", PAGE),
