@@ -16,11 +16,12 @@ from django.db import connection
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from jobs.models import MAX_DEADLINE_SECONDS, Run, Schedule
+from jobs.models import MAX_DEADLINE_SECONDS, JobType, Run, Schedule
 from jobs.runs import trigger
 from jobs.schedules.deadlines import alert_send, runs_due, runs_mark_late, schedule_ticks_check, ticks_due
 from tests.conftest import ROOT, _database_url
 from tests.factories import JobTypeFactory, RunFactory
+from tests.test_import_export import run_command
 
 SECRET = "a-long-webhook-secret-for-tests"
 
@@ -282,3 +283,18 @@ def test_the_admin_edits_must_succeed_within_seconds(admin_user, client, timed):
     response = client.post("/admin/jobs/schedule/add/", {**data, "must_succeed_within_seconds": "30"})
     assert response.status_code == 302
     assert Schedule.objects.get().must_succeed_within_seconds == 30
+
+
+def test_the_deadline_fields_go_through_export_and_import(timed, tmp_path):
+    Schedule.objects.create(name="nightly", job_type=timed, cron="0 3 * * *", must_succeed_within_seconds=3600)
+    exported = tmp_path / "job-types.yml"
+    run_command("export_job_types", "--output", str(exported))
+    text = exported.read_text()
+    assert "deadline_seconds: 60" in text and "must_succeed_within_seconds: 3600" in text
+    Schedule.objects.all().delete()
+    JobType.objects.all().delete()
+    run_command("import_job_types", str(exported))
+    assert JobType.objects.get(name="timed").deadline_seconds == 60
+    schedule = Schedule.objects.get(name="nightly")
+    assert schedule.must_succeed_within_seconds == 3600
+    assert schedule.watch_due_at == schedule.next_run_at + timedelta(hours=1)  # watched from its first tick
