@@ -44,6 +44,9 @@ __all__ = [
 # celery-director's name of a workflow: project.NAME (the project has no dot).
 DIRECTOR_NAME = re.compile(r"[^.\s/]+\.[^\s/]+")
 
+# The longest deadline (JobType.deadline_seconds, Schedule.must_succeed_within_seconds): 30 days.
+MAX_DEADLINE_SECONDS = 30 * 24 * 3600
+
 
 class JobType(models.Model):
     Kind = Kind
@@ -82,6 +85,14 @@ class JobType(models.Model):
     )
     max_concurrency = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)], help_text="Empty: no limit."
+    )
+    deadline_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_DEADLINE_SECONDS)],
+        help_text="A run not ended this long after it was triggered (or due, when run later) is late: it is "
+        "marked so and its recipients and webhook are told once (run.late), whatever notify_on says. "
+        "The run goes on. Empty: no deadline.",
     )
     notify_on = models.CharField(
         max_length=20,
@@ -135,6 +146,7 @@ class JobType(models.Model):
         "max_retries",
         "retry_backoff_seconds",
         "max_concurrency",
+        "deadline_seconds",
     )
 
     class Meta:
@@ -263,6 +275,10 @@ class JobType(models.Model):
     @property
     def hard_time_limit(self) -> int:
         return self.soft_time_limit + settings.JOBS_HARD_TIMEOUT_GRACE_SECONDS
+
+    def deadline_for(self, start: datetime) -> datetime | None:
+        """When a run of this job type triggered (or due) at `start` becomes late, or None."""
+        return start + timedelta(seconds=self.deadline_seconds) if self.deadline_seconds else None
 
     def retry_delay(self, attempt: int) -> int:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
@@ -476,6 +492,14 @@ class Run(models.Model):
     notify_locked_until = models.DateTimeField(null=True, blank=True)
     notify_outcome = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     notified_at = models.DateTimeField(null=True, blank=True)
+    # Its job type's deadline (deadline_seconds after it was triggered, or was
+    # due when run later or planned for a schedule's tick), set when it is
+    # created; and when the dispatcher found it late, which it claims once
+    # (jobs/schedules/deadlines.py).
+    deadline_at = models.DateTimeField(null=True, blank=True, editable=False)
+    late_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When it was found still not ended at its deadline."
+    )
 
     objects = RunQuerySet.as_manager()
 
@@ -516,6 +540,13 @@ class Run(models.Model):
             # The notification sweeper looks only at the few runs still pending.
             models.Index(
                 fields=["notify_locked_until"], condition=Q(notify_status="pending"), name="run_notify_pending"
+            ),
+            # The dispatcher's "runs past their deadline" query: only runs that
+            # have one and are neither ended nor found late yet are in it.
+            models.Index(
+                fields=["deadline_at"],
+                condition=Q(deadline_at__isnull=False, late_at__isnull=True, finished_at__isnull=True),
+                name="run_deadline_due",
             ),
         ]
 
@@ -812,7 +843,13 @@ class ScheduleQuerySet(models.QuerySet):
             if not TIMING_FIELDS.isdisjoint(changes):  # count from now, as save() does
                 now = timezone.now()
                 for schedule in changed:
-                    changed.filter(pk=schedule.pk).update(next_run_at=schedule.compute_next_run(now))
+                    schedule.next_run_at = schedule.compute_next_run(now)
+                    schedule._watch(timing_changed=True)
+                    changed.filter(pk=schedule.pk).update(
+                        next_run_at=schedule.next_run_at,
+                        watch_tick=schedule.watch_tick,
+                        watch_due_at=schedule.watch_due_at,
+                    )
         return count
 
     update.alters_data = True
@@ -867,6 +904,13 @@ class Schedule(models.Model):
     start_at = models.DateTimeField(null=True, blank=True, help_text="Fire nothing before this.")
     end_at = models.DateTimeField(null=True, blank=True, help_text="Fire nothing after this.")
     overlap = models.CharField(max_length=10, choices=Overlap.choices, default=Overlap.ALLOW)
+    must_succeed_within_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_DEADLINE_SECONDS)],
+        help_text="If no run of a tick has succeeded this long after the tick (missed, failed or still running), "
+        "the job type's recipients and webhook are told once for that tick (schedule.late). Empty: no check.",
+    )
     next_run_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The run for the tick at next_run_at exists already, `scheduled` (the
     # dispatcher plans ticks ahead; jobs/schedules/dispatcher.py), or that tick was decided
@@ -875,6 +919,11 @@ class Schedule(models.Model):
     skipped_ticks = models.PositiveIntegerField(default=0, editable=False)
     last_skipped_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_skip_reason = models.CharField(max_length=300, blank=True, editable=False)
+    # With must_succeed_within_seconds: the tick being watched and when its run
+    # must have succeeded by; the dispatcher checks it then and moves on to the
+    # next tick (jobs/schedules/deadlines.py).
+    watch_tick = models.DateTimeField(null=True, blank=True, editable=False)
+    watch_due_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Also the anchor of interval fires. (`timezone` is a field in this class body.)
     created_at = models.DateTimeField(default=django_timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -882,7 +931,15 @@ class Schedule(models.Model):
     TIMING_FIELDS = ("cron", "timezone", "interval_seconds", "start_at", "end_at", "enabled")
     # Written by the dispatcher: saving an edit never writes back what it read
     # before the dispatcher moved on (next_run_at only when the timing changed).
-    DISPATCHER_FIELDS = ("next_run_at", "planned", "skipped_ticks", "last_skipped_at", "last_skip_reason")
+    DISPATCHER_FIELDS = (
+        "next_run_at",
+        "planned",
+        "skipped_ticks",
+        "last_skipped_at",
+        "last_skip_reason",
+        "watch_tick",
+        "watch_due_at",
+    )
     # What users see of the dispatcher's state, read-only in the admin and the API.
     STATE_FIELDS = ("next_run_at", "skipped_ticks", "last_skipped_at", "last_skip_reason")
 
@@ -897,6 +954,8 @@ class Schedule(models.Model):
             # as `NOT planned`, which SQLite does not match with an index column.
             models.Index(fields=["next_run_at"], condition=Q(enabled=True, planned=False), name="schedule_to_plan"),
             models.Index(fields=["next_run_at"], condition=Q(enabled=True, planned=True), name="schedule_planned"),
+            # The dispatcher's "ticks whose time to succeed is over" query.
+            models.Index(fields=["watch_due_at"], condition=Q(watch_due_at__isnull=False), name="schedule_watch_due"),
         ]
 
     def __str__(self) -> str:
@@ -913,14 +972,36 @@ class Schedule(models.Model):
             fields = kwargs.get("update_fields")
             if fields is None:
                 fields = {f.name for f in self._meta.concrete_fields if not f.primary_key} - {*self.DISPATCHER_FIELDS}
-            kwargs["update_fields"] = {*fields, "planned", *(["next_run_at"] if timing_changed else [])}
+            kwargs["update_fields"] = {
+                *fields,
+                "planned",
+                *(["next_run_at"] if timing_changed else []),
+                "watch_tick",
+                "watch_due_at",
+            }
             self.planned = False
+        self._watch(timing_changed=adding or timing_changed)
         with transaction.atomic():
             super().save(*args, **kwargs)
             if not adding:
                 # The tick planned ahead is planned again from the edited schedule.
                 Schedule.objects.filter(pk=self.pk).unplan()
         self._saved_timing = self._timing()
+
+    def _watch(self, *, timing_changed: bool) -> None:
+        """Which tick must_succeed_within_seconds watches: the tick the dispatcher
+        left watched (read afresh: it moves on while an edit form is open), or the
+        next one when the check was off or the timing changed."""
+        within = self.must_succeed_within_seconds
+        if within is None:
+            self.watch_tick = self.watch_due_at = None
+            return
+        tick = self.next_run_at
+        if not timing_changed:
+            row = Schedule.objects.filter(pk=self.pk).values_list("watch_tick", "next_run_at").first()
+            tick = (row[0] or row[1]) if row else None
+        self.watch_tick = tick
+        self.watch_due_at = tick + timedelta(seconds=within) if tick else None
 
     def delete(self, *args, **kwargs):
         with transaction.atomic():

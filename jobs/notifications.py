@@ -148,6 +148,12 @@ def humane_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes} min"
 
 
+def message_id(delivery_id: str) -> str:
+    """An email's Message-ID: the delivery id at the site's domain (SITE_URL)."""
+    host = urlsplit(settings.SITE_URL).hostname or str(DNS_NAME)
+    return f"<{delivery_id}@{f'[{host}]' if ':' in host else host}>"
+
+
 @dataclass
 class Notification:
     """What is said about one run, in the email and in the webhook's body."""
@@ -169,9 +175,7 @@ class Notification:
 
     @property
     def message_id(self) -> str:
-        """The email's Message-ID: the delivery id at the site's domain (SITE_URL)."""
-        host = urlsplit(settings.SITE_URL).hostname or str(DNS_NAME)
-        return f"<{self.delivery_id}@{f'[{host}]' if ':' in host else host}>"
+        return message_id(self.delivery_id)
 
     @cached_property
     def log_tail(self) -> list[RunLogLine]:
@@ -284,36 +288,47 @@ class WebhookTransport:
         return bool(run.job_type.webhook_url)
 
     def notify(self, notification: Notification) -> str:
-        job_type = notification.run.job_type
-        body = json.dumps(notification.payload(), cls=DjangoJSONEncoder, separators=(",", ":")).encode()
-        webhook_id, timestamp = notification.delivery_id, int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "Jobsite-Webhook",
-            "X-Jobsite-Event": notification.event,
-            "X-Jobsite-Delivery": str(notification.run.pk),
-            SIGNATURE_HEADER: signatures.legacy_signature(job_type.webhook_secret, body),
-            # Standard Webhooks: the id is the same on every send, the timestamp is this send's.
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signatures.standard_signature(
-                job_type.webhook_secret, webhook_id=webhook_id, timestamp=timestamp, body=body
-            ),
-        }
-        url = job_type.webhook_url
-        # What is said here is stored and shown to anyone who may see the run:
-        # the URL's credentials, path and query (a token, often) are left out.
-        try:
-            with httpx.Client(timeout=settings.JOBS_WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as client:
-                answer = net.send_pinned(client, "POST", url, headers=headers, content=body, max_body_bytes=500)
-        except net.RequestFailed as exc:
-            raise DeliveryFailed(redact_urls(str(exc))) from None
-        status = answer.response.status_code
-        said = f"HTTP {status} from {redact_url(url)}"
-        if not 200 <= status < 300:
-            text = answer.body.decode("utf-8", errors="replace")
-            raise DeliveryFailed(said + (f": {redact_urls(text)}" if text else ""))
-        return said
+        return post_webhook(
+            notification.run.job_type,
+            event=notification.event,
+            delivery_id=notification.delivery_id,
+            about=str(notification.run.pk),
+            payload=notification.payload(),
+        )
+
+
+def post_webhook(job_type: JobType, *, event: str, delivery_id: str, about: str, payload: dict[str, Any]) -> str:
+    """POST `payload` to the job type's webhook, signed; what happened, or DeliveryFailed.
+    `about`: the id of what it is about (X-Jobsite-Delivery), `delivery_id` the same on every send."""
+    body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+    webhook_id, timestamp = delivery_id, int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Jobsite-Webhook",
+        "X-Jobsite-Event": event,
+        "X-Jobsite-Delivery": about,
+        SIGNATURE_HEADER: signatures.legacy_signature(job_type.webhook_secret, body),
+        # Standard Webhooks: the id is the same on every send, the timestamp is this send's.
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signatures.standard_signature(
+            job_type.webhook_secret, webhook_id=webhook_id, timestamp=timestamp, body=body
+        ),
+    }
+    url = job_type.webhook_url
+    # What is said here is stored and shown to anyone who may see the run:
+    # the URL's credentials, path and query (a token, often) are left out.
+    try:
+        with httpx.Client(timeout=settings.JOBS_WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as client:
+            answer = net.send_pinned(client, "POST", url, headers=headers, content=body, max_body_bytes=500)
+    except net.RequestFailed as exc:
+        raise DeliveryFailed(redact_urls(str(exc))) from None
+    status = answer.response.status_code
+    said = f"HTTP {status} from {redact_url(url)}"
+    if not 200 <= status < 300:
+        text = answer.body.decode("utf-8", errors="replace")
+        raise DeliveryFailed(said + (f": {redact_urls(text)}" if text else ""))
+    return said
 
 
 TRANSPORTS = (EmailTransport(), WebhookTransport())

@@ -10,6 +10,7 @@ from jobs import notifications
 from jobs.models import Run
 from jobs.runs import retention
 from jobs.runs.executors import executor_for
+from jobs.schedules import deadlines
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,23 @@ def notify_run(self, run_id: str) -> str:
         raise self.retry(countdown=settings.JOBS_NOTIFY_LEASE_SECONDS) from None
     if result.retry_in is not None:
         raise self.retry(countdown=result.retry_in)
+    return result.state
+
+
+@shared_task(
+    bind=True,
+    name=deadlines.LATE_TASK,
+    acks_late=True,
+    max_retries=None,  # alert_send counts the attempts against JOBS_NOTIFY_MAX_ATTEMPTS
+    soft_time_limit=settings.JOBS_NOTIFY_LEASE_SECONDS - 10,
+    time_limit=settings.JOBS_NOTIFY_LEASE_SECONDS,
+)
+def notify_late(self, event: str, about: dict, sent: list[str] | None = None) -> str:
+    """Email and call the webhook about a late run (`run.late`) or tick (`schedule.late`)."""
+    result = deadlines.alert_send(event=event, about=about, sent=sent or [], attempt=self.request.retries + 1)
+    if result.retry_in is not None:
+        # The channels that went out ride along, so that a retry sends only the others.
+        raise self.retry(args=[event, about, result.sent], countdown=result.retry_in)
     return result.state
 
 

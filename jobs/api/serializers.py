@@ -80,6 +80,8 @@ class RunSerializer(DurationMixin, serializers.ModelSerializer):
             "queued_at",
             "started_at",
             "finished_at",
+            "deadline_at",
+            "late_at",
             "duration_seconds",
             "attempts",
             "worker",

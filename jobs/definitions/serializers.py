@@ -222,6 +222,7 @@ class ScheduleSerializer(ModelCleanMixin, ModelSerializer):
             "timing",
             "enabled",
             "overlap",
+            "must_succeed_within_seconds",
             "start_at",
             "end_at",
             "next_run_at",

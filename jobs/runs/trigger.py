@@ -88,6 +88,7 @@ def run_build(
         scheduled_for=run_at,
         created_at=now,
         released_at=None if run_at else now,
+        deadline_at=job_type.deadline_for(run_at or now),
         requested_by=requested_by,
         idempotency_key=idempotency_key or None,
         rerun_of=rerun_of,

@@ -3,7 +3,8 @@ schedule's next tick ahead as a `scheduled` run, releases the runs whose time ha
 come (`pending`, then published), and sweeps the runs whose publish failed. Each
 batch is claimed with locks that skip what another dispatcher holds, in its own
 transaction, and published once that commits, so several dispatchers never plan or
-release a tick twice. Why and how: docs/architecture.md, "The dispatcher".
+release a tick twice. It also finds the runs past their deadline and the
+schedule ticks that did not succeed in time (deadlines.py). Why and how: docs/architecture.md, "The dispatcher".
 """
 
 import json
@@ -11,25 +12,20 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from jobs.core.errors import ServiceError
 from jobs.models import JobType, Run, Schedule, republish_deadline
 from jobs.runs.trigger import run_build, runs_publish
+from jobs.schedules import deadlines
+from jobs.schedules.claims import claim as _claim
 from jobs.workflows import steps as workflow_steps
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
-
-
-def _claim(queryset):
-    """Lock the rows a batch claims, skipping those another dispatcher holds."""
-    if connection.features.has_select_for_update_skip_locked:
-        return queryset.select_for_update(skip_locked=True, of=("self",))
-    return queryset  # SQLite: the IMMEDIATE transaction already excludes other writers
 
 
 def dispatch_due(now: datetime | None = None) -> dict[str, int]:
@@ -53,7 +49,10 @@ def dispatch_due(now: datetime | None = None) -> dict[str, int]:
     republished: list[Run] = []
     while batch := _republish_batch(timezone.now()):  # `now` may stand for a schedule clock ahead (tests)
         republished += batch
+    late_runs, late_ticks = deadlines.deadlines_check(now)
     return {
+        "late_runs": late_runs,
+        "late_ticks": late_ticks,
         "planned": planned,
         "released": len(released) + len(late),
         "published": published,
@@ -102,6 +101,7 @@ def _plan_batch(now: datetime) -> int | None:
                     schedule_id=schedule_id,
                     schedule_tick=tick,
                     created_at=now,
+                    deadline_at=template.job_type.deadline_for(tick),
                 )
             )
         # The tick is decided: planned, or skipped with its reason recorded.

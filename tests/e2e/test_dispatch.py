@@ -67,7 +67,8 @@ def test_a_tick_is_planned_ahead_as_a_scheduled_run_and_released_at_its_time(wor
     assert (schedule.next_run_at, schedule.planned) == (tick, True)  # the next fire is still that tick
     assert schedule.last_run is None  # a planned run has not run
     assert dispatch_due(now=tick - timedelta(seconds=1)) == {"planned": 0, "released": 0, "published": 0,
-                                                              "republished": 0}  # fmt: skip
+                                                              "republished": 0, "late_runs": 0,
+                                                              "late_ticks": 0}  # fmt: skip
 
     assert dispatch_due(now=tick)["released"] == 1
     run = wait_for_run(run)
