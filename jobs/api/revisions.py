@@ -29,7 +29,7 @@ class RevisionSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     created_at = serializers.DateTimeField()
     user = serializers.CharField(allow_null=True)
-    source = serializers.CharField(help_text="api, admin, import, restore, monitor, director or code.")
+    source = serializers.CharField(help_text="api, admin, import, restore, monitor, director, migration or code.")
     type = serializers.ChoiceField(choices=list(HISTORY_TYPES.values()))
     changes = ChangeSerializer(many=True)
 

@@ -5,6 +5,35 @@ import django.db.models.deletion
 import simple_history.models
 from django.conf import settings
 from django.db import migrations, models
+from django.utils import timezone
+
+
+def first_revisions(apps, schema_editor):
+    """A first revision of every job type and schedule there is, so that the
+    first edit after the upgrade can be undone and runs record a revision."""
+    now = timezone.now()
+    for model_name, excluded in (
+        ("JobType", {"webhook_secret", "created_at", "updated_at"}),
+        ("Schedule", {"next_run_at", "planned", "skipped_ticks", "last_skipped_at", "last_skip_reason",
+                      "created_at", "updated_at"}),
+    ):
+        model = apps.get_model("jobs", model_name)
+        history = apps.get_model("jobs", f"Historical{model_name}")
+        fields = [f for f in model._meta.concrete_fields if f.name not in excluded]
+        records = []
+        for obj in model.objects.all().iterator():
+            record = history(
+                history_date=now, history_type="+", history_change_reason="migration",
+                **{f.attname: getattr(obj, f.attname) for f in fields},
+            )
+            if model_name == "JobType":
+                record.steps = [
+                    {"name": step.name, "job_type": step.job_type.name, "params": step.params,
+                     "depends_on": step.depends_on}
+                    for step in obj.steps.select_related("job_type").order_by("position", "id")
+                ]
+            records.append(record)
+        history.objects.bulk_create(records, batch_size=500)
 
 
 class Migration(migrations.Migration):
@@ -88,4 +117,5 @@ class Migration(migrations.Migration):
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
+        migrations.RunPython(first_revisions, migrations.RunPython.noop),
     ]
