@@ -4,12 +4,14 @@ when, through what and what changed; one revision's definition; restoring one
 commands leave."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from jobs.models import JobType, Schedule
+from jobs.models import JobType, Run, Schedule
+from jobs.schedules.dispatcher import dispatch_due
 from tests.credentials import HOOK_SECRET, SECRETS, fetch_job_type
 from tests.factories import JobTypeFactory, job_type_form
 
@@ -190,3 +192,26 @@ def test_an_import_is_a_revision_with_source_import(admin_user, tmp_path, echo):
     newest = echo.history.latest()
     assert (newest.history_change_reason, newest.history_user) == ("import", admin_user)
     assert newest.description == "imported"
+
+
+def test_a_celery_director_import_is_a_revision_with_its_steps(db):
+    from tests.test_import_export import WORKFLOWS_YML
+
+    call_command("import_workflows", str(WORKFLOWS_YML), stdout=None)
+    workflow = JobType.objects.filter(kind="workflow").exclude(steps=None).first()
+    newest = workflow.history.latest()
+    assert (newest.history_change_reason, newest.history_user.username) == ("import", "system")
+    assert [step["name"] for step in newest.steps] == list(
+        workflow.steps.order_by("position", "id").values_list("name", flat=True)
+    )
+
+
+def test_runs_record_the_revision_they_run_planned_ones_included(db):
+    echo = JobTypeFactory(name="echo")
+    schedule = Schedule.objects.create(name="hourly", job_type=echo, interval_seconds=3600)
+    echo.description = "second revision"
+    echo.save()
+    dispatch_due(now=schedule.next_run_at - timedelta(seconds=5))
+    planned = Run.objects.get(schedule=schedule)
+    assert planned.job_type_revision == echo.history.latest()
+    assert planned.job_type_revision.description == "second revision"
