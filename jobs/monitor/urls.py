@@ -14,10 +14,10 @@ urlpatterns = [
     path("runs/<uuid:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("runs/<uuid:run_id>/rerun/", views.run_rerun, name="run-rerun"),
     path("job-types/", views.job_type_list, name="job-types"),
-    path("job-types/<str:name>/history/", revisions.job_type_history, name="job-type-history"),
-    path("job-types/<str:name>/history/<int:revision_id>/", revisions.job_type_revision, name="job-type-revision"),
+    path("job-types/<path:name>/history/", revisions.job_type_history, name="job-type-history"),
+    path("job-types/<path:name>/history/<int:revision_id>/", revisions.job_type_revision, name="job-type-revision"),
     path(
-        "job-types/<str:name>/history/<int:revision_id>/restore/",
+        "job-types/<path:name>/history/<int:revision_id>/restore/",
         revisions.job_type_restore,
         name="job-type-restore",
     ),
