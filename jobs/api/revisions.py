@@ -50,6 +50,19 @@ def revision_data(record, changes: list[dict]) -> dict:
     }
 
 
+def restore_schema(serializer_class) -> object:
+    """The restore action's schema, for a viewset of `serializer_class` (extend_schema_view)."""
+    return extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(serializer_class, description="Restored: as it is now, itself a new revision."),
+            400: OpenApiResponse(ErrorSerializer, description="What no longer holds (a step's job type deleted, …)."),
+        },
+        filters=False,
+        parameters=[REVISION_PARAMETER],
+    )
+
+
 class RevisionsMixin:
     """For a ModelViewSet of a model with a `history` (DefinitionHistory)."""
 
@@ -83,17 +96,6 @@ class RevisionsMixin:
         data = revision_data(record, revisions.changes(record, revisions.revision_before(record)))
         return Response({**data, "definition": revisions.definition(record)})
 
-    @extend_schema(
-        request=None,
-        responses={
-            200: OpenApiResponse(description="Restored: the definition as it is now, itself a new revision."),
-            400: OpenApiResponse(
-                ErrorSerializer, description="What no longer holds (e.g. a step's job type was deleted)."
-            ),
-        },
-        filters=False,
-        parameters=[REVISION_PARAMETER],
-    )
     @action(detail=True, methods=["post"], url_path=f"{REVISION_ID}/restore", filterset_class=None)
     def restore(self, request, revision_id=None, **kwargs):
         """Make it what this revision holds, through the same checks as any save."""

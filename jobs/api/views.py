@@ -1,7 +1,7 @@
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from jobs import audit
 from jobs.api.filters import JobTypeFilter, RunFilter, ScheduleFilter
 from jobs.api.pagination import KeysetPagination
-from jobs.api.revisions import RevisionsMixin
+from jobs.api.revisions import RevisionsMixin, restore_schema
 from jobs.api.schema import ErrorSerializer
 from jobs.api.serializers import (
     RerunRequestSerializer,
@@ -48,6 +48,7 @@ class AuditedMixin:
             instance.delete()
 
 
+@extend_schema_view(restore=restore_schema(JobTypeSerializer))
 class JobTypeViewSet(RevisionsMixin, AuditedMixin, viewsets.ModelViewSet):
     queryset = JobType.objects.select_related("on_failure").prefetch_related("steps__job_type")
     serializer_class = JobTypeSerializer
@@ -156,6 +157,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(restore=restore_schema(ScheduleSerializer))
 class ScheduleViewSet(RevisionsMixin, AuditedMixin, viewsets.ModelViewSet):
     # The last run of each schedule in the same query, as the pages and the admin read it.
     queryset = Schedule.objects.select_related("job_type").with_last_run(finished_at=True)
