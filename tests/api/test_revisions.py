@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from jobs.models import JobType, Run, Schedule
+from jobs.models import JobType, Run, Schedule, Workflow
 from jobs.schedules.dispatcher import dispatch_due
 from tests.credentials import HOOK_SECRET, SECRETS, fetch_job_type
 from tests.factories import JobTypeFactory, job_type_form
@@ -215,3 +215,13 @@ def test_runs_record_the_revision_they_run_planned_ones_included(db):
     planned = Run.objects.get(schedule=schedule)
     assert planned.job_type_revision == echo.history.latest()
     assert planned.job_type_revision.description == "second revision"
+
+
+def test_disabling_a_workflow_with_an_admin_action_is_a_revision(client, admin_user, echo):
+    workflow = Workflow.objects.create(name="etl")
+    client.force_login(admin_user)
+    response = client.post("/admin/jobs/workflow/", {"action": "disable", "_selected_action": [workflow.pk]})
+    assert response.status_code == 302
+    newest, first = JobType.objects.get(name="etl").history.all()
+    assert (newest.history_change_reason, newest.history_user, newest.enabled) == ("admin", admin_user, False)
+    assert newest.diff_against(first).changed_fields == ["enabled"]
