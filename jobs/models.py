@@ -12,6 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils import timezone as django_timezone
 from django.utils.dateparse import parse_datetime
+from simple_history.models import HistoricalRecords
+from simple_history.signals import pre_create_historical_record
 
 from jobs.core.backoff import backoff
 from jobs.core.cron import cron_error, describe_cron, next_cron_fire, next_interval_fire, timezone_error
@@ -27,8 +29,10 @@ from jobs.core.kinds import (
 from jobs.core.limits import bounded_error, bounded_result, bounded_traceback, params_size_error
 from jobs.core.params import check_schema, params_errors, params_with_defaults
 from jobs.core.redaction import mask_url, redact_urls
+from jobs.core.revision_source import current_source, current_user
 
 __all__ = [
+    "JOB_TYPE_HISTORY",
     "JobType",
     "NotifyOn",
     "NotifyStatus",
@@ -39,6 +43,7 @@ __all__ = [
     "StepArgs",
     "Workflow",
     "WorkflowStep",
+    "latest_revision",
 ]
 
 # celery-director's name of a workflow: project.NAME (the project has no dot).
@@ -46,6 +51,45 @@ DIRECTOR_NAME = re.compile(r"[^.\s/]+\.[^\s/]+")
 
 # The longest deadline (JobType.deadline_seconds, Schedule.must_succeed_within_seconds): 30 days.
 MAX_DEADLINE_SECONDS = 30 * 24 * 3600
+
+
+class DefinitionHistory(HistoricalRecords):
+    """The revisions of a definition (job types, schedules), kept by
+    django-simple-history: one row per save, by whichever path, with the user
+    of the request and, as its change reason, the source
+    (jobs/core/revision_source.py). A save that writes only fields the history
+    leaves out (the dispatcher's bookkeeping) records nothing.
+    Reading, diffing and restoring them: jobs/definitions/revisions.py."""
+
+    def post_save(self, instance, created, using=None, update_fields=None, **kwargs):
+        if not created and update_fields is not None and set(update_fields) <= set(self.excluded_fields):
+            return
+        super().post_save(instance, created, using=using, update_fields=update_fields, **kwargs)
+
+    def get_history_user(self, instance):
+        user = current_user()
+        return user if user is not None and user.is_authenticated else super().get_history_user(instance)
+
+    def get_change_reason_for_object(self, instance, history_type, using):
+        request = getattr(self.context, "request", None)
+        return current_source(getattr(request, "path", None))
+
+
+class JobTypeRevision(models.Model):
+    """What a job type's revision keeps besides its own fields: its workflow
+    steps as they were, in the API's shape (the steps' own rows change
+    under the same revision)."""
+
+    steps = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+# Never kept: the webhook secret (no revision may hold or return it), and the timestamps.
+JOB_TYPE_HISTORY = DefinitionHistory(
+    excluded_fields=["webhook_secret", "created_at", "updated_at"], bases=[JobTypeRevision]
+)
 
 
 class JobType(models.Model):
@@ -137,6 +181,7 @@ class JobType(models.Model):
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    history = JOB_TYPE_HISTORY
 
     # How its runs execute: the admin's "Execution" fields, in the API's order.
     EXECUTION_FIELDS = (
@@ -170,6 +215,15 @@ class JobType(models.Model):
                 # schema and enabled flag and hold its default params: plan
                 # them again from the job type as it is now.
                 Schedule.objects.filter(job_type=self).unplan()
+
+    def step_definitions(self) -> list[dict]:
+        """Its workflow steps as the API shows them (job types by name)."""
+        if self.pk is None or self.kind != JobType.Kind.WORKFLOW:
+            return []
+        return [
+            {"name": step.name, "job_type": step.job_type.name, "params": step.params, "depends_on": step.depends_on}
+            for step in self.steps.select_related("job_type").order_by("position", "id")
+        ]
 
     def clean(self) -> None:
         errors = kind_config_errors(self)
@@ -499,6 +553,10 @@ class Run(models.Model):
     deadline_at = models.DateTimeField(null=True, blank=True, editable=False)
     late_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="When it was found still not ended at its deadline."
+    )
+    # The revision of its job type it ran (jobs/definitions/revisions.py).
+    job_type_revision = models.ForeignKey(
+        "jobs.HistoricalJobType", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
 
     objects = RunQuerySet.as_manager()
@@ -944,6 +1002,7 @@ class Schedule(models.Model):
     STATE_FIELDS = ("next_run_at", "skipped_ticks", "last_skipped_at", "last_skip_reason")
 
     objects = ScheduleQuerySet.as_manager()
+    history = DefinitionHistory(excluded_fields=[*DISPATCHER_FIELDS, "created_at", "updated_at"])
 
     class Meta:
         ordering = ["name"]
@@ -1207,3 +1266,21 @@ class RunToCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.run_id}"
+def latest_revision(job_type_id: int) -> Subquery:
+    """The id of a job type's latest revision, as a subquery: a run records the
+    revision it runs (`Run.job_type_revision`) in its own INSERT."""
+    revisions = JobType.history.model.objects.filter(id=job_type_id).order_by("-history_date", "-history_id")
+    return Subquery(revisions.values("history_id")[:1])
+
+
+def _keep_steps(sender, instance, history_instance, **kwargs) -> None:
+    # A job type's revision holds its steps as they are when it is recorded
+    # (the save service records it once the steps are written).
+    if isinstance(instance, JobType):
+        history_instance.steps = instance.step_definitions()
+
+
+pre_create_historical_record.connect(_keep_steps, dispatch_uid="jobs.revision_steps")
+# The admin saves and deletes workflows as the proxy model: its signals name it, not JobType.
+models.signals.post_save.connect(JOB_TYPE_HISTORY.post_save, sender=Workflow, weak=False)
+models.signals.post_delete.connect(JOB_TYPE_HISTORY.post_delete, sender=Workflow, weak=False)

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "axes",
     "csp",
+    "simple_history",  # revisions of job types and schedules
     "jobs",
 ]
 
@@ -109,6 +110,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who made a change and through which path, for its revision.
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last, as django-axes asks

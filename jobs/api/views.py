@@ -1,7 +1,7 @@
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -11,6 +11,7 @@ from jobs import audit
 from jobs.api import logs as run_logs
 from jobs.api.filters import JobTypeFilter, RunFilter, ScheduleFilter
 from jobs.api.pagination import KeysetPagination
+from jobs.api.revisions import RevisionsMixin, restore_schema
 from jobs.api.schema import ErrorSerializer
 from jobs.api.serializers import (
     RerunRequestSerializer,
@@ -22,6 +23,7 @@ from jobs.api.serializers import (
 )
 from jobs.core.kinds import registered_task_names
 from jobs.definitions.job_types import job_type_delete
+from jobs.definitions.revisions import job_type_restore, schedule_restore
 from jobs.definitions.serializers import JobTypeSerializer, ScheduleSerializer
 from jobs.models import JobType, Run, Schedule
 from jobs.runs.trigger import run_cancel, run_create, run_rerun
@@ -47,14 +49,18 @@ class AuditedMixin:
             instance.delete()
 
 
-class JobTypeViewSet(AuditedMixin, viewsets.ModelViewSet):
+@extend_schema_view(restore=restore_schema(JobTypeSerializer))
+class JobTypeViewSet(RevisionsMixin, AuditedMixin, viewsets.ModelViewSet):
     queryset = JobType.objects.select_related("on_failure").prefetch_related("steps__job_type")
     serializer_class = JobTypeSerializer
     lookup_field = "name"
     # Any name reaches the view, which answers 404 in JSON for one that does not exist.
     lookup_value_regex = "[^/]+"
     filterset_class = JobTypeFilter
-    action_permissions = {"run": "jobs.run_jobtype"}
+    action_permissions = {"run": "jobs.run_jobtype", "restore": "jobs.change_jobtype"}
+
+    def restore_definition(self, obj, record):
+        return job_type_restore(job_type=obj, record=record, user=self.request.user)
 
     def get_queryset(self):
         # Triggering a run reads the job type's own row; its steps and failure
@@ -158,12 +164,17 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return Response(run_logs.run_log_page(request, self.get_object()))
 
 
-class ScheduleViewSet(AuditedMixin, viewsets.ModelViewSet):
+@extend_schema_view(restore=restore_schema(ScheduleSerializer))
+class ScheduleViewSet(RevisionsMixin, AuditedMixin, viewsets.ModelViewSet):
     # The last run of each schedule in the same query, as the pages and the admin read it.
     queryset = Schedule.objects.select_related("job_type").with_last_run(finished_at=True)
     serializer_class = ScheduleSerializer
     filterset_class = ScheduleFilter
     lookup_value_regex = "[^/]+"
+    action_permissions = {"restore": "jobs.change_schedule"}
+
+    def restore_definition(self, obj, record):
+        return schedule_restore(schedule=obj, record=record, user=self.request.user)
 
 
 class TaskListView(APIView):

@@ -13,7 +13,7 @@ from django.db import models, transaction
 
 from jobs import audit
 from jobs.core.errors import Conflict, InvalidInput
-from jobs.models import JobType
+from jobs.models import JOB_TYPE_HISTORY, JobType
 from jobs.workflows.graph import StepSpec, steps_errors
 from jobs.workflows.steps import StepChanges, replace_steps, step_specs
 
@@ -53,12 +53,20 @@ def job_type_save(*, job_type: JobType, steps: Sequence[StepSpec] | None = None)
         raise InvalidInput(errors)
     adding = job_type._state.adding
     with transaction.atomic():
-        job_type.save()
+        # Its revision is recorded once its steps are written, so that it holds them.
+        job_type.skip_history_when_saving = True
+        try:
+            job_type.save()
+        finally:
+            del job_type.skip_history_when_saving
         if job_type.kind != JobType.Kind.WORKFLOW:  # it may have been one
-            return StepChanges() if adding else replace_steps(workflow=job_type, steps=[])
-        if steps is None:
-            return StepChanges()
-        return replace_steps(workflow=job_type, steps=steps)
+            changes = StepChanges() if adding else replace_steps(workflow=job_type, steps=[])
+        elif steps is None:
+            changes = StepChanges()
+        else:
+            changes = replace_steps(workflow=job_type, steps=steps)
+        JOB_TYPE_HISTORY.create_historical_record(job_type, "+" if adding else "~")
+    return changes
 
 
 def job_type_delete(*, job_type: JobType, by: audit.Author | None = None) -> bool:

@@ -21,6 +21,7 @@ from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
 from jobs import audit
+from jobs.core.revision_source import IMPORT, revision_source
 from jobs.core.yaml_lines import FileError, line_of
 from jobs.definitions.serializers import JobTypeSerializer, ScheduleSerializer, with_stored_credentials
 from jobs.models import JobType, Schedule
@@ -100,7 +101,7 @@ def import_definitions(entries: list[dict], *, by: audit.Author, lines: dict[str
     lines = lines or {}
     for entry in entries:
         _check_keys(entry, lines)
-    with transaction.atomic():
+    with transaction.atomic(), revision_source(IMPORT, user=by.user):
         # Workflows after the job types their steps name; failure hooks, which
         # may name any job type, once all exist.
         for entry in sorted(entries, key=lambda e: e.get("kind") == JobType.Kind.WORKFLOW):
@@ -188,7 +189,7 @@ def import_schedules(entries: list[dict], *, by: audit.Author, lines: dict[str, 
     summary = ImportSummary(what="Schedules")
     lines = lines or {}
     writable = [name for name, f in ScheduleSerializer().fields.items() if not f.read_only]
-    with transaction.atomic():
+    with transaction.atomic(), revision_source(IMPORT, user=by.user):
         for entry in entries:
             if not isinstance(entry, dict):
                 raise FileError(line_of(entry), "each schedule is a mapping of its fields (name, job_type, ...)")

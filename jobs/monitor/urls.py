@@ -1,6 +1,6 @@
 from django.urls import path
 
-from jobs.monitor import views
+from jobs.monitor import revisions, views
 
 app_name = "monitor"
 
@@ -15,6 +15,13 @@ urlpatterns = [
     path("runs/<uuid:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("runs/<uuid:run_id>/rerun/", views.run_rerun, name="run-rerun"),
     path("job-types/", views.job_type_list, name="job-types"),
+    path("job-types/<path:name>/history/", revisions.job_type_history, name="job-type-history"),
+    path("job-types/<path:name>/history/<int:revision_id>/", revisions.job_type_revision, name="job-type-revision"),
+    path(
+        "job-types/<path:name>/history/<int:revision_id>/restore/",
+        revisions.job_type_restore,
+        name="job-type-restore",
+    ),
     path("job-types/<path:name>/", views.job_type_detail, name="job-type"),
     path("schedules/", views.schedule_list, name="schedules"),
     path("workers/", views.workers, name="workers"),

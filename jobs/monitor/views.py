@@ -39,6 +39,7 @@ from jobs.monitor.queries import (
     upcoming_fires,
     upcoming_scheduled_runs,
 )
+from jobs.monitor.revisions import run_revision
 from jobs.runs import broker, trigger
 from jobs.worker.cluster import active_runs, cluster_status, known_queues
 from jobs.workflows.steps import step_runs
@@ -228,6 +229,7 @@ def run_detail(request: HttpRequest, run_id) -> HttpResponse:
             .order_by(*NEWEST_FIRST)[: RERUNS_LIMIT + 1]
         ),
         "reruns_limit": RERUNS_LIMIT,
+        "revision": run_revision(run),
     }
     return render(request, "monitor/run_detail.html", context)
 

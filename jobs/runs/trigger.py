@@ -20,7 +20,7 @@ from jobs import notifications
 from jobs.core import durability, kinds
 from jobs.core.errors import Conflict, InvalidInput, ServiceError
 from jobs.core.params import params_with_defaults
-from jobs.models import JobType, NotifyOn, Run, Schedule, StepArgs
+from jobs.models import JobType, NotifyOn, Run, Schedule, StepArgs, latest_revision
 from jobs.runs.executors import executor_for
 from jobs.workflows import steps as workflow_steps
 from jobsite.celery import app
@@ -122,7 +122,9 @@ def run_create(*, idempotency_key: str | None = None, reuse_steps_of: Run | None
     atomic = run.job_type.kind == JobType.Kind.WORKFLOW or transaction.get_connection().in_atomic_block
     try:
         with transaction.atomic() if atomic else contextlib.nullcontext():
+            run.job_type_revision_id = latest_revision(run.job_type_id)  # read by the INSERT itself
             run.save(force_insert=True)
+            run.__dict__.pop("job_type_revision_id")  # deferred: read from the row if asked for
             if run.job_type.kind == JobType.Kind.WORKFLOW:
                 workflow_steps.create_step_runs(parent=run, reuse_from=reuse_steps_of)
             if run.status == Run.Status.PENDING:

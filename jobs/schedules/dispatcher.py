@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from jobs.core.errors import ServiceError
-from jobs.models import JobType, Run, Schedule, republish_deadline
+from jobs.models import JobType, Run, Schedule, latest_revision, republish_deadline
 from jobs.runs.trigger import run_build, runs_publish
 from jobs.schedules import deadlines
 from jobs.schedules.claims import claim as _claim
@@ -102,6 +102,7 @@ def _plan_batch(now: datetime) -> int | None:
                     schedule_tick=tick,
                     created_at=now,
                     deadline_at=template.job_type.deadline_for(tick),
+                    job_type_revision_id=latest_revision(job_type_id),
                 )
             )
         # The tick is decided: planned, or skipped with its reason recorded.
@@ -110,6 +111,8 @@ def _plan_batch(now: datetime) -> int | None:
         # A tick that has a run already (planned again after an edit raced its
         # release, or cancelled) keeps it: the unique key drops the new one.
         Run.objects.bulk_create(runs, ignore_conflicts=True)
+        for run in runs:
+            run.__dict__.pop("job_type_revision_id")  # the subquery: deferred, read from the row if asked for
         workflow_runs = [run for run in runs if run.job_type.kind == JobType.Kind.WORKFLOW]
         if workflow_runs:
             inserted = set(Run.objects.filter(pk__in=[run.pk for run in workflow_runs]).values_list("pk", flat=True))

@@ -104,6 +104,8 @@ def test_it_escapes_job_names_descriptions_params_results_and_errors(staff_clien
         f"/monitor/runs/{finished.pk}/",
         "/monitor/job-types/",
         reverse("monitor:job-type", args=[HTML]),
+        reverse("monitor:job-type-history", args=[HTML]),
+        reverse("monitor:job-type-revision", args=[HTML, job_type.history.latest().history_id]),
     ]
     for page in pages:
         response = staff_client.get(page)

@@ -363,6 +363,43 @@ def test_the_audit_log_shows_who_changed_what_and_leads_to_its_history(page, api
     screenshot(page, "audit-history")
 
 
+def test_a_runs_page_leads_to_what_changed_since_and_an_editor_restores_the_revision_it_ran(page, api):
+    assert (
+        api.post(
+            "/api/v1/job-types/", {"name": "report", "kind": "task", "task": "jobs.builtin.echo"}, format="json"
+        ).status_code
+        == 201
+    )
+    run = wait_for_run(start(JobType.objects.get(name="report")))
+    assert (
+        api.patch(
+            "/api/v1/job-types/report/", {"description": "Weekly now", "max_retries": 2}, format="json"
+        ).status_code
+        == 200
+    )
+
+    log_in(page, f"/monitor/runs/{run.pk}/")
+    page.click("#changed-since-run")
+    changed = page.locator("#changed-since tbody tr")
+    expect(changed).to_have_count(2)
+    expect(changed.nth(0)).to_contain_text("description")
+    expect(changed.nth(0)).to_contain_text('"Weekly now"')
+    expect(changed.nth(1)).to_contain_text("max_retries")
+    screenshot(page, "revision-changed-since")
+
+    page.click("text=all revisions")
+    expect(page.locator("#revisions article")).to_have_count(2)
+    expect(page.locator("#revisions article").nth(0)).to_contain_text("through api")
+    page.click(f"#restore-{run.job_type_revision_id}")
+    expect(page).to_have_url(re.compile(r"/monitor/job-types/report/history/$"))
+    expect(page.locator(".messages")).to_contain_text(f"Revision {run.job_type_revision_id} restored")
+    newest = page.locator("#revisions article").nth(0)
+    expect(newest).to_contain_text("through restore")
+    expect(newest.locator("[data-field=description] pre.new")).to_have_text('""')
+    screenshot(page, "revision-restored")
+    assert JobType.objects.get(name="report").description == ""
+
+
 def test_the_pages_the_admin_and_the_browsable_api_load_with_no_console_error(page):
     """No 404 for the icon that every browser tab asks for (/favicon.ico, or the page's own icon)."""
     errors = []

@@ -166,9 +166,46 @@ def api_rows(w: World) -> dict[tuple[str, str], list[Row]]:
                 at_least("operator"),
             )
         ],
+        ("GET", "/api/v1/job-types/{name}/revisions/"): [Row("GET", f"{jt}/echo/revisions/", READ)],
+        ("GET", "/api/v1/job-types/{name}/revisions/{revision_id}/"): [
+            Row("GET", f"{jt}/echo/revisions/{revision_of(w.echo)}/", READ)
+        ],
+        ("POST", "/api/v1/job-types/{name}/revisions/{revision_id}/restore/"): [
+            Row(
+                "POST",
+                f"{jt}/echo/revisions/{revision_of(w.echo)}/restore/",
+                EDIT.format(ok=200),
+                None,
+                restored(w.echo),
+                at_least("editor"),
+            )
+        ],
+        ("GET", "/api/v1/schedules/{id}/revisions/"): [Row("GET", f"{schedule}/{w.schedule.pk}/revisions/", READ)],
+        ("GET", "/api/v1/schedules/{id}/revisions/{revision_id}/"): [
+            Row("GET", f"{schedule}/{w.schedule.pk}/revisions/{revision_of(w.schedule)}/", READ)
+        ],
+        ("POST", "/api/v1/schedules/{id}/revisions/{revision_id}/restore/"): [
+            Row(
+                "POST",
+                f"{schedule}/{w.schedule.pk}/revisions/{revision_of(w.schedule)}/restore/",
+                OPERATE.format(ok=200),
+                None,
+                restored(w.schedule),
+                at_least("operator"),
+            )
+        ],
         ("GET", "/api/v1/tasks/"): [Row("GET", "/api/v1/tasks/", READ)],
         ("GET", "/api/v1/workers/"): [Row("GET", "/api/v1/workers/", READ)],
     }
+
+
+def revision_of(obj) -> int:
+    return obj.history.latest().history_id
+
+
+def restored(obj) -> Callable[[Any], bool]:
+    """Whether `obj` was restored from one of its revisions (a new revision says so)."""
+    return lambda response: obj.history.filter(history_change_reason="restore").exists()
 
 
 def director_rows(w: World) -> list[Row]:
@@ -251,6 +288,16 @@ def page_rows(w: World) -> list[Row]:
         Row("GET", "/monitor/job-types/", PAGE),
         Row("GET", "/monitor/job-types/echo/", PAGE),
         Row("POST", "/monitor/job-types/echo/", "302 403 302 302 302", {"extra": "{}"}, echo_ran, at_least("operator")),
+        Row("GET", "/monitor/job-types/echo/history/", PAGE),
+        Row("GET", f"/monitor/job-types/echo/history/{revision_of(w.echo)}/", PAGE),
+        Row(
+            "POST",
+            f"/monitor/job-types/echo/history/{revision_of(w.echo)}/restore/",
+            "302 403 403 302 302",
+            {},
+            restored(w.echo),
+            at_least("editor"),
+        ),
         Row("GET", "/monitor/schedules/", PAGE),
         Row("GET", "/monitor/workers/", PAGE),
         Row("GET", "/monitor/audit/", PAGE),
