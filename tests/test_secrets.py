@@ -2,7 +2,11 @@
 rest and re-encrypted by `rotate_secrets`; referred to by job types as
 `{{ secrets.NAME }}`, checked when the job type is saved."""
 
+import os
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -17,6 +21,7 @@ from jobs.runs.executors import CommandExecutor
 from tests import commands
 
 VALUE = "v4lue-n3ver-shown-Q7"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def create(api, name="API_TOKEN", value=VALUE, **extra):
@@ -247,3 +252,15 @@ def test_the_admin_does_not_delete_a_secret_in_use(client, admin_user, api):
     response = client.post(reverse("admin:jobs_secret_delete", args=[secret.pk]), {"post": "yes"})
     assert "used by job type cmd" in response.content.decode()
     assert Secret.objects.exists()
+
+
+def test_the_site_refuses_to_start_with_a_key_that_is_not_a_fernet_key_in_one_line():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "jobsite.settings", "SECRET_KEY": "x", "JOBS_SECRETS_KEYS": "nope"}
+    started = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert started.returncode != 0
+    assert started.stderr.strip().splitlines() == [
+        "manage.py: JOBS_SECRETS_KEYS: key 1 is not a Fernet key (32 bytes in url-safe base64, 44 characters): "
+        'make one with: python3 -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+    ]
