@@ -12,7 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.contrib.admin.models import LogEntry
 from django.core.management import call_command
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, SystemCheckError
 from django.urls import reverse
 
 from jobs.core.redaction import MASK
@@ -264,3 +264,13 @@ def test_the_site_refuses_to_start_with_a_key_that_is_not_a_fernet_key_in_one_li
         "manage.py: JOBS_SECRETS_KEYS: key 1 is not a Fernet key (32 bytes in url-safe base64, 44 characters): "
         'make one with: python3 -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
     ]
+
+
+def test_migrate_stops_when_secrets_are_stored_and_no_key_is_set(api, settings):
+    call_command("check", "--database", "default")  # with the key: fine
+    assert create(api).status_code == 201
+    settings.JOBS_SECRETS_KEYS = []
+    with pytest.raises(SystemCheckError, match=r"JOBS_SECRETS_KEYS is not set, and the database holds 1 secret\(s\)"):
+        call_command("check", "--database", "default")
+    with pytest.raises(SystemCheckError, match="JOBS_SECRETS_KEYS is not set"):
+        call_command("migrate", verbosity=0, skip_checks=False)

@@ -6,8 +6,9 @@ A value goes in and is never given back: these services take it, encrypt it
 the fields, never a value.
 """
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from jobs import audit
 from jobs.core import secrets
@@ -96,3 +97,19 @@ def secrets_rotate() -> int:
             row.encrypted_value = secrets.rotate(row.encrypted_value)
         Secret.objects.bulk_update(rows, ["encrypted_value"])
     return len(rows)
+
+
+def secrets_key_problem() -> str | None:
+    """What is wrong when secrets are stored but this process has no key to read them."""
+    if settings.JOBS_SECRETS_KEYS:
+        return None
+    try:
+        count = Secret.objects.count()
+    except DatabaseError:  # not migrated yet: there is nothing to read
+        return None
+    if not count:
+        return None
+    return (
+        f"JOBS_SECRETS_KEYS is not set, and the database holds {count} secret(s) that job types use: "
+        "set it to the keys they were encrypted with, the same on the web and worker processes"
+    )
