@@ -141,7 +141,15 @@ def _forms(values: Iterable[str]) -> list[str]:
     for value in values:
         if not value:
             continue
-        forms |= {value, quote(value, safe=""), quote_plus(value, safe=""), json.dumps(value)[1:-1]}
+        forms |= {
+            value,
+            quote(value, safe=""),
+            quote_plus(value, safe=""),
+            # As an HTTP client leaves it in a URL's path or query: RFC 3986's sub-delims kept.
+            quote(value, safe="!$&'()*+,;=:@/?~"),
+            json.dumps(value)[1:-1],
+            json.dumps(value, ensure_ascii=False)[1:-1],
+        }
     return sorted(forms, key=len, reverse=True)
 
 

@@ -1,0 +1,37 @@
+"""Masking a secret's value out of what a run reports, in each form it may take there."""
+
+import json
+from urllib.parse import quote
+
+import httpx
+
+from jobs.core import secrets
+from jobs.core.redaction import MASK
+
+
+def test_a_value_is_masked_as_it_is_percent_encoded_and_json_escaped():
+    value = 'p@ss/wörd "x"+1'
+    mask = secrets.Masker([value])
+    texts = [
+        f"token={value}",
+        f"https://example.com/?t={quote(value, safe='')}",
+        str(httpx.URL("https://example.com/a", params={"t": value})),
+        json.dumps({"t": value}),
+        json.dumps({"t": value}, ensure_ascii=False),
+    ]
+    for text in texts:
+        assert value not in mask(text) and MASK in mask(text), text
+    assert mask({"k": [f"a {value} b"], value: 1}) == {"k": [f"a {MASK} b"], MASK: 1}
+
+
+def test_references_are_found_substituted_and_malformed_ones_named():
+    config = {
+        "url": "https://x.test/?a={{ secrets.A }}",
+        "headers": {"H": "Bearer {{secrets.B}}"},
+        "body": [1, "{{ secrets.bad-name }}"],
+    }
+    assert secrets.names_in(config) == {"A", "B"}
+    assert secrets.malformed_in(config) == ["{{ secrets.bad-name }}"]
+    resolved = secrets.substitute(config, {"A": "1st", "B": "2nd"})
+    assert resolved["url"] == "https://x.test/?a=1st"
+    assert resolved["headers"] == {"H": "Bearer 2nd"}
