@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 import httpx
 
-from jobs.core import secrets
+from jobs.core import net, secrets
 from jobs.core.redaction import MASK
 
 
@@ -35,3 +35,27 @@ def test_references_are_found_substituted_and_malformed_ones_named():
     resolved = secrets.substitute(config, {"A": "1st", "B": "2nd"})
     assert resolved["url"] == "https://x.test/?a=1st"
     assert resolved["headers"] == {"H": "Bearer 2nd"}
+
+
+def test_a_redirect_to_another_origin_leaves_a_header_holding_a_secret_behind():
+    response = httpx.Response(302, headers={"location": "https://elsewhere.test/next"})
+    headers = {"X-Plain": "from a secret", "Accept": "text/plain"}
+    hop = net.redirect_hop(
+        response,
+        url="https://api.test/start",
+        method="GET",
+        headers=headers,
+        has_body=False,
+        sensitive=frozenset({"X-Plain"}),
+    )
+    assert hop.headers == {"Accept": "text/plain"}
+    same_origin = httpx.Response(302, headers={"location": "/next"})
+    hop = net.redirect_hop(
+        same_origin,
+        url="https://api.test/start",
+        method="GET",
+        headers=headers,
+        has_body=False,
+        sensitive=frozenset({"X-Plain"}),
+    )
+    assert hop.headers == headers
