@@ -132,6 +132,16 @@ def test_a_secret_is_refused_in_argv_and_in_step_params(api):
     assert "secrets are not put into params" in str(response.data["steps"])
 
 
+def test_a_command_env_takes_a_credential_only_as_a_secret(api):
+    assert create(api).status_code == 201
+    body = {"name": "cmd", "kind": "command", "command": {"argv": commands.ECHO, "env": {"API_TOKEN": "plain-text"}}}
+    response = api.post("/api/v1/job-types/", body, format="json")
+    assert response.status_code == 400
+    assert "env: 'API_TOKEN' looks like a credential" in response.data["command"][0]
+    body["command"]["env"] = {"API_TOKEN": "{{ secrets.API_TOKEN }}", "REGION": "eu-west-1"}
+    assert api.post("/api/v1/job-types/", body, format="json").status_code == 201
+
+
 def test_a_command_env_may_not_change_which_program_runs(api):
     for name in ("PATH", "LD_PRELOAD", "PYTHONPATH", "JOBSITE_RUN_ID"):
         body = {"name": "cmd", "kind": "command", "command": {"argv": commands.ECHO, "env": {name: "x"}}}

@@ -4,7 +4,7 @@ A value is accepted on create and update and never returned: every answer
 holds the name, the description, and who changed it when.
 """
 
-from django.db import transaction
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
 from rest_framework.response import Response
 
@@ -13,30 +13,44 @@ from jobs.definitions.secrets import secret_create, secret_delete, secret_update
 from jobs.models import Secret
 
 
-class SecretSerializer(serializers.ModelSerializer):
-    value = serializers.CharField(
+class TextField(serializers.CharField):
+    """A JSON string only, as the schema says: DRF's own also turns numbers into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def _value_field(**kwargs) -> TextField:
+    return TextField(
         write_only=True,
         trim_whitespace=False,
         style={"input_type": "password"},
         help_text="Write-only: stored encrypted, never shown again.",
+        **kwargs,
     )
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    updated_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+
+class SecretSerializer(serializers.ModelSerializer):
+    name = TextField(max_length=100, help_text=Secret._meta.get_field("name").help_text)
+    description = TextField(required=False, allow_blank=True)
+    value = _value_field()
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    updated_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Secret
         fields = ["name", "description", "value", "created_at", "created_by", "updated_at", "updated_by"]
         read_only_fields = ["created_at", "updated_at"]
-        # Uniqueness and the value's rules are the service's (jobs/definitions/secrets.py).
-        extra_kwargs = {"name": {"validators": []}}
+        # The name's rules and uniqueness and the value's are the service's (jobs/definitions/secrets.py).
 
-    def get_fields(self):
-        fields = super().get_fields()
-        if self.instance is not None and not isinstance(self.instance, list | tuple):
-            # The name is what job types refer to: it does not change (delete and create instead).
-            fields["name"].read_only = True
-            fields["value"].required = False
-        return fields
+
+class SecretChangeSerializer(serializers.Serializer):
+    """A change: a new value, a new description, or both. The name stays (job types refer to it)."""
+
+    description = TextField(required=False, allow_blank=True)
+    value = _value_field(required=False)
 
 
 class SecretViewSet(viewsets.ModelViewSet):
@@ -54,13 +68,23 @@ class SecretViewSet(viewsets.ModelViewSet):
             name=data["name"], value=data["value"], description=data.get("description", ""), by=self.author()
         )
 
-    def perform_update(self, serializer):
-        data = serializer.validated_data
-        serializer.instance = secret_update(
-            secret=serializer.instance, value=data.get("value"), description=data.get("description"), by=self.author()
+    @extend_schema(request=SecretChangeSerializer, responses=SecretSerializer)
+    def update(self, request, *args, **kwargs):
+        secret = self.get_object()
+        change = SecretChangeSerializer(data=request.data)
+        change.is_valid(raise_exception=True)
+        secret = secret_update(
+            secret=secret,
+            value=change.validated_data.get("value"),
+            description=change.validated_data.get("description"),
+            by=self.author(),
         )
+        return Response(self.get_serializer(secret).data)
+
+    @extend_schema(request=SecretChangeSerializer, responses=SecretSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        return self.update(request, *args, **kwargs)
 
     def destroy(self, request, *args, **kwargs):
-        with transaction.atomic():
-            secret_delete(secret=self.get_object(), by=self.author())
+        secret_delete(secret=self.get_object(), by=self.author())
         return Response(status=status.HTTP_204_NO_CONTENT)

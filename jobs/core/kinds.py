@@ -17,6 +17,7 @@ from django.core.validators import validate_email
 from django.db import models
 
 from jobs.core import command_allowlist, net, signatures
+from jobs.core.redaction import is_credential_name, only_secret_references
 from jobsite.celery import app
 
 
@@ -150,6 +151,12 @@ def _env_errors(env: Any) -> list[str]:
             problems.append(
                 f"env: '{name}' is not allowed: it would change which program runs or what it loads "
                 "(or it is set by Jobsite)."
+            )
+        elif is_credential_name(name) and env[name] and not only_secret_references(env[name]):
+            # A job type is read by every role; its env is not masked, so a credential goes in a secret.
+            problems.append(
+                f"env: '{name}' looks like a credential: store its value as a secret and give "
+                f"{{{{ secrets.NAME }}}} here (POST /api/v1/secrets/)."
             )
     return problems
 
