@@ -19,6 +19,7 @@ from jobs.core.redaction import MASK
 from jobs.models import JobType, Secret
 from jobs.runs.executors import CommandExecutor
 from tests import commands
+from tests.factories import job_type_form
 
 VALUE = "v4lue-n3ver-shown-Q7"
 ROOT = Path(__file__).resolve().parent.parent
@@ -284,3 +285,16 @@ def test_migrate_stops_when_secrets_are_stored_and_no_key_is_set(api, settings):
         call_command("check", "--database", "default")
     with pytest.raises(SystemCheckError, match="JOBS_SECRETS_KEYS is not set"):
         call_command("migrate", verbosity=0, skip_checks=False)
+
+
+def test_the_admin_job_type_form_refuses_an_unknown_secret_and_takes_a_known_one(client, admin_user, api):
+    client.force_login(admin_user)
+    http = '{"url": "https://example.com/", "headers": {"Authorization": "Bearer {{ secrets.API_TOKEN }}"}}'
+    form = job_type_form(name="call", kind="http", task="", http=http)
+    response = client.post(reverse("admin:jobs_jobtype_add"), form)
+    assert response.status_code == 200
+    assert "No secret called &#x27;API_TOKEN&#x27;" in response.content.decode()
+    assert not JobType.objects.exists()
+    assert create(api).status_code == 201
+    assert client.post(reverse("admin:jobs_jobtype_add"), form).status_code == 302
+    assert JobType.objects.get().http["headers"]["Authorization"] == "Bearer {{ secrets.API_TOKEN }}"
