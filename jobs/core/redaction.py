@@ -14,7 +14,9 @@ Two rules:
   read the stored values.
 
 A header or query parameter name is credential-like when, lower-cased, it is
-one of `CREDENTIAL_NAMES` or contains one of `CREDENTIAL_WORDS`.
+one of `CREDENTIAL_NAMES` or contains one of `CREDENTIAL_WORDS`. A value that
+is only `{{ secrets.NAME }}` references (a header's after a scheme word such as
+`Bearer`) is shown as written: it names a secret and holds no credential.
 """
 
 import re
