@@ -6,7 +6,7 @@ from urllib.parse import quote
 import httpx
 
 from jobs.core import net, secrets
-from jobs.core.redaction import MASK
+from jobs.core.redaction import MASK, mask_headers, mask_url
 
 
 def test_a_value_is_masked_as_it_is_percent_encoded_and_json_escaped():
@@ -59,3 +59,20 @@ def test_a_redirect_to_another_origin_leaves_a_header_holding_a_secret_behind():
         sensitive=frozenset({"X-Plain"}),
     )
     assert hop.headers == headers
+
+
+def test_a_credential_header_or_query_value_is_shown_only_when_it_is_nothing_but_references():
+    headers = {
+        "Authorization": "Bearer {{ secrets.TOKEN }}",
+        "X-Api-Key": "{{ secrets.KEY }}",
+        "X-Auth-Token": "abc{{ secrets.TOKEN }}",
+        "Cookie": "session=1; {{ secrets.TOKEN }}",
+    }
+    assert mask_headers(headers) == {
+        "Authorization": "Bearer {{ secrets.TOKEN }}",
+        "X-Api-Key": "{{ secrets.KEY }}",
+        "X-Auth-Token": MASK,
+        "Cookie": MASK,
+    }
+    url = "https://x.test/?token={{ secrets.TOKEN }}&api_key=k3y"
+    assert mask_url(url) == f"https://x.test/?token={{{{ secrets.TOKEN }}}}&api_key={MASK}"

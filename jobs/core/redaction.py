@@ -26,6 +26,8 @@ MASK = "********"
 # `{{ secrets.NAME }}` (jobs/core/secrets.py): a reference, shown as it is, never a value.
 SECRET_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,99}"  # noqa: S105 -- a pattern of names, no password
 SECRET_REFERENCE = re.compile(r"\{\{\s*secrets\.(" + SECRET_NAME_PATTERN + r")\s*\}\}")
+_ONLY_REFERENCES = re.compile(rf"\s*(?:{SECRET_REFERENCE.pattern}\s*)+")
+_SCHEME_AND_REFERENCES = re.compile(rf"\s*(?:[A-Za-z][A-Za-z0-9-]*\s+)?{_ONLY_REFERENCES.pattern}")
 
 # Matched inside a name: "authorization", "x-api-key", "access_token", "set-cookie", ...
 CREDENTIAL_WORDS = (
@@ -91,10 +93,11 @@ def only_secret_references(text: object, *, scheme_word: bool = False) -> bool:
     """Whether `text` holds `{{ secrets.NAME }}` references and nothing else (but
     spaces, and, with `scheme_word`, one word before them as in 'Bearer {{
     secrets.T }}'): such a value says which secret is used and gives nothing away."""
-    if not isinstance(text, str) or not SECRET_REFERENCE.search(text):
+    if not isinstance(text, str):
         return False
-    rest = SECRET_REFERENCE.sub("", text).strip()
-    return not rest or (scheme_word and re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", rest) is not None)
+    # The word is followed by a space: "abc{{ secrets.T }}" may be half of a credential.
+    pattern = _SCHEME_AND_REFERENCES if scheme_word else _ONLY_REFERENCES
+    return pattern.fullmatch(text) is not None
 
 
 def is_credential_name(name: str) -> bool:
