@@ -15,12 +15,12 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.utils.text import get_text_list
 
-from jobs.models import JobType, Schedule, Workflow
+from jobs.models import JobType, Schedule, Secret, Workflow
 
 API = "through the API"
 # What the audit log lists, as the admin logs it: workflows under their own
 # (proxy) model, as the admin's Workflows page records them.
-AUDITED_MODELS = (JobType, Workflow, Schedule)
+AUDITED_MODELS = (JobType, Workflow, Schedule, Secret)
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,11 @@ def log_change(obj: models.Model, *, before: dict, by: Author, note: str = "") -
     if not fields:
         return None
     return _log(obj, by=by, action=CHANGE, message=f"Changed {get_text_list(fields, 'and')} {by.via}{note}.")
+
+
+def log_fields_changed(obj: models.Model, *, fields: list[str], by: Author) -> LogEntry:
+    """Record a change of `fields`, named only: for what a snapshot does not hold (a secret's value)."""
+    return _log(obj, by=by, action=CHANGE, message=f"Changed {get_text_list(fields, 'and')} {by.via}.")
 
 
 def log_deletion(obj: models.Model, *, by: Author) -> LogEntry:

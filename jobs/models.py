@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connections, models, router, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.urls import reverse
@@ -15,6 +15,7 @@ from django.utils.dateparse import parse_datetime
 from simple_history.models import HistoricalRecords
 from simple_history.signals import pre_create_historical_record
 
+from jobs.core import secrets
 from jobs.core.backoff import backoff
 from jobs.core.cron import cron_error, describe_cron, next_cron_fire, next_interval_fire, timezone_error
 from jobs.core.kinds import (
@@ -40,6 +41,7 @@ __all__ = [
     "RunTally",
     "RunToCount",
     "Schedule",
+    "Secret",
     "StepArgs",
     "Workflow",
     "WorkflowStep",
@@ -107,7 +109,9 @@ class JobType(models.Model):
         help_text='Kind http: {"method", "url", "headers", "body", "timeout_seconds", "expected_status"}.',
     )
     command = models.JSONField(
-        default=dict, blank=True, help_text='Kind command: {"argv": [...], "timeout_seconds"}. No shell.'
+        default=dict,
+        blank=True,
+        help_text='Kind command: {"argv": [...], "timeout_seconds", "env": {NAME: value}}. No shell.',
     )
     params_schema = models.JSONField(
         default=dict, blank=True, help_text="JSON Schema that a run's params must match. Empty: any object."
@@ -253,6 +257,8 @@ class JobType(models.Model):
                     "remove it from those workflows first."
                 )
         for field, problems in self._execution_errors().items():
+            errors.setdefault(field, []).extend(problems)
+        for field, problems in secret_reference_errors(self).items():
             errors.setdefault(field, []).extend(problems)
         if errors:
             raise ValidationError(errors)
@@ -1195,6 +1201,8 @@ class RunLogLine(models.Model):
     def tail(cls, run_id, count: int) -> list["RunLogLine"]:
         """The run's last `count` lines, oldest first."""
         return list(reversed(cls.objects.filter(run_id=run_id).order_by("-seq")[:count]))
+
+
 class RunTally(models.Model):
     """Counts for GET /metrics (jobs/monitor/metrics.py), a few hundred rows
     whatever the number of runs: per job type, the runs ended by status
@@ -1266,6 +1274,8 @@ class RunToCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.run_id}"
+
+
 def latest_revision(job_type_id: int) -> Subquery:
     """The id of a job type's latest revision, as a subquery: a run records the
     revision it runs (`Run.job_type_revision`) in its own INSERT."""
@@ -1284,3 +1294,107 @@ pre_create_historical_record.connect(_keep_steps, dispatch_uid="jobs.revision_st
 # The admin saves and deletes workflows as the proxy model: its signals name it, not JobType.
 models.signals.post_save.connect(JOB_TYPE_HISTORY.post_save, sender=Workflow, weak=False)
 models.signals.post_delete.connect(JOB_TYPE_HISTORY.post_delete, sender=Workflow, weak=False)
+
+
+class Secret(models.Model):
+    """A named value that job types use as `{{ secrets.NAME }}` (jobs/core/secrets.py).
+
+    Its value is stored encrypted and is never read back by anyone: only the
+    workers decrypt it, at the moment a run or a webhook call uses it.
+    """
+
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        validators=[RegexValidator(f"^{secrets.NAME_PATTERN}$", f"Give a name of {secrets.NAME_HELP}.")],
+        help_text="Used as {{ secrets.NAME }} in job types: " + secrets.NAME_HELP + ".",
+    )
+    # A Fernet token. Not editable: no form, serializer or export sees it.
+    encrypted_value = models.TextField(editable=False)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_value(self, value: str) -> None:
+        """Encrypt `value` as this secret's new value (SecretsError without a key)."""
+        self.encrypted_value = secrets.encrypt(value)
+
+    @staticmethod
+    def value_errors(value: object) -> list[str]:
+        if not isinstance(value, str) or len(value) < secrets.MIN_VALUE_LENGTH:
+            return [
+                f"Give a value of at least {secrets.MIN_VALUE_LENGTH} characters: a shorter one would be masked "
+                "out of every result and error that holds those characters."
+            ]
+        return []
+
+    @classmethod
+    def values_for(cls, names: set[str]) -> dict[str, str]:
+        """The decrypted values of the secrets called `names` (for a worker about to use
+        them); SecretsError naming those that do not exist (deleted since) or cannot be read."""
+        if not names:
+            return {}
+        tokens = dict(cls.objects.filter(name__in=names).values_list("name", "encrypted_value"))
+        missing = sorted(names - set(tokens))
+        if missing:
+            raise secrets.SecretsError(f"no secret called {', '.join(missing)} (deleted since the job type was saved)")
+        return {name: secrets.decrypt(token) for name, token in tokens.items()}
+
+    def users(self) -> list[str]:
+        """The job types that refer to this secret, by name."""
+        return [job_type.name for job_type in JobType.objects.all() if self.name in secret_names(job_type)]
+
+
+def secret_names(job_type: JobType) -> set[str]:
+    """The secrets a job type refers to, where they are resolved."""
+    names = secrets.names_in(job_type.webhook_url)
+    if job_type.kind == Kind.HTTP:
+        names |= secrets.names_in(job_type.http)
+    if job_type.kind == Kind.COMMAND and isinstance(job_type.command, dict):
+        names |= secrets.names_in(job_type.command.get("env"))
+    return names
+
+
+def secret_reference_errors(job_type: JobType) -> dict[str, list[str]]:
+    """What is wrong with a job type's `{{ secrets.NAME }}` references: unknown
+    names, malformed ones, and references where nothing resolves them."""
+    errors: dict[str, list[str]] = {}
+    where = {"http": job_type.http, "command": job_type.command, "webhook_url": job_type.webhook_url}
+    for field, value in where.items():
+        for text in secrets.malformed_in(value):
+            errors.setdefault(field, []).append(
+                f"'{text}' is not a secret reference: write {{{{ secrets.NAME }}}}, NAME of {secrets.NAME_HELP}."
+            )
+    command = job_type.command if isinstance(job_type.command, dict) else {}
+    if secrets.names_in(command.get("argv")):
+        errors.setdefault("command", []).append(
+            "argv: secrets are not put into argv (any local user can read a process's arguments): "
+            'set them in "env", e.g. {"env": {"TOKEN": "{{ secrets.TOKEN }}"}}, and read the variable.'
+        )
+    headers = job_type.http.get("headers") if isinstance(job_type.http, dict) else None
+    if isinstance(headers, dict) and secrets.names_in(list(headers)):
+        errors.setdefault("http", []).append("headers: a secret goes in a header's value, not its name.")
+    used = {
+        "http": secrets.names_in(job_type.http) if job_type.kind == Kind.HTTP else set(),
+        "command": secrets.names_in(command.get("env")) if job_type.kind == Kind.COMMAND else set(),
+        "webhook_url": secrets.names_in(job_type.webhook_url),
+    }
+    known = set(Secret.objects.filter(name__in=set().union(*used.values())).values_list("name", flat=True))
+    for field, names in used.items():
+        for name in sorted(names - known):
+            errors.setdefault(field, []).append(
+                f"No secret called '{name}': create it first (POST /api/v1/secrets/ or the admin's Secrets page)."
+            )
+    return errors

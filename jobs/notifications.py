@@ -36,12 +36,12 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.core import net, signatures
+from jobs.core import net, secrets, signatures
 from jobs.core.backoff import backoff
 from jobs.core.errors import Conflict
 from jobs.core.kinds import NotifyOn, NotifyStatus, clean_emails
 from jobs.core.redaction import redact_url, redact_urls
-from jobs.models import JobType, Run, RunLogLine
+from jobs.models import JobType, Run, RunLogLine, Secret
 from jobsite.celery import app
 
 logger = logging.getLogger(__name__)
@@ -315,19 +315,25 @@ def post_webhook(job_type: JobType, *, event: str, delivery_id: str, about: str,
             job_type.webhook_secret, webhook_id=webhook_id, timestamp=timestamp, body=body
         ),
     }
-    url = job_type.webhook_url
+    # Its {{ secrets.NAME }} are put in now, on the worker (jobs/core/secrets.py).
+    try:
+        values = Secret.values_for(secrets.names_in(job_type.webhook_url))
+    except secrets.SecretsError as exc:
+        raise DeliveryFailed(f"Not sent: {exc}") from None
+    url = secrets.substitute(job_type.webhook_url, values)
+    masked = secrets.Masker(values.values()).text
     # What is said here is stored and shown to anyone who may see the run:
     # the URL's credentials, path and query (a token, often) are left out.
     try:
         with httpx.Client(timeout=settings.JOBS_WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as client:
             answer = net.send_pinned(client, "POST", url, headers=headers, content=body, max_body_bytes=500)
     except net.RequestFailed as exc:
-        raise DeliveryFailed(redact_urls(str(exc))) from None
+        raise DeliveryFailed(masked(redact_urls(str(exc)))) from None
     status = answer.response.status_code
-    said = f"HTTP {status} from {redact_url(url)}"
+    said = f"HTTP {status} from {masked(redact_url(url))}"
     if not 200 <= status < 300:
         text = answer.body.decode("utf-8", errors="replace")
-        raise DeliveryFailed(said + (f": {redact_urls(text)}" if text else ""))
+        raise DeliveryFailed(said + (f": {masked(redact_urls(text))}" if text else ""))
     return said
 
 

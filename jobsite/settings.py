@@ -20,7 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 from kombu import Exchange, Queue
 
-from jobs.core import command_allowlist
+from jobs.core import command_allowlist, secrets
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -358,6 +358,12 @@ try:
     )
 except ValueError as exc:
     raise ImproperlyConfigured(f"JOBS_COMMAND_ALLOWLIST: {exc}") from None
+# Fernet keys that encrypt secrets (jobs/core/secrets.py), comma-separated: the
+# first encrypts, all decrypt. Empty: secrets cannot be created or used.
+try:
+    JOBS_SECRETS_KEYS = secrets.parse_keys(os.environ.get("JOBS_SECRETS_KEYS", ""))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"JOBS_SECRETS_KEYS: {exc}") from None
 JOBS_HTTP_MAX_BODY_BYTES = env_int("JOBS_HTTP_MAX_BODY_BYTES", 64 * 1024)
 JOBS_HTTP_MAX_REDIRECTS = env_int("JOBS_HTTP_MAX_REDIRECTS", 5)
 JOBS_COMMAND_OUTPUT_TAIL_BYTES = env_int("JOBS_COMMAND_OUTPUT_TAIL_BYTES", 16 * 1024)
@@ -533,5 +539,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # django-axes logs every start and every successful login at INFO; lockouts at WARNING.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    # httpx logs every request's full URL at INFO, with the credentials and secrets in it.
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+    },
 }

@@ -43,6 +43,9 @@ ensure_secrets() {
     # Flower's own login: only the web process uses it, to proxy /flower/ for staff users.
     ensure_env_secret FLOWER_BASIC_AUTH "'jobsite:' + secrets.token_urlsafe(24)" \
         "Flower's basic auth, used by the web process's /flower/ proxy only."
+    # A Fernet key (32 random bytes, url-safe base64) that encrypts the secrets job types use.
+    ensure_env_secret JOBS_SECRETS_KEYS "__import__('base64').urlsafe_b64encode(secrets.token_bytes(32)).decode()" \
+        "encrypts stored secrets: losing it loses them (docs/security.md, Named secrets)."
 }
 
 # Exports the variables of .env, read as the settings read it (python-dotenv).

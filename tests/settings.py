@@ -44,6 +44,8 @@ os.environ.setdefault("JOBS_QUEUED_CHECK_SECONDS", "3")
 os.environ.setdefault("JOBS_CONCURRENCY_WAIT_SECONDS", "0.2")
 os.environ.setdefault("JOBS_CONCURRENCY_WAIT_MAX_SECONDS", "1")
 os.environ.setdefault("JOBS_HTTP_ALLOWED_HOSTS", "127.0.0.1")
+# A fixed key, so that the test process and the workers it starts read the same secrets.
+os.environ.setdefault("JOBS_SECRETS_KEYS", "eCNMDyTVqPz1rKzYqjLTmIgHMzGjDyDpQNbqS1CYZh0=")
 # Schedules in tests/e2e fire every few seconds, to be seen firing within a test.
 os.environ.setdefault("JOBS_MIN_SCHEDULE_INTERVAL_SECONDS", "1")
 os.environ.setdefault("JOBS_COMMAND_ALLOWLIST", ", ".join(map(command_allowlist.join, commands.ALLOWED)))

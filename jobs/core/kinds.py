@@ -7,6 +7,7 @@ jobs/runs/executors.py; who is told when a run ends, in jobs/notifications.py.
 """
 
 import functools
+import re
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from django.core.validators import validate_email
 from django.db import models
 
 from jobs.core import command_allowlist, net, signatures
+from jobs.core.redaction import is_credential_name, only_secret_references
 from jobsite.celery import app
 
 
@@ -53,7 +55,12 @@ class NotifyStatus(models.TextChoices):
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 HTTP_KEYS = {"method", "url", "headers", "body", "timeout_seconds", "expected_status"}
-COMMAND_KEYS = {"argv", "timeout_seconds"}
+COMMAND_KEYS = {"argv", "timeout_seconds", "env"}
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Variables that change which program runs or what it loads, not what it is given:
+# with them, an allowed argv could run anything.
+ENV_REFUSED = frozenset({"PATH", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "PS4", "HOME", "TMPDIR"})
+ENV_REFUSED_PREFIXES = ("LD_", "DYLD_", "PYTHON", "PERL", "RUBY", "NODE_", "JAVA_TOOL", "JOBSITE_")
 MAX_RECIPIENTS = 50
 MIN_SECRET_LENGTH = 16
 
@@ -126,9 +133,32 @@ def _command_errors(job_type: Any) -> dict[str, list[str]]:
     timeout = config.get("timeout_seconds", 60)
     if not isinstance(timeout, int) or isinstance(timeout, bool) or not 0 < timeout <= 86400:
         problems.append("timeout_seconds: must be a whole number of seconds between 1 and 86400.")
+    problems += _env_errors(config.get("env", {}))
     if set(config) - COMMAND_KEYS:
         problems.append(f"Unknown keys: {', '.join(sorted(set(config) - COMMAND_KEYS))}.")
     return {"command": problems} if problems else {}
+
+
+def _env_errors(env: Any) -> list[str]:
+    """What is wrong with a command's `env`: variables added to the few the command gets."""
+    if not isinstance(env, dict) or not all(isinstance(value, str) for value in env.values()):
+        return ['env: must be an object of strings, e.g. {"API_TOKEN": "{{ secrets.API_TOKEN }}"}.']
+    problems = []
+    for name in env:
+        if not ENV_NAME.fullmatch(name):
+            problems.append(f"env: '{name}' is not a variable name (letters, digits and underscores).")
+        elif name.upper() in ENV_REFUSED or name.upper().startswith(ENV_REFUSED_PREFIXES):
+            problems.append(
+                f"env: '{name}' is not allowed: it would change which program runs or what it loads "
+                "(or it is set by Jobsite)."
+            )
+        elif is_credential_name(name) and env[name] and not only_secret_references(env[name]):
+            # A job type is read by every role; its env is not masked, so a credential goes in a secret.
+            problems.append(
+                f"env: '{name}' looks like a credential: store its value as a secret and give "
+                f"{{{{ secrets.NAME }}}} here (POST /api/v1/secrets/)."
+            )
+    return problems
 
 
 def params_in_query(config: dict) -> bool:

@@ -183,7 +183,15 @@ def _is_https_upgrade(url: httpx.URL, location: httpx.URL) -> bool:
     )
 
 
-def redirect_hop(response: httpx.Response, *, url: str, method: str, headers: dict[str, str], has_body: bool) -> Hop:
+def redirect_hop(
+    response: httpx.Response,
+    *,
+    url: str,
+    method: str,
+    headers: dict[str, str],
+    has_body: bool,
+    sensitive: frozenset[str] = frozenset(),
+) -> Hop:
     """The request to send after `response`, a redirect of `method url`.
 
     The method changes as httpx changes it (a 303 or 302 becomes GET, a 301 of
@@ -194,7 +202,8 @@ def redirect_hop(response: httpx.Response, *, url: str, method: str, headers: di
     Cookie, X-Api-Key and the like. A 307 or 308 that would resend a body to
     another origin is refused (RequestFailed) rather than followed: httpx and
     requests resend it, but a body may hold credentials too, and sending it
-    without its body would be another request than the one defined.
+    without its body would be another request than the one defined. Headers
+    named in `sensitive` (those holding a secret) are left out like credentials.
     """
     current = httpx.URL(url)
     try:
@@ -211,5 +220,9 @@ def redirect_hop(response: httpx.Response, *, url: str, method: str, headers: di
             "body again: Jobsite does not send a body on to another origin. Set the job type's url to "
             "the new location if that is where the request should go."
         )
-    kept = headers if trusted else {name: value for name, value in headers.items() if not is_credential_name(name)}
+    kept = (
+        headers
+        if trusted
+        else {name: value for name, value in headers.items() if not is_credential_name(name) and name not in sensitive}
+    )
     return Hop(method=method, url=str(target), headers=kept, keep_body=has_body)

@@ -45,6 +45,12 @@ def parse(expression: str) -> Reference:
         return Reference(text, None, _split(match.group(1)))
     if match := _STEPS.fullmatch(inner):
         return Reference(text, match.group(1), _split(match.group(2)))
+    if inner.startswith("secrets."):
+        # Params are shown to everyone who may see a run: a secret never goes into them.
+        raise PlaceholderError(
+            f"'{text}': secrets are not put into params; use them in an http job type's url, headers or body, "
+            "a command's env, or a webhook url (jobs/core/secrets.py)."
+        )
     raise PlaceholderError(f"'{text}' is not a placeholder Jobsite knows: {SYNTAX_HELP}.")
 
 

@@ -14,13 +14,20 @@ Two rules:
   read the stored values.
 
 A header or query parameter name is credential-like when, lower-cased, it is
-one of `CREDENTIAL_NAMES` or contains one of `CREDENTIAL_WORDS`.
+one of `CREDENTIAL_NAMES` or contains one of `CREDENTIAL_WORDS`. A value that
+is only `{{ secrets.NAME }}` references (a header's after a scheme word such as
+`Bearer`) is shown as written: it names a secret and holds no credential.
 """
 
 import re
 from urllib.parse import SplitResult, unquote_plus, urlsplit
 
 MASK = "********"
+# `{{ secrets.NAME }}` (jobs/core/secrets.py): a reference, shown as it is, never a value.
+SECRET_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,99}"  # noqa: S105 -- a pattern of names, no password
+SECRET_REFERENCE = re.compile(r"\{\{\s*secrets\.(" + SECRET_NAME_PATTERN + r")\s*\}\}")
+_ONLY_REFERENCES = re.compile(rf"\s*(?:{SECRET_REFERENCE.pattern}\s*)+")
+_SCHEME_AND_REFERENCES = re.compile(rf"\s*(?:[A-Za-z][A-Za-z0-9-]*\s+)?{_ONLY_REFERENCES.pattern}")
 
 # Matched inside a name: "authorization", "x-api-key", "access_token", "set-cookie", ...
 CREDENTIAL_WORDS = (
@@ -82,6 +89,17 @@ def redact_urls(text: str) -> str:
 # --- Definitions: credentials masked, the rest readable ---------------------------------------
 
 
+def only_secret_references(text: object, *, scheme_word: bool = False) -> bool:
+    """Whether `text` holds `{{ secrets.NAME }}` references and nothing else (but
+    spaces, and, with `scheme_word`, one word before them as in 'Bearer {{
+    secrets.T }}'): such a value says which secret is used and gives nothing away."""
+    if not isinstance(text, str):
+        return False
+    # The word is followed by a space: "abc{{ secrets.T }}" may be half of a credential.
+    pattern = _SCHEME_AND_REFERENCES if scheme_word else _ONLY_REFERENCES
+    return pattern.fullmatch(text) is not None
+
+
 def is_credential_name(name: str) -> bool:
     """Whether a header or query parameter called `name` holds a credential."""
     name = name.strip().lower()
@@ -111,6 +129,8 @@ def _mask_query(query: str, *, every: bool) -> str:
     for name, piece in _pieces(query):
         if name is None:
             masked.append(MASK if every and piece else piece)
+        elif only_secret_references(unquote_plus(piece.partition("=")[2])):
+            masked.append(piece)
         elif every or is_credential_name(name):
             masked.append(f"{piece.partition('=')[0]}={MASK}")
         else:
@@ -152,7 +172,10 @@ def mask_urls(text: str) -> str:
 def mask_headers(headers: dict) -> dict:
     """A copy of `headers` with the values of credential-like ones shown as `MASK`."""
     return {
-        name: MASK if isinstance(name, str) and is_credential_name(name) else value for name, value in headers.items()
+        name: MASK
+        if isinstance(name, str) and is_credential_name(name) and not only_secret_references(value, scheme_word=True)
+        else value
+        for name, value in headers.items()
     }
 
 

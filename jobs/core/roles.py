@@ -4,7 +4,7 @@
                Celery beat and result records; change nothing
     Operators  also run job types and workflows, cancel and rerun runs, and
                create, change and delete schedules
-    Editors    also create, change and delete job types and workflows
+    Editors    also create, change and delete job types, workflows and secrets
 
 Users, groups and API tokens stay with superusers. `manage.py setup_roles`
 makes the groups match these definitions (run it again after an upgrade); add
@@ -20,7 +20,15 @@ VISIBLE_APPS = ("jobs", "django_celery_beat", "django_celery_results")
 
 OPERATE = ["jobs.run_jobtype", "jobs.cancel_run", "jobs.add_schedule", "jobs.change_schedule", "jobs.delete_schedule"]
 # Workflows are job types of kind `workflow`: the job type permissions cover them.
-EDIT = ["jobs.add_jobtype", "jobs.change_jobtype", "jobs.delete_jobtype"]
+EDIT = [
+    "jobs.add_jobtype",
+    "jobs.change_jobtype",
+    "jobs.delete_jobtype",
+    # Secrets are what job types use: written (never read) by those who write job types.
+    "jobs.add_secret",
+    "jobs.change_secret",
+    "jobs.delete_secret",
+]
 
 VIEWERS, OPERATORS, EDITORS = "Viewers", "Operators", "Editors"
 

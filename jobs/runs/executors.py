@@ -17,11 +17,12 @@ import time
 from typing import Any
 
 import httpx
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from jobs.core import command_allowlist, kinds, net
+from jobs.core import command_allowlist, kinds, net, secrets
 from jobs.core.redaction import mask_url, mask_urls
-from jobs.models import JobType, Run, RunLogLine
+from jobs.models import JobType, Run, RunLogLine, Secret
 from jobs.notifications import notify_on_for
 from jobs.runs import logs as run_logs
 from jobs.workflows import steps as workflow_steps
@@ -52,6 +53,40 @@ def queue_of(run: Run) -> str:
     # Reads run.parent.job_type for a step: select_related it when reading many.
     workflow_queue = run.parent.job_type.queue if run.parent_id else ""
     return run.job_type.queue or workflow_queue or app.conf.task_default_queue
+
+
+def secret_values(names: set[str]) -> dict[str, str]:
+    """The values of the secrets a run uses, read now, on the worker; RunFailed if one cannot be."""
+    try:
+        return Secret.values_for(names) if names else {}
+    except secrets.SecretsError as exc:
+        raise RunFailed(f"Not run: {exc}") from None
+
+
+def secrets_masker(values: dict[str, str]) -> secrets.Masker:
+    """What masks these secrets' values in the run's result, error and log lines."""
+    masker = secrets.Masker(values.values())
+    if values and (capture := run_logs.current()) is not None:
+        capture.mask_also(masker.text)
+    return masker
+
+
+@contextlib.contextmanager
+def masking(masker: secrets.Masker):
+    """Re-raise a failure whose message holds a secret's value with the value masked:
+    what a run reports is stored and shown to everyone who may see it."""
+    try:
+        yield
+    except SoftTimeLimitExceeded:
+        raise  # a cancel or the time limit: tracking says so, in its own words
+    except RunFailed as exc:
+        if masker.reveals(str(exc)):
+            raise RunFailed(masker.text(str(exc))) from None
+        raise
+    except Exception as exc:
+        if masker.reveals(str(exc)):
+            raise RunFailed(f"{type(exc).__name__}: {masker.text(str(exc))}") from None
+        raise
 
 
 class Executor:
@@ -130,7 +165,15 @@ class HttpExecutor(Executor):
     kind = JobType.Kind.HTTP
 
     def execute(self, run: Run) -> dict:
-        config = run.job_type.http
+        template = run.job_type.http
+        values = secret_values(secrets.names_in(template))
+        masker = secrets_masker(values)
+        # Headers that carry a secret are left behind by a redirect to another origin, as credentials are.
+        sensitive = frozenset(name for name, value in template.get("headers", {}).items() if secrets.names_in(value))
+        with masking(masker):
+            return masker(self._execute(run, secrets.substitute(template, values), sensitive))
+
+    def _execute(self, run: Run, config: dict, sensitive: frozenset[str]) -> dict:
         method = config.get("method", "GET").upper()
         url = config["url"]
         expected = config.get("expected_status") or list(range(200, 300))
@@ -151,7 +194,14 @@ class HttpExecutor(Executor):
                 # Each hop goes through the host rules again (send_pinned), and
                 # leaves its credentials behind when it leaves their origin.
                 try:
-                    hop = net.redirect_hop(response, url=url, method=method, headers=headers, has_body=body is not None)
+                    hop = net.redirect_hop(
+                        response,
+                        url=url,
+                        method=method,
+                        headers=headers,
+                        has_body=body is not None,
+                        sensitive=sensitive,
+                    )
                 except net.RequestFailed as exc:
                     raise RunFailed(mask_urls(str(exc))) from None
                 method, url, headers = hop.method, hop.url, hop.headers
@@ -206,6 +256,13 @@ class CommandExecutor(Executor):
 
     def execute(self, run: Run) -> dict:
         config = run.job_type.command
+        template = config.get("env", {})
+        values = secret_values(secrets.names_in(template))
+        masker = secrets_masker(values)
+        with masking(masker):
+            return masker(self._execute(run, config, secrets.substitute(template, values)))
+
+    def _execute(self, run: Run, config: dict, extra_env: dict[str, str]) -> dict:
         argv = config["argv"]
         # This worker's allowlist may be shorter than the one the job type was saved under.
         not_allowed = command_allowlist.argv_problem(
@@ -225,6 +282,7 @@ class CommandExecutor(Executor):
             env = {
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                 "LANG": os.environ.get("LANG", "C.UTF-8"),
+                **extra_env,  # the job type's own (its names are checked: jobs/core/kinds.py)
                 "HOME": workdir,
                 "TMPDIR": workdir,
                 "JOBSITE_RUN_ID": str(run.id),

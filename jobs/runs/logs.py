@@ -19,6 +19,7 @@ See docs/guide.md, "Run logs".
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -80,6 +81,12 @@ class RunLogCapture:
         self._attempt = 0
         self._stored: deque[tuple[int, int]] = deque()  # (seq, size) of the run's lines in the database
         self._stored_bytes = 0
+        self._masks: list[Callable[[str], str]] = []
+
+    def mask_also(self, mask: Callable[[str], str]) -> None:
+        """Pass every line added from now on through `mask` too: the run's
+        secrets' values (jobs/core/secrets.py), as soon as its executor has them."""
+        self._masks.append(mask)
 
     # --- Adding lines ------------------------------------------------------------------
 
@@ -87,6 +94,8 @@ class RunLogCapture:
         """One line (a log record, or a line of a stream). Credentials in URLs
         are masked: a run's log is read by all who may read the run."""
         message = mask_urls(_bounded_line(message))
+        for mask in self._masks:
+            message = mask(message)
         with self._buffer_lock:
             self._count += 1
             line = _Line(self._count, timezone.now(), level, logger_name[:LOGGER_MAX_CHARS], message, _size(message))

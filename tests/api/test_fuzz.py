@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from jobs.models import JobType, Run, Schedule
+from jobs.core.secrets import encrypt
+from jobs.models import JobType, Run, Schedule, Secret
 
 HUNT = "JOBSITE_FUZZ_EXAMPLES" in os.environ
 EXAMPLES_PER_OPERATION = int(os.environ.get("JOBSITE_FUZZ_EXAMPLES", "15"))
@@ -53,7 +54,7 @@ def wsgi_requests():
 
 @pytest.fixture
 def objects(db):
-    """Something for every route to find: a job type, a workflow, runs, a schedule."""
+    """Something for every route to find: a job type, a workflow, runs, a schedule, a secret."""
     echo = JobType.objects.create(name="echo", kind="task", task="jobs.builtin.echo")
     flow = JobType.objects.create(name="flow", kind="workflow")
     flow.steps.create(name="one", job_type=echo)
@@ -62,7 +63,13 @@ def objects(db):
         job_type=echo, trigger="api", status=Run.Status.FAILED, error="boom", finished_at=timezone.now()
     )
     schedule = Schedule.objects.create(name="nightly", job_type=echo, cron="0 3 * * *")
-    return {"job-types": ["echo", "flow"], "runs": [str(pending.pk), str(finished.pk)], "schedules": [schedule.pk]}
+    Secret.objects.create(name="API_TOKEN", encrypted_value=encrypt("t0ken-value"))
+    return {
+        "job-types": ["echo", "flow"],
+        "runs": [str(pending.pk), str(finished.pk)],
+        "schedules": [schedule.pk],
+        "secrets": ["API_TOKEN"],
+    }
 
 
 def existing(case, objects) -> None:

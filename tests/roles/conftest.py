@@ -30,7 +30,9 @@ from django_celery_results.models import GroupResult, TaskResult
 from rest_framework.authtoken.models import Token, TokenProxy
 from rest_framework.test import APIClient
 
+from jobs.audit import Author
 from jobs.core.roles import EDITORS, OPERATORS, VIEWERS
+from jobs.definitions.secrets import secret_create
 from jobs.models import JobType, Run, Schedule, Workflow
 
 USERS = ("anonymous", "viewer", "operator", "editor", "admin")
@@ -78,12 +80,14 @@ def world(users, redis_server, settings) -> World:
     schedule = Schedule.objects.create(name="nightly", job_type=echo, cron="0 3 * * *")
     interval = IntervalSchedule.objects.create(every=10, period="seconds")
     TaskResult.objects.create(task_id=str(finished.pk), status="FAILURE")
+    secret = secret_create(name="API_TOKEN", value="t0ken-value", by=Author(users["admin"], "in tests"))
     login = {"username": "ada", "ip_address": "192.0.2.1"}  # django-axes' records of one
     admin_objects = {
         "jobs.jobtype": spare,
         "jobs.workflow": flow,
         "jobs.run": finished,
         "jobs.schedule": schedule,
+        "jobs.secret": secret,
         "django_celery_beat.periodictask": PeriodicTask.objects.create(name="t", task="x", interval=interval),
         "django_celery_beat.intervalschedule": interval,
         "django_celery_beat.crontabschedule": CrontabSchedule.objects.create(),

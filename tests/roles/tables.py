@@ -13,7 +13,7 @@ from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from drf_spectacular.generators import SchemaGenerator
 
-from jobs.models import JobType, Run, Schedule, Workflow
+from jobs.models import JobType, Run, Schedule, Secret, Workflow
 from tests.roles.conftest import USERS, Row, World
 
 # --- The API -----------------------------------------------------------------------------
@@ -194,6 +194,48 @@ def api_rows(w: World) -> dict[tuple[str, str], list[Row]]:
                 at_least("operator"),
             )
         ],
+        ("GET", "/api/v1/secrets/"): [Row("GET", "/api/v1/secrets/", READ)],
+        ("POST", "/api/v1/secrets/"): [
+            Row(
+                "POST",
+                "/api/v1/secrets/",
+                EDIT.format(ok=201),
+                {"name": "NEW_TOKEN", "value": "n3w-value"},
+                lambda r: Secret.objects.filter(name="NEW_TOKEN").exists(),
+                at_least("editor"),
+            )
+        ],
+        ("GET", "/api/v1/secrets/{name}/"): [Row("GET", "/api/v1/secrets/API_TOKEN/", READ)],
+        ("PUT", "/api/v1/secrets/{name}/"): [
+            Row(
+                "PUT",
+                "/api/v1/secrets/API_TOKEN/",
+                EDIT.format(ok=200),
+                {"value": "an0ther-value", "description": "changed"},
+                lambda r: Secret.objects.get(name="API_TOKEN").description == "changed",
+                at_least("editor"),
+            )
+        ],
+        ("PATCH", "/api/v1/secrets/{name}/"): [
+            Row(
+                "PATCH",
+                "/api/v1/secrets/API_TOKEN/",
+                EDIT.format(ok=200),
+                {"description": "patched"},
+                lambda r: Secret.objects.get(name="API_TOKEN").description == "patched",
+                at_least("editor"),
+            )
+        ],
+        ("DELETE", "/api/v1/secrets/{name}/"): [
+            Row(
+                "DELETE",
+                "/api/v1/secrets/API_TOKEN/",
+                EDIT.format(ok=204),
+                None,
+                lambda r: not Secret.objects.filter(name="API_TOKEN").exists(),
+                at_least("editor"),
+            )
+        ],
         ("GET", "/api/v1/tasks/"): [Row("GET", "/api/v1/tasks/", READ)],
         ("GET", "/api/v1/workers/"): [Row("GET", "/api/v1/workers/", READ)],
     }
@@ -327,6 +369,7 @@ ADMIN_MODELS = {
     "jobs.workflow": ("viewer", "editor", "editor", "editor"),
     "jobs.run": ("viewer", "nobody", "nobody", "admin"),  # runs change by cancel and rerun only
     "jobs.schedule": ("viewer", "operator", "operator", "operator"),
+    "jobs.secret": ("viewer", "editor", "editor", "editor"),
     "django_celery_beat.periodictask": ("viewer", "admin", "admin", "admin"),
     "django_celery_beat.intervalschedule": ("viewer", "admin", "admin", "admin"),
     "django_celery_beat.crontabschedule": ("viewer", "admin", "admin", "admin"),
@@ -539,6 +582,7 @@ ADMIN_ACTIONS = {
     ("jobs.jobtype", "enable"): Action("editor", with_fields(lambda w: w.spare, enabled=False), field("enabled")),
     ("jobs.jobtype", "disable"): Action("editor", lambda w: w.spare, field("enabled")),
     ("jobs.jobtype", "delete_selected"): Action("editor", lambda w: w.spare, exists),
+    ("jobs.secret", "delete_selected"): Action("editor", lambda w: w.admin_objects["jobs.secret"], exists),
     ("jobs.workflow", "run_now"): Action("operator", lambda w: w.flow, runs_of),
     ("jobs.workflow", "send_test_notification"): Action(
         "editor", with_fields(lambda w: w.flow, notify_emails=["ops@example.com"]), emails
