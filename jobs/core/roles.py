@@ -4,7 +4,8 @@
                Celery beat and result records; change nothing
     Operators  also run job types and workflows, cancel and rerun runs, and
                create, change and delete schedules
-    Editors    also create, change and delete job types and workflows
+    Editors    also create, change and delete job types and workflows, and
+               create and revoke their trigger URLs
 
 Users, groups and API tokens stay with superusers. `manage.py setup_roles`
 makes the groups match these definitions (run it again after an upgrade); add
@@ -20,7 +21,14 @@ VISIBLE_APPS = ("jobs", "django_celery_beat", "django_celery_results")
 
 OPERATE = ["jobs.run_jobtype", "jobs.cancel_run", "jobs.add_schedule", "jobs.change_schedule", "jobs.delete_schedule"]
 # Workflows are job types of kind `workflow`: the job type permissions cover them.
-EDIT = ["jobs.add_jobtype", "jobs.change_jobtype", "jobs.delete_jobtype"]
+EDIT = [
+    "jobs.add_jobtype",
+    "jobs.change_jobtype",
+    "jobs.delete_jobtype",
+    # A job type's trigger URLs: created and revoked with it (Viewers see them, without tokens).
+    "jobs.add_triggerurl",
+    "jobs.delete_triggerurl",
+]
 
 VIEWERS, OPERATORS, EDITORS = "Viewers", "Operators", "Editors"
 
