@@ -28,9 +28,10 @@ urlpatterns = [
     path("monitor/", include("jobs.monitor.urls")),
     # Trigger URLs: the one write that needs no login (the token in the path is
     # the credential; docs/security.md#trigger-urls), marked so for any login requirement.
+    # Any token or id reaches the views, which answer 404 in JSON for those that do not exist.
     path("hooks/<str:token>/", login_not_required(TriggerUrlHookView.as_view()), name="trigger-url-hook"),
     path(
-        "hooks/<str:token>/runs/<uuid:run_id>/",
+        "hooks/<str:token>/runs/<str:run_id>/",
         login_not_required(TriggerUrlRunView.as_view()),
         name="trigger-url-run",
     ),

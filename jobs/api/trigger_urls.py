@@ -5,6 +5,8 @@ needs no login: docs/security.md#trigger-urls). The service is
 jobs/runs/trigger_urls.py.
 """
 
+import uuid
+
 from django.http import QueryDict
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -17,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import audit
+from jobs.api.schema import ErrorSerializer
 from jobs.api.throttles import TriggerUrlThrottle
 from jobs.models import JobType, Run, TriggerUrl
 from jobs.runs.trigger_urls import trigger_url_create, trigger_url_for_token, trigger_url_revoke, trigger_url_run
@@ -88,7 +91,10 @@ class TriggerUrlViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         }
         return Response(TriggerUrlCreatedSerializer(data).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={204: OpenApiResponse(description="Revoked: the URL answers 404 from now on.")})
+    @extend_schema(
+        parameters=[OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)],
+        responses={204: OpenApiResponse(description="Revoked: the URL answers 404 from now on.")},
+    )
     def destroy(self, request, name=None, pk=None):
         """Revoke a trigger URL (it stays listed, with `revoked_at`)."""
         trigger_url_revoke(trigger_url=self.get_object(), by=self.author())
@@ -129,7 +135,9 @@ class TriggerUrlHookMixin:
 
 
 TOKEN = OpenApiParameter("token", OpenApiTypes.STR, OpenApiParameter.PATH, description="The trigger URL's token.")
-THROTTLED = OpenApiResponse(description="Past JOBS_TRIGGER_URL_RATE for this URL: try again after Retry-After seconds.")
+THROTTLED = OpenApiResponse(
+    ErrorSerializer, description="Past JOBS_TRIGGER_URL_RATE for this URL: try again after Retry-After seconds."
+)
 
 
 class TriggerUrlHookView(TriggerUrlHookMixin, APIView):
@@ -147,7 +155,12 @@ class TriggerUrlHookView(TriggerUrlHookMixin, APIView):
             ),
         ],
         request={"application/json": {"type": "object", "additionalProperties": {}}},
-        responses={201: HookRunSerializer, 200: HookRunSerializer, 429: THROTTLED},
+        responses={
+            201: HookRunSerializer,
+            200: HookRunSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="The job type is disabled, or a workflow with no steps."),
+            429: THROTTLED,
+        },
     )
     def post(self, request, token):
         params = request.data.dict() if isinstance(request.data, QueryDict) else request.data  # empty body: {}
@@ -164,11 +177,18 @@ class TriggerUrlRunView(TriggerUrlHookMixin, APIView):
     @extend_schema(
         operation_id="trigger_url_run_status",
         description="The status of a run started through this trigger URL, without an account.",
-        parameters=[TOKEN],
+        parameters=[TOKEN, OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
         responses={200: HookRunSerializer, 429: THROTTLED},
     )
     def get(self, request, token, run_id):
-        run = Run.objects.filter(pk=run_id, trigger_url=self.trigger_url).select_related("job_type").first()
+        try:
+            run = (
+                Run.objects.filter(pk=uuid.UUID(run_id), trigger_url=self.trigger_url)
+                .select_related("job_type")
+                .first()
+            )
+        except ValueError:
+            run = None
         if run is None:
             raise NotFound("No run of this trigger URL has this id.")
         return Response(HookRunSerializer(run, context={"request": request, "token": token}).data)

@@ -18,7 +18,7 @@ urlpatterns = [
         name="jobtype-trigger-urls",
     ),
     path(
-        "job-types/<str:name>/trigger-urls/<int:pk>/",
+        "job-types/<str:name>/trigger-urls/<str:pk>/",
         TriggerUrlViewSet.as_view({"delete": "destroy"}),
         name="jobtype-trigger-url",
     ),

@@ -154,7 +154,8 @@ def test_anyone_holding_the_url_runs_the_job_type_with_the_body_as_params(editor
     assert status.status_code == 200
     assert status.json()["id"] == str(run.pk)
     # The run's record (API) says which URL it came through; the URL when it was last used.
-    assert editor.get(f"/api/v1/runs/{run.pk}/").json()["trigger"] == "url"
+    recorded = editor.get(f"/api/v1/runs/{run.pk}/").json()
+    assert (recorded["trigger"], recorded["trigger_url"]) == ("url", created["id"])
     assert TriggerUrl.objects.get(pk=created["id"]).last_used_at is not None
 
 

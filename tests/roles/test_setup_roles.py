@@ -29,7 +29,13 @@ def test_it_creates_the_three_roles_each_with_more_than_the_last(db):
         "jobs.change_schedule",
         "jobs.delete_schedule",
     }
-    assert editors - operators == {"jobs.add_jobtype", "jobs.change_jobtype", "jobs.delete_jobtype"}
+    assert editors - operators == {
+        "jobs.add_jobtype",
+        "jobs.change_jobtype",
+        "jobs.delete_jobtype",
+        "jobs.add_triggerurl",
+        "jobs.delete_triggerurl",
+    }
     # Users, groups and tokens stay with superusers.
     assert not any(p.startswith(("auth.", "authtoken.")) for p in editors)
 
