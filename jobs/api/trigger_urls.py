@@ -144,14 +144,15 @@ class TriggerUrlHookView(TriggerUrlHookMixin, APIView):
     @extend_schema(
         operation_id="trigger_url_post",
         description="Run the trigger URL's job type with the JSON body (an object) as params, without an account. "
-        "An `Idempotency-Key` header already used for this job type returns its first run (200).",
+        "An `Idempotency-Key` header already sent to this URL returns its first run (200).",
         parameters=[
             TOKEN,
             OpenApiParameter(
                 "Idempotency-Key",
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
-                description="Send the same key again: the first run comes back (200), no new run.",
+                description="At most 150 characters. The same key again, to this URL: its first run comes back "
+                "(200), and nothing new runs.",
             ),
         ],
         request={"application/json": {"type": "object", "additionalProperties": {}}},

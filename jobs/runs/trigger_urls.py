@@ -19,6 +19,9 @@ from jobs.core.errors import InvalidInput
 from jobs.models import JobType, Run, TriggerUrl
 from jobs.runs.trigger import run_create
 
+# The longest Idempotency-Key taken: with its scope (trigger-url-<id>:) it fits a run's key.
+IDEMPOTENCY_KEY_CHARS = 150
+
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -63,11 +66,14 @@ def trigger_url_for_token(token: str) -> TriggerUrl | None:
 
 def trigger_url_run(*, trigger_url: TriggerUrl, params: Any, idempotency_key: str | None = None) -> tuple[Run, bool]:
     """Run the trigger URL's job type with `params` (the POSTed body), as
-    `run_create` does (same checks, same idempotency). Returns the run and
-    whether it was created (False: the key's first run)."""
-    key_limit = Run._meta.get_field("idempotency_key").max_length
-    if idempotency_key is not None and len(idempotency_key) > key_limit:
-        raise InvalidInput({"Idempotency-Key": [f"Give a key of at most {key_limit} characters."]})
+    `run_create` does (same checks, same idempotency, with keys of this URL's
+    own). Returns the run and whether it was created (False: the key's first run)."""
+    if idempotency_key is not None:
+        # Scoped to the URL: its holder cannot reach runs started through the API or
+        # another URL by guessing their keys (the run's own key shows the scope).
+        if len(idempotency_key) > IDEMPOTENCY_KEY_CHARS:
+            raise InvalidInput({"Idempotency-Key": [f"Give a key of at most {IDEMPOTENCY_KEY_CHARS} characters."]})
+        idempotency_key = f"trigger-url-{trigger_url.pk}:{idempotency_key}"
     run, created = run_create(
         job_type=trigger_url.job_type,
         params=params,

@@ -178,6 +178,21 @@ def test_the_same_idempotency_key_returns_the_first_run(editor, counted):
     assert Run.objects.count() == 2
 
 
+def test_idempotency_keys_of_a_url_are_its_own(editor, counted):
+    """A URL's holder cannot get back a run started through the API or another URL by sending its key."""
+    by_api = editor.post(
+        "/api/v1/job-types/counted/run/", {"params": {"count": 1}, "idempotency_key": "k1"}, format="json"
+    )
+    assert by_api.status_code == 201
+    first, second = hook_path(make_url(editor)), hook_path(make_url(editor))
+    through = [
+        Client().post(p, {"count": 2}, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k1")
+        for p in (first, second)
+    ]
+    assert [answer.status_code for answer in through] == [201, 201]
+    assert len({by_api.json()["id"], *(answer.json()["id"] for answer in through)}) == 3
+
+
 @pytest.mark.parametrize(
     "body, headers, errors",
     [
@@ -187,8 +202,8 @@ def test_the_same_idempotency_key_returns_the_first_run(editor, counted):
         ('{"count": ', {}, {"detail": "JSON parse error - Expecting value: line 1 column 11 (char 10)"}),
         (
             '{"count": 1}',
-            {"HTTP_IDEMPOTENCY_KEY": "k" * 201},
-            {"Idempotency-Key": ["Give a key of at most 200 characters."]},
+            {"HTTP_IDEMPOTENCY_KEY": "k" * 151},
+            {"Idempotency-Key": ["Give a key of at most 150 characters."]},
         ),
     ],
 )
@@ -261,3 +276,14 @@ def test_when_the_rate_counter_does_not_answer_the_trigger_still_runs(editor, co
     answers = [Client().post(path, {"count": n}, content_type="application/json").status_code for n in range(2)]
     assert answers == [201, 201]
     assert Run.objects.count() == 2
+
+
+def test_a_site_wide_login_requirement_leaves_trigger_urls_open_and_nothing_else(editor, counted, settings):
+    """The URL's views are marked as needing no login (DRF marks its views so too), so
+    Django's LoginRequiredMiddleware, if a deployment adds it, leaves them open."""
+    path = hook_path(make_url(editor))
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.contrib.auth.middleware.LoginRequiredMiddleware"]
+    posted = Client().post(path, {"count": 1}, content_type="application/json")
+    assert posted.status_code == 201, posted.content
+    assert Client().get(f"{path}runs/{posted.json()['id']}/").status_code == 200
+    assert Client().get("/monitor/").status_code == 302
