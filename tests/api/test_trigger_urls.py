@@ -157,6 +157,11 @@ def test_anyone_holding_the_url_runs_the_job_type_with_the_body_as_params(editor
     recorded = editor.get(f"/api/v1/runs/{run.pk}/").json()
     assert (recorded["trigger"], recorded["trigger_url"]) == ("url", created["id"])
     assert TriggerUrl.objects.get(pk=created["id"]).last_used_at is not None
+    # So does its page.
+    page = Client()
+    page.force_login(User.objects.get(username="editors"))
+    html = page.get(f"/monitor/runs/{run.pk}/").content.decode()
+    assert f'<dd id="trigger">url through trigger URL {created["prefix"]}… (ci)</dd>' in html
 
 
 def test_an_empty_body_runs_with_the_default_params(editor):
