@@ -6,6 +6,8 @@ import hashlib
 import importlib
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -18,6 +20,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 import jobsite.settings
+from jobs.api.throttles import TriggerUrlThrottle
 from jobs.models import Run, TriggerUrl
 from tests.conftest import free_port
 from tests.factories import JobTypeFactory
@@ -292,3 +295,12 @@ def test_a_site_wide_login_requirement_leaves_trigger_urls_open_and_nothing_else
     assert posted.status_code == 201, posted.content
     assert Client().get(f"{path}runs/{posted.json()['id']}/").status_code == 200
     assert Client().get("/monitor/").status_code == 302
+
+
+def test_requests_at_once_get_no_more_than_the_rate_between_them(settings):
+    """Many web threads asking at the same moment share one count (Redis' INCR)."""
+    settings.JOBS_TRIGGER_URL_RATE = "5/m"
+    view = SimpleNamespace(trigger_url=SimpleNamespace(pk=987654))
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        allowed = list(pool.map(lambda _: TriggerUrlThrottle().allow_request(None, view), range(40)))
+    assert allowed.count(True) == 5
