@@ -103,3 +103,9 @@ def save_and_log(serializer, *, by: Author) -> models.Model:
         else:
             log_change(saved, before=before, by=by)
     return saved
+
+
+def log_note(obj: models.Model, *, by: Author, message: str) -> LogEntry:
+    """Record a change to `obj` that is not one of its fields (e.g. a trigger URL
+    of a job type added or revoked), in the caller's transaction."""
+    return _log(obj, by=by, action=CHANGE, message=message)

@@ -43,6 +43,7 @@ __all__ = [
     "Schedule",
     "Secret",
     "StepArgs",
+    "TriggerUrl",
     "Workflow",
     "WorkflowStep",
     "latest_revision",
@@ -470,6 +471,7 @@ class Run(models.Model):
         WORKFLOW = "workflow"
         RERUN = "rerun"
         HOOK = "hook"  # a failure hook, run because another run failed
+        URL = "url"  # POSTed to a trigger URL (TriggerUrl), without an account
 
     TERMINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
     ACTIVE_STATUSES = (Status.PENDING, Status.QUEUED, Status.RUNNING, Status.RETRYING)
@@ -504,6 +506,10 @@ class Run(models.Model):
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children", db_index=False
     )
     step = models.ForeignKey(WorkflowStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    # Trigger `url`: the trigger URL it came through. Mostly NULL: indexed where set (see Meta).
+    trigger_url = models.ForeignKey(
+        "TriggerUrl", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs", db_index=False
+    )
     step_name = models.CharField(max_length=100, blank=True)
     depends_on = models.JSONField(default=list, blank=True)
     requested_by = models.ForeignKey(
@@ -601,6 +607,9 @@ class Run(models.Model):
             models.Index(fields=["status", "scheduled_for"], name="run_status_scheduled_for"),
             # Deleting a user clears the runs they cancelled: a lookup by user.
             models.Index(fields=["cancelled_by"], condition=Q(cancelled_by__isnull=False), name="run_cancelled_by"),
+            models.Index(
+                fields=["trigger_url", "-created_at"], condition=Q(trigger_url__isnull=False), name="run_trigger_url"
+            ),
             # The notification sweeper looks only at the few runs still pending.
             models.Index(
                 fields=["notify_locked_until"], condition=Q(notify_status="pending"), name="run_notify_pending"
@@ -1398,3 +1407,49 @@ def secret_reference_errors(job_type: JobType) -> dict[str, list[str]]:
                 f"No secret called '{name}': create it first (POST /api/v1/secrets/ or the admin's Secrets page)."
             )
     return errors
+
+
+class TriggerUrl(models.Model):
+    """A URL with a random token of its own that anyone holding it may POST to,
+    without an account, to run its job type (jobs/runs/trigger_urls.py).
+
+    Only the token's SHA-256 is stored: the token is shown once, when the URL
+    is created, and cannot be read back. `prefix` (its first characters) tells
+    URLs apart in lists. A revoked URL answers 404 like one that never existed.
+    """
+
+    PREFIX_CHARS = 6
+
+    job_type = models.ForeignKey(JobType, on_delete=models.CASCADE, related_name="trigger_urls")
+    label = models.CharField(max_length=200, blank=True, help_text="What it is for, e.g. the CI job that calls it.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=PREFIX_CHARS, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=django_timezone.now, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "trigger URL"
+
+    def __str__(self) -> str:
+        return f"{self.job_type_id and self.job_type.name} {self.prefix}…"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def mark_revoked(self) -> bool:
+        """Revoke it; whether this call did (False: it was revoked already)."""
+        now = django_timezone.now()
+        done = TriggerUrl.objects.filter(pk=self.pk, revoked_at__isnull=True).update(revoked_at=now)
+        if done:
+            self.revoked_at = now
+        return bool(done)
+
+    def mark_used(self) -> None:
+        self.last_used_at = django_timezone.now()
+        TriggerUrl.objects.filter(pk=self.pk).update(last_used_at=self.last_used_at)

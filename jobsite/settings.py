@@ -8,6 +8,7 @@ overrides them through environment variables (see docs/operations.md,
 import base64
 import hashlib
 import os
+import re
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -518,6 +519,26 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "jobs.api.pagination.Pagination",
     "DEFAULT_SCHEMA_CLASS": "jobs.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+}
+# Trigger URLs (jobs/runs/trigger_urls.py): each URL takes at most this many
+# requests per second, minute, hour or day ("60/m"), counted in Redis (the
+# "throttle" cache below) so that every web process counts towards the same limit.
+JOBS_TRIGGER_URL_RATE = os.environ.get("JOBS_TRIGGER_URL_RATE", "60/m").strip()
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", JOBS_TRIGGER_URL_RATE):
+    raise ImproperlyConfigured(
+        f"JOBS_TRIGGER_URL_RATE={JOBS_TRIGGER_URL_RATE!r}: give requests per period, e.g. 60/m (periods: s, m, h, d)"
+    )
+# The default cache is each process's own memory (Django's default); rate limits
+# need one count for all web processes, so theirs live in Redis, with short
+# timeouts: when Redis does not answer, trigger URLs are not rate-limited.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "jobsite-throttle",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Jobsite API",

@@ -46,7 +46,8 @@ class AutoSchema(SpectacularAutoSchema):
                 # An empty filter means "not filtered", as the browsable API's filter form sends it.
                 parameter["allowEmptyValue"] = True
         has_body = "requestBody" in operation
-        codes = ["401", "403"]
+        # Views that take no credentials (trigger URLs) answer neither 401 nor 403.
+        codes = ["401", "403"] if self.view.authentication_classes else []
         if has_body or any(p["in"] == "query" for p in parameters):
             codes.append("400")
         # A list answers 404 for a page past its last one.

@@ -91,8 +91,10 @@ class RunSerializer(DurationMixin, serializers.ModelSerializer):
             "notify_emails",
             "notification",
             "url",
+            "trigger_url",
         ]
         read_only_fields = fields
+        extra_kwargs = {"trigger_url": {"help_text": "Trigger `url`: the id of the trigger URL it came through."}}
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_step(self, run: Run) -> str | None:

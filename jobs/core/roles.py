@@ -4,7 +4,8 @@
                Celery beat and result records; change nothing
     Operators  also run job types and workflows, cancel and rerun runs, and
                create, change and delete schedules
-    Editors    also create, change and delete job types, workflows and secrets
+    Editors    also create, change and delete job types, workflows and secrets,
+               and create and revoke job types' trigger URLs
 
 Users, groups and API tokens stay with superusers. `manage.py setup_roles`
 makes the groups match these definitions (run it again after an upgrade); add
@@ -28,6 +29,9 @@ EDIT = [
     "jobs.add_secret",
     "jobs.change_secret",
     "jobs.delete_secret",
+    # A job type's trigger URLs: created and revoked with it (Viewers see them, without tokens).
+    "jobs.add_triggerurl",
+    "jobs.delete_triggerurl",
 ]
 
 VIEWERS, OPERATORS, EDITORS = "Viewers", "Operators", "Editors"

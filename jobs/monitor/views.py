@@ -211,7 +211,7 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
 
 
 def _get_run(run_id) -> Run:
-    related = ("job_type", "requested_by", "cancelled_by", "rerun_of", "schedule", "parent__job_type")
+    related = ("job_type", "requested_by", "cancelled_by", "rerun_of", "schedule", "parent__job_type", "trigger_url")
     return get_object_or_404(Run.objects.select_related(*related), pk=run_id)
 
 

@@ -20,7 +20,7 @@ from jobs import notifications
 from jobs.core import durability, kinds
 from jobs.core.errors import Conflict, InvalidInput, ServiceError
 from jobs.core.params import params_with_defaults
-from jobs.models import JobType, NotifyOn, Run, Schedule, StepArgs, latest_revision
+from jobs.models import JobType, NotifyOn, Run, Schedule, StepArgs, TriggerUrl, latest_revision
 from jobs.runs.executors import executor_for
 from jobs.workflows import steps as workflow_steps
 from jobsite.celery import app
@@ -40,6 +40,7 @@ def run_build(
     schedule_tick: datetime | None = None,
     notify_emails: list[str] | None = None,
     comment: str = "",
+    trigger_url: TriggerUrl | None = None,
 ) -> Run:
     """Validate a trigger and return its run, not yet saved.
 
@@ -47,7 +48,7 @@ def run_build(
     type, params against the schema after defaults, run_at in the future) are
     the same for one run from the API and a thousand from the dispatcher.
     `notify_emails` are told about this run as well as the job type's own;
-    `comment` is a note kept with it.
+    `comment` is a note kept with it; `trigger_url` the trigger URL it came through.
     """
     if not job_type.enabled:
         raise Conflict(f"Job type '{job_type.name}' is disabled: enable it before running it.")
@@ -96,6 +97,7 @@ def run_build(
         schedule_tick=schedule_tick,
         notify_emails=kinds.clean_emails(notify_emails or []),
         comment=comment,
+        trigger_url=trigger_url,
     )
 
 

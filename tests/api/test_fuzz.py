@@ -24,8 +24,10 @@ from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from jobs import audit
 from jobs.core.secrets import encrypt
 from jobs.models import JobType, Run, Schedule, Secret
+from jobs.runs.trigger_urls import trigger_url_create
 
 HUNT = "JOBSITE_FUZZ_EXAMPLES" in os.environ
 EXAMPLES_PER_OPERATION = int(os.environ.get("JOBSITE_FUZZ_EXAMPLES", "15"))
@@ -53,8 +55,9 @@ def wsgi_requests():
 
 
 @pytest.fixture
-def objects(db):
-    """Something for every route to find: a job type, a workflow, runs, a schedule, a secret."""
+def objects(db, settings, admin_user):
+    """Something for every route to find: a job type, a workflow, runs, a schedule, a secret, a trigger URL."""
+    settings.JOBS_TRIGGER_URL_RATE = "10000/m"  # the same URL, over and over
     echo = JobType.objects.create(name="echo", kind="task", task="jobs.builtin.echo")
     flow = JobType.objects.create(name="flow", kind="workflow")
     flow.steps.create(name="one", job_type=echo)
@@ -64,11 +67,16 @@ def objects(db):
     )
     schedule = Schedule.objects.create(name="nightly", job_type=echo, cron="0 3 * * *")
     Secret.objects.create(name="API_TOKEN", encrypted_value=encrypt("t0ken-value"))
+    trigger_url, token = trigger_url_create(job_type=echo, by=audit.Author(admin_user, audit.API))
+    hook_run = Run.objects.create(job_type=echo, trigger="url", trigger_url=trigger_url)
     return {
         "job-types": ["echo", "flow"],
         "runs": [str(pending.pk), str(finished.pk)],
         "schedules": [schedule.pk],
         "secrets": ["API_TOKEN"],
+        "trigger-urls": [trigger_url.pk],
+        "token": [token],
+        "run_id": [str(hook_run.pk)],
     }
 
 
@@ -79,8 +87,10 @@ def existing(case, objects) -> None:
     for key, value in case.path_parameters.items():
         if len(str(value)) % 2:
             continue
-        collection = case.path.split("/")[3]
-        choices = objects[collection]
+        if key in ("token", "run_id"):  # a trigger URL's
+            choices = objects[key]
+        else:
+            choices = objects["trigger-urls" if "trigger-urls" in case.path else case.path.split("/")[3]]
         case.path_parameters[key] = choices[len(str(value)) // 2 % len(choices)]
 
 

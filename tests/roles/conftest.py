@@ -33,9 +33,11 @@ from rest_framework.test import APIClient
 from jobs.audit import Author
 from jobs.core.roles import EDITORS, OPERATORS, VIEWERS
 from jobs.definitions.secrets import secret_create
-from jobs.models import JobType, Run, Schedule, Workflow
+from jobs.models import JobType, Run, Schedule, TriggerUrl, Workflow
+from jobs.runs.trigger_urls import token_hash
 
 USERS = ("anonymous", "viewer", "operator", "editor", "admin")
+HOOK_TOKEN = "roles-matrix-token"
 ROLE_OF = {"viewer": VIEWERS, "operator": OPERATORS, "editor": EDITORS}
 
 
@@ -63,11 +65,14 @@ class World:
     flow_run: Run  # a workflow run: its page has steps
     schedule: Schedule
     admin_objects: dict[str, Any] = field(default_factory=dict)
+    trigger_url: TriggerUrl | None = None  # echo's, whose token is HOOK_TOKEN
+    hook_run: Run | None = None  # a run through it
 
 
 @pytest.fixture
 def world(users, redis_server, settings) -> World:
     settings.MONITOR_INSPECT_TIMEOUT = 0.1  # no worker answers here: pages and /healthz must not wait long
+    settings.JOBS_TRIGGER_URL_RATE = "1000/m"  # every user of every table POSTs to the same trigger URL
     echo = JobType.objects.create(name="echo", kind="task", task="jobs.builtin.echo")
     spare = JobType.objects.create(name="spare", kind="task", task="jobs.builtin.echo")
     flow = Workflow.objects.create(name="flow", director_name="tests.FLOW")
@@ -102,7 +107,9 @@ def world(users, redis_server, settings) -> World:
         "axes.accesslog": AccessLog.objects.create(**login),
         "axes.accessfailurelog": AccessFailureLog.objects.create(**login),
     }
-    return World(echo, spare, flow, pending, finished, flow_run, schedule, admin_objects)
+    trigger_url = TriggerUrl.objects.create(job_type=echo, token_hash=token_hash(HOOK_TOKEN), prefix=HOOK_TOKEN[:6])
+    hook_run = Run.objects.create(job_type=echo, trigger="url", trigger_url=trigger_url)
+    return World(echo, spare, flow, pending, finished, flow_run, schedule, admin_objects, trigger_url, hook_run)
 
 
 @dataclass

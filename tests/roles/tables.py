@@ -14,7 +14,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from drf_spectacular.generators import SchemaGenerator
 
 from jobs.models import JobType, Run, Schedule, Secret, Workflow
-from tests.roles.conftest import USERS, Row, World
+from tests.roles.conftest import HOOK_TOKEN, USERS, Row, World
 
 # --- The API -----------------------------------------------------------------------------
 
@@ -235,6 +235,44 @@ def api_rows(w: World) -> dict[tuple[str, str], list[Row]]:
                 lambda r: not Secret.objects.filter(name="API_TOKEN").exists(),
                 at_least("editor"),
             )
+        ],
+        # Trigger URLs: seen by all roles (never their tokens), made and revoked by Editors.
+        ("GET", "/api/v1/job-types/{name}/trigger-urls/"): [Row("GET", f"{jt}/echo/trigger-urls/", READ)],
+        ("POST", "/api/v1/job-types/{name}/trigger-urls/"): [
+            Row(
+                "POST",
+                f"{jt}/echo/trigger-urls/",
+                EDIT.format(ok=201),
+                {"label": "new"},
+                lambda r: w.echo.trigger_urls.filter(label="new").exists(),
+                at_least("editor"),
+            )
+        ],
+        ("DELETE", "/api/v1/job-types/{name}/trigger-urls/{id}/"): [
+            Row(
+                "DELETE",
+                f"{jt}/echo/trigger-urls/{w.trigger_url.pk}/",
+                EDIT.format(ok=204),
+                None,
+                lambda r: w.echo.trigger_urls.get().is_revoked,
+                at_least("editor"),
+            )
+        ],
+        # The trigger URL itself: its token is the credential, whoever sends it (the only write without a login).
+        ("POST", "/hooks/{token}/"): [
+            Row(
+                "POST",
+                f"/hooks/{HOOK_TOKEN}/",
+                "201 201 201 201 201",
+                {"n": 1},
+                lambda r: Run.objects.filter(trigger_url=w.trigger_url).count() == 2,
+                " ".join(USERS),
+            ),
+            Row("POST", "/hooks/not-the-token/", "404 404 404 404 404", {"n": 1}),
+        ],
+        ("GET", "/hooks/{token}/runs/{run_id}/"): [
+            Row("GET", f"/hooks/{HOOK_TOKEN}/runs/{w.hook_run.pk}/", "200 200 200 200 200"),
+            Row("GET", f"/hooks/{HOOK_TOKEN}/runs/{w.finished.pk}/", "404 404 404 404 404"),  # not through it
         ],
         ("GET", "/api/v1/tasks/"): [Row("GET", "/api/v1/tasks/", READ)],
         ("GET", "/api/v1/workers/"): [Row("GET", "/api/v1/workers/", READ)],

@@ -35,6 +35,8 @@ def test_it_creates_the_three_roles_each_with_more_than_the_last(db):
         "jobs.add_secret",
         "jobs.change_secret",
         "jobs.delete_secret",
+        "jobs.add_triggerurl",
+        "jobs.delete_triggerurl",
     }
     # Users, groups and tokens stay with superusers.
     assert not any(p.startswith(("auth.", "authtoken.")) for p in editors)
