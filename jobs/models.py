@@ -28,7 +28,7 @@ from jobs.core.limits import bounded_error, bounded_result, bounded_traceback, p
 from jobs.core.params import check_schema, params_errors, params_with_defaults
 from jobs.core.redaction import mask_url, redact_urls
 
-__all__ = ["JobType", "NotifyOn", "NotifyStatus", "Run", "Schedule", "StepArgs", "Workflow", "WorkflowStep"]
+__all__ = ["Backfill", "JobType", "NotifyOn", "NotifyStatus", "Run", "Schedule", "StepArgs", "Workflow", "WorkflowStep"]
 
 # celery-director's name of a workflow: project.NAME (the project has no dot).
 DIRECTOR_NAME = re.compile(r"[^.\s/]+\.[^\s/]+")
@@ -383,6 +383,7 @@ class Run(models.Model):
         WORKFLOW = "workflow"
         RERUN = "rerun"
         HOOK = "hook"  # a failure hook, run because another run failed
+        BACKFILL = "backfill"  # a past tick of a schedule, run by a backfill
 
     TERMINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
     ACTIVE_STATUSES = (Status.PENDING, Status.QUEUED, Status.RUNNING, Status.RETRYING)
@@ -410,6 +411,11 @@ class Run(models.Model):
     # The fire time this run was created for: with `schedule`, unique, so a tick
     # fired twice (two beats, a restarted dispatcher) creates one run.
     schedule_tick = models.DateTimeField(null=True, blank=True)
+    # The backfill that created it: it waits (`waiting`) until the dispatcher
+    # releases it within the backfill's concurrency (jobs/schedules/backfill.py).
+    backfill = models.ForeignKey(
+        "Backfill", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs", db_index=False
+    )
     # A workflow step's run: its workflow run, its step, and a copy of the
     # step's name and dependencies taken when the workflow run started, so that
     # editing the workflow never changes a run in progress or its history.
@@ -502,6 +508,13 @@ class Run(models.Model):
             models.Index(fields=["status", "scheduled_for"], name="run_status_scheduled_for"),
             # Deleting a user clears the runs they cancelled: a lookup by user.
             models.Index(fields=["cancelled_by"], condition=Q(cancelled_by__isnull=False), name="run_cancelled_by"),
+            # A backfill's runs by status, in tick order: what it releases next,
+            # how many are active, its progress.
+            models.Index(
+                fields=["backfill", "status", "schedule_tick"],
+                condition=Q(backfill__isnull=False),
+                name="run_backfill_status",
+            ),
             # The notification sweeper looks only at the few runs still pending.
             models.Index(
                 fields=["notify_locked_until"], condition=Q(notify_status="pending"), name="run_notify_pending"
@@ -837,6 +850,13 @@ class Schedule(models.Model):
     start_at = models.DateTimeField(null=True, blank=True, help_text="Fire nothing before this.")
     end_at = models.DateTimeField(null=True, blank=True, help_text="Fire nothing after this.")
     overlap = models.CharField(max_length=10, choices=Overlap.choices, default=Overlap.ALLOW)
+    backfill_concurrency = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="How many runs of a backfill of this schedule may be active at once. "
+        "Empty: the job type's max_concurrency, or JOBS_BACKFILL_CONCURRENCY.",
+    )
     next_run_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The run for the tick at next_run_at exists already, `scheduled` (the
     # dispatcher plans ticks ahead; jobs/schedules/dispatcher.py), or that tick was decided
@@ -988,3 +1008,57 @@ class Schedule(models.Model):
 # Fields whose change makes a planned run out of date (Schedule.objects.update()).
 PLAN_FIELDS = frozenset({"job_type", "job_type_id", "params", *Schedule.TIMING_FIELDS})
 TIMING_FIELDS = frozenset(Schedule.TIMING_FIELDS)
+
+
+class Backfill(models.Model):
+    """The runs of a schedule's ticks in [start, end), created at once (`waiting`)
+    and released `concurrency` at a time by the dispatcher
+    (jobs/schedules/backfill.py). Ticks that had a run already are `skipped`."""
+
+    # SET_NULL: the runs of a backfill whose schedule was deleted are still released.
+    schedule = models.ForeignKey(Schedule, null=True, on_delete=models.SET_NULL, related_name="backfills")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    concurrency = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    total = models.PositiveIntegerField(default=0, help_text="Runs created.")
+    skipped = models.PositiveIntegerField(default=0, help_text="Ticks that had a run already.")
+    # Every run released (or cancelled): the dispatcher is done with it.
+    released_all_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The dispatcher's "backfills with runs to release", every second.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(released_all_at__isnull=True, cancelled_at__isnull=True),
+                name="backfill_releasing",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id and self.schedule.name} {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M}"
+
+    def mark_cancelled(self, *, cancelled_by=None) -> bool:
+        """Cancelled once: whether this call did it."""
+        now = timezone.now()
+        updated = Backfill.objects.filter(pk=self.pk, cancelled_at__isnull=True).update(
+            cancelled_at=now, cancelled_by=cancelled_by
+        )
+        if updated:
+            self.cancelled_at, self.cancelled_by = now, cancelled_by
+        return bool(updated)
+
+    def mark_released_all(self) -> bool:
+        updated = Backfill.objects.filter(pk=self.pk, released_all_at__isnull=True).update(
+            released_all_at=timezone.now()
+        )
+        return bool(updated)

@@ -1,5 +1,6 @@
 from django.core.cache import cache
 from django.db import transaction
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -8,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import audit
+from jobs.api.backfill_serializers import BackfillRequestSerializer, BackfillSerializer
 from jobs.api.filters import JobTypeFilter, RunFilter, ScheduleFilter
 from jobs.api.pagination import KeysetPagination
 from jobs.api.schema import ErrorSerializer
@@ -22,9 +24,13 @@ from jobs.api.serializers import (
 from jobs.core.kinds import registered_task_names
 from jobs.definitions.job_types import job_type_delete
 from jobs.definitions.serializers import JobTypeSerializer, ScheduleSerializer
-from jobs.models import JobType, Run, Schedule
+from jobs.models import Backfill, JobType, Run, Schedule
 from jobs.runs.trigger import run_cancel, run_create, run_rerun
+from jobs.schedules.backfill import backfill_cancel, backfill_create, backfills_progress
 from jobs.worker.cluster import active_runs, cluster_status, known_queues
+
+# How many of a schedule's backfills the API and its page list.
+BACKFILLS_SHOWN = 50
 
 
 class AuditedMixin:
@@ -157,6 +163,59 @@ class ScheduleViewSet(AuditedMixin, viewsets.ModelViewSet):
     serializer_class = ScheduleSerializer
     filterset_class = ScheduleFilter
     lookup_value_regex = "[^/]+"
+    # Operators manage schedules: backfilling one, or cancelling that, is changing it.
+    action_permissions = {"backfill": "jobs.change_schedule", "cancel_backfill": "jobs.change_schedule"}
+
+    def _backfill_data(self, backfill: Backfill) -> dict:
+        backfills_progress([backfill])
+        return BackfillSerializer(backfill, context=self.get_serializer_context()).data
+
+    @extend_schema(
+        request=BackfillRequestSerializer,
+        responses={
+            201: OpenApiResponse(BackfillSerializer, description="Backfill created; its runs are released in turn."),
+            400: OpenApiResponse(ErrorSerializer, description="A bad range, or more ticks than allowed."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def backfill(self, request, pk=None):
+        """Create the runs of the schedule's ticks in [start, end) that have none,
+        released a few at a time (backfill_concurrency)."""
+        schedule = self.get_object()
+        body = BackfillRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        backfill = backfill_create(
+            schedule=schedule,
+            start=body.validated_data["start"],
+            end=body.validated_data["end"],
+            concurrency=body.validated_data.get("backfill_concurrency"),
+            requested_by=request.user,
+        )
+        return Response(self._backfill_data(backfill), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: BackfillSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def backfills(self, request, pk=None):
+        """The schedule's latest backfills (BACKFILLS_SHOWN), newest first, with their progress."""
+        schedule = self.get_object()
+        backfills = list(
+            schedule.backfills.select_related("requested_by", "cancelled_by").order_by("-created_at")[:BACKFILLS_SHOWN]
+        )
+        backfills_progress(backfills)
+        return Response(BackfillSerializer(backfills, many=True, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        request=None,
+        responses={200: BackfillSerializer, 409: OpenApiResponse(ErrorSerializer, description="Cancelled already.")},
+    )
+    @action(detail=True, methods=["post"], url_path=r"backfills/(?P<backfill_id>[0-9]+)/cancel")
+    def cancel_backfill(self, request, pk=None, backfill_id=None):
+        """Stop a backfill: its runs not started yet are cancelled; those running go on."""
+        schedule = self.get_object()
+        backfill = get_object_or_404(schedule.backfills.all(), pk=backfill_id)
+        backfill_cancel(backfill=backfill, cancelled_by=request.user)
+        backfill.refresh_from_db()
+        return Response(self._backfill_data(backfill))
 
 
 class TaskListView(APIView):

@@ -222,6 +222,7 @@ class ScheduleSerializer(ModelCleanMixin, ModelSerializer):
             "timing",
             "enabled",
             "overlap",
+            "backfill_concurrency",
             "start_at",
             "end_at",
             "next_run_at",
