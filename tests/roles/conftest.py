@@ -31,7 +31,7 @@ from rest_framework.authtoken.models import Token, TokenProxy
 from rest_framework.test import APIClient
 
 from jobs.core.roles import EDITORS, OPERATORS, VIEWERS
-from jobs.models import JobType, Run, Schedule, Workflow
+from jobs.models import Backfill, JobType, Run, Schedule, Workflow
 
 USERS = ("anonymous", "viewer", "operator", "editor", "admin")
 ROLE_OF = {"viewer": VIEWERS, "operator": OPERATORS, "editor": EDITORS}
@@ -61,6 +61,7 @@ class World:
     flow_run: Run  # a workflow run: its page has steps
     schedule: Schedule
     admin_objects: dict[str, Any] = field(default_factory=dict)
+    backfill: Backfill | None = None  # of `schedule`, its one run waiting
 
 
 @pytest.fixture
@@ -98,7 +99,9 @@ def world(users, redis_server, settings) -> World:
         "axes.accesslog": AccessLog.objects.create(**login),
         "axes.accessfailurelog": AccessFailureLog.objects.create(**login),
     }
-    return World(echo, spare, flow, pending, finished, flow_run, schedule, admin_objects)
+    backfill = Backfill.objects.create(schedule=schedule, start=timezone.now(), end=timezone.now(), concurrency=1)
+    Run.objects.create(job_type=echo, trigger="backfill", status=Run.Status.WAITING, backfill=backfill)
+    return World(echo, spare, flow, pending, finished, flow_run, schedule, admin_objects, backfill)
 
 
 @dataclass
