@@ -1,10 +1,10 @@
 from django.core.cache import cache
 from django.db import transaction
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -174,7 +174,6 @@ class ScheduleViewSet(AuditedMixin, viewsets.ModelViewSet):
         request=BackfillRequestSerializer,
         responses={
             201: OpenApiResponse(BackfillSerializer, description="Backfill created; its runs are released in turn."),
-            400: OpenApiResponse(ErrorSerializer, description="A bad range, or more ticks than allowed."),
         },
     )
     @action(detail=True, methods=["post"])
@@ -194,7 +193,7 @@ class ScheduleViewSet(AuditedMixin, viewsets.ModelViewSet):
         return Response(self._backfill_data(backfill), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: BackfillSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def backfills(self, request, pk=None):
         """The schedule's latest backfills (BACKFILLS_SHOWN), newest first, with their progress."""
         schedule = self.get_object()
@@ -208,7 +207,7 @@ class ScheduleViewSet(AuditedMixin, viewsets.ModelViewSet):
         request=None,
         responses={200: BackfillSerializer, 409: OpenApiResponse(ErrorSerializer, description="Cancelled already.")},
     )
-    @action(detail=True, methods=["post"], url_path=r"backfills/(?P<backfill_id>[0-9]+)/cancel")
+    @action(detail=True, methods=["post"], url_path=r"backfills/(?P<backfill_id>[^/]+)/cancel")
     def cancel_backfill(self, request, pk=None, backfill_id=None):
         """Stop a backfill: its runs not started yet are cancelled; those running go on."""
         schedule = self.get_object()
