@@ -30,6 +30,7 @@ class ScheduleAdmin(EnableRunMixin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "job_type", "params", "enabled"]}),
         ("Timing", {"fields": ["cron", "timezone", "interval_seconds", "start_at", "end_at", "overlap"]}),
+        ("Backfill", {"fields": ["backfill_concurrency"]}),
         ("State", {"fields": list(Schedule.STATE_FIELDS)}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
