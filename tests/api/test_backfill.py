@@ -143,3 +143,17 @@ def test_cancelling_a_backfill_of_another_schedule_is_404(api, daily):
     created = backfill(api, daily).data
     other = Schedule.objects.create(name="other", job_type=daily.job_type, interval_seconds=60)
     assert api.post(f"{URL}{other.pk}/backfills/{created['id']}/cancel/").status_code == 404
+
+
+def test_a_workflows_backfill_runs_wait_with_their_steps_and_are_cancelled_with_them(api, daily):
+    flow = JobTypeFactory(name="flow", kind="workflow", task="")
+    flow.steps.create(name="one", job_type=daily.job_type)
+    nightly = Schedule.objects.create(name="nightly", job_type=flow, cron="0 3 * * *")
+    created = backfill(api, nightly).data
+    assert created["total"] == 3, created
+    parents = list(Run.objects.filter(backfill_id=created["id"]).values_list("pk", flat=True))
+    steps = Run.objects.filter(parent_id__in=parents)
+    assert (steps.count(), set(steps.values_list("status", flat=True))) == (3, {"waiting"})
+    api.post(f"{URL}{nightly.pk}/backfills/{created['id']}/cancel/")
+    everything = Run.objects.filter(pk__in=[*parents, *steps.values_list("pk", flat=True)])
+    assert set(everything.values_list("status", flat=True)) == {"cancelled"}
