@@ -28,7 +28,7 @@ from jobs.workflows import steps as workflow_steps
 
 # Counting a cron's ticks stops here: a range far above the limit is refused
 # without walking every minute of it.
-COUNT_LIMIT_FACTOR = 10
+COUNT_LIMIT_FACTOR = 2
 _next_cron_fire = next_cron_fire.__wrapped__  # uncached: a backfill's ticks would push out the dispatcher's
 
 
@@ -117,7 +117,7 @@ def backfill_create(
     with transaction.atomic():
         # Two backfills of one schedule at once: the second waits for the first,
         # then finds its runs (the unique key would drop them anyway).
-        Schedule.objects.select_for_update().filter(pk=schedule.pk).exists()
+        list(Schedule.objects.select_for_update().filter(pk=schedule.pk).values_list("pk", flat=True))
         backfill = Backfill.objects.create(
             schedule=schedule,
             start=start,

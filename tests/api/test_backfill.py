@@ -157,3 +157,12 @@ def test_a_workflows_backfill_runs_wait_with_their_steps_and_are_cancelled_with_
     api.post(f"{URL}{nightly.pk}/backfills/{created['id']}/cancel/")
     everything = Run.objects.filter(pk__in=[*parents, *steps.values_list("pk", flat=True)])
     assert set(everything.values_list("status", flat=True)) == {"cancelled"}
+
+
+def test_a_range_far_above_the_limit_is_refused_without_counting_every_tick(api, daily, settings):
+    settings.JOBS_BACKFILL_MAX_TICKS = 2
+    every_minute = Schedule.objects.create(name="every-minute", job_type=daily.job_type, cron="* * * * *")
+    response = api.post(f"{URL}{every_minute.pk}/backfill/", {"start": "2016-01-01T00:00:00Z", "end": END},
+                        format="json")  # fmt: skip
+    assert response.status_code == 400
+    assert "holds at least 4 ticks of schedule 'every-minute', more than the 2" in response.data["end"][0]
