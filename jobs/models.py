@@ -34,6 +34,7 @@ from jobs.core.revision_source import current_source, current_user
 
 __all__ = [
     "JOB_TYPE_HISTORY",
+    "Backfill",
     "JobType",
     "NotifyOn",
     "NotifyStatus",
@@ -472,6 +473,7 @@ class Run(models.Model):
         RERUN = "rerun"
         HOOK = "hook"  # a failure hook, run because another run failed
         URL = "url"  # POSTed to a trigger URL (TriggerUrl), without an account
+        BACKFILL = "backfill"  # a past tick of a schedule, run by a backfill
 
     TERMINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
     ACTIVE_STATUSES = (Status.PENDING, Status.QUEUED, Status.RUNNING, Status.RETRYING)
@@ -499,6 +501,11 @@ class Run(models.Model):
     # The fire time this run was created for: with `schedule`, unique, so a tick
     # fired twice (two beats, a restarted dispatcher) creates one run.
     schedule_tick = models.DateTimeField(null=True, blank=True)
+    # The backfill that created it: it waits (`waiting`) until the dispatcher
+    # releases it within the backfill's concurrency (jobs/schedules/backfill.py).
+    backfill = models.ForeignKey(
+        "Backfill", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs", db_index=False
+    )
     # A workflow step's run: its workflow run, its step, and a copy of the
     # step's name and dependencies taken when the workflow run started, so that
     # editing the workflow never changes a run in progress or its history.
@@ -609,6 +616,13 @@ class Run(models.Model):
             models.Index(fields=["cancelled_by"], condition=Q(cancelled_by__isnull=False), name="run_cancelled_by"),
             models.Index(
                 fields=["trigger_url", "-created_at"], condition=Q(trigger_url__isnull=False), name="run_trigger_url"
+            ),
+            # A backfill's runs by status, in tick order: what it releases next,
+            # how many are active, its progress.
+            models.Index(
+                fields=["backfill", "status", "schedule_tick"],
+                condition=Q(backfill__isnull=False),
+                name="run_backfill_status",
             ),
             # The notification sweeper looks only at the few runs still pending.
             models.Index(
@@ -983,6 +997,13 @@ class Schedule(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(MAX_DEADLINE_SECONDS)],
         help_text="If no run of a tick has succeeded this long after the tick (missed, failed or still running), "
         "the job type's recipients and webhook are told once for that tick (schedule.late). Empty: no check.",
+    )
+    backfill_concurrency = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="How many runs of a backfill of this schedule may be active at once. "
+        "Empty: the job type's max_concurrency, or JOBS_BACKFILL_CONCURRENCY.",
     )
     next_run_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The run for the tick at next_run_at exists already, `scheduled` (the
@@ -1453,3 +1474,57 @@ class TriggerUrl(models.Model):
     def mark_used(self) -> None:
         self.last_used_at = django_timezone.now()
         TriggerUrl.objects.filter(pk=self.pk).update(last_used_at=self.last_used_at)
+
+
+class Backfill(models.Model):
+    """The runs of a schedule's ticks in [start, end), created at once (`waiting`)
+    and released `concurrency` at a time by the dispatcher
+    (jobs/schedules/backfill.py). Ticks that had a run already are `skipped`."""
+
+    # SET_NULL: the runs of a backfill whose schedule was deleted are still released.
+    schedule = models.ForeignKey(Schedule, null=True, on_delete=models.SET_NULL, related_name="backfills")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    concurrency = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    total = models.PositiveIntegerField(default=0, help_text="Runs created.")
+    skipped = models.PositiveIntegerField(default=0, help_text="Ticks that had a run already.")
+    # Every run released (or cancelled): the dispatcher is done with it.
+    released_all_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The dispatcher's "backfills with runs to release", every second.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(released_all_at__isnull=True, cancelled_at__isnull=True),
+                name="backfill_releasing",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_id and self.schedule.name} {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M}"
+
+    def mark_cancelled(self, *, cancelled_by=None) -> bool:
+        """Cancelled once: whether this call did it."""
+        now = timezone.now()
+        updated = Backfill.objects.filter(pk=self.pk, cancelled_at__isnull=True).update(
+            cancelled_at=now, cancelled_by=cancelled_by
+        )
+        if updated:
+            self.cancelled_at, self.cancelled_by = now, cancelled_by
+        return bool(updated)
+
+    def mark_released_all(self) -> bool:
+        updated = Backfill.objects.filter(pk=self.pk, released_all_at__isnull=True).update(
+            released_all_at=timezone.now()
+        )
+        return bool(updated)

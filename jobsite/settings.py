@@ -437,7 +437,18 @@ JOBS_MAX_WORKFLOW_STEPS = env_int("JOBS_MAX_WORKFLOW_STEPS", 200)
 JOBS_MIN_SCHEDULE_INTERVAL_SECONDS = env_int("JOBS_MIN_SCHEDULE_INTERVAL_SECONDS", 10)
 # Schedules of one job type, enabled or not.
 JOBS_MAX_SCHEDULES_PER_JOB_TYPE = env_int("JOBS_MAX_SCHEDULES_PER_JOB_TYPE", 1000)
-for _name in ("JOBS_MAX_WORKFLOW_STEPS", "JOBS_MIN_SCHEDULE_INTERVAL_SECONDS", "JOBS_MAX_SCHEDULES_PER_JOB_TYPE"):
+# A schedule backfill creates at most this many runs (ticks) in one request, and
+# releases them this many at a time when neither it, its schedule nor its job
+# type says how many (jobs/schedules/backfill.py).
+JOBS_BACKFILL_MAX_TICKS = env_int("JOBS_BACKFILL_MAX_TICKS", 1000)
+JOBS_BACKFILL_CONCURRENCY = env_int("JOBS_BACKFILL_CONCURRENCY", 1)
+for _name in (
+    "JOBS_MAX_WORKFLOW_STEPS",
+    "JOBS_MIN_SCHEDULE_INTERVAL_SECONDS",
+    "JOBS_MAX_SCHEDULES_PER_JOB_TYPE",
+    "JOBS_BACKFILL_MAX_TICKS",
+    "JOBS_BACKFILL_CONCURRENCY",
+):
     if vars()[_name] < 1:
         raise ImproperlyConfigured(f"{_name}={vars()[_name]}: must be at least 1")
 

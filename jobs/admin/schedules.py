@@ -31,6 +31,7 @@ class ScheduleAdmin(EnableRunMixin, admin.ModelAdmin):
         (None, {"fields": ["name", "job_type", "params", "enabled"]}),
         ("Timing", {"fields": ["cron", "timezone", "interval_seconds", "start_at", "end_at", "overlap"]}),
         ("Alerts", {"fields": ["must_succeed_within_seconds"]}),
+        ("Backfill", {"fields": ["backfill_concurrency"]}),
         ("State", {"fields": list(Schedule.STATE_FIELDS)}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]

@@ -4,11 +4,13 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import audit
 from jobs.api import logs as run_logs
+from jobs.api.backfill_serializers import BackfillRequestSerializer, BackfillSerializer
 from jobs.api.filters import JobTypeFilter, RunFilter, ScheduleFilter
 from jobs.api.pagination import KeysetPagination
 from jobs.api.revisions import RevisionsMixin, restore_schema
@@ -25,9 +27,13 @@ from jobs.core.kinds import registered_task_names
 from jobs.definitions.job_types import job_type_delete
 from jobs.definitions.revisions import job_type_restore, schedule_restore
 from jobs.definitions.serializers import JobTypeSerializer, ScheduleSerializer
-from jobs.models import JobType, Run, Schedule
+from jobs.models import Backfill, JobType, Run, Schedule
 from jobs.runs.trigger import run_cancel, run_create, run_rerun
+from jobs.schedules.backfill import backfill_cancel, backfill_create, backfills_progress
 from jobs.worker.cluster import active_runs, cluster_status, known_queues
+
+# How many of a schedule's backfills the API and its page list.
+BACKFILLS_SHOWN = 50
 
 
 class AuditedMixin:
@@ -171,10 +177,65 @@ class ScheduleViewSet(RevisionsMixin, AuditedMixin, viewsets.ModelViewSet):
     serializer_class = ScheduleSerializer
     filterset_class = ScheduleFilter
     lookup_value_regex = "[^/]+"
-    action_permissions = {"restore": "jobs.change_schedule"}
+    # Operators manage schedules: restoring one, backfilling one or cancelling that is changing it.
+    action_permissions = {
+        "restore": "jobs.change_schedule",
+        "backfill": "jobs.change_schedule",
+        "cancel_backfill": "jobs.change_schedule",
+    }
 
     def restore_definition(self, obj, record):
         return schedule_restore(schedule=obj, record=record, user=self.request.user)
+
+    def _backfill_data(self, backfill: Backfill) -> dict:
+        backfills_progress([backfill])
+        return BackfillSerializer(backfill, context=self.get_serializer_context()).data
+
+    @extend_schema(
+        request=BackfillRequestSerializer,
+        responses={
+            201: OpenApiResponse(BackfillSerializer, description="Backfill created; its runs are released in turn."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def backfill(self, request, pk=None):
+        """Create the runs of the schedule's ticks in [start, end) that have none,
+        released a few at a time (backfill_concurrency)."""
+        schedule = self.get_object()
+        body = BackfillRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        backfill = backfill_create(
+            schedule=schedule,
+            start=body.validated_data["start"],
+            end=body.validated_data["end"],
+            concurrency=body.validated_data.get("backfill_concurrency"),
+            requested_by=request.user,
+        )
+        return Response(self._backfill_data(backfill), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: BackfillSerializer(many=True)})
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
+    def backfills(self, request, pk=None):
+        """The schedule's latest backfills (BACKFILLS_SHOWN), newest first, with their progress."""
+        schedule = self.get_object()
+        backfills = list(
+            schedule.backfills.select_related("requested_by", "cancelled_by").order_by("-created_at")[:BACKFILLS_SHOWN]
+        )
+        backfills_progress(backfills)
+        return Response(BackfillSerializer(backfills, many=True, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        request=None,
+        responses={200: BackfillSerializer, 409: OpenApiResponse(ErrorSerializer, description="Cancelled already.")},
+    )
+    @action(detail=True, methods=["post"], url_path=r"backfills/(?P<backfill_id>[^/]+)/cancel")
+    def cancel_backfill(self, request, pk=None, backfill_id=None):
+        """Stop a backfill: its runs not started yet are cancelled; those running go on."""
+        schedule = self.get_object()
+        backfill = get_object_or_404(schedule.backfills.all(), pk=backfill_id)
+        backfill_cancel(backfill=backfill, cancelled_by=request.user)
+        backfill.refresh_from_db()
+        return Response(self._backfill_data(backfill))
 
 
 class TaskListView(APIView):

@@ -223,6 +223,7 @@ class ScheduleSerializer(ModelCleanMixin, ModelSerializer):
             "enabled",
             "overlap",
             "must_succeed_within_seconds",
+            "backfill_concurrency",
             "start_at",
             "end_at",
             "next_run_at",

@@ -24,6 +24,12 @@ urlpatterns = [
     ),
     path("job-types/<path:name>/", views.job_type_detail, name="job-type"),
     path("schedules/", views.schedule_list, name="schedules"),
+    path("schedules/<int:schedule_id>/", views.schedule_detail, name="schedule"),
+    path(
+        "schedules/<int:schedule_id>/backfills/<int:backfill_id>/cancel/",
+        views.backfill_cancel_view,
+        name="backfill-cancel",
+    ),
     path("workers/", views.workers, name="workers"),
     path("audit/", views.audit_log, name="audit"),
 ]

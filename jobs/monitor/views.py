@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from jobs import audit
 from jobs.core import errors
 from jobs.core.limits import is_truncated_result
-from jobs.models import JobType, Run, Schedule
+from jobs.models import Backfill, JobType, Run, Schedule
 from jobs.monitor.charts import duration_chart, step_timeline
 from jobs.monitor.flower import may_see_flower
 from jobs.monitor.forms import AuditFilterForm, RunFilterForm, RunNowForm
@@ -41,6 +41,7 @@ from jobs.monitor.queries import (
 )
 from jobs.monitor.revisions import run_revision
 from jobs.runs import broker, trigger
+from jobs.schedules.backfill import backfill_cancel, backfills_progress
 from jobs.worker.cluster import active_runs, cluster_status, known_queues
 from jobs.workflows.steps import step_runs
 from jobs.workflows.svg import workflow_svg
@@ -56,6 +57,7 @@ SCHEDULE_PAGE_SIZE = 50
 REFRESH_SECONDS = 3
 RERUNS_LIMIT = 10  # reruns of one run listed on its page
 AUDIT_PAGE_SIZE = 50
+BACKFILLS_SHOWN = 20  # a schedule's latest backfills on its page
 
 
 def needs(*permissions: str):
@@ -352,6 +354,40 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
     # Their last runs only for the page: PostgreSQL would look them up for the rows OFFSET skips too.
     page.object_list = list(schedules().filter(pk__in=[schedule.pk for schedule in page.object_list]))
     return render(request, "monitor/schedule_list.html", {"page": page})
+
+
+@needs("jobs.view_schedule")
+@require_GET
+def schedule_detail(request: HttpRequest, schedule_id: int) -> HttpResponse:
+    """A schedule, and its latest backfills with their progress (runs done / total)."""
+    schedule = get_object_or_404(schedules(), pk=schedule_id)
+    backfills = list(
+        schedule.backfills.select_related("requested_by", "cancelled_by").order_by("-created_at")[:BACKFILLS_SHOWN]
+    )
+    backfills_progress(backfills)
+    context = {
+        "schedule": schedule,
+        "backfills": backfills,
+        "can_cancel": request.user.has_perm("jobs.change_schedule"),
+    }
+    return render(request, "monitor/schedule_detail.html", context)
+
+
+@needs("jobs.view_schedule")
+@require_POST
+def backfill_cancel_view(request: HttpRequest, schedule_id: int, backfill_id: int) -> HttpResponse:
+    if not request.user.has_perm("jobs.change_schedule"):
+        raise PermissionDenied("You may not change schedules.")
+    backfill = get_object_or_404(Backfill, pk=backfill_id, schedule_id=schedule_id)
+    try:
+        cancelled = backfill_cancel(backfill=backfill, cancelled_by=request.user)
+    except errors.ServiceError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, f"Backfill cancelled: {cancelled} run{'s' if cancelled != 1 else ''} not started cancelled."
+        )
+    return redirect("monitor:schedule", schedule_id)
 
 
 # --- Workers ---------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The dispatcher, run by beat's `jobsite.dispatch` every second: plans each
 schedule's next tick ahead as a `scheduled` run, releases the runs whose time has
-come (`pending`, then published), and sweeps the runs whose publish failed. Each
+come (`pending`, then published) and those of backfills that have room for more
+(jobs/schedules/backfill.py), and sweeps the runs whose publish failed. Each
 batch is claimed with locks that skip what another dispatcher holds, in its own
 transaction, and published once that commits, so several dispatchers never plan or
 release a tick twice. It also finds the runs past their deadline and the
@@ -17,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from jobs.core.errors import ServiceError
-from jobs.models import JobType, Run, Schedule, latest_revision, republish_deadline
+from jobs.models import Backfill, JobType, Run, Schedule, latest_revision, republish_deadline
 from jobs.runs.trigger import run_build, runs_publish
 from jobs.schedules import deadlines
 from jobs.schedules.claims import claim as _claim
@@ -46,6 +47,8 @@ def dispatch_due(now: datetime | None = None) -> dict[str, int]:
     # edited a moment ago, or one that missed ticks while nothing dispatched.
     late = _release_due(now)
     published += _publish(late)
+    backfilled = _release_backfills()
+    published += _publish(backfilled)
     republished: list[Run] = []
     while batch := _republish_batch(timezone.now()):  # `now` may stand for a schedule clock ahead (tests)
         republished += batch
@@ -54,7 +57,7 @@ def dispatch_due(now: datetime | None = None) -> dict[str, int]:
         "late_runs": late_runs,
         "late_ticks": late_ticks,
         "planned": planned,
-        "released": len(released) + len(late),
+        "released": len(released) + len(late) + len(backfilled),
         "published": published,
         "republished": runs_publish(republished),
     }
@@ -186,6 +189,33 @@ def _release_batch(now: datetime) -> list | None:
                 status=Run.Status.PENDING, released_at=timezone.now(), republish_after=republish_deadline()
             )
         return released
+
+
+def _release_backfills() -> list:
+    """Release the waiting runs of each backfill, oldest tick first, as many as
+    its `concurrency` leaves room for beside its active runs; a backfill with
+    none left waiting is done. The ids released (to publish after commit)."""
+    releasing = Backfill.objects.filter(released_all_at__isnull=True, cancelled_at__isnull=True)
+    if not releasing.exists():  # the usual answer, without a write transaction
+        return []
+    released: list = []
+    with transaction.atomic():
+        # Locked, so that two dispatchers do not both fill the same free slots.
+        for backfill in _claim(releasing.order_by("created_at").only("pk", "concurrency"))[:BATCH_SIZE]:
+            runs = Run.objects.filter(backfill=backfill)
+            free = backfill.concurrency - runs.filter(status__in=Run.ACTIVE_STATUSES).count()
+            if free <= 0:
+                continue
+            waiting = runs.filter(status=Run.Status.WAITING).order_by("schedule_tick")
+            ids = list(waiting.values_list("pk", flat=True)[:free])
+            if not ids:
+                backfill.mark_released_all()
+                continue
+            Run.objects.filter(pk__in=ids, status=Run.Status.WAITING).update(
+                status=Run.Status.PENDING, released_at=timezone.now(), republish_after=republish_deadline()
+            )
+            released += ids
+    return released
 
 
 def _schedules_with_active_runs(schedule_ids: set[int]) -> set[int]:

@@ -33,7 +33,7 @@ from rest_framework.test import APIClient
 from jobs.audit import Author
 from jobs.core.roles import EDITORS, OPERATORS, VIEWERS
 from jobs.definitions.secrets import secret_create
-from jobs.models import JobType, Run, Schedule, TriggerUrl, Workflow
+from jobs.models import Backfill, JobType, Run, Schedule, TriggerUrl, Workflow
 from jobs.runs.trigger_urls import token_hash
 
 USERS = ("anonymous", "viewer", "operator", "editor", "admin")
@@ -67,6 +67,7 @@ class World:
     admin_objects: dict[str, Any] = field(default_factory=dict)
     trigger_url: TriggerUrl | None = None  # echo's, whose token is HOOK_TOKEN
     hook_run: Run | None = None  # a run through it
+    backfill: Backfill | None = None  # of `schedule`, its one run waiting
 
 
 @pytest.fixture
@@ -109,7 +110,11 @@ def world(users, redis_server, settings) -> World:
     }
     trigger_url = TriggerUrl.objects.create(job_type=echo, token_hash=token_hash(HOOK_TOKEN), prefix=HOOK_TOKEN[:6])
     hook_run = Run.objects.create(job_type=echo, trigger="url", trigger_url=trigger_url)
-    return World(echo, spare, flow, pending, finished, flow_run, schedule, admin_objects, trigger_url, hook_run)
+    backfill = Backfill.objects.create(schedule=schedule, start=timezone.now(), end=timezone.now(), concurrency=1)
+    Run.objects.create(job_type=echo, trigger="backfill", status=Run.Status.WAITING, backfill=backfill)
+    return World(
+        echo, spare, flow, pending, finished, flow_run, schedule, admin_objects, trigger_url, hook_run, backfill
+    )
 
 
 @dataclass

@@ -274,6 +274,27 @@ def api_rows(w: World) -> dict[tuple[str, str], list[Row]]:
             Row("GET", f"/hooks/{HOOK_TOKEN}/runs/{w.hook_run.pk}/", "200 200 200 200 200"),
             Row("GET", f"/hooks/{HOOK_TOKEN}/runs/{w.finished.pk}/", "404 404 404 404 404"),  # not through it
         ],
+        ("POST", "/api/v1/schedules/{id}/backfill/"): [
+            Row(
+                "POST",
+                f"{schedule}/{w.schedule.pk}/backfill/",
+                OPERATE.format(ok=201),
+                {"start": "2026-01-01T00:00:00Z", "end": "2026-01-03T00:00:00Z"},
+                lambda r: Run.objects.filter(schedule=w.schedule, trigger="backfill").count() == 2,
+                at_least("operator"),
+            )
+        ],
+        ("GET", "/api/v1/schedules/{id}/backfills/"): [Row("GET", f"{schedule}/{w.schedule.pk}/backfills/", READ)],
+        ("POST", "/api/v1/schedules/{id}/backfills/{backfill_id}/cancel/"): [
+            Row(
+                "POST",
+                f"{schedule}/{w.schedule.pk}/backfills/{w.backfill.pk}/cancel/",
+                OPERATE.format(ok=200),
+                None,
+                lambda r: Run.objects.get(backfill=w.backfill).status == Run.Status.CANCELLED,
+                at_least("operator"),
+            )
+        ],
         ("GET", "/api/v1/tasks/"): [Row("GET", "/api/v1/tasks/", READ)],
         ("GET", "/api/v1/workers/"): [Row("GET", "/api/v1/workers/", READ)],
     }
@@ -379,6 +400,15 @@ def page_rows(w: World) -> list[Row]:
             at_least("editor"),
         ),
         Row("GET", "/monitor/schedules/", PAGE),
+        Row("GET", f"/monitor/schedules/{w.schedule.pk}/", PAGE),
+        Row(
+            "POST",
+            f"/monitor/schedules/{w.schedule.pk}/backfills/{w.backfill.pk}/cancel/",
+            "302 403 302 302 302",
+            {},
+            lambda r: Run.objects.get(backfill=w.backfill).status == Run.Status.CANCELLED,
+            at_least("operator"),
+        ),
         Row("GET", "/monitor/workers/", PAGE),
         Row("GET", "/monitor/audit/", PAGE),
         # Flower: staff who may see runs; its controls (any POST) for superusers.
