@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from jobs.core.cron import next_cron_fire
 from jobs.core.errors import Conflict, InvalidInput
-from jobs.models import Backfill, JobType, Run, Schedule
+from jobs.models import Backfill, JobType, Run, Schedule, latest_revision
 from jobs.runs.trigger import run_build, run_cancel
 from jobs.workflows import steps as workflow_steps
 
@@ -140,6 +140,8 @@ def backfill_create(
                 requested_by=requested_by,
                 created_at=now,
                 republish_after=None,  # not the sweeper's until released
+                # The definition it will run, as a trigger records it; its deadline is set at its release.
+                job_type_revision_id=latest_revision(template.job_type.pk),
             )
             for tick in ticks
             if tick not in taken

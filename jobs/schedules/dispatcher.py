@@ -207,12 +207,19 @@ def _release_backfills() -> list:
             if free <= 0:
                 continue
             waiting = runs.filter(status=Run.Status.WAITING).order_by("schedule_tick")
-            ids = list(waiting.values_list("pk", flat=True)[:free])
-            if not ids:
+            # A backfill's runs share its schedule's job type, and their deadline
+            # counts from their release: a past tick is not late for being past.
+            rows = list(waiting.values_list("pk", "job_type__deadline_seconds")[:free])
+            if not rows:
                 backfill.mark_released_all()
                 continue
+            ids = [pk for pk, _ in rows]
+            now, deadline_seconds = timezone.now(), rows[0][1]
             Run.objects.filter(pk__in=ids, status=Run.Status.WAITING).update(
-                status=Run.Status.PENDING, released_at=timezone.now(), republish_after=republish_deadline()
+                status=Run.Status.PENDING,
+                released_at=now,
+                republish_after=republish_deadline(),
+                deadline_at=now + timedelta(seconds=deadline_seconds) if deadline_seconds else None,
             )
             released += ids
     return released

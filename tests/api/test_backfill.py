@@ -4,6 +4,7 @@ import pytest
 from django.utils import timezone
 
 from jobs.models import Backfill, Run, Schedule
+from jobs.schedules.dispatcher import dispatch_due
 from tests.factories import JobTypeFactory, RunFactory
 
 pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
@@ -168,3 +169,17 @@ def test_a_range_far_above_the_limit_is_refused_without_counting_every_tick(api,
                         format="json")  # fmt: skip
     assert response.status_code == 400
     assert "holds at least 4 ticks of schedule 'every-minute', more than the 2" in response.data["end"][0]
+
+
+def test_its_runs_record_the_revision_they_run_and_are_late_only_counting_from_their_release(api, daily, redis_server):
+    daily.job_type.deadline_seconds = 600
+    daily.job_type.save()  # a new revision
+    assert backfill(api, daily, backfill_concurrency=3).status_code == 201
+    runs = Run.objects.filter(schedule=daily)
+    assert {run.job_type_revision_id for run in runs} == {daily.job_type.history.latest().history_id}
+
+    outcome = dispatch_due()
+    assert (outcome["released"], outcome["late_runs"]) == (3, 0)  # ticks days ago, released now: not late
+    for run in runs.all():
+        assert run.deadline_at == run.released_at + timedelta(seconds=600)
+        assert run.late_at is None
