@@ -29,6 +29,17 @@ def create(api, name="API_TOKEN", value=VALUE, **extra):
     return api.post("/api/v1/secrets/", {"name": name, "value": value, **extra}, format="json")
 
 
+def define_a_command_using_the_secret(api) -> None:
+    """The secret API_TOKEN, and the job type `cmd`: a command with it in its environment."""
+    assert create(api).status_code == 201
+    body = {
+        "name": "cmd",
+        "kind": "command",
+        "command": {"argv": commands.ECHO, "env": {"T": "{{ secrets.API_TOKEN }}"}},
+    }
+    assert api.post("/api/v1/job-types/", body, format="json").status_code == 201
+
+
 def test_it_creates_changes_and_deletes_a_secret_and_no_answer_holds_its_value(api, admin_user):
     response = create(api, description="Token of the billing API")
     assert response.status_code == 201, response.data
@@ -205,13 +216,7 @@ def test_rotate_secrets_without_the_old_key_changes_nothing_and_says_so(api, set
 
 
 def test_a_run_whose_secret_cannot_be_read_fails_saying_why(api, settings):
-    assert create(api).status_code == 201
-    body = {
-        "name": "cmd",
-        "kind": "command",
-        "command": {"argv": commands.ECHO, "env": {"T": "{{ secrets.API_TOKEN }}"}},
-    }
-    assert api.post("/api/v1/job-types/", body, format="json").status_code == 201
+    define_a_command_using_the_secret(api)
     settings.JOBS_SECRETS_KEYS = [Fernet.generate_key().decode()]
     run = JobType.objects.get(name="cmd").runs.create(trigger="api")
     with pytest.raises(Exception, match="Not run: a secret was encrypted with a key that is not in JOBS_SECRETS_KEYS"):
@@ -251,13 +256,7 @@ def test_the_admin_refuses_a_short_value_and_a_new_secret_without_one(client, ad
 
 
 def test_the_admin_does_not_delete_a_secret_in_use(client, admin_user, api):
-    assert create(api).status_code == 201
-    body = {
-        "name": "cmd",
-        "kind": "command",
-        "command": {"argv": commands.ECHO, "env": {"T": "{{ secrets.API_TOKEN }}"}},
-    }
-    assert api.post("/api/v1/job-types/", body, format="json").status_code == 201
+    define_a_command_using_the_secret(api)
     client.force_login(admin_user)
     secret = Secret.objects.get()
     response = client.post(reverse("admin:jobs_secret_delete", args=[secret.pk]), {"post": "yes"})
