@@ -271,6 +271,11 @@ SITE_URL = os.environ.get("SITE_URL", "http://localhost:8000").rstrip("/")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Broker connections kept open for reuse (Celery's default, 10). Flower runs with 0
+# (Procfile, docker/compose.yml): each of its inspections opens a connection of its
+# own, since a pooled one that a Redis restart left dead failed the next inspection
+# made through it ("Unable to get stats" on Flower's worker page).
+CELERY_BROKER_POOL_LIMIT = env_int("CELERY_BROKER_POOL_LIMIT", 10)
 # A trigger must answer quickly when Redis is down (the run stays `pending`),
 # not hang for Celery's default minute of publish retries.
 # A task whose worker vanished (killed, machine lost) is handed out again once

@@ -483,6 +483,7 @@ class Flower:
         command += ["--inspect_timeout=5000"]
         # On the test database, as Flower runs on Jobsite's: it reads task results there.
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
+        env["CELERY_BROKER_POOL_LIMIT"] = "0"  # as the Procfile runs it (jobsite/settings.py says why)
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
         )

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+import redis
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
@@ -157,6 +158,30 @@ def test_a_viewer_sees_the_workers_config_in_flower_without_any_secret(flower, s
     assert not {"EMAIL_URL", "REDIS_URL", "FLOWER_BASIC_AUTH", "SECRET_KEY", "DATABASES"} & set(conf)
     # Celery's own settings are all there is, under Celery's names, on the API and the page.
     assert conf["task_default_queue"] == "celery" and "broker_url" in conf
+    assert "task_default_queue" in page.content.decode()
+
+
+def test_after_redis_restarted_flowers_page_of_a_worker_shows_it_on_the_first_visit(
+    flower, broker_outage, celery_worker, start_worker, staff_client
+):
+    # Flower has broker connections from before the restarts. Pooled, dead ones
+    # failed the next inspections made through them, and the page answered 404,
+    # "Unable to get stats". Flower runs with CELERY_BROKER_POOL_LIMIT=0.
+    before = staff_client.get(f"/flower/worker/{celery_worker.hostname}")  # its 8 inspections, at once
+    assert before.status_code == 200
+    for _ in range(2):
+        broker_outage.stop()
+        broker_outage.start()
+    deadline = time.monotonic() + 60
+    while True:  # this process's own pooled connections are dead too: the first calls fail
+        try:
+            worker = start_worker(1, "flower-after-restart")
+            break
+        except (OSError, RuntimeError, redis.exceptions.ConnectionError):
+            assert time.monotonic() < deadline, "the broker did not come back"
+            time.sleep(0.5)
+    page = staff_client.get(f"/flower/worker/{worker.hostname}")
+    assert page.status_code == 200, page.content[:300]
     assert "task_default_queue" in page.content.decode()
 
 
