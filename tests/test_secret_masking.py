@@ -4,9 +4,12 @@ import json
 from urllib.parse import quote
 
 import httpx
+import pytest
 
 from jobs.core import net, secrets
 from jobs.core.redaction import MASK, mask_headers, mask_url
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 
 def test_a_value_is_masked_as_it_is_percent_encoded_and_json_escaped():

@@ -21,6 +21,8 @@ from jobs.runs.executors import CommandExecutor
 from tests import commands
 from tests.factories import job_type_form
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 VALUE = "v4lue-n3ver-shown-Q7"
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,6 +25,8 @@ from jobs.models import Run, TriggerUrl
 from tests.conftest import free_port
 from tests.factories import JobTypeFactory
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 SCHEMA = {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]}
 
 

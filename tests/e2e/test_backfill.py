@@ -4,10 +4,14 @@ import time
 import uuid
 from collections import Counter
 
+import pytest
+
 from jobs.models import Run
 from tests.conftest import WORKFLOW_QUEUE, wait_until
 from tests.e2e.test_execution import define
 from tests.tasks import concurrency_seen
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 
 def statuses(backfill_id: int) -> Counter:

@@ -4,6 +4,7 @@ failure email."""
 
 import json
 
+import pytest
 from django.conf import settings
 
 from tests import commands
@@ -11,6 +12,8 @@ from tests.conftest import wait_for_notification, wait_for_run
 from tests.e2e.test_execution import define
 from tests.e2e.test_notifications import trigger
 from tests.servers import html_part, text_part
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 
 def logs(api, run) -> dict:

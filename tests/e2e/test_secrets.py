@@ -21,6 +21,8 @@ from tests import commands
 from tests.conftest import wait_for_notification, wait_for_run
 from tests.servers import HttpRecorder
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 
 @pytest.fixture
 def server():

@@ -1,10 +1,13 @@
 """A trigger URL end to end: POSTed to without an account → Redis → a real
 Celery worker → the run's status, read back through the URL's status link."""
 
+import pytest
 from django.test import Client
 
 from jobs.models import Run
 from tests.conftest import wait_for_run
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 
 def test_a_post_to_a_trigger_url_without_an_account_runs_the_job_on_a_worker(worker, api):

@@ -12,6 +12,8 @@ from jobs.schedules.backfill import backfill_create
 from tests.factories import JobTypeFactory
 from tests.monitor.test_pages import section
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 
 @pytest.fixture
 def backfilled(db, admin_user):

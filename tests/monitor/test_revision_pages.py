@@ -10,6 +10,8 @@ from jobs.runs.trigger import run_create
 from tests.credentials import SECRETS, fetch_job_type
 from tests.factories import JobTypeFactory
 
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
 API = "/api/v1/job-types/"
 
 

@@ -1,10 +1,13 @@
 """A run's log on its page (templates/monitor/_run_logs.html): the newest
 lines, escaped, the cut mark, and a live region while the run goes on."""
 
+import pytest
 from django.utils import timezone
 
 from jobs.models import JobType, Run, RunLogLine
 from tests.factories import JobTypeFactory, RunFactory
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 
 def add_lines(run: Run, seqs, message: str = "m{}") -> None:
