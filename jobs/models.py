@@ -7,7 +7,8 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connections, models, router, transaction
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 from django.utils import timezone as django_timezone
@@ -735,9 +736,13 @@ class Run(models.Model):
         )
 
     def _attempt_start(self, worker: str) -> dict:
+        now = timezone.now()
         return {
             "status": self.Status.RUNNING,
-            "started_at": timezone.now(),
+            "started_at": now,
+            # A worker may start the run before the web process has marked it
+            # `queued` (that mark then no longer applies): it was queued by now.
+            "queued_at": Coalesce(F("queued_at"), Value(now)),
             "attempts": F("attempts") + 1,
             "worker": worker,
         }

@@ -70,6 +70,23 @@ def test_it_starts_a_run_with_one_update(job_type, django_assert_num_queries):
     assert start.go and (run.status, run.attempts, run.worker) == (Run.Status.RUNNING, 1, "w@host")
 
 
+def test_a_run_started_before_the_web_marked_it_queued_counts_as_queued_at_its_start(
+    job_type, django_assert_num_queries
+):
+    # The worker can take the message before the web process's "queued" UPDATE,
+    # which then no longer applies (it needs `pending`): the run is still `pending`.
+    run = RunFactory(job_type=job_type, status=Run.Status.PENDING)
+    with django_assert_num_queries(1):
+        tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
+    run.refresh_from_db()
+    assert run.status == Run.Status.RUNNING
+    assert run.queued_at == run.started_at is not None
+    queued = RunFactory(job_type=job_type, status=Run.Status.QUEUED, queued_at=run.started_at)
+    tracking.run_started(run_id=str(queued.pk), worker="w@host", parent_id="")
+    queued.refresh_from_db()
+    assert queued.queued_at < queued.started_at  # kept when it was marked
+
+
 def test_it_records_a_success_and_its_task_result_in_one_transaction(job_type, django_assert_num_queries):
     run = RunFactory(job_type=job_type, status=Run.Status.RUNNING, attempts=1)
     request = worker_request(run)

@@ -17,7 +17,7 @@ from django.test import Client
 from jobs.core.roles import VIEWERS
 from jobs.models import Run
 from jobs.runs.trigger import run_create
-from tests.conftest import ROOT, free_port, wait_for_run
+from tests.conftest import ROOT, free_port, wait_for_ping, wait_for_run
 from tests.factories import JobTypeFactory
 
 
@@ -164,25 +164,32 @@ def test_a_viewer_sees_the_workers_config_in_flower_without_any_secret(flower, s
 def test_after_redis_restarted_flowers_page_of_a_worker_shows_it_on_the_first_visit(
     flower, broker_outage, celery_worker, start_worker, staff_client
 ):
-    # Flower has broker connections from before the restarts. Pooled, dead ones
-    # failed the next inspections made through them, and the page answered 404,
-    # "Unable to get stats". Flower runs with CELERY_BROKER_POOL_LIMIT=0.
+    # Flower holds broker connections from before the restarts. Pooled, they
+    # failed the next inspections made through them, and a worker's page
+    # answered 404, "Unable to get stats" (seen after two quick restarts).
+    # Flower runs with CELERY_BROKER_POOL_LIMIT=0: a connection per inspection.
     before = staff_client.get(f"/flower/worker/{celery_worker.hostname}")  # its 8 inspections, at once
     assert before.status_code == 200
     for _ in range(2):
         broker_outage.stop()
         broker_outage.start()
-    deadline = time.monotonic() + 60
-    while True:  # this process's own pooled connections are dead too: the first calls fail
-        try:
-            worker = start_worker(1, "flower-after-restart")
-            break
-        except (OSError, RuntimeError, redis.exceptions.ConnectionError):
-            assert time.monotonic() < deadline, "the broker did not come back"
-            time.sleep(0.5)
+    answered_once_back(lambda: wait_for_ping(celery_worker, timeout=120))
+    worker = answered_once_back(lambda: start_worker(1, "flower-after-restart"))
     page = staff_client.get(f"/flower/worker/{worker.hostname}")
     assert page.status_code == 200, page.content[:300]
     assert "task_default_queue" in page.content.decode()
+
+
+def answered_once_back(call, timeout: float = 60):
+    """call(), again until it gets through: this process's own pooled broker
+    connections died with Redis, and the first calls through them fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except redis.exceptions.ConnectionError:
+            assert time.monotonic() < deadline, "the broker did not come back"
+            time.sleep(0.5)
 
 
 def test_the_config_a_worker_answers_with_masks_the_broker_password():
