@@ -5,6 +5,7 @@
 # Called by `make test`, which creates .venv first.
 #   DB=sqlite | DB=postgres   run only that pytest stage
 #   PG_TESTS=all              the PostgreSQL stage runs every test, not only the marked ones
+#   PYTEST_WORKERS=N          test processes side by side (pytest-xdist; default 2, 0 for one process)
 #   PYTEST_ARGS="-k foo"      extra pytest arguments (so are this script's own)
 set -euo pipefail
 
@@ -192,6 +193,12 @@ main() {
     # shlex, so that PYTEST_ARGS="-k 'a and b'" keeps its quoted words together.
     mapfile -d '' -t PYTEST_EXTRA < <(python -c 'import shlex, sys; sys.stdout.write("".join(a + "\0" for a in shlex.split(sys.argv[1])))' "${PYTEST_ARGS:-}")
     PYTEST_EXTRA+=("$@")
+    # Most tests wait on Redis, Celery workers or a browser: two test processes,
+    # each with its own Redis, workers, SMTP server and test database, keep the
+    # machine's cores busy (tests/settings.py).
+    if [[ ${PYTEST_WORKERS:-2} != 0 ]]; then
+        PYTEST_EXTRA=(-n "${PYTEST_WORKERS:-2}" "${PYTEST_EXTRA[@]}")
+    fi
     # Settings refuse to start without one (unless DEBUG=1); any value does for tests.
     export SECRET_KEY="${SECRET_KEY:-insecure-key-for-tests-only}"
     # The checks below load the settings too: a developer's .env is not theirs to read.

@@ -21,6 +21,13 @@ def _free_port() -> int:
 # database, broker or allow-lists would change what they test.
 os.environ["JOBS_ENV_FILE"] = ""
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
+# Under pytest-xdist each test process (gw0, gw1, …) has a Redis and an SMTP
+# server of its own: the ports its parent chose are not inherited.
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if os.environ.get("JOBS_TEST_PORTS_FOR", "") != _xdist_worker:
+    os.environ.pop("REDIS_URL", None)
+    os.environ.pop("EMAIL_URL", None)
+os.environ["JOBS_TEST_PORTS_FOR"] = _xdist_worker
 # The tests start their own Redis on a free port (tests/conftest.py); workers
 # they spawn inherit this variable and so find the same one.
 os.environ.setdefault("REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
