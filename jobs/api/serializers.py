@@ -92,9 +92,18 @@ class RunSerializer(DurationMixin, serializers.ModelSerializer):
             "notification",
             "url",
             "trigger_url",
+            "backfill",
+            "job_type_revision",
         ]
         read_only_fields = fields
-        extra_kwargs = {"trigger_url": {"help_text": "Trigger `url`: the id of the trigger URL it came through."}}
+        extra_kwargs = {
+            "trigger_url": {"help_text": "Trigger `url`: the id of the trigger URL it came through."},
+            "backfill": {"help_text": "Trigger `backfill`: the id of the backfill that created it."},
+            "job_type_revision": {
+                "help_text": "The id of its job type's revision it ran "
+                "(GET /api/v1/job-types/{name}/revisions/{id}/); null for runs from before revisions were kept."
+            },
+        }
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_step(self, run: Run) -> str | None:

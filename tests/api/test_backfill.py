@@ -174,8 +174,10 @@ def test_a_range_far_above_the_limit_is_refused_without_counting_every_tick(api,
 def test_its_runs_record_the_revision_they_run_and_are_late_only_counting_from_their_release(api, daily, redis_server):
     daily.job_type.deadline_seconds = 600
     daily.job_type.save()  # a new revision
-    assert backfill(api, daily, backfill_concurrency=3).status_code == 201
+    created = backfill(api, daily, backfill_concurrency=3)
+    assert created.status_code == 201
     runs = Run.objects.filter(schedule=daily)
+    assert {api.get(f"/api/v1/runs/{run.pk}/").data["backfill"] for run in runs} == {created.data["id"]}
     assert {run.job_type_revision_id for run in runs} == {daily.job_type.history.latest().history_id}
 
     outcome = dispatch_due()

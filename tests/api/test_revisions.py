@@ -219,6 +219,17 @@ def test_runs_record_the_revision_they_run_planned_ones_included(db):
     assert planned.job_type_revision.description == "second revision"
 
 
+def test_a_runs_api_answer_names_the_revision_it_runs_and_that_revision_reads_back(api, echo, redis_server):
+    assert api.patch("/api/v1/job-types/echo/", {"description": "second"}, format="json").status_code == 200
+    run = api.post("/api/v1/job-types/echo/run/", {"params": {}}, format="json").data
+    latest = revisions_of(api, "echo")[0]
+    assert run["job_type_revision"] == latest["id"]
+    assert api.get(f"/api/v1/runs/{run['id']}/").data["job_type_revision"] == latest["id"]
+    revision = api.get(f"/api/v1/job-types/echo/revisions/{run['job_type_revision']}/")
+    assert revision.status_code == 200
+    assert revision.data["definition"]["description"] == "second"
+
+
 def test_disabling_a_workflow_with_an_admin_action_is_a_revision(client, admin_user, echo):
     workflow = Workflow.objects.create(name="etl")
     client.force_login(admin_user)
