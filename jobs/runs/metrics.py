@@ -16,6 +16,7 @@ from datetime import datetime
 from django.db import router, transaction
 from django.utils.dateparse import parse_datetime
 
+from jobs.core.claims import claim
 from jobs.core.tallies import DURATION_BUCKETS, LATENESS_BUCKETS, QUEUE_WAIT_BUCKETS, SUM, bucket_key
 from jobs.models import Run, RunTally, RunToCount
 
@@ -80,11 +81,7 @@ def tallies_fold() -> int:
     folded, database = 0, router.db_for_write(RunToCount)
     while folded < FOLD_MAX:
         with transaction.atomic(using=database):
-            rows = list(
-                RunToCount.objects.select_for_update(skip_locked=True)
-                .order_by("pk")
-                .values_list("pk", "run_id", "event")[:FOLD_BATCH]
-            )
+            rows = list(claim(RunToCount.objects.order_by("pk")).values_list("pk", "run_id", "event")[:FOLD_BATCH])
             if not rows:
                 break
             ids = {run_id for _, run_id, _ in rows}

@@ -40,9 +40,9 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from jobs import notifications
+from jobs.core.claims import claim
 from jobs.core.kinds import clean_emails
 from jobs.models import JobType, Run, Schedule
-from jobs.schedules.claims import claim
 from jobsite.celery import app
 
 logger = logging.getLogger(__name__)

@@ -17,11 +17,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from jobs.core.claims import claim as _claim
 from jobs.core.errors import ServiceError
 from jobs.models import Backfill, JobType, Run, Schedule, latest_revision, republish_deadline
 from jobs.runs.trigger import run_build, runs_publish
 from jobs.schedules import deadlines
-from jobs.schedules.claims import claim as _claim
 from jobs.workflows import steps as workflow_steps
 
 logger = logging.getLogger(__name__)
