@@ -58,7 +58,7 @@ def queue_of(run: Run) -> str:
 def secret_values(names: set[str]) -> dict[str, str]:
     """The values of the secrets a run uses, read now, on the worker; RunFailed if one cannot be."""
     try:
-        return Secret.values_for(names) if names else {}
+        return Secret.values_for(names)
     except secrets.SecretsError as exc:
         raise RunFailed(f"Not run: {exc}") from None
 
