@@ -276,8 +276,6 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # own, since a pooled one that a Redis restart left dead failed the next inspection
 # made through it ("Unable to get stats" on Flower's worker page).
 CELERY_BROKER_POOL_LIMIT = env_int("CELERY_BROKER_POOL_LIMIT", 10)
-# A trigger must answer quickly when Redis is down (the run stays `pending`),
-# not hang for Celery's default minute of publish retries.
 # A task whose worker vanished (killed, machine lost) is handed out again once
 # it has been unacknowledged for `visibility_timeout`; workers look for such
 # tasks every fifth of it (at most every 10 s; kombu's default is every 100 s).
@@ -289,6 +287,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": max(1, min(10, _visibility_timeout // 5)),
     "unacked_restore_throttle": 1,
 }
+# A trigger must answer quickly when Redis is down (the run stays `pending`),
+# not hang for Celery's default minute of publish retries.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 # django-celery-results' database backend, with results and tracebacks cut like
 # the runs' own (JOBS_RESULT_MAX_BYTES, JOBS_ERROR_MAX_CHARS), and a run's success
@@ -396,6 +396,9 @@ JOBS_RETRY_BACKOFF_MAX_SECONDS = env_int("JOBS_RETRY_BACKOFF_MAX_SECONDS", 600)
 # than a publish can take, so that a run whose first publish is still under
 # way is not published twice.
 JOBS_PENDING_REPUBLISH_SECONDS = env_int("JOBS_PENDING_REPUBLISH_SECONDS", 15)
+# Messages sent to Redis in one round trip when many runs are published at once
+# (a bulk trigger, a dispatcher tick, a workflow's ready steps).
+JOBS_PUBLISH_BATCH_SIZE = env_int("JOBS_PUBLISH_BATCH_SIZE", 500)
 # A run still `running` this long after its hard time limit, that no worker
 # reports as active, has lost its worker: the stuck check (every
 # JOBS_STUCK_CHECK_SECONDS) fails it.

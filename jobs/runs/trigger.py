@@ -6,12 +6,12 @@ runs through `run_create`, so they all validate, record and publish the same
 way. The worker side (a run's start and end) is in jobs/runs/tracking.py.
 """
 
-
 import contextlib
 import logging
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -26,6 +26,7 @@ from jobs.workflows import steps as workflow_steps
 from jobsite.celery import app
 
 logger = logging.getLogger(__name__)
+
 
 def run_build(
     *,
@@ -141,20 +142,32 @@ def run_create(*, idempotency_key: str | None = None, reuse_steps_of: Run | None
 def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
     """Hand runs to the broker and mark those handed over `queued`.
 
-    A run the broker did not take keeps its status (`pending`) and is published
-    again later, so it is never lost. Returns how many were published.
+    Many runs go to Redis JOBS_PUBLISH_BATCH_SIZE messages per round trip
+    (kombu's publish batch). A run the broker did not take, or may not have
+    taken (a batch that failed on the way), keeps its status (`pending`) and is
+    published again later by the sweeper, so it is never lost; a message sent
+    twice runs once (the worker's start is conditional). Returns how many were published.
     """
-    published = []
+    published: list = []
+    size = settings.JOBS_PUBLISH_BATCH_SIZE
     try:
-        # One producer (one pooled connection) for the whole batch.
-        with app.producer_or_acquire() as producer:
-            for run in runs:
-                if run.job_type.kind == JobType.Kind.WORKFLOW:
-                    # No Celery task of its own: publishing it starts its first steps.
-                    workflow_advance(parent_id=run.pk)
-                else:
-                    executor_for(run.job_type.kind).publish(run, countdown=countdown, producer=producer)
-                published.append(run.pk)
+        # One producer (one pooled connection) for the whole lot; its batch's
+        # max_size is only a ceiling: each chunk is flushed here, to know it was taken.
+        with (
+            app.producer_or_acquire() as producer,
+            producer.batch(max_size=2 * size) if len(runs) > 1 else contextlib.nullcontext() as batch,
+        ):
+            for start in range(0, len(runs), size):
+                chunk = runs[start : start + size]
+                for run in chunk:
+                    if run.job_type.kind == JobType.Kind.WORKFLOW:
+                        # No Celery task of its own: publishing it starts its first steps.
+                        workflow_advance(parent_id=run.pk)
+                    else:
+                        executor_for(run.job_type.kind).publish(run, countdown=countdown, producer=producer)
+                if batch is not None:
+                    batch.flush()  # the chunk in one round trip; raises if Redis may not have taken it
+                published += [run.pk for run in chunk]
     except Exception:
         # The broker is down: the rest would fail the same way, slowly.
         logger.warning("Could not publish %d run(s); they stay pending until the broker answers",
