@@ -1,10 +1,14 @@
 """Tasks that only the benchmarks load (JOBS_TASK_MODULES=bench.tasks)."""
 
 import json
+import os
+import threading
 import time
+from collections import deque
 
 import redis
 from celery import shared_task
+from celery.signals import after_task_publish
 from django.conf import settings
 
 _redis = None
@@ -56,3 +60,30 @@ def log10() -> dict:
     for number in range(10):
         log.warning("step %d of 10: %s", number + 1, "done")
     return {}
+
+
+def record_publishes() -> None:
+    """In stock beat's process (bench/schedules.py sets BENCH_RECORD_PUBLISH=1):
+    note when beat published each `bench.record` message, the moment Jobsite's
+    `queued_at` stands for. Kept in memory and pushed to Redis twice a second,
+    so that noting it adds no round trip to beat's own publishing."""
+    published: deque[str] = deque()  # appended by beat, emptied by the pusher: both thread-safe
+
+    @after_task_publish.connect(weak=False)
+    def noted(sender=None, body=None, **_) -> None:
+        if sender == "bench.record":
+            published.append(json.dumps([body[1].get("name"), time.time()]))
+
+    def push() -> None:
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        while True:
+            time.sleep(0.5)
+            batch = [published.popleft() for _ in range(len(published))]
+            if batch:
+                client.rpush("bench:published", *batch)
+
+    threading.Thread(target=push, name="bench-publishes", daemon=True).start()
+
+
+if os.environ.get("BENCH_RECORD_PUBLISH") == "1":
+    record_publishes()

@@ -118,7 +118,8 @@ def schedules_hold(database: str, rows: Rows) -> bool | None:
     return all(
         number(r["missed"]) == 0
         and number(r["duplicates"]) == 0
-        and numbers(r["lateness p50 / p99 / max (s)"])[1] < 5
+        and number(r["not published / not started at the end"]) == 0
+        and (numbers(r["published late p50 / p99 / max (s)"]) or [0, float("inf")])[1] < 5
         and number(r["new schedule picked up (s)"]) <= 10
         for r in jobsite
     )
@@ -181,9 +182,16 @@ BENCHES = [
         (SQLITE,),
         [
             Goal(
-                "Jobsite: 0 missed, 0 duplicates, p99 lateness < 5 s, edit picked up ≤ 10 s",
+                "Jobsite: 0 missed, 0 duplicates, every tick published with p99 lateness < 5 s, edit picked up ≤ 10 s",
                 schedules_hold,
-                ("mode", "missed", "duplicates", "lateness p50 / p99 / max (s)", "new schedule picked up (s)"),
+                (
+                    "mode",
+                    "missed",
+                    "duplicates",
+                    "published late p50 / p99 / max (s)",
+                    "not published / not started at the end",
+                    "new schedule picked up (s)",
+                ),
             )
         ],
         note="Jobsite's dispatcher only, 1,000 schedules for 1 minute here; the 10,000-schedule goal and "
