@@ -94,13 +94,18 @@ class Executor:
     task_name = "jobsite.execute_run"
 
     def publish(self, run: Run, *, countdown: float | None = None, producer=None, headers: dict | None = None) -> None:
+        run_id = str(run.id)
+        # Its arguments shown as written (Flower), without Celery's safe repr of each: the same text.
         self._send(
-            run, self.task_name, args=[str(run.id)], kwargs={}, countdown=countdown, producer=producer, headers=headers
-        )
+            run, self.task_name, args=[run_id], kwargs={}, countdown=countdown, producer=producer, headers=headers,
+            argsrepr=f"['{run_id}']", kwargsrepr="{}",
+        )  # fmt: skip
 
     def _send(
-        self, run: Run, task_name: str, *, args: list, kwargs: dict, countdown=None, producer=None, headers=None
+        self, run: Run, task_name: str, *, args: list, kwargs: dict, countdown=None, producer=None, headers=None, **more
     ) -> None:
+        """Send the run's message. A caller that brings its `producer` (runs_publish)
+        has declared the run's queue on it: Celery would check that again for each message."""
         job_type = run.job_type
         app.send_task(
             task_name,
@@ -119,6 +124,8 @@ class Executor:
                 **(headers or {}),
             },
             producer=producer,
+            **({"declare": []} if producer is not None else {}),
+            **more,
         )
 
     def execute(self, run: Run) -> Any:

@@ -21,7 +21,7 @@ from jobs.core import durability, kinds
 from jobs.core.errors import Conflict, InvalidInput, ServiceError
 from jobs.core.params import params_with_defaults
 from jobs.models import JobType, NotifyOn, Run, Schedule, StepArgs, TriggerUrl, latest_revision
-from jobs.runs.executors import executor_for
+from jobs.runs.executors import executor_for, queue_of
 from jobs.workflows import steps as workflow_steps
 from jobsite.celery import app
 
@@ -157,6 +157,9 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
             app.producer_or_acquire() as producer,
             producer.batch(max_size=2 * size) if len(runs) > 1 else contextlib.nullcontext() as batch,
         ):
+            # Each queue declared once here, not checked again for each message (Executor._send).
+            for queue in {queue_of(run) for run in runs if run.job_type.kind != JobType.Kind.WORKFLOW}:
+                producer.maybe_declare(app.amqp.queues[queue])
             for start in range(0, len(runs), size):
                 chunk = runs[start : start + size]
                 for run in chunk:
