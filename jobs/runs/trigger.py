@@ -31,6 +31,7 @@ from jobs.models import (
     StepArgs,
     TriggerUrl,
     latest_revision,
+    latest_revision_id,
     republish_deadline,
 )
 from jobs.runs.executors import executor_for
@@ -208,12 +209,11 @@ def runs_create_many(
     chunk = settings.JOBS_BULK_MAX_RUNS
     republish_after = republish_deadline()  # from now: checking a long list took a while
     with transaction.atomic():
+        revision_id = latest_revision_id(job_type.pk)  # read in the transaction that writes the runs
         for run in runs:
             run.republish_after = republish_after
-            run.job_type_revision_id = latest_revision(job_type.pk)  # read by the INSERT itself
+            run.job_type_revision_id = revision_id
         Run.objects.bulk_create(runs, batch_size=chunk)
-        for run in runs:
-            run.__dict__.pop("job_type_revision_id")  # the subquery: deferred, read from the row if asked for
         if job_type.kind == JobType.Kind.WORKFLOW:
             for run in runs:
                 workflow_steps.create_step_runs(parent=run)
