@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT, _database_url
 from tests.factories import JobTypeFactory
 
@@ -72,6 +74,7 @@ def test_at_stores_a_scheduled_run_and_refuses_the_past(worker):
     assert Run.objects.count() == 1
 
 
+@pytest.mark.postgres  # one transaction for the whole file
 def test_a_params_file_creates_one_run_per_line_that_all_succeed(worker, tmp_path):
     from jobs.models import Run
     from tests.e2e.test_faults import wait_for_runs
@@ -98,6 +101,7 @@ def test_a_params_file_on_stdin(worker):
     assert sorted(Run.objects.values_list("params", flat=True), key=str) == [{"n": 1}, {"n": 2}]
 
 
+@pytest.mark.postgres  # one transaction for the whole file
 def test_a_bad_line_exits_non_zero_with_one_line_naming_it_and_creates_nothing(worker, tmp_path):
     from jobs.models import Run
 
