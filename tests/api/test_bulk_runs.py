@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from drf_spectacular.generators import SchemaGenerator
 
 from jobs.models import JobType, Run
 from tests.factories import JobTypeFactory
@@ -157,3 +158,17 @@ def test_a_workflow_without_steps_is_a_409(api):
     response = api.post(bulk_url("empty"), {"params": [{}]}, format="json")
     assert response.status_code == 409
     assert not Run.objects.exists()
+
+
+def test_the_schema_describes_the_request_its_limit_and_every_answer(settings):
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    operation = schema["paths"]["/api/v1/job-types/{name}/runs/bulk/"]["post"]
+    assert {"201", "400", "401", "403", "404", "409", "413", "415"} <= set(operation["responses"])
+    request = schema["components"]["schemas"]["BulkRunRequestRequest"]
+    assert request["required"] == ["params"]
+    assert (request["properties"]["params"]["minItems"], request["properties"]["params"]["maxItems"]) == (
+        1,
+        settings.JOBS_BULK_MAX_RUNS,
+    )
+    answer = schema["components"]["schemas"]["BulkRun"]
+    assert set(answer["properties"]) == {"id", "status", "scheduled_for", "url"}
