@@ -125,3 +125,16 @@ def test_a_bad_line_exits_non_zero_with_one_line_naming_it_and_creates_nothing(w
     done = run_job("typed", "--params-file", "-", "--params", "{}", stdin="{}")
     assert done.returncode != 0 and "leave out --params and --wait" in done.stderr
     assert not Run.objects.exists()
+
+
+def test_many_bad_lines_are_named_by_the_first_and_the_numbers_of_ten_more():
+    from jobs.core.errors import InvalidInput
+    from jobs.management.commands.run_job import bad_lines_message
+
+    items = {str(index): ["Params must be a JSON object."] for index in range(0, 30, 2)}
+    bad = InvalidInput({"params": items, "comment": ["Too long."]})
+    line_numbers = [number * 2 for number in range(1, 31)]  # a blank line before each
+    assert bad_lines_message(bad, "f.jsonl", line_numbers) == (
+        "f.jsonl, line 2: Params must be a JSON object. (and 14 more bad lines: 6, 10, 14, 18, 22, 26, 30, 34, 38, "
+        "42, ...); comment: Too long.; nothing was created"
+    )
