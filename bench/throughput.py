@@ -19,6 +19,13 @@ the worker's pool processes at job 1,000 and at the last job, and the peak of
 the whole worker. Goals (issue 8): ratio >= 0.8 on PostgreSQL, pool memory
 within 10% from job 1,000 to the last.
 
+With --bulk, bulk triggers (issue 18) against the same plain Celery loop: N
+runs through `runs_create_many` (the service behind POST
+/api/v1/job-types/{name}/runs/bulk/, called in-process as the API calls it,
+JOBS_BULK_MAX_RUNS runs per call, each call one transaction and its publish
+pipelined JOBS_PUBLISH_BATCH_SIZE messages per Redis round trip). Goal: ratio
+>= 1.0 on SQLite and PostgreSQL.
+
 With --logs, the cost of run logs (issue 16) instead: N runs of the no-op job
 type, then N of one whose task logs 10 lines at WARNING (bench.log10), each
 captured and stored (jobs/runs/logs.py); reports both jobs/s, the wall time
@@ -29,6 +36,7 @@ of the run's one batched INSERT).
     .venv/bin/python bench/throughput.py --runs 10000          # SQLite
     scripts/bench.sh bench/throughput.py --runs 10000          # SQLite, then PostgreSQL
     .venv/bin/python bench/throughput.py --runs 2000 --logs    # the cost of a logged line
+    scripts/bench.sh bench/throughput.py --bulk --runs 10000   # bulk triggers against plain Celery
 """
 
 import argparse
@@ -55,7 +63,7 @@ def _wait_ready(app, timeout: float = 60) -> None:
 CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
 
 
-def queries_per_run(mode: str) -> dict[str, int]:
+def queries_per_run(mode: str) -> dict[str, float]:
     """The database statements of one run, by phase, made by the code the web
     and worker processes run: the trigger (its publish to Redis included), the
     start, and the end with its TaskResult row, stored by the configured result
@@ -73,8 +81,22 @@ def queries_per_run(mode: str) -> dict[str, int]:
     from jobsite.celery import app
 
     phases = {}
+    per_trigger = 1  # runs triggered by the captured trigger
+    if mode == "jobsite-bulk":
+        from django.conf import settings
+
+        from jobs.runs.trigger import runs_create_many
+
+        per_trigger = settings.JOBS_BULK_MAX_RUNS
+        job_type = JobType.objects.get(name="noop")
+        with CaptureQueriesContext(connection) as phases["trigger"]:
+            run = runs_create_many(job_type=job_type, params_list=[{}] * per_trigger, trigger=Run.Trigger.API)[0]
     mode = "jobsite" if mode.startswith("jobsite") else mode
-    if mode == "jobsite":
+    if mode == "jobsite" and per_trigger > 1:
+        task_id, headers = str(run.pk), {RUN_HEADER: True, NOTIFY_HEADER: "never", PARENT_HEADER: ""}
+        with CaptureQueriesContext(connection) as phases["start"]:
+            tracking.run_started(run_id=task_id, worker="bench", parent_id="")
+    elif mode == "jobsite":
         job_type = JobType.objects.get(name="noop")
         with CaptureQueriesContext(connection) as phases["trigger"]:
             run, _ = run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
@@ -95,7 +117,9 @@ def queries_per_run(mode: str) -> dict[str, int]:
         name: sum(not q["sql"].upper().startswith(CONTROL) for q in captured.captured_queries)
         for name, captured in phases.items()
     }
-    counts["total"] = sum(counts.values())
+    if per_trigger > 1:  # a bulk trigger's statements, shared by its runs
+        counts["trigger"] = round(counts["trigger"] / per_trigger, 3)
+    counts["total"] = round(sum(counts.values()), 3)
     return counts
 
 
@@ -216,17 +240,32 @@ def run_one(mode: str, runs: int) -> dict:
         worker = stack.celery("worker", "worker", "-l", "warning", "-Q", "celery", "-c", "2", "-P", "prefork")
         _wait_ready(app)
 
-        if mode.startswith("jobsite"):
+        if mode == "jobsite-bulk":
+            from django.conf import settings
 
-            def trigger(_):
-                run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
+            from jobs.runs.trigger import runs_create_many
+
+            def trigger_all():
+                size = settings.JOBS_BULK_MAX_RUNS  # as many as one API request takes
+                for start in range(0, runs, size):
+                    params_list = [{}] * min(size, runs - start)
+                    runs_create_many(job_type=job_type, params_list=params_list, trigger=Run.Trigger.API)
+        elif mode.startswith("jobsite"):
+
+            def trigger_all():
+                for _ in range(runs):
+                    run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
+        else:
+
+            def trigger_all():
+                for _ in range(runs):
+                    app.send_task("jobs.builtin.echo", kwargs={})
+
+        if mode.startswith("jobsite"):
 
             def done() -> int:
                 return Run.objects.filter(status__in=Run.TERMINAL_STATUSES).count()
         else:
-
-            def trigger(_):
-                app.send_task("jobs.builtin.echo", kwargs={})
 
             def done() -> int:
                 return TaskResult.objects.count()
@@ -235,8 +274,7 @@ def run_one(mode: str, runs: int) -> dict:
         progress = Progress(done, worker.pid, runs)
         started = time.perf_counter()
         progress.start()
-        for i in range(runs):
-            trigger(i)
+        trigger_all()
         published = time.perf_counter() - started
         progress.join()
         elapsed = progress.finished_at - started
@@ -276,13 +314,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10000)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--logs", action="store_true", help="the cost of run logs: no-op jobs against 10-line ones")
+    parser.add_argument("--bulk", action="store_true", help="bulk triggers against plain Celery's send_task loop")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one, args.runs)))
         return
     results = {}
-    for mode in ("jobsite", "jobsite-logs") if args.logs else ("celery", "jobsite"):
+    modes = ("jobsite", "jobsite-logs") if args.logs else ("celery", "jobsite-bulk" if args.bulk else "jobsite")
+    for mode in modes:
         print(f"… {mode}: {args.runs:,} jobs", file=sys.stderr, flush=True)
         done = subprocess.run(
             [sys.executable, __file__, "--one", mode, "--runs", str(args.runs)], capture_output=True, text=True
@@ -294,6 +334,8 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2))
     if args.logs:
         print(logs_table(results["jobsite"], results["jobsite-logs"]))
+    elif args.bulk:
+        print(bulk_table(results["celery"], results["jobsite-bulk"]))
     else:
         print(table(results["celery"], results["jobsite"]))
 
@@ -311,6 +353,23 @@ def logs_table(plain: dict, logged: dict) -> str:
             f"| {logged['database']} | {logged['runs']:,} | {plain['jobs_per_second']} | {logged['jobs_per_second']} "
             f"| {logged['log_lines']:,} | {added_us:.0f} | {cost['bare_us']} → {cost['captured_us']} "
             f"| {cost['batch_ms']} | {cost['overhead_us']} | {plain['failed'] + logged['failed']} |",
+        ]
+    )
+
+
+def bulk_table(celery: dict, bulk: dict) -> str:
+    queries, plain = bulk["queries_per_run"], celery["queries_per_run"]
+    trigger_rate = lambda result: round(result["runs"] / result["publish_seconds"])  # noqa: E731
+    return "\n".join(
+        [
+            "| database | runs | plain Celery jobs/s | Jobsite bulk jobs/s | ratio | Jobsite bulk queries per run "
+            "(trigger + start + finish) | plain Celery queries per task | triggered per second (Celery / Jobsite bulk) "
+            "| failed |",
+            "|---|---:|---:|---:|---:|---|---:|---|---:|",
+            f"| {bulk['database']} | {bulk['runs']:,} | {celery['jobs_per_second']} | {bulk['jobs_per_second']} "
+            f"| {bulk['jobs_per_second'] / celery['jobs_per_second']:.2f} "
+            f"| {queries['trigger']} + {queries['start']} + {queries['finish']} = {queries['total']} "
+            f"| {plain['total']} | {trigger_rate(celery):,} / {trigger_rate(bulk):,} | {bulk['failed']} |",
         ]
     )
 

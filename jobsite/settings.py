@@ -450,12 +450,17 @@ JOBS_MAX_SCHEDULES_PER_JOB_TYPE = env_int("JOBS_MAX_SCHEDULES_PER_JOB_TYPE", 100
 # type says how many (jobs/schedules/backfill.py).
 JOBS_BACKFILL_MAX_TICKS = env_int("JOBS_BACKFILL_MAX_TICKS", 1000)
 JOBS_BACKFILL_CONCURRENCY = env_int("JOBS_BACKFILL_CONCURRENCY", 1)
+# A bulk trigger (POST /api/v1/job-types/{name}/runs/bulk/) takes at most this
+# many runs per request; `run_job --params-file` takes any number, and both
+# insert and publish them this many at a time.
+JOBS_BULK_MAX_RUNS = env_int("JOBS_BULK_MAX_RUNS", 1000)
 for _name in (
     "JOBS_MAX_WORKFLOW_STEPS",
     "JOBS_MIN_SCHEDULE_INTERVAL_SECONDS",
     "JOBS_MAX_SCHEDULES_PER_JOB_TYPE",
     "JOBS_BACKFILL_MAX_TICKS",
     "JOBS_BACKFILL_CONCURRENCY",
+    "JOBS_BULK_MAX_RUNS",
 ):
     if vars()[_name] < 1:
         raise ImproperlyConfigured(f"{_name}={vars()[_name]}: must be at least 1")

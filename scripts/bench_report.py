@@ -105,6 +105,10 @@ def throughput_ratio(database: str, rows: Rows) -> bool | None:
     return all(number(r["ratio"]) >= 0.8 for r in rows)
 
 
+def bulk_ratio(database: str, rows: Rows) -> bool | None:
+    return all(number(r["ratio"]) >= 1.0 for r in rows)
+
+
 def memory_flat(database: str, rows: Rows) -> bool | None:
     return all(abs(number(r["Jobsite pool growth %"])) <= 10 for r in rows)
 
@@ -157,6 +161,21 @@ BENCHES = [
         per_database={SQLITE: ["--runs", "3000"], POSTGRES: ["--runs", "10000"]},
         note="10,000 jobs on PostgreSQL (where the goals are set), 3,000 on SQLite to save time; "
         "`bench/throughput.py --runs 10000` on SQLite too (below the tables).",
+    ),
+    Bench(
+        "bulk",
+        [python(), "bench/throughput.py", "--bulk"],
+        (SQLITE, POSTGRES),
+        [
+            Goal(
+                "Jobsite bulk triggers ≥ 1.0x plain Celery's jobs/s end to end, same result backend",
+                bulk_ratio,
+                ("plain Celery jobs/s", "Jobsite bulk jobs/s", "ratio", "triggered per second (Celery / Jobsite bulk)"),
+            ),
+        ],
+        per_database={SQLITE: ["--runs", "3000"], POSTGRES: ["--runs", "10000"]},
+        note="Runs through the bulk trigger service (`runs_create_many`, what POST /api/v1/job-types/{name}/runs/bulk/ "
+        "calls), JOBS_BULK_MAX_RUNS per call; 10,000 jobs on PostgreSQL, 3,000 on SQLite to save time.",
     ),
     Bench(
         "latency",

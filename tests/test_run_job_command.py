@@ -5,16 +5,19 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT, _database_url
 from tests.factories import JobTypeFactory
 
 
-def run_job(*args: str) -> subprocess.CompletedProcess:
+def run_job(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
     return subprocess.run(
         [sys.executable, "manage.py", "run_job", *args],
         cwd=ROOT,
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
@@ -69,3 +72,69 @@ def test_at_stores_a_scheduled_run_and_refuses_the_past(worker):
     assert done.returncode != 0
     assert "--at 'next tuesday' is not an ISO 8601 time" in done.stderr
     assert Run.objects.count() == 1
+
+
+@pytest.mark.postgres  # one transaction for the whole file
+def test_a_params_file_creates_one_run_per_line_that_all_succeed(worker, tmp_path):
+    from jobs.models import Run
+    from tests.e2e.test_faults import wait_for_runs
+
+    JobTypeFactory(name="echo")
+    lines = [json.dumps({"n": n}) for n in range(20)]
+    lines.insert(5, "")  # blank lines are skipped
+    (tmp_path / "params.jsonl").write_text("\n".join(lines) + "\n")
+    done = run_job("echo", "--params-file", str(tmp_path / "params.jsonl"))
+    assert done.returncode == 0, done.stderr
+    ids = done.stdout.split()
+    runs = wait_for_runs(list(Run.objects.filter(pk__in=ids)), timeout=60)
+    by_id = {str(run.pk): run for run in runs}
+    assert [by_id[pk].result for pk in ids] == [{"n": n} for n in range(20)]
+    assert {(run.status, run.trigger) for run in runs} == {("succeeded", "cli")}
+
+
+def test_a_params_file_on_stdin(worker):
+    from jobs.models import Run
+
+    JobTypeFactory(name="echo")
+    done = run_job("echo", "--params-file", "-", stdin='{"n": 1}\n{"n": 2}\n')
+    assert done.returncode == 0, done.stderr
+    assert sorted(Run.objects.values_list("params", flat=True), key=str) == [{"n": 1}, {"n": 2}]
+
+
+@pytest.mark.postgres  # one transaction for the whole file
+def test_a_bad_line_exits_non_zero_with_one_line_naming_it_and_creates_nothing(worker, tmp_path):
+    from jobs.models import Run
+
+    JobTypeFactory(name="typed", params_schema={"type": "object", "properties": {"n": {"type": "integer"}}})
+    path = tmp_path / "params.jsonl"
+    cases = {
+        '{"n": 1}\n\n{"n": "x"}\n{"n": 4}\n[5]\n': (
+            f"{path}, line 3: n: 'x' is not of type 'integer' (and 1 more bad line: 5); nothing was created"
+        ),
+        '{"n": 1}\n{"n": 2,\n': f"{path}, line 2: not valid JSON (",
+        "\n\n": f"{path} has no params: give one JSON object per line",
+    }
+    for text, message in cases.items():
+        path.write_text(text)
+        done = run_job("typed", "--params-file", str(path))
+        assert done.returncode != 0
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert message in done.stderr
+    done = run_job("typed", "--params-file", str(tmp_path / "missing.jsonl"))
+    assert done.returncode != 0 and "No such file or directory" in done.stderr
+    done = run_job("typed", "--params-file", "-", "--params", "{}", stdin="{}")
+    assert done.returncode != 0 and "leave out --params and --wait" in done.stderr
+    assert not Run.objects.exists()
+
+
+def test_many_bad_lines_are_named_by_the_first_and_the_numbers_of_ten_more():
+    from jobs.core.errors import InvalidInput
+    from jobs.management.commands.run_job import bad_lines_message
+
+    items = {str(index): ["Params must be a JSON object."] for index in range(0, 30, 2)}
+    bad = InvalidInput({"params": items, "comment": ["Too long."]})
+    line_numbers = [number * 2 for number in range(1, 31)]  # a blank line before each
+    assert bad_lines_message(bad, "f.jsonl", line_numbers) == (
+        "f.jsonl, line 2: Params must be a JSON object. (and 14 more bad lines: 6, 10, 14, 18, 22, 26, 30, 34, 38, "
+        "42, ...); comment: Too long.; nothing was created"
+    )

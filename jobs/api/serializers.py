@@ -1,6 +1,7 @@
 """The API's serializers of runs and requests; those of definitions (job types,
 schedules) are jobs/definitions/serializers.py, shared with Jobsite's files."""
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -219,6 +220,59 @@ class RunRequestSerializer(serializers.Serializer):
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be a JSON object.")
         return value
+
+
+class BulkRunRequestSerializer(serializers.Serializer):
+    """Many runs of one job type: one per item of `params`, the rest shared by all."""
+
+    run_at = serializers.DateTimeField(
+        required=False, help_text="Run them later, at this time (ISO 8601 with an offset); it must be in the future."
+    )
+    notify_emails = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Also tell these addresses about each run (under the job type's notify_on).",
+    )
+    comment = serializers.CharField(
+        required=False, allow_blank=True, max_length=255, help_text="A note kept with each run."
+    )
+
+    def get_fields(self):
+        # The limit is read when a request is checked (and the schema written), not at import.
+        limit = settings.JOBS_BULK_MAX_RUNS
+        params = serializers.ListField(
+            child=serializers.DictField(),
+            min_length=1,
+            max_length=limit,
+            error_messages={
+                "min_length": "Give at least one params object.",
+                "max_length": f"At most {limit} runs per request (JOBS_BULK_MAX_RUNS): split the list over "
+                "several requests.",
+            },
+            help_text=f"One run per item: its params, merged over the job type's defaults (at most {limit}).",
+        )
+        return {"params": params, **super().get_fields()}
+
+
+class BulkRunSerializer(serializers.ModelSerializer):
+    """A run a bulk trigger created: enough to follow it (GET /api/v1/runs/{id}/)."""
+
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = ["id", "status", "scheduled_for", "url"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.URLField())
+    def get_url(self, run: Run) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(run.get_absolute_url()) if request else run.get_absolute_url()
+
+
+class BulkRunsSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="How many runs were created.")
+    runs = BulkRunSerializer(many=True, help_text="The runs, in the order of the params given.")
 
 
 class TaskNameSerializer(serializers.Serializer):

@@ -16,6 +16,8 @@ from jobs.api.pagination import KeysetPagination
 from jobs.api.revisions import RevisionsMixin, restore_schema
 from jobs.api.schema import ErrorSerializer
 from jobs.api.serializers import (
+    BulkRunRequestSerializer,
+    BulkRunsSerializer,
     RerunRequestSerializer,
     RunDetailSerializer,
     RunRequestSerializer,
@@ -28,7 +30,7 @@ from jobs.definitions.job_types import job_type_delete
 from jobs.definitions.revisions import job_type_restore, schedule_restore
 from jobs.definitions.serializers import JobTypeSerializer, ScheduleSerializer
 from jobs.models import Backfill, JobType, Run, Schedule
-from jobs.runs.trigger import run_cancel, run_create, run_rerun
+from jobs.runs.trigger import run_cancel, run_create, run_rerun, runs_create_many
 from jobs.schedules.backfill import backfill_cancel, backfill_create, backfills_progress
 from jobs.worker.cluster import active_runs, cluster_status, known_queues
 
@@ -63,7 +65,7 @@ class JobTypeViewSet(RevisionsMixin, AuditedMixin, viewsets.ModelViewSet):
     # Any name reaches the view, which answers 404 in JSON for one that does not exist.
     lookup_value_regex = "[^/]+"
     filterset_class = JobTypeFilter
-    action_permissions = {"run": "jobs.run_jobtype", "restore": "jobs.change_jobtype"}
+    action_permissions = {"run": "jobs.run_jobtype", "run_bulk": "jobs.run_jobtype", "restore": "jobs.change_jobtype"}
 
     def restore_definition(self, obj, record):
         return job_type_restore(job_type=obj, record=record, user=self.request.user)
@@ -71,7 +73,7 @@ class JobTypeViewSet(RevisionsMixin, AuditedMixin, viewsets.ModelViewSet):
     def get_queryset(self):
         # Triggering a run reads the job type's own row; its steps and failure
         # hook are for showing it (a workflow's trigger checks its steps itself).
-        return JobType.objects.all() if self.action == "run" else super().get_queryset()
+        return JobType.objects.all() if self.action in ("run", "run_bulk") else super().get_queryset()
 
     @extend_schema(
         responses={
@@ -115,6 +117,33 @@ class JobTypeViewSet(RevisionsMixin, AuditedMixin, viewsets.ModelViewSet):
         )
         data = RunSerializer(run, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        request=BulkRunRequestSerializer,
+        responses={
+            201: OpenApiResponse(BulkRunsSerializer, description="Runs created, one per params item."),
+            409: OpenApiResponse(ErrorSerializer, description="The job type is disabled, or a workflow with no steps."),
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="runs/bulk", url_name="runs-bulk")
+    def run_bulk(self, request, name=None):
+        """Trigger many runs of this job type at once, one per item of `params`
+        (at most JOBS_BULK_MAX_RUNS): all are created, or none, and a bad item
+        is named by its index."""
+        job_type = self.get_object()
+        body = BulkRunRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        runs = runs_create_many(
+            job_type=job_type,
+            params_list=body.validated_data["params"],
+            trigger=Run.Trigger.API,
+            requested_by=request.user,
+            run_at=body.validated_data.get("run_at"),
+            notify_emails=body.validated_data.get("notify_emails"),
+            comment=body.validated_data.get("comment", ""),
+        )
+        data = BulkRunsSerializer({"count": len(runs), "runs": runs}, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_201_CREATED)
 
 
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -4,15 +4,22 @@ these into a 400 or 409 with field messages (API), a form or message error
 
 
 class ServiceError(Exception):
-    """A request that cannot be carried out; `errors` maps fields to messages."""
+    """A request that cannot be carried out; `errors` maps fields to messages,
+    or a list's field to its bad items' messages by index (`{"params": {"3": [...]}}`)."""
 
-    def __init__(self, message: str | dict[str, list[str]]):
+    def __init__(self, message: str | dict[str, list[str] | dict[str, list[str]]]):
         self.errors = message if isinstance(message, dict) else {"detail": [message]}
         super().__init__(message if isinstance(message, str) else "; ".join(self.messages))
 
     @property
     def messages(self) -> list[str]:
-        return [f"{field}: {msg}" if field != "detail" else msg for field, msgs in self.errors.items() for msg in msgs]
+        messages = []
+        for field, msgs in self.errors.items():
+            if isinstance(msgs, dict):
+                messages += [f"{field}[{index}]: {msg}" for index, item in msgs.items() for msg in item]
+            else:
+                messages += [f"{field}: {msg}" if field != "detail" else msg for msg in msgs]
+        return messages
 
 
 class InvalidInput(ServiceError):

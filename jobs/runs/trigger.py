@@ -3,7 +3,9 @@ cancel, rerun, advance a workflow run, start a failure hook.
 
 Every entry point (API, admin, pages, commands, schedules, workflows) triggers
 runs through `run_create`, so they all validate, record and publish the same
-way. The worker side (a run's start and end) is in jobs/runs/tracking.py.
+way; `runs_create_many` (bulk triggers: the API's runs/bulk/, `run_job
+--params-file`) does it for many runs of one job type at once, with the same
+checks. The worker side (a run's start and end) is in jobs/runs/tracking.py.
 """
 
 import contextlib
@@ -14,13 +16,24 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from jobs import notifications
 from jobs.core import durability, kinds
 from jobs.core.errors import Conflict, InvalidInput, ServiceError
 from jobs.core.params import params_with_defaults
-from jobs.models import JobType, NotifyOn, Run, Schedule, StepArgs, TriggerUrl, latest_revision
+from jobs.models import (
+    JobType,
+    NotifyOn,
+    Run,
+    Schedule,
+    StepArgs,
+    TriggerUrl,
+    latest_revision,
+    latest_revision_id,
+    republish_deadline,
+)
 from jobs.runs.executors import executor_for, queue_of
 from jobs.workflows import steps as workflow_steps
 from jobsite.celery import app
@@ -137,6 +150,85 @@ def run_create(*, idempotency_key: str | None = None, reuse_steps_of: Run | None
             return Run.objects.get(job_type=run.job_type, idempotency_key=idempotency_key), False
         raise
     return run, True
+
+
+def runs_create_many(
+    *,
+    job_type: JobType,
+    params_list: list,
+    trigger: str,
+    requested_by: AbstractBaseUser | None = None,
+    run_at: datetime | None = None,
+    notify_emails: list[str] | None = None,
+    comment: str = "",
+) -> list[Run]:
+    """Validate one run per item of `params_list` (each as `run_build` checks
+    one run), record them all in one transaction, and publish them once
+    committed (or leave them `scheduled` with a `run_at`). The other
+    arguments apply to every run. Returns the runs, in the order given.
+
+    All or nothing: if any item is bad, InvalidInput names each bad item by
+    its index (`{"params": {"3": [...]}}`) and nothing is written; a disabled
+    job type is a Conflict. The caller bounds the list (the API takes
+    JOBS_BULK_MAX_RUNS); the runs are inserted and published
+    JOBS_BULK_MAX_RUNS at a time, so that no statement grows without end.
+
+    For `task`, `http` and `command` job types the queries do not grow with
+    the number of runs (up to JOBS_BULK_MAX_RUNS; SQLite splits an INSERT
+    further, at 999 variables). A workflow run also needs its step runs,
+    created with it, and its first steps published: a few queries per run.
+    """
+    if not isinstance(params_list, list) or not params_list:
+        raise InvalidInput({"params": ['Give a non-empty list of params objects, e.g. [{"x": 1}, {"x": 2}].']})
+    if job_type.kind == JobType.Kind.WORKFLOW:
+        prefetch_related_objects([job_type], "steps")  # run_build's check that it has steps, read once
+    runs, bad_items, shared = [], {}, {}
+    for index, params in enumerate(params_list):
+        try:
+            if not isinstance(params, dict):
+                raise InvalidInput({"params": ["Params must be a JSON object."]})
+            runs.append(
+                run_build(
+                    job_type=job_type,
+                    params=params,
+                    trigger=trigger,
+                    requested_by=requested_by,
+                    run_at=run_at,
+                    notify_emails=notify_emails,
+                    comment=comment,
+                )
+            )
+        except InvalidInput as exc:
+            for field, messages in exc.errors.items():
+                if field == "params":
+                    bad_items[str(index)] = messages
+                else:  # an option given for every run: the same message for each item
+                    shared.setdefault(field, messages)
+    if bad_items or shared:
+        raise InvalidInput({**shared, **({"params": bad_items} if bad_items else {})})
+    chunk = settings.JOBS_BULK_MAX_RUNS
+    republish_after = republish_deadline()  # from now: checking a long list took a while
+    with transaction.atomic():
+        revision_id = latest_revision_id(job_type.pk)  # read in the transaction that writes the runs
+        for run in runs:
+            run.republish_after = republish_after
+            run.job_type_revision_id = revision_id
+        Run.objects.bulk_create(runs, batch_size=chunk)
+        if job_type.kind == JobType.Kind.WORKFLOW:
+            for run in runs:
+                workflow_steps.create_step_runs(parent=run)
+        if run_at is None:
+            transaction.on_commit(lambda: _publish_in_chunks(runs, chunk))
+    return runs
+
+
+def _publish_in_chunks(runs: list[Run], size: int) -> None:
+    # One `queued` UPDATE per chunk, whose ids are its parameters; and once the
+    # broker refused one chunk, the rest wait for the sweeper as well.
+    for start in range(0, len(runs), size):
+        chunk = runs[start : start + size]
+        if runs_publish(chunk) < len(chunk):
+            return
 
 
 def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:

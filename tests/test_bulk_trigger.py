@@ -1,0 +1,105 @@
+"""What a bulk trigger costs the database, and that it is all or nothing:
+runs_create_many (jobs/runs/trigger.py) called as the API and run_job call it,
+with real objects and a real Redis. As in tests/test_hot_path_queries.py, a
+transaction inside the test's is a SAVEPOINT and its RELEASE."""
+
+import math
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from jobs.core.errors import Conflict, InvalidInput
+from jobs.models import JobType, Run
+from jobs.runs.trigger import runs_create_many
+from tests.factories import JobTypeFactory
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
+
+@pytest.fixture
+def broker(redis_server, settings):
+    settings.CELERY_BROKER_URL = redis_server
+
+
+def rows_per_insert(count: int) -> int:
+    """How many runs Django writes per INSERT: all of them on PostgreSQL; on
+    SQLite as many as fit in its 999 variables (Django's bound, not ours)."""
+    return connection.ops.bulk_batch_size(Run._meta.concrete_fields, [None] * count)
+
+
+def bulk_queries(job_type: JobType, count: int, capture_on_commit) -> list[str]:
+    with CaptureQueriesContext(connection) as captured, capture_on_commit(execute=True):
+        runs = runs_create_many(
+            job_type=job_type, params_list=[{"n": n} for n in range(count)], trigger=Run.Trigger.API
+        )
+    assert Run.objects.filter(pk__in=[run.pk for run in runs], status=Run.Status.QUEUED).count() == count
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def test_it_triggers_5_or_50_runs_with_the_same_queries(broker, job_type, django_capture_on_commit_callbacks):
+    # SAVEPOINT, SELECT the job type's latest revision (once for all the runs),
+    # INSERT the runs, RELEASE; once committed: publish, then UPDATE them `queued`.
+    five = bulk_queries(job_type, 5, django_capture_on_commit_callbacks)
+    fifty = bulk_queries(job_type, 50, django_capture_on_commit_callbacks)
+    assert len(five) == 5, five
+    inserts = math.ceil(50 / rows_per_insert(50))  # 1 on PostgreSQL, 2 on SQLite
+    assert len(fifty) == 4 + inserts, fifty
+    assert [sql.split(" (")[0] for sql in fifty].count('INSERT INTO "jobs_run"') == inserts
+
+
+def test_it_triggers_5_or_50_runs_over_the_api_with_the_same_queries(broker, api, job_type,
+                                                                      django_capture_on_commit_callbacks):  # fmt: skip
+    def queries(count: int) -> int:
+        body = {"params": [{"n": n} for n in range(count)]}
+        with CaptureQueriesContext(connection) as captured, django_capture_on_commit_callbacks(execute=True):
+            response = api.post(f"/api/v1/job-types/{job_type.name}/runs/bulk/", body, format="json")
+        assert response.status_code == 201, response.data
+        ids = [run["id"] for run in response.data["runs"]]
+        assert Run.objects.filter(pk__in=ids, status=Run.Status.QUEUED).count() == count
+        return len(captured.captured_queries) - math.ceil(count / rows_per_insert(count))
+
+    assert queries(5) == queries(50)
+
+
+def test_validation_reads_nothing_per_item(job_type, django_assert_num_queries):
+    items = [{"n": n} for n in range(50)]
+    items[7] = "seven"
+    with django_assert_num_queries(0), pytest.raises(InvalidInput) as refused:
+        runs_create_many(job_type=job_type, params_list=items, trigger=Run.Trigger.API)
+    assert refused.value.errors == {"params": {"7": ["Params must be a JSON object."]}}
+    assert refused.value.messages == ["params[7]: Params must be a JSON object."]
+
+
+def test_a_bad_item_writes_nothing_even_inside_a_callers_transaction(job_type):
+    typed = JobTypeFactory(name="typed", params_schema={"type": "object", "properties": {"n": {"type": "integer"}}})
+    with pytest.raises(InvalidInput) as refused:
+        runs_create_many(
+            job_type=typed, params_list=[{"n": 1}, {"n": "x"}, {"n": 3}, {"n": 4.5}], trigger=Run.Trigger.CLI
+        )
+    assert refused.value.errors == {
+        "params": {"1": ["n: 'x' is not of type 'integer'"], "3": ["n: 4.5 is not of type 'integer'"]}
+    }
+    assert not Run.objects.exists()
+
+
+def test_a_disabled_job_type_is_a_conflict(db):
+    off = JobTypeFactory(name="off", enabled=False)
+    with pytest.raises(Conflict):
+        runs_create_many(job_type=off, params_list=[{}], trigger=Run.Trigger.API)
+    assert not Run.objects.exists()
+
+
+def test_a_workflow_reads_its_steps_once_to_check_them(db, broker, django_capture_on_commit_callbacks):
+    # Each workflow run costs a few queries of its own (its step runs, its first
+    # steps published); the check that the workflow has steps is read once.
+    echo = JobTypeFactory(name="echo")
+    flow = JobType.objects.create(name="flow", kind=JobType.Kind.WORKFLOW)
+    flow.steps.create(name="one", job_type=echo)
+    flow = JobType.objects.get(pk=flow.pk)
+    with CaptureQueriesContext(connection) as captured, django_capture_on_commit_callbacks(execute=True):
+        runs = runs_create_many(job_type=flow, params_list=[{}] * 3, trigger=Run.Trigger.API)
+    steps_reads = [q["sql"] for q in captured.captured_queries if 'FROM "jobs_workflowstep"' in q["sql"]]
+    # One for the check (not an EXISTS per run), then one per run to create its step runs.
+    assert len(steps_reads) == 1 + 3, steps_reads
+    assert Run.objects.filter(parent__in=runs, status=Run.Status.QUEUED).count() == 3
