@@ -15,7 +15,7 @@ from celery.app.task import Context
 from django.db import connection
 from django_celery_results.models import TaskResult
 
-from jobs.models import Run
+from jobs.models import JobType, Run
 from jobs.runs import tracking, trigger
 from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
 from jobs.worker import signals
@@ -195,3 +195,36 @@ def test_outside_a_transaction_the_start_is_one_update(django_assert_num_queries
     assert captured.captured_queries[0]["sql"].startswith("UPDATE")
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_steps_success_and_its_workflows_advance_are_one_commit_then_the_next_step_is_published(
+    broker, django_assert_num_queries
+):
+    # A step hop (a step's end to the next step's message): the step's success,
+    # its TaskResult and the next step made ready commit together, once; then the
+    # next step is published and marked `queued`. On a queue no worker consumes.
+    step_type = JobTypeFactory(queue="hot-path-not-consumed")
+    workflow = JobTypeFactory(name="chain", kind=JobType.Kind.WORKFLOW, queue="hot-path-not-consumed")
+    workflow.steps.create(name="a", job_type=step_type)
+    workflow.steps.create(name="b", job_type=step_type, params={"after": "{{ steps.a.result.n }}"}, depends_on=["a"])
+    parent, _ = trigger.run_create(job_type=workflow, params={}, trigger=Run.Trigger.API)
+    first = parent.children.get(step_name="a")
+    tracking.run_started(run_id=str(first.pk), worker="w@host", parent_id=str(parent.pk))
+    request = worker_request(first)
+    setattr(request, PARENT_HEADER, str(parent.pk))
+    postgres = connection.vendor == "postgresql"
+    queued_mark = ["BEGIN", "SET", "UPDATE", "COMMIT"] if postgres else ["UPDATE"]
+    with django_assert_num_queries(10 + len(queued_mark)) as captured:
+        app.backend.store_result(str(first.pk), {"n": 1}, states.SUCCESS, request=request)
+    statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
+    # The step's UPDATE, its /metrics row and its TaskResult; the workflow run
+    # locked, its steps read, the next one made ready (in a savepoint); one COMMIT.
+    assert statements == [
+        "BEGIN", "UPDATE", "INSERT", "INSERT", "SAVEPOINT", "SELECT", "SELECT", "UPDATE", "RELEASE", "COMMIT",
+        *queued_mark,
+    ]  # fmt: skip
+    steps_read = captured.captured_queries[6]["sql"]
+    assert '"traceback"' not in steps_read and '"earlier_attempts"' not in steps_read  # what advancing never reads
+    following = parent.children.get(step_name="b")
+    assert (following.status, following.params) == (Run.Status.QUEUED, {"after": 1})

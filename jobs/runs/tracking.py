@@ -167,17 +167,22 @@ def run_succeeded(
     usual run, that notifies nobody and has no workflow, costs no query); None
     if unknown, then looked up. `record`: a write committed in the same
     transaction as the run's success (the TaskResult row, jobs/worker/result_backend.py), so
-    that the run's end costs one commit; its notification and its workflow's
-    advance come after that commit."""
+    that the run's end costs one commit; its notification comes after that
+    commit. A workflow step's end advances its workflow run in that same
+    transaction: a step hop costs one commit, not two, and no worker can die
+    between a step's end and its workflow's advance."""
     if notify_on is None:
         run = Run.objects.select_related("job_type").filter(pk=run_id).first()
         notify_on = notifications.notify_on_for(run) if run else NotifyOn.NEVER
     notify = notifications.wants_notification(notify_on, Run.Status.SUCCEEDED)
+    parent_id = _parent_id(run_id, parent_id)
     try:
-        with transaction.atomic() if record else contextlib.nullcontext():
+        with transaction.atomic() if record or parent_id else contextlib.nullcontext():
             ended = Run(pk=run_id).mark_succeeded(result=result, notify=notify)
             if record:
                 record()
+            if parent_id:
+                workflow_advance(parent_id=parent_id)  # its next steps are published once committed
     except (TypeError, ValueError, DatabaseError):
         # Nothing was stored. The result is checked on its own only now, so
         # that one JSON can say costs nothing more.
@@ -188,9 +193,6 @@ def run_succeeded(
         return problem
     if ended and notify:
         notifications.notify_later(run_id)
-    parent_id = _parent_id(run_id, parent_id)
-    if parent_id:
-        workflow_advance(parent_id=parent_id)
     return None
 
 
