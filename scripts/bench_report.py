@@ -19,6 +19,7 @@ import argparse
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -97,6 +98,24 @@ def fanout_rows(output: str) -> Rows:
         elif header and re.fullmatch(r"\s*\d+(\s+[\d.]+){5}\s*", line):
             rows.append(dict(zip(header, line.split(), strict=True)))
     return rows
+
+
+def chain_rows(output: str) -> Rows:
+    """bench/workflow_fanout.py's chain table (under pytest): steps, trigger→last step done, step hop."""
+    header = ["steps", "trigger→last step done p50 ms", "p99 ms", "step hop p50 ms", "hop p99 ms"]
+    rows = []
+    for line in output.splitlines():
+        cells = line.split()
+        if len(cells) in (3, 5) and all(re.fullmatch(r"[\d.]+", cell) for cell in cells):
+            rows.append(dict(zip(header, cells + ["—", "—"] * (len(cells) == 3), strict=True)))
+    return rows
+
+
+def hop_fast(database: str, rows: Rows) -> bool | None:
+    if database != POSTGRES:
+        return None
+    hops = [number(r["step hop p50 ms"]) for r in rows if r["step hop p50 ms"] != "—"]
+    return bool(hops) and statistics.median(hops) <= 10
 
 
 def throughput_ratio(database: str, rows: Rows) -> bool | None:
@@ -249,11 +268,27 @@ BENCHES = [
     ),
     Bench(
         "workflow_fanout",
-        [python(), "-m", "pytest", "bench/workflow_fanout.py", "-s", "-q", "-p", "no:cacheprovider"],
+        [python(), "-m", "pytest", "bench/workflow_fanout.py", "-k", "fan_out", "-s", "-q", "-p", "no:cacheprovider"],
         (SQLITE,),
         env={"BENCH_WIDTHS": "10,50", "BENCH_RUNS": "3"},
         parse=fanout_rows,
         note="figures only (the issue sets no goal)",
+    ),
+    Bench(
+        "workflow_chain",
+        [python(), "-m", "pytest", "bench/workflow_fanout.py", "-k", "chain", "-s", "-q", "-p", "no:cacheprovider"],
+        (SQLITE, POSTGRES),
+        [
+            Goal(
+                "step hop p50 ≤ 10 ms (PostgreSQL): the median of the chains' hop p50s",
+                hop_fast,
+                ("steps", "step hop p50 ms", "hop p99 ms"),
+            )
+        ],
+        env={"BENCH_CHAINS": "1,2,4,8", "BENCH_RUNS": "10"},
+        parse=chain_rows,
+        note="chains of 1, 2, 4 and 8 echo steps, each depending on the one before, a worker with 4 processes: "
+        "trigger to the last step's end, and the step hop (one step's end to the next one's start).",
     ),
     Bench(
         "peers",

@@ -7,6 +7,7 @@ Inside a test's transaction Django writes each `transaction.atomic()` as a
 SAVEPOINT and its RELEASE, which the counts include; outside one, the same
 blocks are a BEGIN and a COMMIT."""
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -15,9 +16,9 @@ from celery.app.task import Context
 from django.db import connection
 from django_celery_results.models import TaskResult
 
-from jobs.models import Run
+from jobs.models import JobType, Run
 from jobs.runs import tracking, trigger
-from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
+from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, PARENT_RUNNING_HEADER, RUN_HEADER
 from jobs.worker import signals
 from jobsite.celery import app
 from tests.factories import JobTypeFactory, RunFactory
@@ -195,3 +196,57 @@ def test_outside_a_transaction_the_start_is_one_update(django_assert_num_queries
     assert captured.captured_queries[0]["sql"].startswith("UPDATE")
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_steps_success_and_its_workflows_advance_are_one_commit_then_the_next_step_is_published(
+    broker, django_assert_num_queries
+):
+    # A step hop (a step's end to the next step's message): the step's success,
+    # its TaskResult and the next step made ready commit together, once; then the
+    # next step is published and marked `queued`. On a queue no worker consumes.
+    step_type = JobTypeFactory(queue="hot-path-not-consumed")
+    workflow = JobTypeFactory(name="chain", kind=JobType.Kind.WORKFLOW, queue="hot-path-not-consumed")
+    workflow.steps.create(name="a", job_type=step_type)
+    workflow.steps.create(name="b", job_type=step_type, params={"after": "{{ steps.a.result.n }}"}, depends_on=["a"])
+    parent, _ = trigger.run_create(job_type=workflow, params={}, trigger=Run.Trigger.API)
+    first = parent.children.get(step_name="a")
+    tracking.run_started(run_id=str(first.pk), worker="w@host", parent_id=str(parent.pk))
+    request = worker_request(first)
+    setattr(request, PARENT_HEADER, str(parent.pk))
+    postgres = connection.vendor == "postgresql"
+    queued_mark = ["BEGIN", "SET", "UPDATE", "COMMIT"] if postgres else ["UPDATE"]
+    with django_assert_num_queries(8 + len(queued_mark)) as captured:
+        app.backend.store_result(str(first.pk), {"n": 1}, states.SUCCESS, request=request)
+    statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
+    # The step's UPDATE, its /metrics row and its TaskResult; the workflow run
+    # locked, its steps read, the next one made ready; one COMMIT.
+    assert statements == ["BEGIN", "UPDATE", "INSERT", "INSERT", "SELECT", "SELECT", "UPDATE", "COMMIT", *queued_mark]
+    steps_read = captured.captured_queries[5]["sql"]
+    assert '"traceback"' not in steps_read and '"earlier_attempts"' not in steps_read  # what advancing never reads
+    following = parent.children.get(step_name="b")
+    assert (following.status, following.params) == (Run.Status.QUEUED, {"after": 1})
+    # The workflow run was running (its first step started): the next step's
+    # message says so, and its start is one UPDATE, as any run's.
+    assert published_headers(str(first.pk)).get(PARENT_RUNNING_HEADER) is None
+    assert published_headers(str(following.pk))[PARENT_RUNNING_HEADER] is True
+    with django_assert_num_queries(1):
+        tracking.run_started(run_id=str(following.pk), worker="w@host", parent_id=str(parent.pk), parent_running=True)
+    assert Run.objects.get(pk=following.pk).status == Run.Status.RUNNING
+
+
+def published_headers(run_id: str, queue: str = "hot-path-not-consumed") -> dict:
+    """The headers of the message published for a run, still in Redis (kombu keeps a queue as a list)."""
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        messages = [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
+    return next(m["headers"] for m in messages if m["headers"].get("id") == run_id)
+
+
+def test_a_workflows_first_step_marks_it_running_at_its_start(job_type, django_assert_num_queries):
+    parent = RunFactory(job_type=JobTypeFactory(kind=JobType.Kind.WORKFLOW), status=Run.Status.QUEUED)
+    step = RunFactory(job_type=job_type, parent=parent, step_name="a", status=Run.Status.QUEUED)
+    with django_assert_num_queries(2):  # its start; the workflow run's
+        tracking.run_started(run_id=str(step.pk), worker="w@host", parent_id=str(parent.pk))
+    parent.refresh_from_db()
+    assert parent.status == Run.Status.RUNNING and parent.started_at is not None

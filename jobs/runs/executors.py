@@ -37,6 +37,9 @@ NOTIFY_HEADER = "jobsite_notify_on"
 # ...and this one, the id of its workflow run ("" for none), so that a run that
 # ends need not look it up to know whether a workflow must advance.
 PARENT_HEADER = "jobsite_parent"
+# ...and, on a workflow's step whose workflow run was already running when the
+# step was published, this one: its start need not mark the workflow run running.
+PARENT_RUNNING_HEADER = "jobsite_parent_running"
 # ...and, on a run published again because its job type was at max_concurrency,
 # how many times it has waited for a slot (its next wait is longer).
 WAITS_HEADER = "jobsite_slot_waits"
@@ -121,6 +124,8 @@ class Executor:
                 RUN_HEADER: True,
                 NOTIFY_HEADER: notify_on_for(run),
                 PARENT_HEADER: str(run.parent_id or ""),
+                # run.parent is read already, by queue_of; locked when a workflow advance publishes it.
+                **({PARENT_RUNNING_HEADER: True} if run.parent_id and run.parent.status == Run.Status.RUNNING else {}),
                 **(headers or {}),
             },
             producer=producer,

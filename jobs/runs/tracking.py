@@ -57,7 +57,13 @@ GO, SKIP = Start(go=True), Start(go=False)
 
 
 def run_started(
-    *, run_id: str, worker: str, parent_id: str | None = None, redelivered: bool = False, can_hold: bool = True
+    *,
+    run_id: str,
+    worker: str,
+    parent_id: str | None = None,
+    parent_running: bool = False,
+    redelivered: bool = False,
+    can_hold: bool = True,
 ) -> Start:
     """A task of this run is about to execute: start an attempt, or say why not.
 
@@ -74,12 +80,16 @@ def run_started(
       while the first runs it: skip;
     - at max_concurrency: wait `queued`, without counting an attempt.
     `can_hold`: whether the task can be held back at all (it is a RunTask).
+    A workflow's step marks its workflow run running, unless its message says
+    the workflow run was running already (`parent_running`): one UPDATE less
+    for every step but the first ones.
     """
     # A plain UPDATE, durable: the non-durable commit (jobs/core/durability.py) costs
     # three more round trips before the task runs, more than the disk flush here.
     started = Run(pk=run_id).mark_started(worker=worker, unlimited_only=can_hold)
     if started:
-        _workflow_started(run_id, parent_id)
+        if not parent_running:
+            _workflow_started(run_id, parent_id)
         return GO
     run = Run.objects.select_related("job_type", "parent__job_type").filter(pk=run_id).first()
     if run is None or run.is_terminal:
@@ -90,7 +100,7 @@ def run_started(
         start = _start_in_slot(run, worker=worker) if can_hold else Start(go=run.mark_started(worker=worker))
     else:  # `scheduled` or `waiting`: published early by mistake; the dispatcher or workflow publishes it in time
         start = SKIP
-    if start.go:
+    if start.go and not parent_running:
         _workflow_started(run_id, parent_id)
     return start if can_hold else GO
 
@@ -167,17 +177,22 @@ def run_succeeded(
     usual run, that notifies nobody and has no workflow, costs no query); None
     if unknown, then looked up. `record`: a write committed in the same
     transaction as the run's success (the TaskResult row, jobs/worker/result_backend.py), so
-    that the run's end costs one commit; its notification and its workflow's
-    advance come after that commit."""
+    that the run's end costs one commit; its notification comes after that
+    commit. A workflow step's end advances its workflow run in that same
+    transaction: a step hop costs one commit, not two, and no worker can die
+    between a step's end and its workflow's advance."""
     if notify_on is None:
         run = Run.objects.select_related("job_type").filter(pk=run_id).first()
         notify_on = notifications.notify_on_for(run) if run else NotifyOn.NEVER
     notify = notifications.wants_notification(notify_on, Run.Status.SUCCEEDED)
+    parent_id = _parent_id(run_id, parent_id)
     try:
-        with transaction.atomic() if record else contextlib.nullcontext():
+        with transaction.atomic() if record or parent_id else contextlib.nullcontext():
             ended = Run(pk=run_id).mark_succeeded(result=result, notify=notify)
             if record:
                 record()
+            if parent_id:
+                workflow_advance(parent_id=parent_id)  # its next steps are published once committed
     except (TypeError, ValueError, DatabaseError):
         # Nothing was stored. The result is checked on its own only now, so
         # that one JSON can say costs nothing more.
@@ -188,9 +203,6 @@ def run_succeeded(
         return problem
     if ended and notify:
         notifications.notify_later(run_id)
-    parent_id = _parent_id(run_id, parent_id)
-    if parent_id:
-        workflow_advance(parent_id=parent_id)
     return None
 
 

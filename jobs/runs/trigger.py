@@ -330,8 +330,10 @@ def run_rerun(*, run: Run, requested_by: AbstractBaseUser | None = None, from_fa
 def workflow_advance(*, parent_id) -> None:
     """Publish the steps of a workflow run that became ready, or end the
     workflow run; called when it starts and whenever one of its steps ends.
-    Safe to call any number of times, from any number of processes at once."""
-    with transaction.atomic():
+    Safe to call any number of times, from any number of processes at once.
+    Within a caller's transaction (a step's end, jobs/runs/tracking.py), no
+    savepoint of its own: a failure rolls back the caller's anyway."""
+    with transaction.atomic(savepoint=False):
         outcome = workflow_steps.advance(parent_id=parent_id)
         if outcome.ended is not None and outcome.ended.notify_status:
             notifications.notify_later(outcome.ended.pk)

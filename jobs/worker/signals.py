@@ -9,7 +9,7 @@ from django import db
 
 from jobs.models import Run
 from jobs.runs import tracking
-from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER, RunFailed
+from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, PARENT_RUNNING_HEADER, RUN_HEADER, RunFailed
 from jobs.worker import connections, run_logs
 from jobs.worker.result_backend import RECORDED_ATTRIBUTE, request_header
 from jobs.worker.task_base import START_ATTRIBUTE, RunTask
@@ -33,6 +33,7 @@ def on_task_prerun(task_id, task, **_):
             run_id=run_id,
             worker=task.request.hostname or "",
             parent_id=_header(task, PARENT_HEADER),
+            parent_running=bool(_header(task, PARENT_RUNNING_HEADER)),
             redelivered=bool((task.request.delivery_info or {}).get("redelivered")),
             can_hold=isinstance(task, RunTask),
         )

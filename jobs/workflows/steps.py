@@ -28,6 +28,11 @@ from jobs.workflows.graph import StepSpec, topological_order
 
 BROKEN = (Run.Status.FAILED, Run.Status.CANCELLED)
 NOT_STARTED = (Run.Status.WAITING, Run.Status.PENDING, Run.Status.QUEUED)
+# What `advance` reads of a step run, and what publishing it reads (jobs/runs/executors.py).
+STEP_FIELDS = (
+    "status", "step_name", "depends_on", "params", "result", "error", "created_at", "finished_at",
+    "parent_id", "job_type",
+)  # fmt: skip
 
 
 # --- Definitions --------------------------------------------------------------
@@ -158,10 +163,20 @@ class Advance:
 def advance(*, parent_id) -> Advance:
     """Bring a workflow run up to date with its steps. Call inside a transaction."""
     outcome = Advance()
-    parent = Run.objects.select_for_update(of=("self",)).select_related("job_type").filter(pk=parent_id).first()
+    # No ORDER BY, no LIMIT: one row by its key. Django compiles an ordering
+    # against every selected column, and these rows have many.
+    locked = Run.objects.select_for_update(of=("self",)).select_related("job_type").filter(pk=parent_id).order_by()
+    parent = next(iter(locked), None)
     if parent is None or parent.is_terminal:
         return outcome
-    children = list(parent.children.select_related("job_type").order_by("created_at"))
+    # Read after the lock, in a statement of its own, so that it sees what a
+    # step that ended just before committed. Only the columns advancing and
+    # publishing read: the others (a step's traceback, earlier attempts,
+    # notification record...) cost a workflow's every hop for nothing.
+    children = sorted(
+        parent.children.select_related("job_type").only(*STEP_FIELDS).order_by(),
+        key=lambda child: (child.created_at, child.step_name),
+    )
     for child in children:
         child.parent = parent  # publishing reads the workflow's queue
     if _fail_if_broken(parent, children, outcome):
