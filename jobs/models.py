@@ -1314,7 +1314,10 @@ class RunToCount(models.Model):
 def latest_revision(job_type_id: int) -> Subquery:
     """The id of a job type's latest revision, as a subquery: a run records the
     revision it runs (`Run.job_type_revision`) in its own INSERT."""
-    revisions = JobType.history.model.objects.filter(id=job_type_id).order_by("-history_date", "-history_id")
+    # The historical model from the field, not from `JobType.history`: that descriptor
+    # builds a manager class on every access: a sixth of a trigger's CPU.
+    historical = Run._meta.get_field("job_type_revision").related_model
+    revisions = historical.objects.filter(id=job_type_id).order_by("-history_date", "-history_id")
     return Subquery(revisions.values("history_id")[:1])
 
 
