@@ -225,6 +225,27 @@ def test_outside_a_transaction_the_start_is_one_update(django_assert_num_queries
     run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.QUEUED)
     with django_assert_num_queries(1) as captured:
         tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
-    assert captured.captured_queries[0]["sql"].startswith("UPDATE")
+    assert captured.captured_queries[0]["sql"].startswith("UPDATE")  # durable: it may have been `pending`
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_start_of_a_run_its_trigger_wrote_queued_is_one_statement_not_waiting_for_the_disk(
+    django_assert_num_queries,
+):
+    run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.QUEUED)
+    postgres = connection.vendor == "postgresql"
+    setting = synchronous_commit() if postgres else None
+    # PostgreSQL: SET LOCAL and the UPDATE in one query string, one implicit
+    # transaction, one round trip (jobs/core/durability.py).
+    with django_assert_num_queries(1) as captured:
+        start = tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="", written_queued=True)
+    sql = captured.captured_queries[0]["sql"]
+    assert sql.startswith("SET LOCAL synchronous_commit TO OFF; UPDATE" if postgres else "UPDATE")
+    if postgres:
+        assert synchronous_commit() == setting  # changed for that transaction only
+    run.refresh_from_db()
+    assert start.go and (run.status, run.attempts) == (Run.Status.RUNNING, 1)
+    # A second message for it is still dropped: the start is conditional as ever.
+    assert not tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="", written_queued=True).go

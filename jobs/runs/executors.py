@@ -37,6 +37,9 @@ NOTIFY_HEADER = "jobsite_notify_on"
 # ...and this one, the id of its workflow run ("" for none), so that a run that
 # ends need not look it up to know whether a workflow must advance.
 PARENT_HEADER = "jobsite_parent"
+# ...and this one on a run its trigger wrote `queued` before publishing it (run_create),
+# so that its start need not wait for the disk (run_started in jobs/runs/tracking.py).
+QUEUED_HEADER = "jobsite_queued"
 # ...and, on a run published again because its job type was at max_concurrency,
 # how many times it has waited for a slot (its next wait is longer).
 WAITS_HEADER = "jobsite_slot_waits"

@@ -57,7 +57,13 @@ GO, SKIP = Start(go=True), Start(go=False)
 
 
 def run_started(
-    *, run_id: str, worker: str, parent_id: str | None = None, redelivered: bool = False, can_hold: bool = True
+    *,
+    run_id: str,
+    worker: str,
+    parent_id: str | None = None,
+    redelivered: bool = False,
+    can_hold: bool = True,
+    written_queued: bool = False,
 ) -> Start:
     """A task of this run is about to execute: start an attempt, or say why not.
 
@@ -74,10 +80,14 @@ def run_started(
       while the first runs it: skip;
     - at max_concurrency: wait `queued`, without counting an attempt.
     `can_hold`: whether the task can be held back at all (it is a RunTask).
+    `written_queued`: its trigger wrote it `queued` durably (the message's
+    QUEUED_HEADER), so the start commits without waiting for the disk: a database
+    crash that loses it leaves the run `queued`, which only the lost-message check
+    publishes again, and not while Redis holds the message for the worker running it.
+    Any other run's start is durable: it may be `pending` under it, which the sweeper
+    would publish again, and a second worker would run it.
     """
-    # A plain UPDATE, durable: the non-durable commit (jobs/core/durability.py) costs
-    # three more round trips before the task runs, more than the disk flush here.
-    started = Run(pk=run_id).mark_started(worker=worker, unlimited_only=can_hold)
+    started = Run(pk=run_id).mark_started(worker=worker, unlimited_only=can_hold, durable=not written_queued)
     if started:
         _workflow_started(run_id, parent_id)
         return GO

@@ -21,7 +21,7 @@ from jobs.core import durability, kinds
 from jobs.core.errors import Conflict, InvalidInput, ServiceError
 from jobs.core.params import params_with_defaults
 from jobs.models import JobType, NotifyOn, Run, Schedule, StepArgs, TriggerUrl, latest_revision
-from jobs.runs.executors import executor_for
+from jobs.runs.executors import QUEUED_HEADER, executor_for
 from jobs.workflows import steps as workflow_steps
 from jobsite.celery import app
 
@@ -172,7 +172,10 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
                         # No Celery task of its own: publishing it starts its first steps.
                         workflow_advance(parent_id=run.pk)
                     else:
-                        executor_for(run.job_type.kind).publish(run, countdown=countdown, producer=producer)
+                        # `queued` here: written so by run_create's INSERT, durably.
+                        headers = {QUEUED_HEADER: True} if run.status == Run.Status.QUEUED else None
+                        executor = executor_for(run.job_type.kind)
+                        executor.publish(run, countdown=countdown, producer=producer, headers=headers)
                 if batch is not None:
                     batch.flush()  # the chunk in one round trip; raises if Redis may not have taken it
                 published += [run.pk for run in chunk]
