@@ -45,6 +45,12 @@ def _parent_id(run_id: str, known: str | None):
     return Run.objects.filter(pk=run_id).values_list("parent_id", flat=True).first()
 
 
+def _known(run_id) -> Run:
+    """A run known by its id alone, for a transition: from_db computes none of the
+    field defaults that Run(pk=...) computes, some forty, on every start and end."""
+    return Run.from_db(None, ["id"], [run_id])
+
+
 @dataclass
 class Start:
     """What the worker does with a run's task once received (jobs/worker/task_base.py acts on it)."""
@@ -87,7 +93,7 @@ def run_started(
     Any other run's start is durable: it may be `pending` under it, which the sweeper
     would publish again, and a second worker would run it.
     """
-    started = Run(pk=run_id).mark_started(worker=worker, unlimited_only=can_hold, durable=not written_queued)
+    started = _known(run_id).mark_started(worker=worker, unlimited_only=can_hold, durable=not written_queued)
     if started:
         _workflow_started(run_id, parent_id)
         return GO
@@ -108,7 +114,7 @@ def run_started(
 def _workflow_started(run_id: str, parent_id: str | None) -> None:
     parent_id = _parent_id(run_id, parent_id)
     if parent_id:
-        Run(pk=parent_id).mark_running()
+        _known(parent_id).mark_running()
 
 
 def _lost_error(run: Run) -> str:
@@ -185,7 +191,7 @@ def run_succeeded(
     notify = notifications.wants_notification(notify_on, Run.Status.SUCCEEDED)
     try:
         with transaction.atomic() if record else contextlib.nullcontext():
-            ended = Run(pk=run_id).mark_succeeded(result=result, notify=notify)
+            ended = _known(run_id).mark_succeeded(result=result, notify=notify)
             if record:
                 record()
     except (TypeError, ValueError, DatabaseError):
