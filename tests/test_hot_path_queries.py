@@ -15,6 +15,7 @@ from celery import states
 from celery.app.task import Context
 from django.db import connection
 from django_celery_results.models import TaskResult
+from kombu.exceptions import OperationalError
 
 from jobs.models import JobType, Run
 from jobs.runs import tracking, trigger
@@ -44,20 +45,37 @@ def worker_request(run: Run) -> Context:
     return Context(id=str(run.pk), task=run.job_type.task, hostname="w@host", args=[], kwargs={}, **headers)
 
 
-def test_it_triggers_a_run_with_one_insert_and_one_update(broker, job_type, django_assert_num_queries,
-                                                          django_capture_on_commit_callbacks):  # fmt: skip
-    # SAVEPOINT, INSERT the run, RELEASE; once committed: publish, then UPDATE it `queued`.
-    with django_assert_num_queries(4), django_capture_on_commit_callbacks(execute=True):
+def test_it_triggers_a_run_with_one_insert(broker, job_type, django_assert_num_queries,
+                                          django_capture_on_commit_callbacks):  # fmt: skip
+    # SAVEPOINT, INSERT the run (`queued`), RELEASE; once committed: publish, and nothing more.
+    with django_assert_num_queries(3), django_capture_on_commit_callbacks(execute=True):
         run, created = trigger.run_create(job_type=job_type, params={"n": 1}, trigger=Run.Trigger.API)
     run.refresh_from_db()
     assert created and run.status == Run.Status.QUEUED
+    assert run.queued_at == run.created_at == run.released_at
+
+
+def test_a_run_the_broker_did_not_take_is_left_pending_for_the_sweeper(broker, job_type, monkeypatch,
+                                                                       django_assert_num_queries,
+                                                                       django_capture_on_commit_callbacks):  # fmt: skip
+    def broker_down(*args, **kwargs):  # what kombu raises once its publish retries are spent
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(app, "send_task", broker_down)  # tests/e2e/test_faults.py stops a real Redis
+    # SAVEPOINT, INSERT, RELEASE; the publish fails: one UPDATE back to `pending`.
+    with django_assert_num_queries(4), django_capture_on_commit_callbacks(execute=True):
+        run, _ = trigger.run_create(job_type=job_type, params={}, trigger=Run.Trigger.API)
+    assert (run.status, run.queued_at) == (Run.Status.PENDING, None)
+    run.refresh_from_db()
+    assert (run.status, run.queued_at) == (Run.Status.PENDING, None)
+    assert run.republish_after is not None  # the sweeper publishes it again then
 
 
 def test_it_triggers_a_run_over_the_api_with_a_fixed_number_of_queries(broker, api, job_type,
                                                                        django_assert_max_num_queries,
                                                                        django_capture_on_commit_callbacks):  # fmt: skip
-    # The token and the user's permissions, the job type, the run's writes (as above).
-    with django_assert_max_num_queries(8), django_capture_on_commit_callbacks(execute=True):
+    # The token and the user's permissions, the job type, the run's INSERT (as above).
+    with django_assert_max_num_queries(7), django_capture_on_commit_callbacks(execute=True):
         response = api.post(f"/api/v1/job-types/{job_type.name}/run/", {"params": {}}, format="json")
     assert response.status_code == 201
     assert Run.objects.get(pk=response.data["id"]).status == Run.Status.QUEUED
@@ -74,8 +92,9 @@ def test_it_starts_a_run_with_one_update(job_type, django_assert_num_queries):
 def test_a_run_started_before_the_web_marked_it_queued_counts_as_queued_at_its_start(
     job_type, django_assert_num_queries
 ):
-    # The worker can take the message before the web process's "queued" UPDATE,
-    # which then no longer applies (it needs `pending`): the run is still `pending`.
+    # A run published by the dispatcher or a workflow is marked `queued` after its
+    # publish: the worker can take the message before that UPDATE, which then no
+    # longer applies (it needs `pending`): the run is still `pending`.
     run = RunFactory(job_type=job_type, status=Run.Status.PENDING)
     with django_assert_num_queries(1):
         tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
@@ -169,19 +188,33 @@ def test_it_retries_a_run_with_one_read_and_one_update(db, broker, django_assert
 
 
 @pytest.mark.django_db(transaction=True)
-def test_outside_a_transaction_a_trigger_is_one_insert_then_the_queued_mark(broker, django_assert_num_queries):
+def test_outside_a_transaction_a_trigger_is_one_insert(broker, django_assert_num_queries):
     # On a queue no worker consumes: the session's worker, if one runs, must not
     # start this committed run while the test's teardown empties the tables.
     job_type = JobTypeFactory(queue="hot-path-not-consumed")
-    postgres = connection.vendor == "postgresql"
-    # The INSERT commits on its own (no BEGIN/COMMIT around one statement); once
-    # published, the `queued` mark (PostgreSQL: without waiting for the disk,
-    # jobs/core/durability.py; SQLite in WAL mode commits without an fsync anyway).
-    setting = synchronous_commit() if postgres else None
-    with django_assert_num_queries(5 if postgres else 2) as captured:
+    # The INSERT, `queued`, commits on its own (no BEGIN/COMMIT around one
+    # statement, durable); then the publish, and no other statement.
+    with django_assert_num_queries(1) as captured:
         run, _ = trigger.run_create(job_type=job_type, params={}, trigger=Run.Trigger.API)
+    assert captured.captured_queries[0]["sql"].startswith("INSERT")
+    run.refresh_from_db()
+    assert run.status == Run.Status.QUEUED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_dispatchers_queued_mark_does_not_wait_for_the_disk(
+    broker, django_assert_num_queries
+):
+    # Runs the dispatcher or a workflow publishes are `pending` until published,
+    # then marked `queued` in one UPDATE (PostgreSQL: without waiting for the disk,
+    # jobs/core/durability.py; SQLite in WAL mode commits without an fsync anyway).
+    run = RunFactory(job_type=JobTypeFactory(queue="hot-path-not-consumed"), status=Run.Status.PENDING)
+    postgres = connection.vendor == "postgresql"
+    setting = synchronous_commit() if postgres else None
+    with django_assert_num_queries(4 if postgres else 1) as captured:
+        trigger.runs_publish([run])
     statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
-    assert statements == (["INSERT", "BEGIN", "SET", "UPDATE", "COMMIT"] if postgres else ["INSERT", "UPDATE"])
+    assert statements == (["BEGIN", "SET", "UPDATE", "COMMIT"] if postgres else ["UPDATE"])
     if postgres:
         assert synchronous_commit() == setting  # changed for that transaction only
     run.refresh_from_db()
@@ -193,7 +226,7 @@ def test_outside_a_transaction_the_start_is_one_update(django_assert_num_queries
     run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.QUEUED)
     with django_assert_num_queries(1) as captured:
         tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
-    assert captured.captured_queries[0]["sql"].startswith("UPDATE")
+    assert captured.captured_queries[0]["sql"].startswith("UPDATE")  # durable: it may have been `pending`
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING
 
@@ -250,3 +283,23 @@ def test_a_workflows_first_step_marks_it_running_at_its_start(job_type, django_a
         tracking.run_started(run_id=str(step.pk), worker="w@host", parent_id=str(parent.pk))
     parent.refresh_from_db()
     assert parent.status == Run.Status.RUNNING and parent.started_at is not None
+
+
+def test_the_start_of_a_run_its_trigger_wrote_queued_is_one_statement_not_waiting_for_the_disk(
+    django_assert_num_queries,
+):
+    run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.QUEUED)
+    postgres = connection.vendor == "postgresql"
+    setting = synchronous_commit() if postgres else None
+    # PostgreSQL: SET LOCAL and the UPDATE in one query string, one implicit
+    # transaction, one round trip (jobs/core/durability.py).
+    with django_assert_num_queries(1) as captured:
+        start = tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="", written_queued=True)
+    sql = captured.captured_queries[0]["sql"]
+    assert sql.startswith("SET LOCAL synchronous_commit TO OFF; UPDATE" if postgres else "UPDATE")
+    if postgres:
+        assert synchronous_commit() == setting  # changed for that transaction only
+    run.refresh_from_db()
+    assert start.go and (run.status, run.attempts) == (Run.Status.RUNNING, 1)
+    # A second message for it is still dropped: the start is conditional as ever.
+    assert not tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="", written_queued=True).go

@@ -1,14 +1,19 @@
-"""Commits that need not wait for the disk: `progress_commit()` commits a run's
-`queued` mark with `synchronous_commit` off (PostgreSQL), for that transaction
-only. Only a crash of the database server can lose such a mark, and then the
-run is `pending` again and the sweeper publishes it once more. Every other write
-is durable. Why, and what it saves: docs/architecture.md, "The hot path".
+"""Commits that need not wait for the disk (PostgreSQL, for that transaction only):
+a run's `queued` and `running` marks (`progress_update`), and its log batches
+(`progress_commit`). Only a crash of the database server can lose such a write,
+and only the last fraction of a second of them (the WAL writer flushes them, and
+so does the next durable commit); every other write is durable. Why, what it
+saves, and what a lost mark means: docs/architecture.md, "The hot path".
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
+from django.db.models import QuerySet
+from django.db.models.sql import UpdateQuery
+
+NOT_DURABLE = "SET LOCAL synchronous_commit TO OFF"
 
 
 @contextmanager
@@ -21,5 +26,23 @@ def progress_commit() -> Iterator[None]:
         return
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            cursor.execute(NOT_DURABLE)
         yield
+
+
+def progress_update(query: QuerySet, **changes) -> int:
+    """`query.update(**changes)`, committed without waiting for the disk, in one
+    round trip (PostgreSQL): the SET LOCAL and the UPDATE go as one query string,
+    which the server runs as one transaction, where progress_commit's BEGIN, SET,
+    UPDATE and COMMIT are four. Inside a transaction already, a plain update."""
+    database = connections[query.db]
+    if database.vendor != "postgresql" or database.in_atomic_block:
+        return query.update(**changes)
+    update = query.query.chain(UpdateQuery)
+    update.add_update_values(changes)
+    statement, params = update.get_compiler(query.db).as_sql()
+    with database.cursor() as cursor:
+        # Client-side binding (Django's default with psycopg) sends it as one simple query.
+        cursor.execute(f"{NOT_DURABLE}; {statement}", params)
+        cursor.nextset()  # the UPDATE's result
+        return cursor.rowcount

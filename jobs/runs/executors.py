@@ -40,6 +40,9 @@ PARENT_HEADER = "jobsite_parent"
 # ...and, on a workflow's step whose workflow run was already running when the
 # step was published, this one: its start need not mark the workflow run running.
 PARENT_RUNNING_HEADER = "jobsite_parent_running"
+# ...and this one on a run its trigger wrote `queued` before publishing it (run_create),
+# so that its start need not wait for the disk (run_started in jobs/runs/tracking.py).
+QUEUED_HEADER = "jobsite_queued"
 # ...and, on a run published again because its job type was at max_concurrency,
 # how many times it has waited for a slot (its next wait is longer).
 WAITS_HEADER = "jobsite_slot_waits"

@@ -34,7 +34,7 @@ from jobs.models import (
     latest_revision_id,
     republish_deadline,
 )
-from jobs.runs.executors import executor_for, queue_of
+from jobs.runs.executors import QUEUED_HEADER, executor_for, queue_of
 from jobs.workflows import steps as workflow_steps
 from jobsite.celery import app
 
@@ -128,6 +128,13 @@ def run_create(*, idempotency_key: str | None = None, reuse_steps_of: Run | None
     succeeded there reuse their results (see workflow_steps.create_step_runs).
     """
     run = run_build(idempotency_key=idempotency_key, **trigger)
+    if run.status == Run.Status.PENDING and run.job_type.kind != JobType.Kind.WORKFLOW:
+        # Written `queued` by its INSERT, published once committed: the trigger needs
+        # no `queued` UPDATE. Until the broker has its message it is not, for a moment;
+        # a publish that fails puts it back to `pending` for the sweeper (runs_publish),
+        # and a process that dies before publishing leaves it to the lost-message
+        # check (jobs/runs/lost.py), which publishes the queued runs Redis lacks.
+        run.status, run.queued_at = Run.Status.QUEUED, run.created_at
     if idempotency_key:
         existing = Run.objects.filter(job_type=run.job_type, idempotency_key=idempotency_key).first()
         if existing:
@@ -143,7 +150,7 @@ def run_create(*, idempotency_key: str | None = None, reuse_steps_of: Run | None
             run.__dict__.pop("job_type_revision_id")  # deferred: read from the row if asked for
             if run.job_type.kind == JobType.Kind.WORKFLOW:
                 workflow_steps.create_step_runs(parent=run, reuse_from=reuse_steps_of)
-            if run.status == Run.Status.PENDING:
+            if run.status in (Run.Status.PENDING, Run.Status.QUEUED):
                 transaction.on_commit(lambda: runs_publish([run]))
     except IntegrityError:
         if idempotency_key:  # Another request with the same key won the race.
@@ -232,7 +239,8 @@ def _publish_in_chunks(runs: list[Run], size: int) -> None:
 
 
 def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
-    """Hand runs to the broker and mark those handed over `queued`.
+    """Hand runs to the broker and mark those handed over `queued` (run_create's
+    are written `queued` already; those the broker did not take go back to `pending`).
 
     Many runs go to Redis JOBS_PUBLISH_BATCH_SIZE messages per round trip
     (kombu's publish batch). A run the broker did not take, or may not have
@@ -259,7 +267,10 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
                         # No Celery task of its own: publishing it starts its first steps.
                         workflow_advance(parent_id=run.pk)
                     else:
-                        executor_for(run.job_type.kind).publish(run, countdown=countdown, producer=producer)
+                        # `queued` here: written so by run_create's INSERT, durably.
+                        headers = {QUEUED_HEADER: True} if run.status == Run.Status.QUEUED else None
+                        executor = executor_for(run.job_type.kind)
+                        executor.publish(run, countdown=countdown, producer=producer, headers=headers)
                 if batch is not None:
                     batch.flush()  # the chunk in one round trip; raises if Redis may not have taken it
                 published += [run.pk for run in chunk]
@@ -267,15 +278,21 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
         # The broker is down: the rest would fail the same way, slowly.
         logger.warning("Could not publish %d run(s); they stay pending until the broker answers",
                        len(runs) - len(published), exc_info=True)  # fmt: skip
-    if published:
+    marks = [run.pk for run in runs[: len(published)] if run.status != Run.Status.QUEUED]
+    if marks:
         now = timezone.now()
         with durability.progress_commit():  # lost in a database crash: published again by the sweeper
-            Run.objects.filter(pk__in=published, status=Run.Status.PENDING).update(
-                status=Run.Status.QUEUED, queued_at=now
-            )
+            Run.objects.filter(pk__in=marks, status=Run.Status.PENDING).update(status=Run.Status.QUEUED, queued_at=now)
         for run in runs[: len(published)]:
             if run.status == Run.Status.PENDING:
                 run.status, run.queued_at = Run.Status.QUEUED, now
+    for run in runs[len(published) :]:
+        # Queued by its trigger, not taken by the broker: the sweeper's, unless it
+        # started after all (a publish that failed on the way) or was published again.
+        if run.status == Run.Status.QUEUED and Run.objects.filter(
+            pk=run.pk, status=Run.Status.QUEUED, queued_at=run.queued_at
+        ).update(status=Run.Status.PENDING, queued_at=None):
+            run.status, run.queued_at = Run.Status.PENDING, None
     return len(published)
 
 

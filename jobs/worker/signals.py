@@ -9,7 +9,14 @@ from django import db
 
 from jobs.models import Run
 from jobs.runs import tracking
-from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, PARENT_RUNNING_HEADER, RUN_HEADER, RunFailed
+from jobs.runs.executors import (
+    NOTIFY_HEADER,
+    PARENT_HEADER,
+    PARENT_RUNNING_HEADER,
+    QUEUED_HEADER,
+    RUN_HEADER,
+    RunFailed,
+)
 from jobs.worker import connections, run_logs
 from jobs.worker.result_backend import RECORDED_ATTRIBUTE, request_header
 from jobs.worker.task_base import START_ATTRIBUTE, RunTask
@@ -36,6 +43,7 @@ def on_task_prerun(task_id, task, **_):
             parent_running=bool(_header(task, PARENT_RUNNING_HEADER)),
             redelivered=bool((task.request.delivery_info or {}).get("redelivered")),
             can_hold=isinstance(task, RunTask),
+            written_queued=bool(_header(task, QUEUED_HEADER)),
         )
         setattr(task.request, START_ATTRIBUTE, start)  # RunTask.before_start acts on it
         if start.go:

@@ -363,7 +363,7 @@ def test_running_from_the_form_creates_a_run_with_typed_params(operator_client, 
     assert response.status_code == 302
     assert response["Location"] == f"/monitor/runs/{run.pk}/"
     assert run.params == {"name": "Ada", "count": 3, "ratio": 0.5, "loud": True, "colour": 3, "tags": ["a"]}
-    assert (run.trigger, run.requested_by, run.status) == ("admin", operator, "pending")
+    assert (run.trigger, run.requested_by, run.status) == ("admin", operator, "queued")
 
 
 def test_fields_left_empty_take_the_job_types_defaults(operator_client, greet):
