@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import prefetch_related_objects
+from django.db.models import F, prefetch_related_objects
 from django.utils import timezone
 
 from jobs import notifications
@@ -217,9 +217,14 @@ def runs_create_many(
     republish_after = republish_deadline()  # from now: checking a long list took a while
     with transaction.atomic():
         revision_id = latest_revision_id(job_type.pk)  # read in the transaction that writes the runs
+        # Written `queued`, as run_create writes one run (its publish needs no UPDATE
+        # after it); those whose message the broker does not take go back to `pending`.
+        queued = run_at is None and job_type.kind != JobType.Kind.WORKFLOW
         for run in runs:
             run.republish_after = republish_after
             run.job_type_revision_id = revision_id
+            if queued:
+                run.status, run.queued_at = Run.Status.QUEUED, run.created_at
         Run.objects.bulk_create(runs, batch_size=chunk)
         if job_type.kind == JobType.Kind.WORKFLOW:
             for run in runs:
@@ -235,6 +240,7 @@ def _publish_in_chunks(runs: list[Run], size: int) -> None:
     for start in range(0, len(runs), size):
         chunk = runs[start : start + size]
         if runs_publish(chunk) < len(chunk):
+            _back_to_pending(runs[start + size :])
             return
 
 
@@ -281,19 +287,29 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
     marks = [run.pk for run in runs[: len(published)] if run.status != Run.Status.QUEUED]
     if marks:
         now = timezone.now()
-        with durability.progress_commit():  # lost in a database crash: published again by the sweeper
-            Run.objects.filter(pk__in=marks, status=Run.Status.PENDING).update(status=Run.Status.QUEUED, queued_at=now)
+        # Lost in a database crash: `pending` again, and published again by the sweeper.
+        pending = Run.objects.filter(pk__in=marks, status=Run.Status.PENDING)
+        durability.progress_update(pending, status=Run.Status.QUEUED, queued_at=now)
         for run in runs[: len(published)]:
             if run.status == Run.Status.PENDING:
                 run.status, run.queued_at = Run.Status.QUEUED, now
-    for run in runs[len(published) :]:
-        # Queued by its trigger, not taken by the broker: the sweeper's, unless it
-        # started after all (a publish that failed on the way) or was published again.
-        if run.status == Run.Status.QUEUED and Run.objects.filter(
-            pk=run.pk, status=Run.Status.QUEUED, queued_at=run.queued_at
-        ).update(status=Run.Status.PENDING, queued_at=None):
-            run.status, run.queued_at = Run.Status.PENDING, None
+    _back_to_pending(runs[len(published) :])
     return len(published)
+
+
+def _back_to_pending(runs: list[Run]) -> None:
+    """Those of `runs` that their trigger wrote `queued` and whose message the
+    broker did not take are `pending` again, the sweeper's, in one UPDATE; but
+    not one that started after all (a publish that failed on the way) or was
+    marked since (its `queued_at` is no longer its creation's)."""
+    written_queued = [run for run in runs if run.status == Run.Status.QUEUED and run.queued_at == run.created_at]
+    if not written_queued:
+        return
+    Run.objects.filter(
+        pk__in=[run.pk for run in written_queued], status=Run.Status.QUEUED, queued_at=F("created_at")
+    ).update(status=Run.Status.PENDING, queued_at=None)
+    for run in written_queued:
+        run.status, run.queued_at = Run.Status.PENDING, None
 
 
 def run_cancel(*, run: Run, cancelled_by: AbstractBaseUser | None = None) -> Run:
