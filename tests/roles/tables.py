@@ -101,6 +101,16 @@ def api_rows(w: World) -> dict[tuple[str, str], list[Row]]:
                 at_least("operator"),
             ),
         ],
+        ("POST", "/api/v1/job-types/{name}/runs/bulk/"): [
+            Row(
+                "POST",
+                f"{jt}/echo/runs/bulk/",
+                OPERATE.format(ok=201),
+                {"params": [{}, {}]},
+                lambda r: Run.objects.count() == runs_before + 2,
+                at_least("operator"),
+            ),
+        ],
         ("GET", "/api/v1/runs/"): [Row("GET", f"{run}/", READ)],
         ("GET", "/api/v1/runs/{id}/"): [Row("GET", f"{run}/{w.finished.pk}/", READ)],
         ("GET", "/api/v1/runs/{id}/logs/"): [Row("GET", f"{run}/{w.finished.pk}/logs/", READ)],
