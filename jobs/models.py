@@ -9,7 +9,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connections, models, router, transaction
 from django.db.models import F, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Least
 from django.urls import reverse
 from django.utils import timezone
 from django.utils import timezone as django_timezone
@@ -745,8 +745,9 @@ class Run(models.Model):
             "status": self.Status.RUNNING,
             "started_at": now,
             # A worker may start the run before the web process has marked it
-            # `queued` (that mark then no longer applies): it was queued by now.
-            "queued_at": Coalesce(F("queued_at"), Value(now)),
+            # `queued` (that mark then no longer applies): it was queued by now. And
+            # a mark that took its time just after this start's did not come later.
+            "queued_at": Least(Coalesce(F("queued_at"), Value(now)), Value(now)),
             "attempts": F("attempts") + 1,
             "worker": worker,
         }
