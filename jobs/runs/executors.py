@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.saferepr import saferepr
 from django.conf import settings
 
 from jobs.core import command_allowlist, kinds, net, secrets
@@ -153,6 +154,22 @@ class Executor:
             logger.warning("Could not send the revoke for run %s", run.pk, exc_info=True)
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _shown(value: list | tuple | dict) -> str:
+    """A task's arguments as Flower shows them (the message's argsrepr and kwargsrepr).
+    Flat ones, the usual params, by repr, as Celery's safe repr writes them (but a
+    string's control characters escaped), without its walk of each value; any
+    other, or a long one, by the safe repr itself, which cuts nesting and length."""
+    items = value.values() if isinstance(value, dict) else value
+    if all(isinstance(item, _SCALARS) for item in items):
+        text = repr(value)
+        if len(text) <= app.amqp.argsrepr_maxsize:
+            return text
+    return saferepr(value, app.amqp.argsrepr_maxsize, maxlevels=app.conf.task_repr_maxlevels)
+
+
 class TaskExecutor(Executor):
     kind = JobType.Kind.TASK
 
@@ -169,6 +186,8 @@ class TaskExecutor(Executor):
             countdown=countdown,
             producer=producer,
             headers=headers,
+            argsrepr=_shown(args or ()),  # no arguments: Celery's "()"
+            kwargsrepr=_shown(run.params),
         )
 
     def cancel_signal(self) -> str:

@@ -1,0 +1,111 @@
+"""The dispatcher's publish of the runs it released (jobs/schedules/dispatcher.py):
+what it reads to publish them, and the messages it leaves in Redis, with real
+objects and a real Redis (on queues no worker consumes)."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from celery.utils.saferepr import saferepr
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from jobs.models import Run, latest_revision
+from jobs.schedules import dispatcher
+from jobsite.celery import app
+from tests.factories import JobTypeFactory
+
+pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
+
+
+@pytest.fixture
+def broker(db, redis_server, settings):
+    settings.CELERY_BROKER_URL = redis_server
+
+
+def messages(queue: str) -> list[dict]:
+    """The messages waiting in a queue: kombu keeps a queue as a Redis list, one
+    per priority step (the queue's name, then a separator and the step)."""
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        lists = [name for name in client.keys(f"{queue}*") if name.split(b"\x06")[0] == queue.encode()]
+        return [json.loads(raw) for name in lists for raw in client.lrange(name, 0, -1)]
+
+
+def due_runs(job_types, count: int) -> list:
+    now = timezone.now()
+    runs = [
+        Run(
+            job_type=job_types[n % len(job_types)],
+            params={"n": n},
+            trigger=Run.Trigger.SCHEDULE,
+            status=Run.Status.SCHEDULED,
+            scheduled_for=now - timedelta(seconds=1),
+            created_at=now,
+            job_type_revision_id=latest_revision(job_types[n % len(job_types)].pk),
+        )
+        for n in range(count)
+    ]
+    Run.objects.bulk_create(runs)
+    return runs
+
+
+def release_queries(queue: str, count: int) -> list[str]:
+    job_types = [JobTypeFactory(queue=queue), JobTypeFactory(queue=queue, priority=5)]
+    due_runs(job_types, count)
+    with CaptureQueriesContext(connection) as captured:
+        released, published = dispatcher._release_and_publish(timezone.now())
+    assert (released, published) == (count, count)
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def test_it_releases_and_publishes_5_or_50_due_runs_with_the_same_queries(broker):
+    five = release_queries("dispatch-publish-5", 5)
+    fifty = release_queries("dispatch-publish-50", 50)
+    assert len(five) == len(fifty), fifty
+    # Publishing reads the runs' few columns it needs, and each job type once: not a
+    # copy of the job type with every run, nor the runs' results, errors or tracebacks.
+    loads = [sql for sql in fifty if sql.startswith("SELECT") and 'FROM "jobs_run" WHERE "jobs_run"."id" IN' in sql]
+    assert len(loads) == 1, fifty
+    assert '"jobs_jobtype"' not in loads[0] and '"traceback"' not in loads[0] and '"result"' not in loads[0]
+    assert len(messages("dispatch-publish-50")) == 50
+
+
+def test_each_released_run_is_published_with_its_own_params_and_job_type(broker):
+    queue = "dispatch-publish-messages"
+    urgent, plain = JobTypeFactory(queue=queue, priority=7), JobTypeFactory(queue=queue, timeout_seconds=30)
+    runs = due_runs([urgent, plain], 4)
+    dispatcher._release_and_publish(timezone.now())
+    sent = {message["headers"]["id"]: message for message in messages(queue)}
+    assert set(sent) == {str(run.pk) for run in runs}
+    for run in runs:
+        message = sent[str(run.pk)]
+        assert message["headers"]["task"] == "jobs.builtin.echo"
+        # Flower shows the arguments as the message's reprs say.
+        assert (message["headers"]["argsrepr"], message["headers"]["kwargsrepr"]) == ("()", repr(run.params))
+        assert message["properties"]["priority"] == (run.job_type.priority or 0)  # None: the broker's default
+        assert message["headers"]["timelimit"] == [run.job_type.hard_time_limit, run.job_type.soft_time_limit]
+    assert set(Run.objects.filter(pk__in=[run.pk for run in runs]).values_list("status", flat=True)) == {"queued"}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"customer": 42, "day": "2026-12-03", "dry_run": False, "ratio": 0.5, "note": None},
+        {"nested": {"deeper": {"deepest": {"gone": 1}}}},  # beyond the safe repr's three levels
+        {"long": "x" * 3000},  # beyond its length
+    ],
+)
+def test_a_runs_params_are_shown_in_flower_as_celerys_safe_repr_shows_them(broker, params):
+    queue = "dispatch-publish-reprs"
+    job_type = JobTypeFactory(queue=queue)
+    (run,) = due_runs([job_type], 1)
+    Run.objects.filter(pk=run.pk).update(params=params)
+    dispatcher._release_and_publish(timezone.now())
+    (message,) = [m for m in messages(queue) if m["headers"]["id"] == str(run.pk)]
+    stored = Run.objects.get(pk=run.pk).params  # as the database keeps it (PostgreSQL orders the keys)
+    expected = saferepr(stored, app.amqp.kwargsrepr_maxsize, maxlevels=app.conf.task_repr_maxlevels)
+    assert message["headers"]["kwargsrepr"] == expected
+    assert len(message["headers"]["kwargsrepr"]) <= app.amqp.kwargsrepr_maxsize + 10
