@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from jobs.core.cron import next_cron_fire
 from jobs.core.errors import Conflict, InvalidInput
-from jobs.models import Backfill, JobType, Run, Schedule, latest_revision
+from jobs.models import Backfill, JobType, Run, Schedule, latest_revision_id
 from jobs.runs.trigger import run_build, run_cancel
 from jobs.workflows import steps as workflow_steps
 
@@ -128,6 +128,7 @@ def backfill_create(
         )
         existing = Run.objects.filter(schedule=schedule, schedule_tick__gte=ticks[0], schedule_tick__lte=ticks[-1])
         taken = set(existing.values_list("schedule_tick", flat=True))
+        revision_id = latest_revision_id(template.job_type.pk)  # once, not a subquery per tick
         runs = [
             Run(
                 job_type=template.job_type,
@@ -141,7 +142,7 @@ def backfill_create(
                 created_at=now,
                 republish_after=None,  # not the sweeper's until released
                 # The definition it will run, as a trigger records it; its deadline is set at its release.
-                job_type_revision_id=latest_revision(template.job_type.pk),
+                job_type_revision_id=revision_id,
             )
             for tick in ticks
             if tick not in taken

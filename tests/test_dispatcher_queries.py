@@ -1,8 +1,10 @@
-"""The dispatcher's publish of the runs it released (jobs/schedules/dispatcher.py):
-what it reads to publish them, and the messages it leaves in Redis, with real
+"""What the dispatcher (jobs/schedules/dispatcher.py) costs the database for
+many schedules: planning their ticks and publishing the runs it released, with
+the same queries for 5 as for 50; and the messages it leaves in Redis. Real
 objects and a real Redis (on queues no worker consumes)."""
 
 import json
+import math
 from datetime import timedelta
 
 import pytest
@@ -11,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from jobs.models import Run, latest_revision
+from jobs.models import Run, Schedule, latest_revision
 from jobs.schedules import dispatcher
 from jobsite.celery import app
 from tests.factories import JobTypeFactory
@@ -109,3 +111,32 @@ def test_a_runs_params_are_shown_in_flower_as_celerys_safe_repr_shows_them(broke
     expected = saferepr(stored, app.amqp.kwargsrepr_maxsize, maxlevels=app.conf.task_repr_maxlevels)
     assert message["headers"]["kwargsrepr"] == expected
     assert len(message["headers"]["kwargsrepr"]) <= app.amqp.kwargsrepr_maxsize + 10
+
+
+def plan_queries(queue: str, count: int) -> list[str]:
+    job_types = [JobTypeFactory(queue=queue), JobTypeFactory(queue=queue)]
+    tick = timezone.now() + timedelta(seconds=30)
+    Schedule.objects.bulk_create(
+        Schedule(name=f"{queue}-{n}", job_type=job_types[n % 2], cron="* * * * *", params={"n": n}, next_run_at=tick)
+        for n in range(count)
+    )
+    with CaptureQueriesContext(connection) as captured:
+        assert dispatcher._plan_batch(timezone.now()) == count
+    planned = Run.objects.filter(schedule__name__startswith=f"{queue}-")
+    assert planned.count() == count
+    for job_type in job_types:
+        # Each tick's run records the definition it will run: its job type's latest revision.
+        revisions = set(planned.filter(job_type=job_type).values_list("job_type_revision", flat=True))
+        assert revisions == {job_type.history.latest().history_id}
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def test_it_plans_the_ticks_of_5_or_50_schedules_with_the_same_queries(db):
+    five = plan_queries("plan-5", 5)
+    fifty = plan_queries("plan-50", 50)
+    inserts = [sql for sql in fifty if sql.startswith("INSERT") and 'INTO "jobs_run" ' in sql]  # OR IGNORE on SQLite
+    # One INSERT for the runs on PostgreSQL; on SQLite as many as its 999 variables need (Django's split).
+    assert len(inserts) == math.ceil(50 / connection.ops.bulk_batch_size(Run._meta.concrete_fields, [None] * 50))
+    assert len(five) == len(fifty) - len(inserts) + 1, fifty
+    # The latest revision is read once per job type, not built into each run's row.
+    assert not any("jobs_historicaljobtype" in sql for sql in inserts)
