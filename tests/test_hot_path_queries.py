@@ -63,7 +63,8 @@ def test_a_run_the_broker_did_not_take_is_left_pending_for_the_sweeper(broker, j
     def broker_down(*args, **kwargs):  # what kombu raises once its publish retries are spent
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(app, "send_task", broker_down)  # tests/e2e/test_faults.py stops a real Redis
+    # Where every publish goes through (app.send_task too); tests/e2e/test_faults.py stops a real Redis.
+    monkeypatch.setattr(app.amqp, "send_task_message", broker_down)
     # SAVEPOINT, INSERT, RELEASE; the publish fails: one UPDATE back to `pending`.
     with django_assert_num_queries(4), django_capture_on_commit_callbacks(execute=True):
         run, _ = trigger.run_create(job_type=job_type, params={}, trigger=Run.Trigger.API)

@@ -96,6 +96,52 @@ def masking(masker: secrets.Masker):
         raise
 
 
+def send_message(
+    producer,
+    name: str,
+    *,
+    task_id: str,
+    args: list,
+    kwargs: dict,
+    time_limit: int,
+    soft_time_limit: int,
+    countdown: float | None = None,
+    **options,
+) -> None:
+    """Publish a task's message on `producer`, which has declared its queue: the
+    message `app.send_task` sends for the same arguments (tests/test_publish_messages.py
+    compares them), built and sent by the same Celery functions, in the same steps
+    (`amqp.create_task_message`, `amqp.send_task_message`), without what send_task
+    does around them for any caller: its settings lookups, a result object. That
+    was as much CPU again as the message itself, for each of the thousands a
+    dispatcher tick or a bulk trigger publishes. `options`: send_task's."""
+    task = app.tasks.get(name)
+    # The options the task itself sets, if this process knows it, under the given ones.
+    preset = {key: value for key, value in (task._get_exec_options() if task else {}).items() if value is not None}
+    if "expires" in preset:  # send_task's own handling of it, then
+        app.send_task(name, args=args, kwargs=kwargs, task_id=task_id, time_limit=time_limit,
+                      soft_time_limit=soft_time_limit, countdown=countdown, producer=producer, **options)  # fmt: skip
+        return
+    options = {**preset, **options}
+    options.pop("time_limit", None), options.pop("soft_time_limit", None)  # the run's are given
+    ignore_result = options.pop("ignore_result", None)
+    options = app.amqp.router.route(options, name, args, kwargs, task)
+    current = app.current_worker_task  # a workflow's next step, published by the worker that ended the last one
+    root_id = parent_id = None
+    if current:
+        root_id, parent_id = current.request.root_id or current.request.id, current.request.id
+        if app.conf.task_inherit_parent_priority:
+            options.setdefault("priority", current.request.delivery_info.get("priority"))
+    message = app.amqp.create_task_message(
+        task_id, name, args, kwargs, countdown, None, None, None, None, 0, None, None, None,
+        app.thread_oid, time_limit, soft_time_limit, app.conf.task_send_sent_event, root_id, parent_id, None, None,
+        ignore_result=ignore_result, replaced_task_nesting=0, **options,
+    )  # fmt: skip
+    app.amqp.send_task_message(producer, name, message, **options)
+    if current:
+        current.add_trail(app.AsyncResult(task_id))
+
+
 class Executor:
     kind: str
     task_name = "jobsite.execute_run"
@@ -114,17 +160,13 @@ class Executor:
         """Send the run's message. A caller that brings its `producer` (runs_publish)
         has declared the run's queue on it: Celery would check that again for each message."""
         job_type = run.job_type
-        app.send_task(
-            task_name,
-            args=args,
-            kwargs=kwargs,
-            task_id=str(run.id),
-            queue=queue_of(run),
-            priority=job_type.priority,
-            soft_time_limit=job_type.soft_time_limit,
-            time_limit=job_type.hard_time_limit,
-            countdown=countdown,
-            headers={
+        options = {
+            "queue": queue_of(run),
+            "priority": job_type.priority,
+            "soft_time_limit": job_type.soft_time_limit,
+            "time_limit": job_type.hard_time_limit,
+            "countdown": countdown,
+            "headers": {
                 RUN_HEADER: True,
                 NOTIFY_HEADER: notify_on_for(run),
                 PARENT_HEADER: str(run.parent_id or ""),
@@ -132,10 +174,12 @@ class Executor:
                 **({PARENT_RUNNING_HEADER: True} if run.parent_id and run.parent.status == Run.Status.RUNNING else {}),
                 **(headers or {}),
             },
-            producer=producer,
-            **({"declare": []} if producer is not None else {}),
             **more,
-        )
+        }
+        if producer is None:
+            app.send_task(task_name, args=args, kwargs=kwargs, task_id=str(run.id), **options)
+        else:
+            send_message(producer, task_name, task_id=str(run.id), args=args, kwargs=kwargs, declare=[], **options)
 
     def execute(self, run: Run) -> Any:
         raise NotImplementedError(f"{self.kind} runs are not executed by Jobsite")
