@@ -140,3 +140,26 @@ def test_it_plans_the_ticks_of_5_or_50_schedules_with_the_same_queries(db):
     assert len(five) == len(fifty) - len(inserts) + 1, fifty
     # The latest revision is read once per job type, not built into each run's row.
     assert not any("jobs_historicaljobtype" in sql for sql in inserts)
+
+
+def test_ticks_planned_past_their_time_are_released_batch_by_batch(broker, monkeypatch):
+    # A tick so big that planning it ran past its time (or schedules that missed
+    # ticks while nothing dispatched): each batch is released and published as
+    # soon as it is planned, not once every other schedule is planned.
+    monkeypatch.setattr(dispatcher, "BATCH_SIZE", 2)
+    job_type = JobTypeFactory(queue="plan-late")
+    past = timezone.now() - timedelta(seconds=5)
+    Schedule.objects.bulk_create(
+        Schedule(name=f"late-{n}", job_type=job_type, cron="* * * * *", next_run_at=past) for n in range(6)
+    )
+    with CaptureQueriesContext(connection) as captured:
+        outcome = dispatcher.dispatch_due(timezone.now())
+    assert (outcome["planned"], outcome["released"], outcome["published"]) == (6, 6, 6)
+    writes = [
+        "plan" if sql.startswith("INSERT") and 'INTO "jobs_run" ' in sql else "release"
+        for sql in (query["sql"] for query in captured.captured_queries)
+        if (sql.startswith("INSERT") and 'INTO "jobs_run" ' in sql)
+        or (sql.startswith('UPDATE "jobs_run" SET "status"') and "'pending'" in sql.split("WHERE")[0])
+    ]
+    assert writes == ["plan", "release"] * 3, writes
+    assert len(messages("plan-late")) == 6

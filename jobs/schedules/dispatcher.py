@@ -38,13 +38,16 @@ def dispatch_due(now: datetime | None = None) -> dict[str, int]:
     released, published = _release_and_publish(now)
     while _advance_batch(now) is not None:
         pass
-    planned = 0
+    planned = late = 0
     while (batch := _plan_batch(now)) is not None:
         planned += batch
-    # Ticks planned just now that are due already: a schedule created or
-    # edited a moment ago, or one that missed ticks while nothing dispatched.
-    late, late_published = _release_and_publish(now)
-    published += late_published
+        # Ticks planned just now that are due already: a schedule created or edited a
+        # moment ago, one that missed ticks while nothing dispatched, or a tick so big
+        # that planning it ran past its time. Released batch by batch, not once all
+        # the other schedules are planned.
+        late_released, late_published = _release_and_publish(now)
+        late += late_released
+        published += late_published
     backfilled = _release_backfills()
     published += _publish(backfilled)
     republished: list[Run] = []
