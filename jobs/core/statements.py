@@ -1,0 +1,82 @@
+"""Statements compiled by Django and sent together: a run's end (jobs/models.py,
+Run._end) is its UPDATE, the INSERT that counts it for /metrics only if the
+UPDATE applied, and the TaskResult's upsert, in one query string on PostgreSQL:
+one round trip, and one transaction (the server runs a query string of several
+statements as one implicit transaction, unless inside one already), as durable
+as any. Each statement comes from Django's compilers; only the glue that joins
+them is written here. Why: docs/architecture.md, "The hot path".
+"""
+
+from collections.abc import Sequence
+
+from django.db import connections
+from django.db.models import Field, Model, QuerySet
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery, UpdateQuery
+
+# SQL with its parameters, as a cursor's execute() takes them.
+Statement = tuple[str, Sequence]
+
+
+def together(using: str) -> bool:
+    """Whether statements can be sent together to this database: PostgreSQL with
+    client-side binding (Django's default with psycopg), which merges a query's
+    parameters into its text and sends it as one simple query. SQLite runs one
+    statement per execute()."""
+    database = connections[using]
+    return database.vendor == "postgresql" and not database.settings_dict["OPTIONS"].get("server_side_binding")
+
+
+def update(query: QuerySet, changes: dict) -> Statement:
+    """`query.update(**changes)`, compiled, not run."""
+    statement = query.query.chain(UpdateQuery)
+    statement.add_update_values(changes)
+    return statement.get_compiler(query.db).as_sql()
+
+
+def insert(
+    model: type[Model],
+    fields: Sequence[Field],
+    obj: Model,
+    *,
+    using: str,
+    update_fields: Sequence[Field] = (),
+    unique_fields: Sequence[Field] = (),
+) -> Statement:
+    """The INSERT of one row (`obj`'s `fields`) that `bulk_create` would send,
+    compiled, not run; with `update_fields` and `unique_fields`, the upsert that
+    `bulk_create(update_conflicts=True, ...)` would send."""
+    statement = InsertQuery(
+        model,
+        on_conflict=OnConflict.UPDATE if update_fields else None,
+        update_fields=list(update_fields),
+        unique_fields=list(unique_fields),
+    )
+    statement.insert_values(list(fields), [obj])
+    [(sql, params)] = statement.get_compiler(using).as_sql()
+    return sql, params
+
+
+def update_then_insert(update: Statement, insert: Statement, *, then: Sequence[Statement] = (), using: str) -> bool:
+    """Run `update`; `insert` (one row) only if the update changed a row; then the
+    statements `then`, whatever the update did: one query string, one round trip,
+    one transaction (only when `together(using)`). Whether the update applied.
+
+    The glue, in full:
+        WITH updated AS (<update> RETURNING 1)
+        INSERT INTO <table> (<columns>) SELECT <insert's placeholders> FROM updated;
+        <then>...
+    so that the INSERT's row count says whether the run's row was updated."""
+    update_sql, update_params = update
+    insert_sql, insert_params = insert
+    head, placeholders = insert_sql.rsplit(" VALUES (", 1)
+    if not placeholders.endswith(")") or ")" in placeholders[:-1]:
+        raise ValueError(f"not an INSERT of one row: {insert_sql}")
+    sql = [f"WITH updated AS ({update_sql} RETURNING 1) {head} SELECT {placeholders[:-1]} FROM updated"]  # noqa: S608 (compiled SQL, values are parameters)
+    params = [*update_params, *insert_params]
+    for then_sql, then_params in then:
+        sql.append(then_sql)
+        params.extend(then_params)
+    with connections[using].cursor() as cursor:
+        cursor.execute("; ".join(sql), params)
+        return cursor.rowcount > 0  # the first statement's: the INSERT's
