@@ -802,35 +802,36 @@ class Run(models.Model):
     def _ending(self, notify: bool) -> dict:
         return {"finished_at": timezone.now(), **({"notify_status": NotifyStatus.PENDING} if notify else {})}
 
-    def _end(self, query: models.QuerySet, *, also: statements.Statement | None = None, **changes) -> bool:
+    def _end(self, filters: dict, *, also: statements.Statement | None = None, **changes) -> bool:
         """A terminal transition, recorded to be counted for GET /metrics (RunToCount)
         in the same transaction: one INSERT, only if it applied. `also`: a statement
         committed with it whether it applied or not (the TaskResult's upsert,
         jobs/worker/result_backend.py). On PostgreSQL all of it is one query string,
         one round trip (jobs/core/statements.py); elsewhere one statement each.
         Within a caller's transaction, no savepoint of its own: a failure rolls back
-        the caller's anyway."""
-        if statements.together(query.db):
-            update = statements.update(query, changes)
+        the caller's anyway. `filters`: which run, in which states (Run.objects.filter)."""
+        using = router.db_for_write(Run)
+        if statements.together(using):
+            update = statements.update_where(Run, filters, changes, using=using)
             then = [also] if also else []
-            ended = statements.update_then_insert(update, _counted(self.pk, query.db), then=then, using=query.db)
+            ended = statements.update_then_insert(update, _counted(self.pk, using), then=then, using=using)
             if ended:
                 self._changed(changes)
             return ended
-        with transaction.atomic(using=query.db, savepoint=False):
-            ended = self._transition_query(query, **changes)
+        with transaction.atomic(using=using, savepoint=False):
+            ended = self._transition_query(Run.objects.filter(**filters), **changes)
             if ended:
-                with connections[query.db].cursor() as cursor:
-                    cursor.execute(*_counted(self.pk, query.db))
+                with connections[using].cursor() as cursor:
+                    cursor.execute(*_counted(self.pk, using))
             if also:
-                with connections[query.db].cursor() as cursor:
+                with connections[using].cursor() as cursor:
                     cursor.execute(*also)
         return ended
 
     def mark_succeeded(self, *, result, notify: bool = False, also: statements.Statement | None = None) -> bool:
         """`also`: a statement committed with the run's end (Run._end)."""
         return self._end(
-            Run.objects.filter(pk=self.pk, status__in=self.NOT_TERMINAL),
+            {"pk": self.pk, "status__in": self.NOT_TERMINAL},
             also=also,
             status=self.Status.SUCCEEDED,
             result=bounded_result(result),
@@ -842,11 +843,11 @@ class Run(models.Model):
     def mark_failed(self, *, error: str, traceback: str = "", notify: bool = False, attempt: int | None = None) -> bool:
         """`attempt`: only if the run is still on that attempt (a run found lost
         must not be failed after a redelivery started it again)."""
-        query = Run.objects.filter(pk=self.pk, status__in=self.NOT_TERMINAL)
+        filters = {"pk": self.pk, "status__in": self.NOT_TERMINAL}
         if attempt is not None:
-            query = query.filter(attempts=attempt)
+            filters["attempts"] = attempt
         return self._end(
-            query,
+            filters,
             status=self.Status.FAILED,
             error=bounded_error(error),
             traceback=bounded_traceback(traceback),
@@ -873,7 +874,7 @@ class Run(models.Model):
         """`cancelled_by`: the user who asked; None when Jobsite cancels a step itself."""
         ending = self._ending(notify)
         return self._end(
-            Run.objects.filter(pk=self.pk, status__in=self.NOT_TERMINAL),
+            {"pk": self.pk, "status__in": self.NOT_TERMINAL},
             status=self.Status.CANCELLED,
             cancelled_by=cancelled_by,
             cancelled_at=ending["finished_at"],

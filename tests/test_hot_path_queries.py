@@ -153,6 +153,24 @@ def test_outside_a_transaction_a_success_is_one_round_trip_on_postgresql(django_
     assert RunToCount.objects.filter(run_id=run.pk).count() == 1
 
 
+def test_each_run_ends_with_its_own_values_though_its_statements_are_compiled_once(job_type):
+    # The end's statements are compiled once per process and shape, then sent
+    # with each run's values (jobs/core/statements.py).
+    runs = [RunFactory(job_type=job_type, status=Run.Status.RUNNING, attempts=1) for _ in range(4)]
+    ends = [({"n": 1}, "never"), (None, "never"), ([1, "two"], "completion"), ({"n": 4}, "never")]
+    for run, (result, notify_on) in zip(runs, ends, strict=True):
+        request = worker_request(run)
+        setattr(request, NOTIFY_HEADER, notify_on)
+        app.backend.store_result(str(run.pk), result, states.SUCCESS, request=request)
+    for run, (result, notify_on) in zip(runs, ends, strict=True):
+        run.refresh_from_db()
+        assert (run.status, run.result) == (Run.Status.SUCCEEDED, result)
+        assert run.notify_status == ("pending" if notify_on == "completion" else "")
+        assert app.AsyncResult(str(run.pk)).result == result
+    assert RunToCount.objects.filter(run_id__in=[run.pk for run in runs]).count() == 4
+    assert Run.objects.get(pk=runs[0].pk).finished_at < Run.objects.get(pk=runs[3].pk).finished_at
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_redelivered_success_is_counted_once_and_keeps_the_first_result():
     # A task redelivered after its end was written (its worker died before the

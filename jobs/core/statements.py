@@ -27,11 +27,55 @@ def together(using: str) -> bool:
     return database.vendor == "postgresql" and not database.settings_dict["OPTIONS"].get("server_side_binding")
 
 
+# The SQL of statements compiled once per process (update_where, insert), by their shape.
+_compiled: dict[tuple, str] = {}
+
+
 def update(query: QuerySet, changes: dict) -> Statement:
     """`query.update(**changes)`, compiled, not run."""
     statement = query.query.chain(UpdateQuery)
     statement.add_update_values(changes)
     return statement.get_compiler(query.db).as_sql()
+
+
+def _computed(value) -> bool:
+    return hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save")
+
+
+def update_where(model: type[Model], filters: dict, changes: dict, *, using: str) -> Statement:
+    """`model.objects.filter(**filters).update(**changes)`, compiled, not run.
+
+    With plain values (no expressions, no model instances) and filters that are
+    `name=value` or `name__in=values`, Django compiles it once per shape (which
+    fields are set, which of them to NULL, how many values each filter has), and
+    only the parameters are prepared again, as Django's compiler prepares them:
+    each value set by its field's get_db_prep_save, each value looked up by its
+    field's get_prep_value and get_db_prep_value. Compiling the same UPDATE
+    again cost a run's end about a sixth of its CPU."""
+    query = model._default_manager.db_manager(using).filter(**filters)
+    if any(_computed(value) for value in changes.values()):
+        return update(query, changes)
+    database = connections[using]
+    opts = model._meta
+    values = [opts.get_field(name).get_db_prep_save(value, database) for name, value in changes.items()]
+    where, counts = [], []
+    for key, value in sorted(filters.items()):  # the order of the conditions of Q(**filters)
+        name, _, lookup = key.partition("__")
+        field = opts.pk if name == "pk" else opts.get_field(name)
+        looked_up = list(value) if lookup == "in" else [value]
+        where.extend(field.get_db_prep_value(field.get_prep_value(each), database, prepared=True) for each in looked_up)
+        counts.append((key, len(looked_up)))
+    nulls = tuple((name, value is None) for name, value in zip(changes, values, strict=True))
+    shape = ("update", model, using, nulls, *counts)
+    params = [*(value for value in values if value is not None), *where]  # a None is written `= NULL`
+    sql = _compiled.get(shape)
+    if sql is None:
+        sql, compiled_params = update(query, changes)
+        # What the parameters prepared here rely on, checked on the compiled statement.
+        if len(compiled_params) != len(params) or list(compiled_params[len(params) - len(where) :]) != where:
+            raise ValueError(f"update_where: {sql} takes other parameters than {params}")
+        _compiled[shape] = sql
+    return sql, params
 
 
 def insert(
@@ -45,7 +89,16 @@ def insert(
 ) -> Statement:
     """The INSERT of one row (`obj`'s `fields`) that `bulk_create` would send,
     compiled, not run; with `update_fields` and `unique_fields`, the upsert that
-    `bulk_create(update_conflicts=True, ...)` would send."""
+    `bulk_create(update_conflicts=True, ...)` would send. Compiled once per
+    shape and database; then only the parameters are prepared again, as
+    Django's compiler prepares them (each field's pre_save, then get_db_prep_save)."""
+    shape = ("insert", model, using, tuple(fields), tuple(update_fields), tuple(unique_fields))
+    sql = _compiled.get(shape)
+    if sql is not None:
+        values = [field.pre_save(obj, True) for field in fields]
+        if not any(_computed(value) for value in values):
+            database = connections[using]
+            return sql, [field.get_db_prep_save(value, database) for field, value in zip(fields, values, strict=True)]
     statement = InsertQuery(
         model,
         on_conflict=OnConflict.UPDATE if update_fields else None,
@@ -54,6 +107,8 @@ def insert(
     )
     statement.insert_values(list(fields), [obj])
     [(sql, params)] = statement.get_compiler(using).as_sql()
+    if len(params) == len(fields):  # one parameter a field: none computed by the database
+        _compiled[shape] = sql
     return sql, params
 
 
