@@ -50,8 +50,9 @@ def update_where(model: type[Model], filters: dict, changes: dict, *, using: str
     fields are set, which of them to NULL, how many values each filter has), and
     only the parameters are prepared again, as Django's compiler prepares them:
     each value set by its field's get_db_prep_save, each value looked up by its
-    field's get_prep_value and get_db_prep_value. Compiling the same UPDATE
-    again cost a run's end about a sixth of its CPU."""
+    field's get_prep_value and get_db_prep_value. Building and compiling a run's
+    end's statements again for each run (this UPDATE and the TaskResult's INSERT)
+    was about a third of the end's CPU (bench/run_end.py)."""
     if any(_computed(value) for value in changes.values()):
         return update(model._default_manager.db_manager(using).filter(**filters), changes)
     database = connections[using]
