@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 from simple_history.models import HistoricalRecords
 from simple_history.signals import pre_create_historical_record
 
-from jobs.core import durability, secrets
+from jobs.core import durability, secrets, statements
 from jobs.core.backoff import backoff
 from jobs.core.cron import cron_error, describe_cron, next_cron_fire, next_interval_fire, timezone_error
 from jobs.core.kinds import (
@@ -693,13 +693,17 @@ class Run(models.Model):
         """`durable=False`: committed without waiting for the disk (jobs/core/durability.py)."""
         updated = query.update(**changes) if durable else durability.progress_update(query, **changes)
         if updated:
-            for field, value in changes.items():
-                if hasattr(value, "resolve_expression"):
-                    # Computed by the database: dropped here, reloaded if read.
-                    self.__dict__.pop(field, None)
-                else:
-                    setattr(self, field, value)
+            self._changed(changes)
         return bool(updated)
+
+    def _changed(self, changes: dict) -> None:
+        """What an applied transition wrote, set on this object too."""
+        for field, value in changes.items():
+            if hasattr(value, "resolve_expression"):
+                # Computed by the database: dropped here, reloaded if read.
+                self.__dict__.pop(field, None)
+            else:
+                setattr(self, field, value)
 
     def mark_running(self) -> bool:
         """A workflow run: its first step started."""
@@ -798,19 +802,37 @@ class Run(models.Model):
     def _ending(self, notify: bool) -> dict:
         return {"finished_at": timezone.now(), **({"notify_status": NotifyStatus.PENDING} if notify else {})}
 
-    def _end(self, query: models.QuerySet, **changes) -> bool:
+    def _end(self, filters: dict, *, also: statements.Statement | None = None, **changes) -> bool:
         """A terminal transition, recorded to be counted for GET /metrics (RunToCount)
-        in the same transaction: one INSERT more. Within a caller's transaction (the
-        result backend's), no savepoint of its own: a failure rolls back the caller's anyway."""
-        with transaction.atomic(savepoint=False):
-            ended = self._transition_query(query, **changes)
+        in the same transaction: one INSERT, only if it applied. `also`: a statement
+        committed with it whether it applied or not (the TaskResult's upsert,
+        jobs/worker/result_backend.py). On PostgreSQL all of it is one query string,
+        one round trip (jobs/core/statements.py); elsewhere one statement each.
+        Within a caller's transaction, no savepoint of its own: a failure rolls back
+        the caller's anyway. `filters`: which run, in which states (Run.objects.filter)."""
+        using = router.db_for_write(Run)
+        if statements.together(using):
+            update = statements.update_where(Run, filters, changes, using=using)
+            then = [also] if also else []
+            ended = statements.update_then_insert(update, _counted(self.pk, using), then=then, using=using)
             if ended:
-                RunToCount.objects.create(run_id=self.pk, event=RunToCount.Event.ENDED)
+                self._changed(changes)
+            return ended
+        with transaction.atomic(using=using, savepoint=False):
+            ended = self._transition_query(Run.objects.filter(**filters), **changes)
+            if ended:
+                with connections[using].cursor() as cursor:
+                    cursor.execute(*_counted(self.pk, using))
+            if also:
+                with connections[using].cursor() as cursor:
+                    cursor.execute(*also)
         return ended
 
-    def mark_succeeded(self, *, result, notify: bool = False) -> bool:
+    def mark_succeeded(self, *, result, notify: bool = False, also: statements.Statement | None = None) -> bool:
+        """`also`: a statement committed with the run's end (Run._end)."""
         return self._end(
-            Run.objects.filter(pk=self.pk, status__in=self.NOT_TERMINAL),
+            {"pk": self.pk, "status__in": self.NOT_TERMINAL},
+            also=also,
             status=self.Status.SUCCEEDED,
             result=bounded_result(result),
             error="",
@@ -821,11 +843,11 @@ class Run(models.Model):
     def mark_failed(self, *, error: str, traceback: str = "", notify: bool = False, attempt: int | None = None) -> bool:
         """`attempt`: only if the run is still on that attempt (a run found lost
         must not be failed after a redelivery started it again)."""
-        query = Run.objects.filter(pk=self.pk, status__in=self.NOT_TERMINAL)
+        filters = {"pk": self.pk, "status__in": self.NOT_TERMINAL}
         if attempt is not None:
-            query = query.filter(attempts=attempt)
+            filters["attempts"] = attempt
         return self._end(
-            query,
+            filters,
             status=self.Status.FAILED,
             error=bounded_error(error),
             traceback=bounded_traceback(traceback),
@@ -852,7 +874,7 @@ class Run(models.Model):
         """`cancelled_by`: the user who asked; None when Jobsite cancels a step itself."""
         ending = self._ending(notify)
         return self._end(
-            Run.objects.filter(pk=self.pk, status__in=self.NOT_TERMINAL),
+            {"pk": self.pk, "status__in": self.NOT_TERMINAL},
             status=self.Status.CANCELLED,
             cancelled_by=cancelled_by,
             cancelled_at=ending["finished_at"],
@@ -1314,6 +1336,26 @@ class RunToCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.run_id}"
+
+
+@functools.cache
+def _count_statement(using: str) -> tuple[str, list[models.Field]]:
+    """RunToCount's INSERT of an ended run, compiled once per database: the same
+    for every run but for its id."""
+    fields = [RunToCount._meta.get_field("run_id"), RunToCount._meta.get_field("event")]
+    sample = RunToCount(run_id=uuid.UUID(int=0), event=RunToCount.Event.ENDED)
+    return statements.insert(RunToCount, fields, sample, using=using)[0], fields
+
+
+def _counted(run_id, using: str) -> statements.Statement:
+    """The INSERT that counts a run's end for GET /metrics, with its parameters
+    prepared as Django's compiler prepares them."""
+    sql, (run_field, event_field) = _count_statement(using)
+    database = connections[using]
+    return sql, [
+        run_field.get_db_prep_save(run_id, database),
+        event_field.get_db_prep_save(RunToCount.Event.ENDED.value, database),
+    ]
 
 
 def _revisions(job_type_id: int) -> models.QuerySet:

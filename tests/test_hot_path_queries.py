@@ -17,9 +17,9 @@ from celery.app.task import Context
 from django.db import connection
 from django.utils import timezone
 from django_celery_results.models import TaskResult
-from kombu.exceptions import OperationalError
+from kombu.exceptions import EncodeError, OperationalError
 
-from jobs.models import JobType, Run
+from jobs.models import JobType, Run, RunToCount
 from jobs.runs import tracking, trigger
 from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, PARENT_RUNNING_HEADER, RUN_HEADER
 from jobs.worker import signals
@@ -120,13 +120,88 @@ def test_it_records_a_success_and_its_task_result_in_one_transaction(job_type, d
     run = RunFactory(job_type=job_type, status=Run.Status.RUNNING, attempts=1)
     request = worker_request(run)
     # SAVEPOINT; UPDATE the run; INSERT its row to be counted for /metrics
-    # (RunToCount); INSERT the TaskResult (an upsert); RELEASE.
-    # Outside a test: BEGIN, the writes, and one COMMIT for all rows.
-    with django_assert_num_queries(5):
+    # (RunToCount); INSERT the TaskResult (an upsert); RELEASE. PostgreSQL:
+    # the three writes are one query string (jobs/core/statements.py).
+    # Outside a test: no savepoint (see the test below).
+    postgres = connection.vendor == "postgresql"
+    with django_assert_num_queries(3 if postgres else 5):
         app.backend.store_result(str(run.pk), {"n": 1}, states.SUCCESS, request=request)
     run.refresh_from_db()
     assert (run.status, run.result) == (Run.Status.SUCCEEDED, {"n": 1})
     assert TaskResult.objects.get(task_id=str(run.pk)).status == states.SUCCESS
+    assert RunToCount.objects.filter(run_id=run.pk).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_a_success_is_one_round_trip_on_postgresql(django_assert_num_queries):
+    # The worker's end of the usual run (no workflow): on PostgreSQL the run's
+    # conditional UPDATE, its RunToCount row (only if the UPDATE applied) and the
+    # TaskResult's upsert, as one query string that the server runs as one
+    # implicit transaction, committed durably; SQLite: BEGIN, the three, COMMIT.
+    run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.RUNNING, attempts=1)
+    postgres = connection.vendor == "postgresql"
+    with django_assert_num_queries(1 if postgres else 5) as captured:
+        app.backend.store_result(str(run.pk), {"n": 1}, states.SUCCESS, request=worker_request(run))
+    statements = [q["sql"] for q in captured.captured_queries]
+    if postgres:
+        assert statements[0].startswith('WITH updated AS (UPDATE "jobs_run" SET')
+        assert "synchronous_commit" not in statements[0]  # durable, as any end
+    else:
+        assert [sql.split(" ", 1)[0] for sql in statements] == ["BEGIN", "UPDATE", "INSERT", "INSERT", "COMMIT"]
+    run.refresh_from_db()
+    assert (run.status, run.result, run.notify_status) == (Run.Status.SUCCEEDED, {"n": 1}, "")
+    assert TaskResult.objects.get(task_id=str(run.pk)).status == states.SUCCESS
+    assert RunToCount.objects.filter(run_id=run.pk).count() == 1
+
+
+def test_each_run_ends_with_its_own_values_though_its_statements_are_compiled_once(job_type):
+    # The end's statements are compiled once per process and shape, then sent
+    # with each run's values (jobs/core/statements.py).
+    runs = [RunFactory(job_type=job_type, status=Run.Status.RUNNING, attempts=1) for _ in range(4)]
+    ends = [({"n": 1}, "never"), (None, "never"), ([1, "two"], "completion"), ({"n": 4}, "never")]
+    for run, (result, notify_on) in zip(runs, ends, strict=True):
+        request = worker_request(run)
+        setattr(request, NOTIFY_HEADER, notify_on)
+        app.backend.store_result(str(run.pk), result, states.SUCCESS, request=request)
+    for run, (result, notify_on) in zip(runs, ends, strict=True):
+        run.refresh_from_db()
+        assert (run.status, run.result) == (Run.Status.SUCCEEDED, result)
+        assert run.notify_status == ("pending" if notify_on == "completion" else "")
+        assert app.AsyncResult(str(run.pk)).result == result
+    assert RunToCount.objects.filter(run_id__in=[run.pk for run in runs]).count() == 4
+    assert Run.objects.get(pk=runs[0].pk).finished_at < Run.objects.get(pk=runs[3].pk).finished_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_success_is_counted_once_and_keeps_the_first_result():
+    # A task redelivered after its end was written (its worker died before the
+    # ack) ends again: the run is terminal, so its end does not apply, and no
+    # second RunToCount row counts it twice on /metrics.
+    run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.RUNNING, attempts=1)
+    app.backend.store_result(str(run.pk), {"n": 1}, states.SUCCESS, request=worker_request(run))
+    app.backend.store_result(str(run.pk), {"n": 2}, states.SUCCESS, request=worker_request(run))
+    run.refresh_from_db()
+    assert (run.status, run.result) == (Run.Status.SUCCEEDED, {"n": 1})
+    assert RunToCount.objects.filter(run_id=run.pk).count() == 1
+    assert TaskResult.objects.filter(task_id=str(run.pk)).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_a_result_that_cannot_be_stored_fails_the_run():
+    # NaN gets through the TaskResult's encoding but not into the run's JSON (the
+    # database refuses it): the whole end rolls back, the run fails with the
+    # reason, and the worker's connection goes on working.
+    run = RunFactory(job_type=JobTypeFactory(max_retries=2), status=Run.Status.RUNNING, attempts=1)
+    with pytest.raises(EncodeError, match="not JSON-serialisable"):
+        app.backend.store_result(str(run.pk), {"x": float("nan")}, states.SUCCESS, request=worker_request(run))
+    run.refresh_from_db()
+    assert (run.status, run.result, run.attempts) == (Run.Status.FAILED, None, 1)
+    assert run.error.startswith("result is not JSON-serialisable: Out of range float values")
+    assert not TaskResult.objects.filter(task_id=str(run.pk), status=states.SUCCESS).exists()
+    assert RunToCount.objects.filter(run_id=run.pk).count() == 1  # its failure's
+    other = RunFactory(job_type=run.job_type, status=Run.Status.RUNNING, attempts=1)
+    app.backend.store_result(str(other.pk), {"n": 1}, states.SUCCESS, request=worker_request(other))
+    assert Run.objects.get(pk=other.pk).status == Run.Status.SUCCEEDED
 
 
 def test_a_success_after_a_failed_attempt_replaces_its_task_result(job_type):
@@ -156,7 +231,8 @@ def test_the_success_signal_leaves_a_run_the_backend_ended_alone(job_type, djang
 
 def test_with_another_result_backend_the_success_signal_ends_the_run(job_type, django_assert_num_queries):
     run = RunFactory(job_type=job_type, status=Run.Status.RUNNING, attempts=1)
-    with django_assert_num_queries(2):  # the conditional UPDATE; the INSERT to count it for /metrics
+    # The conditional UPDATE; the INSERT to count it for /metrics (PostgreSQL: one statement).
+    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 2):
         signals.on_task_success(sender=SimpleNamespace(request=worker_request(run)), result={"n": 1})
     run.refresh_from_db()
     assert (run.status, run.result) == (Run.Status.SUCCEEDED, {"n": 1})
@@ -164,10 +240,12 @@ def test_with_another_result_backend_the_success_signal_ends_the_run(job_type, d
 
 def test_a_late_success_changes_neither_a_cancelled_run_nor_costs_more(job_type, django_assert_num_queries):
     run = RunFactory(job_type=job_type, status=Run.Status.CANCELLED)
-    with django_assert_num_queries(4):
+    # SAVEPOINT, the UPDATE that does not apply, the TaskResult, RELEASE (PostgreSQL: the two in one query string).
+    with django_assert_num_queries(3 if connection.vendor == "postgresql" else 4):
         app.backend.store_result(str(run.pk), {"n": 1}, states.SUCCESS, request=worker_request(run))
     run.refresh_from_db()
     assert (run.status, run.result) == (Run.Status.CANCELLED, None)
+    assert not RunToCount.objects.filter(run_id=run.pk).exists()
 
 
 def test_another_tasks_result_is_stored_as_django_celery_results_stores_it(db, django_assert_num_queries):
@@ -180,7 +258,8 @@ def test_another_tasks_result_is_stored_as_django_celery_results_stores_it(db, d
 
 def test_it_fails_a_run_with_one_read_one_update_and_the_metrics_insert(db, django_assert_num_queries):
     run = RunFactory(job_type=JobTypeFactory(max_retries=0), status=Run.Status.RUNNING, attempts=1)
-    with django_assert_num_queries(3):  # and the INSERT that counts its end for /metrics
+    # The read, the UPDATE, and the INSERT that counts its end for /metrics (PostgreSQL: with the UPDATE).
+    with django_assert_num_queries(2 if connection.vendor == "postgresql" else 3):
         tracking.run_failed(run_id=str(run.pk), error="ValueError: no")
     run.refresh_from_db()
     assert (run.status, run.error) == (Run.Status.FAILED, "ValueError: no")
@@ -259,13 +338,14 @@ def test_a_steps_success_and_its_workflows_advance_are_one_commit_then_the_next_
     setattr(request, PARENT_HEADER, str(parent.pk))
     postgres = connection.vendor == "postgresql"
     queued_mark = ["SET"] if postgres else ["UPDATE"]  # PostgreSQL: "SET LOCAL …; UPDATE …", one round trip
-    with django_assert_num_queries(8 + len(queued_mark)) as captured:
+    # The step's UPDATE, its /metrics row and its TaskResult (PostgreSQL: one query
+    # string); the workflow run locked, its steps read, the next one made ready; one COMMIT.
+    end = ["WITH"] if postgres else ["UPDATE", "INSERT", "INSERT"]
+    with django_assert_num_queries(5 + len(end) + len(queued_mark)) as captured:
         app.backend.store_result(str(first.pk), {"n": 1}, states.SUCCESS, request=request)
     statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
-    # The step's UPDATE, its /metrics row and its TaskResult; the workflow run
-    # locked, its steps read, the next one made ready; one COMMIT.
-    assert statements == ["BEGIN", "UPDATE", "INSERT", "INSERT", "SELECT", "SELECT", "UPDATE", "COMMIT", *queued_mark]
-    steps_read = captured.captured_queries[5]["sql"]
+    assert statements == ["BEGIN", *end, "SELECT", "SELECT", "UPDATE", "COMMIT", *queued_mark]
+    steps_read = captured.captured_queries[len(end) + 2]["sql"]
     assert '"traceback"' not in steps_read and '"earlier_attempts"' not in steps_read  # what advancing never reads
     following = parent.children.get(step_name="b")
     assert (following.status, following.params) == (Run.Status.QUEUED, {"after": 1})

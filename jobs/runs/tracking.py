@@ -24,6 +24,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from jobs import notifications
+from jobs.core import statements
 from jobs.core.backoff import backoff
 from jobs.models import JobType, NotifyOn, Run
 from jobs.runs import broker
@@ -179,16 +180,17 @@ def run_succeeded(
     result: Any,
     notify_on: str | None = None,
     parent_id: str | None = None,
-    record: Callable[[], Any] | None = None,
+    record: Callable[[], statements.Statement] | None = None,
 ) -> str | None:
     """Record the run's success with its result; or, if the result cannot be
     stored (result_error), fail the run and return why.
 
     `notify_on` and `parent_id`: what the run's message says (so that the
     usual run, that notifies nobody and has no workflow, costs no query); None
-    if unknown, then looked up. `record`: a write committed in the same
-    transaction as the run's success (the TaskResult row, jobs/worker/result_backend.py), so
-    that the run's end costs one commit; its notification comes after that
+    if unknown, then looked up. `record`: the statement of a write committed in
+    the same transaction as the run's success (the TaskResult row,
+    jobs/worker/result_backend.py), so that the run's end costs one commit, and on
+    PostgreSQL one round trip (Run._end); its notification comes after that
     commit. A workflow step's end advances its workflow run in that same
     transaction: a step hop costs one commit, not two, and no worker can die
     between a step's end and its workflow's advance."""
@@ -197,11 +199,17 @@ def run_succeeded(
         notify_on = notifications.notify_on_for(run) if run else NotifyOn.NEVER
     notify = notifications.wants_notification(notify_on, Run.Status.SUCCEEDED)
     parent_id = _parent_id(run_id, parent_id)
+    # On PostgreSQL, the run's end and `record` are one query string, a transaction
+    # of its own; only inside a caller's transaction does it need a savepoint, so
+    # that a result that cannot be stored leaves that transaction usable.
+    in_one = not parent_id and statements.together(Run.objects.db)
     try:
-        with transaction.atomic() if record or parent_id else contextlib.nullcontext():
-            ended = _known(run_id).mark_succeeded(result=result, notify=notify)
-            if record:
-                record()
+        with (
+            transaction.atomic()
+            if parent_id or (record and (not in_one or transaction.get_connection().in_atomic_block))
+            else contextlib.nullcontext()
+        ):
+            ended = _known(run_id).mark_succeeded(result=result, notify=notify, also=record() if record else None)
             if parent_id:
                 workflow_advance(parent_id=parent_id)  # its next steps are published once committed
     except (TypeError, ValueError, DatabaseError):

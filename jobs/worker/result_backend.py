@@ -9,9 +9,11 @@ JSON-serialisable) fails the run instead. Why: docs/architecture.md, "The hot pa
 """
 
 from celery import states
+from django.db import router
 from django_celery_results.backends.database import DatabaseBackend as ResultsDatabaseBackend
 from kombu.exceptions import EncodeError
 
+from jobs.core import statements
 from jobs.core.limits import bounded_error, bounded_result, bounded_traceback
 from jobs.runs import tracking
 from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
@@ -71,7 +73,7 @@ class RunResultBackend(DatabaseBackend):
                 result=result,
                 notify_on=request_header(request, NOTIFY_HEADER),
                 parent_id=request_header(request, PARENT_HEADER),
-                record=lambda: self._record_success(task_id, content, request, using),
+                record=lambda: self._success_statement(task_id, content, request, using),
             )
         setattr(request, RECORDED_ATTRIBUTE, True)
         if problem:
@@ -80,12 +82,13 @@ class RunResultBackend(DatabaseBackend):
             raise EncodeError(problem)
         return result
 
-    def _record_success(self, task_id, content: tuple, request, using) -> None:
-        """Store the TaskResult row that django-celery-results would store, in
-        one upsert: its SELECT, then INSERT in a savepoint, costs a run's end
-        three more statements, and a run's task id seldom has a row yet (only
-        an earlier attempt that failed leaves one, which this replaces).
-        `content`: the result, encoded (encode_content)."""
+    def _success_statement(self, task_id, content: tuple, request, using) -> statements.Statement:
+        """The TaskResult row that django-celery-results would store, as one
+        upsert, compiled (Django's bulk_create(update_conflicts=True) statement),
+        for the run's end to send with its own (Run._end): its SELECT, then INSERT
+        in a savepoint, costs a run's end three more statements, and a run's task
+        id seldom has a row yet (only an earlier attempt that failed leaves one,
+        which this replaces). `content`: the result, encoded (encode_content)."""
         content_type, content_encoding, encoded = content
         meta = {**self._get_meta_from_request(request), "children": self.current_task_children(request)}
         fields = {
@@ -96,9 +99,14 @@ class RunResultBackend(DatabaseBackend):
             "content_type": content_type,
             "content_encoding": content_encoding,
         }
-        self.TaskModel._default_manager.using(using).bulk_create(
-            [self.TaskModel(task_id=task_id, **fields)],
-            update_conflicts=True,
-            unique_fields=["task_id"],
-            update_fields=[*fields, "date_done"],
+        model = self.TaskModel
+        opts = model._meta
+        return statements.insert(
+            model,
+            # What bulk_create inserts for a row without its id.
+            [field for field in opts.concrete_fields if not field.generated and field is not opts.auto_field],
+            model(task_id=task_id, **fields),
+            using=using or router.db_for_write(model),
+            update_fields=[opts.get_field(name) for name in [*fields, "date_done"]],
+            unique_fields=[opts.get_field("task_id")],
         )
