@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 # A task this process knows, with options of its own (a worker knows the user's
 # tasks; send_task takes their options under the ones given, and their expiry).
-@app.task(name="tests.publish.preset", time_limit=99, soft_time_limit=90, serializer="json", delivery_mode=1)
+@app.task(name="tests.publish.preset", time_limit=99, soft_time_limit=90, serializer="json", acks_late=True)
 def preset():
     pass
 
