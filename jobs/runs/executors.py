@@ -123,7 +123,8 @@ def send_message(
                       soft_time_limit=soft_time_limit, countdown=countdown, producer=producer, **options)  # fmt: skip
         return
     options = {**preset, **options}
-    options.pop("time_limit", None), options.pop("soft_time_limit", None)  # the run's are given
+    for given in ("time_limit", "soft_time_limit"):  # the run's own, passed apart
+        options.pop(given, None)
     ignore_result = options.pop("ignore_result", None)
     options = app.amqp.router.route(options, name, args, kwargs, task)
     current = app.current_worker_task  # a workflow's next step, published by the worker that ended the last one

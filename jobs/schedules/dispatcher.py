@@ -255,7 +255,9 @@ def _publish(run_ids: list) -> int:
         job_types |= JobType.objects.in_bulk({run.job_type_id for run in runs} - job_types.keys())
         for run in runs:
             run.job_type = job_types[run.job_type_id]
-        prefetch_related_objects([run for run in runs if run.parent_id], "parent__job_type")  # backfills' steps: none
+        # Released runs are top-level (schedule ticks, backfills); a step among them would
+        # publish on its workflow's queue, read here for all at once rather than one by one.
+        prefetch_related_objects([run for run in runs if run.parent_id], "parent__job_type")
         published += runs_publish(runs)
     return published
 
