@@ -144,17 +144,26 @@ def _advance_batch(now: datetime) -> int | None:
     with transaction.atomic():
         past = Schedule.objects.filter(enabled=True, planned=True, next_run_at__lte=now).order_by("next_run_at")
         timing = ("cron", "timezone", "interval_seconds", "start_at", "end_at", "created_at", "next_run_at")
-        schedules = list(_claim(past).only(*timing)[:BATCH_SIZE])
-        if not schedules:
+        rows = list(_claim(past).values_list("pk", *timing)[:BATCH_SIZE])
+        if not rows:
             return None
+        # Schedules on the same cron and tick share their next one: computed once,
+        # without a Schedule loaded for each.
+        nexts: dict[tuple, datetime | None] = {}
         by_next: dict[datetime | None, list[int]] = {}
-        for schedule in schedules:
-            following = schedule.compute_next_run(max(now, schedule.next_run_at))
-            by_next.setdefault(following, []).append(schedule.pk)
+        for pk, *values in rows:
+            fields = dict(zip(timing, values, strict=True))
+            if fields["cron"]:
+                fields["created_at"] = None  # a cron's ticks do not count from it, an interval's do
+            key = tuple(fields.values())
+            if key not in nexts:
+                schedule = Schedule(**fields)
+                nexts[key] = schedule.compute_next_run(max(now, schedule.next_run_at))
+            by_next.setdefault(nexts[key], []).append(pk)
         # One UPDATE per distinct next tick: schedules on the same cron share it.
         for following, pks in by_next.items():
             Schedule.objects.filter(pk__in=pks).update(next_run_at=following, planned=False)
-        return len(schedules)
+        return len(rows)
 
 
 def _record_skips(skipped: list[tuple[int, datetime, str]]) -> None:
