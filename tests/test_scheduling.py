@@ -4,8 +4,12 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import timezone
 
 from jobs.core.cron import cron_error, describe_cron, next_cron_fire, next_interval_fire, timezone_error
+from jobs.models import Schedule
+from jobs.schedules import dispatcher
+from tests.factories import JobTypeFactory
 
 pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
@@ -114,3 +118,31 @@ def test_interval_fires_count_from_the_anchor():
     assert next_interval_fire(anchor, 60, utc(2025, 12, 31)) == anchor
     assert next_interval_fire(anchor, 60, anchor) == utc(2026, 1, 1, 0, 1)
     assert next_interval_fire(anchor, 60, utc(2026, 1, 1, 0, 5, 30)) == utc(2026, 1, 1, 0, 6)
+
+
+def test_the_dispatcher_moves_each_schedule_past_its_tick_on_to_its_own_next_one(db):
+    # Schedules that share a cron, time zone and tick share their next one (computed
+    # once); an interval's counts from its own start, one past its end stops.
+    now = timezone.now()
+    job_type = JobTypeFactory()
+    tick = now - timedelta(minutes=7)
+    specs = {
+        "five-a": {"cron": "*/5 * * * *"},
+        "five-b": {"cron": "*/5 * * * *"},
+        "nine-utc": {"cron": "0 9 * * *"},
+        "nine-new-york": {"cron": "0 9 * * *", "timezone": "America/New_York"},
+        "hourly-early": {"interval_seconds": 3600, "start_at": now - timedelta(minutes=50)},
+        "hourly-late": {"interval_seconds": 3600},  # from when it was created
+        "ended": {"cron": "*/5 * * * *", "end_at": now},
+    }
+    for name, timing in specs.items():
+        Schedule.objects.create(name=name, job_type=job_type, **timing)
+    Schedule.objects.update(next_run_at=tick, planned=True)
+    Schedule.objects.filter(name="hourly-late").update(created_at=now - timedelta(minutes=20))
+    expected = {s.name: s.compute_next_run(max(now, s.next_run_at)) for s in Schedule.objects.all()}
+    assert dispatcher._advance_batch(now) == len(specs)
+    moved = {s.name: (s.next_run_at, s.planned) for s in Schedule.objects.all()}
+    assert moved == {name: (following, False) for name, following in expected.items()}
+    assert expected["five-a"] == expected["five-b"] and expected["ended"] is None
+    assert expected["nine-utc"] != expected["nine-new-york"]
+    assert expected["hourly-early"] != expected["hourly-late"]

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from jobs.core.claims import claim as _claim
 from jobs.core.errors import ServiceError
+from jobs.core.statements import insert_shared
 from jobs.models import Backfill, JobType, Run, Schedule, latest_revision_id, republish_deadline
 from jobs.runs.trigger import run_build, runs_publish
 from jobs.schedules import deadlines
@@ -27,6 +28,11 @@ from jobs.workflows import steps as workflow_steps
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
+
+# What differs between the runs a batch plans, with the rest the same for all:
+# each tick's own, and each checked (job type, params) pair's.
+TICK_FIELDS = ("id", "schedule", "schedule_tick", "scheduled_for", "deadline_at")
+PAIR_FIELDS = ("job_type", "params", "job_type_revision")
 
 
 def dispatch_due(now: datetime | None = None) -> dict[str, int]:
@@ -69,7 +75,9 @@ def dispatch_due(now: datetime | None = None) -> dict[str, int]:
 
 def _plan_batch(now: datetime) -> int | None:
     """Claim up to BATCH_SIZE schedules whose next tick is within the planning
-    horizon and not planned yet, and create each tick's run, `scheduled`.
+    horizon and not planned yet, and create each tick's run, `scheduled`, in
+    one INSERT: no Run built for each, only its tick's values prepared
+    (jobs/core/statements.py, insert_shared).
 
     Returns how many runs were planned, or None when no schedule needed it.
     """
@@ -84,7 +92,8 @@ def _plan_batch(now: datetime) -> int | None:
         # in each row, Django built and compiled it tick by tick (a third of planning's CPU).
         revisions = {job_type_id: latest_revision_id(job_type_id) for job_type_id in job_types}
         checked: dict[tuple, Run | ServiceError] = {}
-        runs, skipped = [], []
+        pairs: dict[tuple, int] = {}  # each checked pair's place in `templates`
+        templates, ticks, skipped, workflow_runs = [], [], [], []
         for schedule_id, job_type_id, params, tick in rows:
             # Schedules share job types and often params: each pair is checked once.
             key = (job_type_id, json.dumps(params, sort_keys=True))
@@ -98,33 +107,34 @@ def _plan_batch(now: datetime) -> int | None:
             if isinstance(template, ServiceError):
                 skipped.append((schedule_id, tick, str(template)))
                 continue
-            runs.append(
-                Run(
-                    job_type=template.job_type,
-                    params=template.params,
-                    trigger=Run.Trigger.SCHEDULE,
-                    status=Run.Status.SCHEDULED,
-                    scheduled_for=tick,
-                    schedule_id=schedule_id,
-                    schedule_tick=tick,
-                    created_at=now,
-                    deadline_at=template.job_type.deadline_for(tick),
-                    job_type_revision_id=revisions[job_type_id],
-                )
-            )
+            if key not in pairs:
+                template.job_type_revision_id = revisions[job_type_id]
+                pairs[key] = len(templates)
+                templates.append(template)
+            # TICK_FIELDS, then the tick's pair; its id made as the model makes it.
+            run_id = Run._meta.pk.get_default()
+            ticks.append((run_id, schedule_id, tick, tick, template.job_type.deadline_for(tick), pairs[key]))
+            if template.job_type.kind == JobType.Kind.WORKFLOW:
+                workflow_runs.append(run_id)
         # The tick is decided: planned, or skipped with its reason recorded.
         Schedule.objects.filter(pk__in=[row[0] for row in rows]).update(planned=True)
         _record_skips(skipped)
         # A tick that has a run already (planned again after an edit raced its
         # release, or cancelled) keeps it: the unique key drops the new one.
-        Run.objects.bulk_create(runs, ignore_conflicts=True)
-        workflow_runs = [run for run in runs if run.job_type.kind == JobType.Kind.WORKFLOW]
+        insert_shared(
+            Run(trigger=Run.Trigger.SCHEDULE, status=Run.Status.SCHEDULED, created_at=now),
+            groups=templates,
+            group_fields=PAIR_FIELDS,
+            row_fields=TICK_FIELDS,
+            rows=ticks,
+            using=Run.objects.db,
+        )
         if workflow_runs:
-            inserted = set(Run.objects.filter(pk__in=[run.pk for run in workflow_runs]).values_list("pk", flat=True))
-            for run in workflow_runs:
-                if run.pk in inserted:
-                    workflow_steps.create_step_runs(parent=run)
-        return len(runs)
+            # Those the unique key did not drop get their step runs.
+            for run in Run.objects.filter(pk__in=workflow_runs):
+                run.job_type = job_types[run.job_type_id]
+                workflow_steps.create_step_runs(parent=run)
+        return len(ticks)
 
 
 def _advance_batch(now: datetime) -> int | None:
@@ -134,17 +144,26 @@ def _advance_batch(now: datetime) -> int | None:
     with transaction.atomic():
         past = Schedule.objects.filter(enabled=True, planned=True, next_run_at__lte=now).order_by("next_run_at")
         timing = ("cron", "timezone", "interval_seconds", "start_at", "end_at", "created_at", "next_run_at")
-        schedules = list(_claim(past).only(*timing)[:BATCH_SIZE])
-        if not schedules:
+        rows = list(_claim(past).values_list("pk", *timing)[:BATCH_SIZE])
+        if not rows:
             return None
+        # Schedules on the same cron and tick share their next one: computed once,
+        # without a Schedule loaded for each.
+        nexts: dict[tuple, datetime | None] = {}
         by_next: dict[datetime | None, list[int]] = {}
-        for schedule in schedules:
-            following = schedule.compute_next_run(max(now, schedule.next_run_at))
-            by_next.setdefault(following, []).append(schedule.pk)
+        for pk, *values in rows:
+            fields = dict(zip(timing, values, strict=True))
+            if fields["cron"]:
+                fields["created_at"] = None  # a cron's ticks do not count from it, an interval's do
+            key = tuple(fields.values())
+            if key not in nexts:
+                schedule = Schedule(**fields)
+                nexts[key] = schedule.compute_next_run(max(now, schedule.next_run_at))
+            by_next.setdefault(nexts[key], []).append(pk)
         # One UPDATE per distinct next tick: schedules on the same cron share it.
         for following, pks in by_next.items():
             Schedule.objects.filter(pk__in=pks).update(next_run_at=following, planned=False)
-        return len(schedules)
+        return len(rows)
 
 
 def _record_skips(skipped: list[tuple[int, datetime, str]]) -> None:
