@@ -8,8 +8,9 @@ DatabaseScheduler) and workers for a few minutes twice, on a scratch database:
   every second and a dispatcher worker plans each tick's runs ahead and
   releases them at the tick; a worker runs them. Each tick's run is late by
   its time minus the tick's at three moments: released (`released_at`, the
-  run turns `pending`), published (`queued_at`, set once Redis took its
-  message: what a user waiting for the run feels first) and started
+  release's UPDATE, which writes the run `queued`), published (the dispatcher
+  noted when it sent the run's message, Celery's `after_task_publish` signal,
+  bench/tasks.py: what a user waiting for the run feels first) and started
   (`started_at`, on the worker).
 - stock: N plain PeriodicTasks on crontab '* * * * *' whose task records when
   it ran (started); beat itself notes when it published each message
@@ -92,9 +93,14 @@ def _measure(stack: Stack, work: Path, count: int, mode: str, minutes: int) -> d
         PeriodicTask.objects.filter(name__startswith="bench-").first().save()  # bump PeriodicTasks.last_update
 
     beat = [sys.executable, "-m", "celery", "-A", "jobsite", "beat", "-l", "warning", "--pidfile="]
-    stack.start("beat", [*beat, "-s", str(work / "beat-schedule")], env={**stack.env, "BENCH_RECORD_PUBLISH": "1"})
+    stack.start("beat", [*beat, "-s", str(work / "beat-schedule")], env={**stack.env, "BENCH_RECORD_PUBLISH": "name"})
     if mode == "jobsite":
-        stack.celery("dispatcher", "worker", "-l", "warning", "-Q", "jobsite", "-c", "2", "-n", "dispatcher@%h")
+        dispatcher = [sys.executable, "-m", "celery", "-A", "jobsite", "worker", "-l", "warning", "-Q", "jobsite"]
+        stack.start(
+            "dispatcher",
+            [*dispatcher, "-c", "2", "-n", "dispatcher@%h"],
+            env={**stack.env, "BENCH_RECORD_PUBLISH": "id"},
+        )
     stack.celery("worker", "worker", "-l", "warning", "-Q", "celery", "-c", "2", "-n", "worker@%h", "--without-gossip")
 
     # The measured window starts at the first minute boundary 25 s or more away.
@@ -119,6 +125,10 @@ def _measure(stack: Stack, work: Path, count: int, mode: str, minutes: int) -> d
                 )
         time.sleep(1)
     usage = sampler.report()
+    time.sleep(1)  # the publishes noted last, pushed to Redis
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    # Each message's key (a run's id, a stock entry's name) and when it was published, in order.
+    publishes = [json.loads(raw) for raw in client.lrange("bench:published", 0, -1)]
 
     # (schedule, tick) -> lateness in seconds at each moment; a tick fired twice is counted.
     moments = ("released", "published", "started")
@@ -130,10 +140,14 @@ def _measure(stack: Stack, work: Path, count: int, mode: str, minutes: int) -> d
         return None if at is None or at > end else (at - tick).total_seconds()
 
     if mode == "jobsite":
+        first_published: dict[str, datetime] = {}  # a run published again (the sweeper) counts its first
+        for run_id, epoch in publishes:
+            first_published.setdefault(run_id, datetime.fromtimestamp(epoch, UTC))
         rows = Run.objects.filter(schedule__isnull=False, released_at__isnull=False).values_list(
-            "schedule__name", "schedule_tick", "released_at", "queued_at", "started_at"
+            "pk", "schedule__name", "schedule_tick", "released_at", "started_at"
         )
-        for name, tick, *at in rows.iterator(chunk_size=10_000):
+        for pk, name, tick, released, started in rows.iterator(chunk_size=10_000):
+            at = (released, first_published.get(str(pk)), started)
             if name == "probe":
                 probe_first = min(probe_first or at[0], at[0])
             elif tick in ticks:
@@ -142,15 +156,14 @@ def _measure(stack: Stack, work: Path, count: int, mode: str, minutes: int) -> d
                     if (lateness := seconds(when, tick)) is not None:
                         late[moment][name, tick] = lateness
     else:
-        client = redis.Redis.from_url(settings.REDIS_URL)
 
         def tick_of(at: datetime) -> datetime | None:
             tick = max((t for t in ticks if t <= at), default=None)
             return tick if tick is not None and at < tick + timedelta(minutes=1) else None
 
-        for moment, key in (("published", "bench:published"), ("started", "bench:fires")):
-            for raw in client.lrange(key, 0, -1):
-                name, epoch = json.loads(raw)
+        fired_at = [json.loads(raw) for raw in client.lrange("bench:fires", 0, -1)]
+        for moment, notes in (("published", publishes), ("started", fired_at)):
+            for name, epoch in notes:
                 at = datetime.fromtimestamp(epoch, UTC)
                 if name == "probe":
                     if moment == "started":

@@ -62,17 +62,20 @@ def log10() -> dict:
     return {}
 
 
-def record_publishes() -> None:
-    """In stock beat's process (bench/schedules.py sets BENCH_RECORD_PUBLISH=1):
-    note when beat published each `bench.record` message, the moment Jobsite's
-    `queued_at` stands for. Kept in memory and pushed to Redis twice a second,
-    so that noting it adds no round trip to beat's own publishing."""
-    published: deque[str] = deque()  # appended by beat, emptied by the pusher: both thread-safe
-
-    @after_task_publish.connect(weak=False)
-    def noted(sender=None, body=None, **_) -> None:
-        if sender == "bench.record":
-            published.append(json.dumps([body[1].get("name"), time.time()]))
+def record_publishes(by: str) -> None:
+    """Note when this process published each task message (Celery's
+    `after_task_publish` signal), for bench/schedules.py, which sets
+    BENCH_RECORD_PUBLISH: in stock beat's process `name` (each `bench.record`
+    message, by its entry's name), in Jobsite's dispatcher `id` (every message,
+    by its task id: the run's id). Jobsite's `send_message` sends through
+    `amqp.send_task_message` as `send_task` does, which fires the signal, so
+    both modes note the same moment (in a pipelined publish, as the message
+    joins its batch, flushed to Redis with the rest of it at most a few
+    milliseconds later). Kept in memory and pushed to Redis twice a second by
+    a thread of each process (a worker's pool forks after this module is
+    imported), so that noting it adds no round trip to the publishing."""
+    published: deque[str] = deque()  # appended by the publisher, emptied by the pusher: both thread-safe
+    pusher_of: list[int] = []  # the process whose pusher runs
 
     def push() -> None:
         client = redis.Redis.from_url(settings.REDIS_URL)
@@ -82,8 +85,17 @@ def record_publishes() -> None:
             if batch:
                 client.rpush("bench:published", *batch)
 
-    threading.Thread(target=push, name="bench-publishes", daemon=True).start()
+    @after_task_publish.connect(weak=False)
+    def noted(sender=None, body=None, headers=None, **_) -> None:
+        if by == "name" and sender != "bench.record":
+            return
+        if pusher_of != [os.getpid()]:  # the first message of this process (a fresh fork)
+            pusher_of[:] = [os.getpid()]
+            published.clear()
+            threading.Thread(target=push, name="bench-publishes", daemon=True).start()
+        key = body[1].get("name") if by == "name" else headers["id"]
+        published.append(json.dumps([key, time.time()]))
 
 
-if os.environ.get("BENCH_RECORD_PUBLISH") == "1":
-    record_publishes()
+if os.environ.get("BENCH_RECORD_PUBLISH") in ("name", "id"):
+    record_publishes(os.environ["BENCH_RECORD_PUBLISH"])

@@ -711,13 +711,16 @@ class Run(models.Model):
             [self.Status.PENDING, self.Status.QUEUED], status=self.Status.RUNNING, started_at=timezone.now()
         )
 
-    def mark_ready(self, *, params: dict) -> bool:
-        """A workflow step: the steps it depends on succeeded, and its params are resolved."""
+    def mark_ready(self, *, params: dict, at: datetime) -> bool:
+        """A workflow step: the steps it depends on succeeded, and its params are
+        resolved. Written `queued` (at `at`) by this UPDATE, before its publish:
+        see workflows/steps.py, `advance`."""
         return self._transition(
             [self.Status.WAITING],
-            status=self.Status.PENDING,
+            status=self.Status.QUEUED,
             params=params,
-            released_at=timezone.now(),
+            released_at=at,
+            queued_at=at,
             republish_after=republish_deadline(),
         )
 

@@ -73,6 +73,9 @@ def test_it_releases_and_publishes_5_or_50_due_runs_with_the_same_queries(broker
     assert len(loads) == 1, fifty
     assert '"jobs_jobtype"' not in loads[0] and '"traceback"' not in loads[0] and '"result"' not in loads[0]
     assert len(messages("dispatch-publish-50")) == 50
+    # One UPDATE releases them, written `queued`: none marks them after their publish.
+    updates = [sql for sql in fifty if 'UPDATE "jobs_run"' in sql]  # a non-durable mark starts "SET LOCAL …"
+    assert len(updates) == 1 and "'queued'" in updates[0].split("WHERE")[0], updates
 
 
 def test_each_released_run_is_published_with_its_own_params_and_job_type(broker):
@@ -267,7 +270,7 @@ def test_ticks_planned_past_their_time_are_released_batch_by_batch(broker, monke
         "plan" if sql.startswith("INSERT") and 'INTO "jobs_run" ' in sql else "release"
         for sql in (query["sql"] for query in captured.captured_queries)
         if (sql.startswith("INSERT") and 'INTO "jobs_run" ' in sql)
-        or (sql.startswith('UPDATE "jobs_run" SET "status"') and "'pending'" in sql.split("WHERE")[0])
+        or (sql.startswith('UPDATE "jobs_run" SET "status"') and "'queued'" in sql.split("WHERE")[0])
     ]
     assert writes == ["plan", "release"] * 3, writes
     assert len(messages("plan-late")) == 6

@@ -21,7 +21,7 @@ from kombu.exceptions import EncodeError, OperationalError
 
 from jobs.models import JobType, Run, RunToCount
 from jobs.runs import tracking, trigger
-from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, PARENT_RUNNING_HEADER, RUN_HEADER
+from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, PARENT_RUNNING_HEADER, QUEUED_HEADER, RUN_HEADER
 from jobs.worker import signals
 from jobsite.celery import app
 from tests.factories import JobTypeFactory, RunFactory
@@ -95,9 +95,9 @@ def test_it_starts_a_run_with_one_update(job_type, django_assert_num_queries):
 def test_a_run_started_before_the_web_marked_it_queued_counts_as_queued_at_its_start(
     job_type, django_assert_num_queries
 ):
-    # A run published by the dispatcher or a workflow is marked `queued` after its
-    # publish: the worker can take the message before that UPDATE, which then no
-    # longer applies (it needs `pending`): the run is still `pending`.
+    # A run the sweeper publishes is marked `queued` after its publish: the worker
+    # can take the message before that UPDATE, which then no longer applies (it
+    # needs `pending`): the run is still `pending`.
     run = RunFactory(job_type=job_type, status=Run.Status.PENDING)
     with django_assert_num_queries(1):
         tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
@@ -325,8 +325,8 @@ def test_a_steps_success_and_its_workflows_advance_are_one_commit_then_the_next_
     broker, django_assert_num_queries
 ):
     # A step hop (a step's end to the next step's message): the step's success,
-    # its TaskResult and the next step made ready commit together, once; then the
-    # next step is published and marked `queued`. On a queue no worker consumes.
+    # its TaskResult and the next step made ready (written `queued`) commit together,
+    # once; then the next step is published, and nothing more. On a queue no worker consumes.
     step_type = JobTypeFactory(queue="hot-path-not-consumed")
     workflow = JobTypeFactory(name="chain", kind=JobType.Kind.WORKFLOW, queue="hot-path-not-consumed")
     workflow.steps.create(name="a", job_type=step_type)
@@ -337,24 +337,28 @@ def test_a_steps_success_and_its_workflows_advance_are_one_commit_then_the_next_
     request = worker_request(first)
     setattr(request, PARENT_HEADER, str(parent.pk))
     postgres = connection.vendor == "postgresql"
-    queued_mark = ["SET"] if postgres else ["UPDATE"]  # PostgreSQL: "SET LOCAL …; UPDATE …", one round trip
     # The step's UPDATE, its /metrics row and its TaskResult (PostgreSQL: one query
     # string); the workflow run locked, its steps read, the next one made ready; one COMMIT.
     end = ["WITH"] if postgres else ["UPDATE", "INSERT", "INSERT"]
-    with django_assert_num_queries(5 + len(end) + len(queued_mark)) as captured:
+    with django_assert_num_queries(5 + len(end)) as captured:
         app.backend.store_result(str(first.pk), {"n": 1}, states.SUCCESS, request=request)
     statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
-    assert statements == ["BEGIN", *end, "SELECT", "SELECT", "UPDATE", "COMMIT", *queued_mark]
+    assert statements == ["BEGIN", *end, "SELECT", "SELECT", "UPDATE", "COMMIT"]
     steps_read = captured.captured_queries[len(end) + 2]["sql"]
     assert '"traceback"' not in steps_read and '"earlier_attempts"' not in steps_read  # what advancing never reads
     following = parent.children.get(step_name="b")
     assert (following.status, following.params) == (Run.Status.QUEUED, {"after": 1})
     # The workflow run was running (its first step started): the next step's
-    # message says so, and its start is one UPDATE, as any run's.
+    # message says so, and that the step was written `queued`; its start is one
+    # UPDATE, as any run's, that need not wait for the disk.
     assert published_headers(str(first.pk)).get(PARENT_RUNNING_HEADER) is None
-    assert published_headers(str(following.pk))[PARENT_RUNNING_HEADER] is True
+    headers = published_headers(str(following.pk))
+    assert headers[PARENT_RUNNING_HEADER] is True and headers[QUEUED_HEADER] is True
     with django_assert_num_queries(1):
-        tracking.run_started(run_id=str(following.pk), worker="w@host", parent_id=str(parent.pk), parent_running=True)
+        tracking.run_started(
+            run_id=str(following.pk), worker="w@host", parent_id=str(parent.pk), parent_running=True,
+            written_queued=True,
+        )  # fmt: skip
     assert Run.objects.get(pk=following.pk).status == Run.Status.RUNNING
 
 

@@ -48,7 +48,7 @@ def test_only_steps_without_dependencies_start(diamond):
     run = start(diamond)
     outcome = advance(run)
     assert [r.step_name for r in outcome.ready] == ["a"]
-    assert statuses(run) == {"a": "pending", "b": "waiting", "c": "waiting", "d": "waiting"}
+    assert statuses(run) == {"a": "queued", "b": "waiting", "c": "waiting", "d": "waiting"}
     assert run.children.get(step_name="a").params == {"day": "mon"}
     assert advance(run).ready == []  # advancing again publishes nothing twice
 

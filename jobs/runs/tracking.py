@@ -91,7 +91,8 @@ def run_started(
     A workflow's step marks its workflow run running, unless its message says
     the workflow run was running already (`parent_running`): one UPDATE less
     for every step but the first ones.
-    `written_queued`: its trigger wrote it `queued` durably (the message's
+    `written_queued`: it was written `queued` durably before its publish, by its
+    trigger, the dispatcher's release or its workflow's advance (the message's
     QUEUED_HEADER), so the start commits without waiting for the disk: a database
     crash that loses it leaves the run `queued`, which only the lost-message check
     publishes again, and not while Redis holds the message for the worker running it.

@@ -245,8 +245,11 @@ def _publish_in_chunks(runs: list[Run], size: int) -> None:
 
 
 def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
-    """Hand runs to the broker and mark those handed over `queued` (run_create's
-    are written `queued` already; those the broker did not take go back to `pending`).
+    """Hand runs to the broker and mark those handed over `queued`. Most are
+    written `queued` already, by the statement that made them ready (a trigger's
+    INSERT, the dispatcher's release, a workflow's advance): those need no UPDATE
+    here, and those of them the broker did not take go back to `pending`. The
+    `pending` ones are the sweeper's, and workflow runs (no message of their own).
 
     Many runs go to Redis JOBS_PUBLISH_BATCH_SIZE messages per round trip
     (kombu's publish batch). A run the broker did not take, or may not have
@@ -273,7 +276,7 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
                         # No Celery task of its own: publishing it starts its first steps.
                         workflow_advance(parent_id=run.pk)
                     else:
-                        # `queued` here: written so by run_create's INSERT, durably.
+                        # `queued` here: written so, durably, by the statement that made it ready.
                         headers = {QUEUED_HEADER: True} if run.status == Run.Status.QUEUED else None
                         executor = executor_for(run.job_type.kind)
                         executor.publish(run, countdown=countdown, producer=producer, headers=headers)
@@ -298,16 +301,22 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
 
 
 def _back_to_pending(runs: list[Run]) -> None:
-    """Those of `runs` that their trigger wrote `queued` and whose message the
-    broker did not take are `pending` again, the sweeper's, in one UPDATE; but
-    not one that started after all (a publish that failed on the way) or was
-    marked since (its `queued_at` is no longer its creation's)."""
-    written_queued = [run for run in runs if run.status == Run.Status.QUEUED and run.queued_at == run.created_at]
-    if not written_queued:
-        return
-    Run.objects.filter(
-        pk__in=[run.pk for run in written_queued], status=Run.Status.QUEUED, queued_at=F("created_at")
-    ).update(status=Run.Status.PENDING, queued_at=None)
+    """Those of `runs` written `queued` (by their trigger's INSERT, the
+    dispatcher's release, a workflow's advance) whose message the broker did
+    not take are `pending` again, the sweeper's; but not one that started after
+    all (a publish that failed on the way) or was marked since (the lost-message
+    check's publish): its `queued_at` is no longer the one that statement wrote.
+    One UPDATE for those a trigger wrote (`queued_at` is each one's creation),
+    and one per moment the others were written at (one release, one advance)."""
+    written_queued = [run for run in runs if run.status == Run.Status.QUEUED]
+    by_moment: dict[datetime | None, list] = {}
+    for run in written_queued:
+        by_moment.setdefault(None if run.queued_at == run.created_at else run.queued_at, []).append(run.pk)
+    for moment, ids in by_moment.items():
+        queued_at = F("created_at") if moment is None else moment
+        Run.objects.filter(pk__in=ids, status=Run.Status.QUEUED, queued_at=queued_at).update(
+            status=Run.Status.PENDING, queued_at=None
+        )
     for run in written_queued:
         run.status, run.queued_at = Run.Status.PENDING, None
 

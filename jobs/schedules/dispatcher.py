@@ -1,6 +1,6 @@
 """The dispatcher, run by beat's `jobsite.dispatch` every second: plans each
 schedule's next tick ahead as a `scheduled` run, releases the runs whose time has
-come (`pending`, then published) and those of backfills that have room for more
+come (written `queued`, then published) and those of backfills that have room for more
 (jobs/schedules/backfill.py), and sweeps the runs whose publish failed. Each
 batch is claimed with locks that skip what another dispatcher holds, in its own
 transaction, and published once that commits, so several dispatchers never plan or
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, prefetch_related_objects
+from django.db.models import F, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
 from jobs.core.claims import claim as _claim
@@ -191,31 +191,54 @@ def _release_and_publish(now: datetime) -> tuple[int, int]:
 
 
 def _release_batch(now: datetime) -> list | None:
-    """Claim up to BATCH_SIZE `scheduled` runs whose time has come and make
-    them `pending` in one UPDATE, but for the ticks of `overlap: skip`
+    """Claim up to BATCH_SIZE `scheduled` runs whose time has come and release
+    them in one UPDATE (`_release`), but for the ticks of `overlap: skip`
     schedules whose previous run is still active: those are skipped.
 
     Returns the ids released (to publish after commit), or None when nothing was due.
     """
     with transaction.atomic():
         due = Run.objects.filter(status=Run.Status.SCHEDULED, scheduled_for__lte=now).order_by("scheduled_for")
-        rows = list(_claim(due).values_list("pk", "schedule_id", "schedule_tick", "schedule__overlap")[:BATCH_SIZE])
+        columns = ("pk", "schedule_id", "schedule_tick", "schedule__overlap", "job_type__kind")
+        rows = list(_claim(due).values_list(*columns)[:BATCH_SIZE])
         if not rows:
             return None
-        may_skip = {sid for _, sid, tick, overlap in rows if tick is not None and overlap == Schedule.Overlap.SKIP}
+        may_skip = {sid for _, sid, tick, overlap, _ in rows if tick is not None and overlap == Schedule.Overlap.SKIP}
         busy = _schedules_with_active_runs(may_skip)
-        skipped = [(pk, sid, tick) for pk, sid, tick, _ in rows if sid in busy and tick is not None]
+        skipped = [(pk, sid, tick) for pk, sid, tick, _, _ in rows if sid in busy and tick is not None]
         if skipped:
             Run.objects.filter(pk__in=[pk for pk, _, _ in skipped]).delete()
             reason = "the previous run was still active (overlap: skip)"
             _record_skips([(sid, tick, reason) for _, sid, tick in skipped])
         skipped_ids = {pk for pk, _, _ in skipped}
-        released = [pk for pk, _, _, _ in rows if pk not in skipped_ids]
-        if released:
-            Run.objects.filter(pk__in=released, status=Run.Status.SCHEDULED).update(
-                status=Run.Status.PENDING, released_at=timezone.now(), republish_after=republish_deadline()
+        released = [(pk, kind) for pk, _, _, _, kind in rows if pk not in skipped_ids]
+        _release(Run.objects.filter(status=Run.Status.SCHEDULED), released, timezone.now())
+        return [pk for pk, _ in released]
+
+
+def _release(runs: QuerySet, released: list[tuple], now: datetime, **changes) -> None:
+    """Release the runs (id, job type kind) of `runs` given, at `now`: written `queued` by
+    the UPDATE that releases them, so that their publish sends them with QUEUED_HEADER
+    (the worker's start need not wait for the disk) and needs no `queued` UPDATE after
+    it. Until the broker has a run's message it is not queued, for a moment: a publish
+    that fails puts it back to `pending` for the sweeper (runs_publish matches the
+    `queued_at` written here), and a dispatcher that dies between this commit and its
+    publish leaves its batch to the lost-message check (jobs/runs/lost.py). A workflow
+    run has no message, so no lost check looks for it: it is released `pending`, and
+    marked `queued` once its first steps are published; the sweeper covers it meanwhile."""
+    by_status = {
+        Run.Status.QUEUED: [pk for pk, kind in released if kind != JobType.Kind.WORKFLOW],
+        Run.Status.PENDING: [pk for pk, kind in released if kind == JobType.Kind.WORKFLOW],
+    }
+    for status, ids in by_status.items():
+        if ids:
+            runs.filter(pk__in=ids).update(
+                status=status,
+                released_at=now,
+                queued_at=now if status == Run.Status.QUEUED else None,
+                republish_after=republish_deadline(),
+                **changes,
             )
-        return released
 
 
 def _release_backfills() -> list:
@@ -236,19 +259,14 @@ def _release_backfills() -> list:
             waiting = runs.filter(status=Run.Status.WAITING).order_by("schedule_tick")
             # A backfill's runs share its schedule's job type, and their deadline
             # counts from their release: a past tick is not late for being past.
-            rows = list(waiting.values_list("pk", "job_type__deadline_seconds")[:free])
+            rows = list(waiting.values_list("pk", "job_type__kind", "job_type__deadline_seconds")[:free])
             if not rows:
                 backfill.mark_released_all()
                 continue
-            ids = [pk for pk, _ in rows]
-            now, deadline_seconds = timezone.now(), rows[0][1]
-            Run.objects.filter(pk__in=ids, status=Run.Status.WAITING).update(
-                status=Run.Status.PENDING,
-                released_at=now,
-                republish_after=republish_deadline(),
-                deadline_at=now + timedelta(seconds=deadline_seconds) if deadline_seconds else None,
-            )
-            released += ids
+            now, deadline_seconds = timezone.now(), rows[0][2]
+            deadline_at = now + timedelta(seconds=deadline_seconds) if deadline_seconds else None
+            _release(runs.filter(status=Run.Status.WAITING), [row[:2] for row in rows], now, deadline_at=deadline_at)
+            released += [pk for pk, _, _ in rows]
     return released
 
 

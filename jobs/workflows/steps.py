@@ -5,7 +5,7 @@ jobs/runs/trigger.py wrap them in transactions and talk to the broker.
 A workflow run is the parent; each step gets a child run, created `waiting`
 (or `succeeded`, reusing an earlier result) when the workflow run is created.
 `advance` moves the waiting steps whose dependencies all succeeded to
-`pending`, to be published once committed. It runs with the workflow run's row
+`queued`, to be published once committed. It runs with the workflow run's row
 locked (`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite every write
 transaction is `BEGIN IMMEDIATE` and so already serialised), and each step
 moves with a conditional UPDATE from `waiting`: when parallel steps end at the
@@ -154,7 +154,7 @@ def step_runs(parent: Run) -> list[Run]:
 class Advance:
     """What a call to `advance` changed, for the caller to act on once committed."""
 
-    ready: list[Run] = field(default_factory=list)  # now `pending`: publish them
+    ready: list[Run] = field(default_factory=list)  # now `queued`: publish them
     revoke: list[Run] = field(default_factory=list)  # cancelled after they may have reached the broker
     failed: Run | None = None  # the workflow run, if it just failed
     ended: Run | None = None  # the workflow run, if it just ended (to notify)
@@ -188,6 +188,13 @@ def advance(*, parent_id) -> Advance:
         return outcome
     statuses = {child.step_name: child.status for child in children}
     results = {child.step_name: child.result for child in children if child.status == Run.Status.SUCCEEDED}
+    # Ready steps are written `queued` by the UPDATE that makes them ready, all at one
+    # moment: their publish sends them with QUEUED_HEADER (their start need not wait
+    # for the disk) and needs no `queued` UPDATE after it, a write less per hop. A
+    # publish that fails puts them back to `pending` for the sweeper (one UPDATE, on
+    # that moment: runs_publish); a process that dies between this transaction's
+    # commit and the publish leaves them to the lost-message check (jobs/runs/lost.py).
+    now = timezone.now()
     for child in children:
         if child.status != Run.Status.WAITING:
             continue
@@ -196,10 +203,10 @@ def advance(*, parent_id) -> Advance:
         params, error = _dispatch_params(child, parent, results)
         if error:
             child.mark_failed(error=error)
-        elif child.mark_ready(params=params):
+        elif child.mark_ready(params=params, at=now):
             outcome.ready.append(child)
     if _fail_if_broken(parent, children, outcome):
-        outcome.ready = [run for run in outcome.ready if run.status == Run.Status.PENDING]
+        outcome.ready = [run for run in outcome.ready if run.status == Run.Status.QUEUED]
     return outcome
 
 
