@@ -761,8 +761,8 @@ class Run(models.Model):
             "worker": (worker, Run._meta.get_field("worker")),
         }
         statement = statements.reused(("start", unlimited_only), start, inputs, using=using)
-        run = statements.execute if durable else durability.progress_execute
-        started = run(statement, using=using) > 0
+        send = statements.execute if durable else durability.progress_execute
+        started = send(statement, using=using) > 0
         if started:
             self._changed(Run._attempt_start(worker, now))
         return started

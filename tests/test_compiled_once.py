@@ -74,6 +74,7 @@ def test_each_run_records_the_job_types_latest_revision_as_of_its_insert(db):
     third = trigger_run(job_type)
     revisions = [Run.objects.get(pk=run.pk).job_type_revision_id for run in (first, second, third)]
     assert revisions[0] == revisions[1] != revisions[2]
+    assert [run.job_type_revision_id for run in (first, second, third)] == revisions  # as the API answers
     assert revisions[2] == history.latest("history_date", "history_id").history_id
     assert Run.objects.get(pk=third.pk).job_type_revision.description == "edited between two triggers"
 

@@ -193,6 +193,7 @@ def insert_reading(
     template = _templates.get(key)
     if template is not None and not computed:
         sql, slots = template
+        obj.__dict__.pop(read_field.attname, None)
         return sql, [*row[:position], *_filled(slots, prepared), *row[position:]]
 
     def compiled(inputs: Inputs) -> Statement:
