@@ -680,6 +680,25 @@ class Run(models.Model):
             **outcome,
         }
 
+    def save_new(self) -> None:
+        """`save(force_insert=True)` of a new run, which records the job type's latest
+        revision as of its INSERT (latest_revision: a subquery the INSERT reads), so
+        that a revision saved by another process just before counts. The INSERT is
+        compiled once per process (statements.insert_reading): building and compiling
+        it and its subquery again was a third of a trigger's CPU. `job_type_revision_id`
+        is left deferred: read from the row if asked for."""
+        using = router.db_for_write(Run, instance=self)
+        self._prepare_related_fields_for_save(operation_name="save")
+        models.signals.pre_save.send(sender=Run, instance=self, raw=False, using=using, update_fields=None)
+        revision = Run._meta.get_field("job_type_revision")
+        job_type = (self.job_type_id, revision.related_model._meta.get_field("id"))
+        read = (revision, latest_revision, {"job_type_id": job_type})
+        statements.execute(statements.insert_reading(Run, _inserted_fields(), self, read, using=using), using=using)
+        self._state.db, self._state.adding = using, False
+        models.signals.post_save.send(
+            sender=Run, instance=self, created=True, update_fields=None, raw=False, using=using
+        )
+
     # State changes. Each is one conditional UPDATE, so that a signal fired twice
     # (a redelivered task) or late (after a cancel) never moves a run backwards
     # and never rewrites a terminal state. Each returns whether it applied.
@@ -689,9 +708,8 @@ class Run(models.Model):
     def _transition(self, from_statuses, **changes) -> bool:
         return self._transition_query(Run.objects.filter(pk=self.pk, status__in=from_statuses), **changes)
 
-    def _transition_query(self, query: models.QuerySet, *, durable: bool = True, **changes) -> bool:
-        """`durable=False`: committed without waiting for the disk (jobs/core/durability.py)."""
-        updated = query.update(**changes) if durable else durability.progress_update(query, **changes)
+    def _transition_query(self, query: models.QuerySet, **changes) -> bool:
+        updated = query.update(**changes)
         if updated:
             self._changed(changes)
         return bool(updated)
@@ -730,11 +748,27 @@ class Run(models.Model):
     def mark_started(self, *, worker: str, unlimited_only: bool = False, durable: bool = True) -> bool:
         """An attempt starts. `unlimited_only`: only if the job type has no
         max_concurrency (the others take a slot first: run_started in jobs/runs/tracking.py).
-        `durable=False`: without waiting for the disk, for a run written `queued` durably."""
-        query = (_startable_unlimited() if unlimited_only else Run.objects.filter(status__in=self.STARTABLE)).filter(
-            pk=self.pk
-        )
-        return self._transition_query(query, durable=durable, **self._attempt_start(worker))
+        `durable=False`: without waiting for the disk, for a run written `queued` durably.
+        Its UPDATE is compiled once per process: only the run, the time and the
+        worker change (statements.reused)."""
+        using = router.db_for_write(Run)
+        now = timezone.now()
+
+        def start(pk, now, worker) -> statements.Statement:
+            startable = _startable_unlimited() if unlimited_only else Run.objects.filter(status__in=Run.STARTABLE)
+            return statements.update(startable.filter(pk=pk), Run._attempt_start(worker, now))
+
+        inputs = {
+            "pk": (self.pk, Run._meta.pk),
+            "now": (now, Run._meta.get_field("started_at")),
+            "worker": (worker, Run._meta.get_field("worker")),
+        }
+        statement = statements.reused(("start", unlimited_only), start, inputs, using=using)
+        send = statements.execute if durable else durability.progress_execute
+        started = send(statement, using=using) > 0
+        if started:
+            self._changed(Run._attempt_start(worker, now))
+        return started
 
     def mark_restarted(self, *, worker: str, lost_error: str) -> bool:
         """Its task was handed out again after the worker running it was lost:
@@ -746,10 +780,11 @@ class Run(models.Model):
             query, earlier_attempts=[*self.earlier_attempts, lost], **self._attempt_start(worker)
         )
 
-    def _attempt_start(self, worker: str) -> dict:
-        now = timezone.now()
+    @staticmethod
+    def _attempt_start(worker: str, now: datetime | None = None) -> dict:
+        now = now or timezone.now()
         return {
-            "status": self.Status.RUNNING,
+            "status": Run.Status.RUNNING,
             "started_at": now,
             # A worker may start the run before the web process has marked it
             # `queued` (that mark then no longer applies): it was queued by now. And
@@ -810,7 +845,8 @@ class Run(models.Model):
         in the same transaction: one INSERT, only if it applied. `also`: a statement
         committed with it whether it applied or not (the TaskResult's upsert,
         jobs/worker/result_backend.py). On PostgreSQL all of it is one query string,
-        one round trip (jobs/core/statements.py); elsewhere one statement each.
+        one round trip (jobs/core/statements.py); elsewhere one statement each. Either
+        way compiled once per process and shape.
         Within a caller's transaction, no savepoint of its own: a failure rolls back
         the caller's anyway. `filters`: which run, in which states (Run.objects.filter)."""
         using = router.db_for_write(Run)
@@ -821,14 +857,16 @@ class Run(models.Model):
             if ended:
                 self._changed(changes)
             return ended
-        with transaction.atomic(using=using, savepoint=False):
-            ended = self._transition_query(Run.objects.filter(**filters), **changes)
+        # The same statements, one at a time in a transaction.
+        with transaction.atomic(using=using, savepoint=False), connections[using].cursor() as cursor:
+            cursor.execute(*statements.update_where(Run, filters, changes, using=using))
+            ended = cursor.rowcount > 0
             if ended:
-                with connections[using].cursor() as cursor:
-                    cursor.execute(*_counted(self.pk, using))
+                cursor.execute(*_counted(self.pk, using))
             if also:
-                with connections[using].cursor() as cursor:
-                    cursor.execute(*also)
+                cursor.execute(*also)
+        if ended:
+            self._changed(changes)
         return ended
 
     def mark_succeeded(self, *, result, notify: bool = False, also: statements.Statement | None = None) -> bool:
@@ -1366,6 +1404,12 @@ def _revisions(job_type_id: int) -> models.QuerySet:
     # builds a manager class on every access: a sixth of a trigger's CPU.
     historical = Run._meta.get_field("job_type_revision").related_model
     return historical.objects.filter(id=job_type_id).order_by("-history_date", "-history_id")
+
+
+@functools.cache
+def _inserted_fields() -> list[models.Field]:
+    """The columns of a new run's INSERT, as save() writes them."""
+    return [field for field in Run._meta.local_concrete_fields if not field.generated]
 
 
 @functools.cache

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 
 from django.db import connection, connections, transaction
 from django.db.models import QuerySet
-from django.db.models.sql import UpdateQuery
+
+from jobs.core import statements
 
 NOT_DURABLE = "SET LOCAL synchronous_commit TO OFF"
 
@@ -31,18 +32,30 @@ def progress_commit() -> Iterator[None]:
 
 
 def progress_update(query: QuerySet, **changes) -> int:
-    """`query.update(**changes)`, committed without waiting for the disk, in one
-    round trip (PostgreSQL): the SET LOCAL and the UPDATE go as one query string,
-    which the server runs as one transaction, where progress_commit's BEGIN, SET,
-    UPDATE and COMMIT are four. Inside a transaction already, a plain update."""
+    """`query.update(**changes)`, committed without waiting for the disk
+    (progress_execute). Inside a transaction already, a plain update."""
     database = connections[query.db]
     if database.vendor != "postgresql" or database.in_atomic_block:
         return query.update(**changes)
-    update = query.query.chain(UpdateQuery)
-    update.add_update_values(changes)
-    statement, params = update.get_compiler(query.db).as_sql()
-    with database.cursor() as cursor:
-        # Client-side binding (Django's default with psycopg) sends it as one simple query.
-        cursor.execute(f"{NOT_DURABLE}; {statement}", params)
+    return progress_execute(statements.update(query, changes), using=query.db)
+
+
+def progress_execute(statement: statements.Statement, *, using: str) -> int:
+    """Run a compiled UPDATE, committed without waiting for the disk (PostgreSQL);
+    its row count. In one round trip where statements can be sent together
+    (statements.together): the SET LOCAL and the UPDATE go as one query string,
+    which the server runs as one transaction, where progress_commit's BEGIN, SET,
+    UPDATE and COMMIT are four; otherwise (server-side binding) as those four.
+    Inside a transaction already, or on another database, it runs as it is."""
+    database = connections[using]
+    if database.vendor != "postgresql" or database.in_atomic_block:
+        return statements.execute(statement, using=using)
+    if not statements.together(using):
+        with transaction.atomic(using=using), database.cursor() as cursor:
+            cursor.execute(NOT_DURABLE)
+            return statements.execute(statement, using=using)
+    sql, params = statement
+    with transaction.mark_for_rollback_on_error(using=using), database.cursor() as cursor:
+        cursor.execute(f"{NOT_DURABLE}; {sql}", params)
         cursor.nextset()  # the UPDATE's result
         return cursor.rowcount

@@ -5,17 +5,35 @@ one round trip, and one transaction (the server runs a query string of several
 statements as one implicit transaction, unless inside one already), as durable
 as any. Each statement comes from Django's compilers; only the glue that joins
 them is written here. Why: docs/architecture.md, "The hot path".
+
+The statements of the hot path are compiled by Django once per process and
+shape; after that only their parameters are prepared, as Django's compiler
+prepares them: `update_where` and `insert` (values set and looked up, each by
+its field), `reused` (a statement whose expressions change with a few inputs
+only: a run's start, `queued_at = LEAST(COALESCE(queued_at, now), now)`), and
+`insert_reading` (an INSERT with one field read by a subquery of its own: a
+run's job type revision). For the last two, where each input's parameters are
+is found by compiling the statement twice, with the inputs given and with
+other values of theirs (`_other`): a parameter that stays the same is a
+constant; one that is the input, prepared by its field, both times is that
+input's. A statement where a parameter is neither (computed from an input, or
+a value that is not compared by equality) is compiled by Django every time.
 """
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
-from django.db import connections
-from django.db.models import Field, Model, QuerySet
+from django.db import connections, transaction
+from django.db.models import Expression, Field, Model, QuerySet
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery, UpdateQuery
 
 # SQL with its parameters, as a cursor's execute() takes them.
 Statement = tuple[str, Sequence]
+# A statement's inputs (reused, insert_reading): by name, each value with the field that prepares it.
+Inputs = dict[str, tuple[Any, Field]]
 
 
 def together(using: str) -> bool:
@@ -29,6 +47,16 @@ def together(using: str) -> bool:
 
 # The SQL of statements compiled once per process (update_where, insert), by their shape.
 _compiled: dict[tuple, str] = {}
+# reused's and insert_reading's, by their shape: the SQL and where each parameter
+# comes from (_slots), or None: compiled by Django every time.
+_templates: dict[tuple, tuple[str, list] | None] = {}
+
+
+def execute(statement: Statement, *, using: str) -> int:
+    """Run one statement, as a QuerySet's update() runs its own; its row count."""
+    with transaction.mark_for_rollback_on_error(using=using), connections[using].cursor() as cursor:
+        cursor.execute(*statement)
+        return cursor.rowcount
 
 
 def update(query: QuerySet, changes: dict) -> Statement:
@@ -110,6 +138,145 @@ def insert(
     if len(params) == len(fields):  # one parameter a field: none computed by the database
         _compiled[shape] = sql
     return sql, params
+
+
+def reused(shape: tuple, build: Callable[..., Statement], inputs: Inputs, *, using: str) -> Statement:
+    """`build(**values)`, a statement compiled by Django from the values of
+    `inputs` (name: (value, the field that prepares it)), compiled once per
+    `shape` and database: afterwards only the inputs are prepared (each by its
+    field's get_db_prep_save) and put in their places among the constant
+    parameters. `build` must give the same statement for the same values: the
+    shape names everything else it depends on. How the places are found: the
+    module's docstring."""
+    database = connections[using]
+    prepared = {name: field.get_db_prep_save(value, database) for name, (value, field) in inputs.items()}
+    key = ("reused", using, *shape)
+    if key in _templates:
+        template = _templates[key]
+        if template is not None:
+            sql, slots = template
+            return sql, _filled(slots, prepared)
+        return build(**{name: value for name, (value, _) in inputs.items()})
+    statement = build(**{name: value for name, (value, _) in inputs.items()})
+    others = {name: (_other(field.to_python(value)), field) for name, (value, field) in inputs.items()}
+    other = build(**{name: value for name, (value, _) in others.items()})
+    other_prepared = {name: field.get_db_prep_save(value, database) for name, (value, field) in others.items()}
+    _templates[key] = _template(statement, other, prepared, other_prepared)
+    return statement
+
+
+def insert_reading(
+    model: type[Model],
+    fields: Sequence[Field],
+    obj: Model,
+    read: tuple[Field, Callable[..., Expression], Inputs],
+    *,
+    using: str,
+) -> Statement:
+    """The INSERT of one row (`obj`'s `fields`) that `obj.save(force_insert=True)`
+    would send, where one of the fields, `read` = (field, expression, inputs),
+    takes the value of `expression(**values of inputs)`, a subquery the INSERT
+    itself reads: compiled once per shape and database, as `insert` and `reused`
+    are (the other fields' values prepared by their fields, the inputs at their
+    places). `obj`'s attribute for that field is left unset: read from the row
+    if asked for."""
+    read_field, expression, inputs = read
+    database = connections[using]
+    position = list(fields).index(read_field)
+    plain = [field for field in fields if field is not read_field]
+    values = [field.pre_save(obj, True) for field in plain]
+    computed = any(_computed(value) for value in values)
+    prepared = {name: field.get_db_prep_save(value, database) for name, (value, field) in inputs.items()}
+    if not computed:
+        row = [field.get_db_prep_save(value, database) for field, value in zip(plain, values, strict=True)]
+    key = ("insert_reading", model, using, tuple(fields), read_field)
+    template = _templates.get(key)
+    if template is not None and not computed:
+        sql, slots = template
+        obj.__dict__.pop(read_field.attname, None)
+        return sql, [*row[:position], *_filled(slots, prepared), *row[position:]]
+
+    def compiled(inputs: Inputs) -> Statement:
+        setattr(obj, read_field.attname, expression(**{name: value for name, (value, _) in inputs.items()}))
+        statement = InsertQuery(model)
+        statement.insert_values(list(fields), [obj])
+        [compiled] = statement.get_compiler(using).as_sql()
+        obj.__dict__.pop(read_field.attname)
+        return compiled
+
+    statement = compiled(inputs)
+    if key not in _templates and not computed:
+        others = {name: (_other(field.to_python(value)), field) for name, (value, field) in inputs.items()}
+        other_sql, other_params = compiled(others)
+        other_prepared = {name: field.get_db_prep_save(value, database) for name, (value, field) in others.items()}
+        sql, params = statement
+        end = len(params) - (len(row) - position)  # the subquery's parameters: params[position:end]
+        template = None
+        # The other fields' values, in the places of their columns, as prepared here.
+        if (
+            sql == other_sql
+            and len(params) == len(other_params)
+            and end >= position
+            and all(map(_alike, params[:position] + params[end:], row))
+            and all(map(_alike, other_params[:position] + other_params[end:], row))
+        ):
+            slots = _slots(params[position:end], other_params[position:end], prepared, other_prepared)
+            template = (sql, slots) if slots is not None else None
+        _templates[key] = template
+    return statement
+
+
+def _template(statement: Statement, other: Statement, prepared: dict, other_prepared: dict) -> tuple[str, list] | None:
+    """A statement's SQL and its parameters' places (_slots), from two compiles
+    of it with different inputs; None if they differ otherwise, or a parameter
+    is neither an input's nor constant."""
+    (sql, params), (other_sql, other_params) = statement, other
+    if sql != other_sql or len(params) != len(other_params):
+        return None
+    slots = _slots(params, other_params, prepared, other_prepared)
+    return (sql, slots) if slots is not None else None
+
+
+def _slots(params: Sequence, other_params: Sequence, prepared: dict, other_prepared: dict) -> list | None:
+    """Where each parameter comes from: (None, value), a constant, or (key, None),
+    the prepared value `prepared[key]` (the same place held `other_prepared[key]`
+    in the other compile). None if a parameter is neither, or could be several."""
+    slots = []
+    for value, other_value in zip(params, other_params, strict=True):
+        keys = [key for key in prepared if _alike(value, prepared[key]) and _alike(other_value, other_prepared[key])]
+        if len(keys) == 1:
+            slots.append((keys[0], None))
+        elif not keys and _alike(value, other_value):
+            slots.append((None, value))
+        else:
+            return None
+    return slots
+
+
+def _filled(slots: list, prepared: dict) -> list:
+    return [value if key is None else prepared[key] for key, value in slots]
+
+
+def _alike(value, other) -> bool:
+    """Whether two prepared parameters are the same value (psycopg's JSON
+    wrappers compare by the object they wrap)."""
+    if value == other:
+        return True
+    return type(value) is type(other) and hasattr(value, "obj") and value.obj == other.obj
+
+
+def _other(value):
+    """A value of `value`'s type that differs from it, and in every part of it
+    (a date, a time, a prefix), to find where an input is in a statement."""
+    if isinstance(value, datetime):
+        return value + timedelta(days=400, seconds=3661, microseconds=1)
+    if isinstance(value, str):
+        return f"{value}·"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value + 1
+    if isinstance(value, uuid.UUID):
+        return uuid.UUID(int=value.int ^ (1 << 64 | 1))
+    raise TypeError(f"no other sample of {value!r} to compile a statement with")
 
 
 def update_then_insert(update: Statement, insert: Statement, *, then: Sequence[Statement] = (), using: str) -> bool:

@@ -30,7 +30,6 @@ from jobs.models import (
     Schedule,
     StepArgs,
     TriggerUrl,
-    latest_revision,
     latest_revision_id,
     republish_deadline,
 )
@@ -145,9 +144,7 @@ def run_create(*, idempotency_key: str | None = None, reuse_steps_of: Run | None
     atomic = run.job_type.kind == JobType.Kind.WORKFLOW or transaction.get_connection().in_atomic_block
     try:
         with transaction.atomic() if atomic else contextlib.nullcontext():
-            run.job_type_revision_id = latest_revision(run.job_type_id)  # read by the INSERT itself
-            run.save(force_insert=True)
-            run.__dict__.pop("job_type_revision_id")  # deferred: read from the row if asked for
+            run.save_new()  # with the job type's latest revision, read by the INSERT itself
             if run.job_type.kind == JobType.Kind.WORKFLOW:
                 workflow_steps.create_step_runs(parent=run, reuse_from=reuse_steps_of)
             if run.status in (Run.Status.PENDING, Run.Status.QUEUED):
