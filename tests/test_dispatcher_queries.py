@@ -7,7 +7,9 @@ import json
 from datetime import timedelta
 
 import pytest
+from celery.signals import after_task_publish
 from celery.utils.saferepr import saferepr
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -17,7 +19,7 @@ from jobs.models import JobType, Run, Schedule, latest_revision
 from jobs.runs.trigger import run_build
 from jobs.schedules import dispatcher
 from jobsite.celery import app
-from tests.factories import JobTypeFactory
+from tests.factories import JobTypeFactory, RunFactory
 
 pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
@@ -25,6 +27,24 @@ pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 @pytest.fixture
 def broker(db, redis_server, settings):
     settings.CELERY_BROKER_URL = redis_server
+
+
+@pytest.fixture
+def dispatches_sent():
+    """The `jobsite.dispatch` messages this process publishes during the test (seen
+    at their publish: the session's worker may consume the dispatcher's queue);
+    those still in Redis at the end are dropped, so that no worker runs them later."""
+    sent = []
+
+    def note(sender=None, routing_key=None, **kwargs):
+        if sender == "jobsite.dispatch":
+            sent.append(routing_key)
+
+    after_task_publish.connect(note, weak=False)
+    yield sent
+    after_task_publish.disconnect(note)
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.delete(settings.JOBS_DISPATCH_QUEUE)
 
 
 def messages(queue: str) -> list[dict]:
@@ -253,7 +273,7 @@ def test_a_batch_of_more_ticks_than_one_statement_holds_plans_each_with_its_own_
     assert sorted(planned) == sorted((f"split-{n}", job_types[n % 3].pk, {"n": n}) for n in range(250))
 
 
-def test_ticks_planned_past_their_time_are_released_batch_by_batch(broker, monkeypatch):
+def test_ticks_planned_past_their_time_are_released_batch_by_batch(broker, monkeypatch, dispatches_sent):
     # A tick so big that planning it ran past its time (or schedules that missed
     # ticks while nothing dispatched): each batch is released and published as
     # soon as it is planned, not once every other schedule is planned.
@@ -274,3 +294,24 @@ def test_ticks_planned_past_their_time_are_released_batch_by_batch(broker, monke
     ]
     assert writes == ["plan", "release"] * 3, writes
     assert len(messages("plan-late")) == 6
+
+
+def test_a_full_release_batch_sends_one_more_dispatch_so_another_process_joins_in(broker, monkeypatch, dispatches_sent):
+    # A big tick: the first full batch released calls one more dispatch at once, for
+    # another dispatcher process to release and publish the batches this one has not
+    # reached yet, rather than from beat's next dispatch, up to a second later.
+    monkeypatch.setattr(dispatcher, "BATCH_SIZE", 2)
+    job_type = JobTypeFactory(queue="big-tick")
+    due = timezone.now() - timedelta(seconds=1)
+    RunFactory.create_batch(5, job_type=job_type, status=Run.Status.SCHEDULED, scheduled_for=due)
+    assert dispatcher._release_and_publish(timezone.now()) == (5, 5)
+    assert dispatches_sent == [settings.JOBS_DISPATCH_QUEUE]  # one, however many batches
+    assert len(messages("big-tick")) == 5
+
+
+def test_a_tick_that_fits_one_batch_sends_no_more_dispatches(broker, monkeypatch, dispatches_sent):
+    monkeypatch.setattr(dispatcher, "BATCH_SIZE", 2)
+    job_type = JobTypeFactory(queue="small-tick")
+    RunFactory(job_type=job_type, status=Run.Status.SCHEDULED, scheduled_for=timezone.now() - timedelta(seconds=1))
+    assert dispatcher._release_and_publish(timezone.now()) == (1, 1)
+    assert dispatches_sent == []

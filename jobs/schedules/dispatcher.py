@@ -24,10 +24,13 @@ from jobs.models import Backfill, JobType, Run, Schedule, latest_revision_id, re
 from jobs.runs.trigger import run_build, runs_publish
 from jobs.schedules import deadlines
 from jobs.workflows import steps as workflow_steps
+from jobsite.celery import app
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
+# A second dispatch sent for a big tick (_call_for_help) is dropped if not taken by then, as beat's are.
+HELP_EXPIRES_SECONDS = 10
 
 # What differs between the runs a batch plans, with the rest the same for all:
 # each tick's own, and each checked (job type, params) pair's.
@@ -184,10 +187,27 @@ def _release_and_publish(now: datetime) -> tuple[int, int]:
     claims the batches this one has not reached, so they publish side by side.
     How many were released and published."""
     released = published = 0
+    helped = False
     while (batch := _release_batch(now)) is not None:
+        if len(batch) == BATCH_SIZE and not helped:
+            _call_for_help()  # more may be due than this process publishes in a moment
+            helped = True
         released += len(batch)
         published += _publish(batch)
     return released, published
+
+
+def _call_for_help() -> None:
+    """Send one more dispatch now, for another dispatcher process to release and
+    publish the batches this one has not reached, side by side with it, rather
+    than from beat's next dispatch, up to a second later. Each dispatch that finds
+    a full batch sends at most one, so a big tick draws in every dispatcher process
+    and no more messages than its batches. Never in the way: a broker that does not
+    take it at once leaves the work to this process and beat's next dispatch."""
+    try:
+        app.send_task("jobsite.dispatch", expires=HELP_EXPIRES_SECONDS, retry=False)
+    except Exception:  # the release goes on without help
+        logger.warning("Could not send a second dispatch for a big tick", exc_info=True)
 
 
 def _release_batch(now: datetime) -> list | None:
