@@ -133,13 +133,14 @@ def _measure(stack: Stack, work: Path, count: int, mode: str, minutes: int) -> d
     # (schedule, tick) -> lateness in seconds at each moment; a tick fired twice is counted.
     moments = ("released", "published", "started")
     late: dict[str, dict[tuple[str, datetime], float]] = {moment: {} for moment in moments}
-    fires = 0
+    fires = duplicates = 0  # stock beat's publishes of measured ticks; Jobsite's second runs of a tick
     probe_first = None
 
     def seconds(at: datetime | None, tick: datetime) -> float | None:
         return None if at is None or at > end else (at - tick).total_seconds()
 
     if mode == "jobsite":
+        planned: set[tuple[str, datetime]] = set()
         first_published: dict[str, datetime] = {}  # a run published again (the sweeper) counts its first
         for run_id, epoch in publishes:
             first_published.setdefault(run_id, datetime.fromtimestamp(epoch, UTC))
@@ -151,7 +152,10 @@ def _measure(stack: Stack, work: Path, count: int, mode: str, minutes: int) -> d
             if name == "probe":
                 probe_first = min(probe_first or at[0], at[0])
             elif tick in ticks:
-                fires += 1
+                # A second run of a tick is a duplicate; a run released after the window, a
+                # miss (counted once in `fired` only if released in time).
+                duplicates += (name, tick) in planned
+                planned.add((name, tick))
                 for moment, when in zip(moments, at, strict=True):
                     if (lateness := seconds(when, tick)) is not None:
                         late[moment][name, tick] = lateness
@@ -187,7 +191,7 @@ def _measure(stack: Stack, work: Path, count: int, mode: str, minutes: int) -> d
         "ticks_expected": expected,
         "fired": fired,
         "missed": expected - fired,
-        "duplicates": fires - fired,
+        "duplicates": duplicates if mode == "jobsite" else fires - fired,
         "lateness": {moment: spread(moment) for moment in moments},
         "not_published": fired - len(late["published"]) if mode == "jobsite" else 0,
         "not_started": fired - len(late["started"]),
