@@ -742,9 +742,6 @@ class Run(models.Model):
             republish_after=republish_deadline(),
         )
 
-    def mark_queued(self) -> bool:
-        return self._transition([self.Status.PENDING], status=self.Status.QUEUED, queued_at=timezone.now())
-
     def mark_started(self, *, worker: str, unlimited_only: bool = False, durable: bool = True) -> bool:
         """An attempt starts. `unlimited_only`: only if the job type has no
         max_concurrency (the others take a slot first: run_started in jobs/runs/tracking.py).

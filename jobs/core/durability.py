@@ -33,10 +33,7 @@ def progress_commit() -> Iterator[None]:
 
 def progress_update(query: QuerySet, **changes) -> int:
     """`query.update(**changes)`, committed without waiting for the disk
-    (progress_execute). Inside a transaction already, a plain update."""
-    database = connections[query.db]
-    if database.vendor != "postgresql" or database.in_atomic_block:
-        return query.update(**changes)
+    (progress_execute)."""
     return progress_execute(statements.update(query, changes), using=query.db)
 
 

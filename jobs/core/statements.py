@@ -149,19 +149,17 @@ def reused(shape: tuple, build: Callable[..., Statement], inputs: Inputs, *, usi
     shape names everything else it depends on. How the places are found: the
     module's docstring."""
     database = connections[using]
-    prepared = {name: field.get_db_prep_save(value, database) for name, (value, field) in inputs.items()}
+    prepared = _prepared(inputs, database)
     key = ("reused", using, *shape)
     if key in _templates:
         template = _templates[key]
         if template is not None:
             sql, slots = template
             return sql, _filled(slots, prepared)
-        return build(**{name: value for name, (value, _) in inputs.items()})
-    statement = build(**{name: value for name, (value, _) in inputs.items()})
-    others = {name: (_other(field.to_python(value)), field) for name, (value, field) in inputs.items()}
-    other = build(**{name: value for name, (value, _) in others.items()})
-    other_prepared = {name: field.get_db_prep_save(value, database) for name, (value, field) in others.items()}
-    _templates[key] = _template(statement, other, prepared, other_prepared)
+        return build(**_values(inputs))
+    statement = build(**_values(inputs))
+    others = _others(inputs)
+    _templates[key] = _template(statement, build(**_values(others)), prepared, _prepared(others, database))
     return statement
 
 
@@ -186,7 +184,7 @@ def insert_reading(
     plain = [field for field in fields if field is not read_field]
     values = [field.pre_save(obj, True) for field in plain]
     computed = any(_computed(value) for value in values)
-    prepared = {name: field.get_db_prep_save(value, database) for name, (value, field) in inputs.items()}
+    prepared = _prepared(inputs, database)
     if not computed:
         row = [field.get_db_prep_save(value, database) for field, value in zip(plain, values, strict=True)]
     key = ("insert_reading", model, using, tuple(fields), read_field)
@@ -197,7 +195,7 @@ def insert_reading(
         return sql, [*row[:position], *_filled(slots, prepared), *row[position:]]
 
     def compiled(inputs: Inputs) -> Statement:
-        setattr(obj, read_field.attname, expression(**{name: value for name, (value, _) in inputs.items()}))
+        setattr(obj, read_field.attname, expression(**_values(inputs)))
         statement = InsertQuery(model)
         statement.insert_values(list(fields), [obj])
         [compiled] = statement.get_compiler(using).as_sql()
@@ -206,24 +204,36 @@ def insert_reading(
 
     statement = compiled(inputs)
     if key not in _templates and not computed:
-        others = {name: (_other(field.to_python(value)), field) for name, (value, field) in inputs.items()}
-        other_sql, other_params = compiled(others)
-        other_prepared = {name: field.get_db_prep_save(value, database) for name, (value, field) in others.items()}
+        others = _others(inputs)
         sql, params = statement
+        other_sql, other_params = compiled(others)
         end = len(params) - (len(row) - position)  # the subquery's parameters: params[position:end]
         template = None
         # The other fields' values, in the places of their columns, as prepared here.
         if (
-            sql == other_sql
-            and len(params) == len(other_params)
+            len(params) == len(other_params)
             and end >= position
             and all(map(_alike, params[:position] + params[end:], row))
             and all(map(_alike, other_params[:position] + other_params[end:], row))
         ):
-            slots = _slots(params[position:end], other_params[position:end], prepared, other_prepared)
-            template = (sql, slots) if slots is not None else None
+            subquery, other_subquery = (sql, params[position:end]), (other_sql, other_params[position:end])
+            template = _template(subquery, other_subquery, prepared, _prepared(others, database))
         _templates[key] = template
     return statement
+
+
+def _values(inputs: Inputs) -> dict:
+    return {name: value for name, (value, _) in inputs.items()}
+
+
+def _prepared(inputs: Inputs, database) -> dict:
+    """Each input's value as its field prepares it for the database."""
+    return {name: field.get_db_prep_save(value, database) for name, (value, field) in inputs.items()}
+
+
+def _others(inputs: Inputs) -> Inputs:
+    """The inputs with other values of theirs (_other), to compile a statement with a second time."""
+    return {name: (_other(field.to_python(value)), field) for name, (value, field) in inputs.items()}
 
 
 def _template(statement: Statement, other: Statement, prepared: dict, other_prepared: dict) -> tuple[str, list] | None:

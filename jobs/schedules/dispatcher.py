@@ -182,16 +182,15 @@ def _record_skips(skipped: list[tuple[int, datetime, str]]) -> None:
 def _release_and_publish(now: datetime) -> tuple[int, int]:
     """Release every due scheduled run, a batch at a time, each batch
     published as soon as its release commits: what a user waits for is the
-    message in Redis. Another dispatcher that takes the next second's dispatch
-    meanwhile (the dispatcher worker's other process, another machine's)
-    claims the batches this one has not reached, so they publish side by side.
+    message in Redis. Another dispatcher that takes a dispatch meanwhile (the
+    one a full batch sends at once, _call_for_help, or beat's next; on the
+    dispatcher worker's other process, another machine's) claims the batches
+    this one has not reached, so they publish side by side.
     How many were released and published."""
     released = published = 0
-    helped = False
     while (batch := _release_batch(now)) is not None:
-        if len(batch) == BATCH_SIZE and not helped:
+        if len(batch) == BATCH_SIZE and not released:
             _call_for_help()  # more may be due than this process publishes in a moment
-            helped = True
         released += len(batch)
         published += _publish(batch)
     return released, published
