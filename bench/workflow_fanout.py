@@ -28,6 +28,12 @@ import statistics
 import sys
 import time
 
+if __name__ == "__main__":  # scripts/bench.sh runs it as a script, on a durable PostgreSQL too
+    import pytest
+
+    # Through pytest, which sets Django up before this module's imports below need it.
+    sys.exit(pytest.main([__file__, "-s", "-q", "-p", "no:cacheprovider", *sys.argv[1:]]))
+
 from jobs.models import Run
 from tests.conftest import WORKFLOW_QUEUE, wait_for_run
 from tests.e2e.test_execution import define, trigger
@@ -111,9 +117,3 @@ def test_chain_timings(workflow_worker, api, settings):
         print(f"{length:>6} {statistics.median(totals):>30.1f} {percentile(totals, 0.99):>8.1f} {hop}")
     print(f"per step (slope of the p50s): {slope(CHAINS, p50s):.1f} ms; load average (1 min) {load:.2f} → "
           f"{os.getloadavg()[0]:.2f}")  # fmt: skip
-
-
-if __name__ == "__main__":  # scripts/bench.sh runs it as a script, on a durable PostgreSQL too
-    import pytest
-
-    sys.exit(pytest.main([__file__, "-s", "-q", "-p", "no:cacheprovider", *sys.argv[1:]]))

@@ -732,15 +732,21 @@ class Run(models.Model):
     def mark_ready(self, *, params: dict, at: datetime) -> bool:
         """A workflow step: the steps it depends on succeeded, and its params are
         resolved. Written `queued` (at `at`) by this UPDATE, before its publish:
-        see workflows/steps.py, `advance`."""
-        return self._transition(
-            [self.Status.WAITING],
-            status=self.Status.QUEUED,
-            params=params,
-            released_at=at,
-            queued_at=at,
-            republish_after=republish_deadline(),
-        )
+        see workflows/steps.py, `advance`.
+        Its UPDATE is compiled once per process (statements.update_where): a step hop's last statement."""
+        using = router.db_for_write(Run)
+        changes = {
+            "status": self.Status.QUEUED,
+            "params": params,
+            "released_at": at,
+            "queued_at": at,
+            "republish_after": republish_deadline(),
+        }
+        filters = {"pk": self.pk, "status__in": [self.Status.WAITING]}
+        ready = statements.execute(statements.update_where(Run, filters, changes, using=using), using=using) > 0
+        if ready:
+            self._changed(changes)
+        return ready
 
     def mark_started(self, *, worker: str, unlimited_only: bool = False, durable: bool = True) -> bool:
         """An attempt starts. `unlimited_only`: only if the job type has no

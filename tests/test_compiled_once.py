@@ -1,16 +1,18 @@
 """The hot path's statements are compiled by Django once per process
-(jobs/core/statements.py): a trigger's INSERT, a worker's start and (SQLite)
-a run's end. After the first, Django's SQL compiler is not called for them, and
+(jobs/core/statements.py): a trigger's INSERT, a worker's start, (SQLite)
+a run's end, and a step hop's reads and UPDATE. After the first, Django's SQL compiler is not called for them, and
 each writes what the ORM writes."""
 
 from datetime import timedelta
 
 import pytest
-from django.db.models.sql.compiler import SQLInsertCompiler, SQLUpdateCompiler
+from django.db.models.sql.compiler import SQLCompiler, SQLInsertCompiler, SQLUpdateCompiler
 from django.utils import timezone
 
-from jobs.models import Run, latest_revision
-from jobs.runs import trigger
+from jobs.core import statements
+from jobs.models import JobType, Run, latest_revision
+from jobs.runs import tracking, trigger
+from jobs.workflows import steps
 from tests.factories import JobTypeFactory, RunFactory
 
 pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
@@ -18,9 +20,19 @@ pytestmark = pytest.mark.postgres  # run on PostgreSQL too (see pyproject.toml)
 
 @pytest.fixture
 def compiles(monkeypatch) -> list[str]:
-    """The SQL Django's INSERT and UPDATE compilers produce from now on."""
+    """The tables of the SQL Django's INSERT and UPDATE compilers produce from now on."""
+    return capture_compiles(monkeypatch, SQLInsertCompiler, SQLUpdateCompiler)
+
+
+@pytest.fixture
+def every_compile(monkeypatch) -> list[str]:
+    """The tables of the SQL Django's SELECT, INSERT and UPDATE compilers produce from now on."""
+    return capture_compiles(monkeypatch, SQLCompiler, SQLInsertCompiler, SQLUpdateCompiler)
+
+
+def capture_compiles(monkeypatch, *compilers) -> list[str]:
     compiled = []
-    for compiler in (SQLInsertCompiler, SQLUpdateCompiler):
+    for compiler in compilers:
 
         def as_sql(self, *args, original=compiler.as_sql, **kwargs):
             result = original(self, *args, **kwargs)
@@ -137,3 +149,63 @@ def test_a_second_end_is_not_compiled_again_and_writes_what_the_orm_writes(db, c
     assert columns(ours, *written) == columns(orm, *written)
     assert not ours.mark_failed(error="again")  # ended already: changes nothing
     assert Run.objects.get(pk=ours.pk).error == "bang"
+
+
+def chain(job_type) -> JobType:
+    workflow = JobTypeFactory(name="chain", kind=JobType.Kind.WORKFLOW)
+    workflow.steps.create(name="a", job_type=job_type)
+    workflow.steps.create(name="b", job_type=job_type, params={"after": "{{ steps.a.result.n }}"}, depends_on=["a"])
+    return workflow
+
+
+def workflow_run(workflow: JobType) -> Run:
+    parent, _ = trigger.run_create(job_type=workflow, params={"x": 1}, trigger=Run.Trigger.API)
+    trigger.workflow_advance(parent_id=parent.pk)  # what its publish does once committed: its first step ready
+    return parent
+
+
+def started(parent: Run, name: str) -> str:
+    step = parent.children.get(step_name=name)
+    assert tracking.run_started(run_id=str(step.pk), worker="w@host", parent_id=str(parent.pk)).go
+    return str(step.pk)
+
+
+def test_a_second_step_hop_is_not_compiled_again(db, every_compile):
+    workflow = chain(JobTypeFactory())
+    first = workflow_run(workflow)
+    tracking.run_succeeded(run_id=started(first, "a"), result={"n": 1}, notify_on="never", parent_id=str(first.pk))
+    second = workflow_run(workflow)
+    step_id = started(second, "a")
+    every_compile.clear()
+    # The step's end, the workflow run locked, its steps read, the next one made ready.
+    tracking.run_succeeded(run_id=step_id, result={"n": 2}, notify_on="never", parent_id=str(second.pk))
+    assert "jobs_run" not in every_compile
+    following = second.children.get(step_name="b")
+    assert (following.status, following.params) == (Run.Status.QUEUED, {"after": 2})
+    assert following.queued_at == following.released_at is not None
+
+
+def loaded(instance) -> dict:
+    """What a model instance holds: its fields' values as loaded, and its select_related job type's."""
+    values = {key: value for key, value in instance.__dict__.items() if key != "_state"}
+    return {**values, "job_type": loaded(instance.job_type) if "job_type" in instance._state.fields_cache else None}
+
+
+def test_a_step_hops_reads_make_what_the_orm_makes(db):
+    workflow = chain(JobTypeFactory(default_params={"d": [1, "é"]}))
+    first = workflow_run(workflow)
+    tracking.run_succeeded(run_id=started(first, "a"), result={"n": 1}, notify_on="never", parent_id=str(first.pk))
+    second = workflow_run(workflow)  # another workflow run: each read filled with its own id
+    reads = {"workflow run": steps._locked_workflow_run, "steps": steps._steps_of}
+    inputs = {"pk": (str(second.pk), Run._meta.pk)}
+    ours = statements.read(
+        [statements.select(("advance", name), build, inputs, using="default") for name, build in reads.items()],
+        using="default",
+    )
+    orm = [list(build(second.pk)) for build in reads.values()]
+    by_name = lambda runs: sorted(runs, key=lambda run: run.step_name)  # noqa: E731
+    assert [[loaded(run) for run in by_name(runs)] for runs in ours] == [
+        [loaded(run) for run in by_name(runs)] for runs in orm
+    ]
+    assert [len(runs) for runs in ours] == [1, 2]
+    assert ours[0][0].pk == second.pk and ours[0][0].job_type.queue == workflow.queue

@@ -338,13 +338,16 @@ def test_a_steps_success_and_its_workflows_advance_are_one_commit_then_the_next_
     setattr(request, PARENT_HEADER, str(parent.pk))
     postgres = connection.vendor == "postgresql"
     # The step's UPDATE, its /metrics row and its TaskResult (PostgreSQL: one query
-    # string); the workflow run locked, its steps read, the next one made ready; one COMMIT.
+    # string); the workflow run locked and its steps read (PostgreSQL: one query
+    # string, a statement each); the next one made ready; one COMMIT.
     end = ["WITH"] if postgres else ["UPDATE", "INSERT", "INSERT"]
-    with django_assert_num_queries(5 + len(end)) as captured:
+    reads = ["SELECT"] if postgres else ["SELECT", "SELECT"]
+    with django_assert_num_queries(3 + len(end) + len(reads)) as captured:
         app.backend.store_result(str(first.pk), {"n": 1}, states.SUCCESS, request=request)
     statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
-    assert statements == ["BEGIN", *end, "SELECT", "SELECT", "UPDATE", "COMMIT"]
-    steps_read = captured.captured_queries[len(end) + 2]["sql"]
+    assert statements == ["BEGIN", *end, *reads, "UPDATE", "COMMIT"]
+    locked, steps_read = "; ".join(q["sql"] for q in captured.captured_queries[len(end) + 1 : -2]).split("; ")
+    assert locked.endswith('FOR UPDATE OF "jobs_run"') or not postgres
     assert '"traceback"' not in steps_read and '"earlier_attempts"' not in steps_read  # what advancing never reads
     following = parent.children.get(step_name="b")
     assert (following.status, following.params) == (Run.Status.QUEUED, {"after": 1})

@@ -12,7 +12,8 @@ prepares them: `update_where` and `insert` (values set and looked up, each by
 its field), `reused` (a statement whose expressions change with a few inputs
 only: a run's start, `queued_at = LEAST(COALESCE(queued_at, now), now)`), and
 `insert_reading` (an INSERT with one field read by a subquery of its own: a
-run's job type revision). For the last two, where each input's parameters are
+run's job type revision), and `select` (a QuerySet's SELECT, with what makes
+its rows model instances: a workflow's advance reads). For the last three, where each input's parameters are
 is found by compiling the statement twice, with the inputs given and with
 other values of theirs (`_other`): a parameter that stays the same is a
 constant; one that is the input, prepared by its field, both times is that
@@ -22,12 +23,14 @@ a value that is not compared by equality) is compiled by Django every time.
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, transaction
 from django.db.models import Expression, Field, Model, QuerySet
 from django.db.models.constants import OnConflict
+from django.db.models.query import get_related_populators
 from django.db.models.sql import InsertQuery, UpdateQuery
 
 # SQL with its parameters, as a cursor's execute() takes them.
@@ -220,6 +223,96 @@ def insert_reading(
             template = _template(subquery, other_subquery, prepared, _prepared(others, database))
         _templates[key] = template
     return statement
+
+
+class Rows:
+    """What makes a QuerySet's rows its model instances, as its ModelIterable
+    makes them (converters, `from_db`, select_related's populators), taken from
+    its compiler once: a SELECT of `select`'s."""
+
+    def __init__(self, compiler, using: str):
+        select, klass_info = compiler.select, compiler.klass_info
+        self.model = klass_info["model"]
+        self.start, self.end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        self.init_list = [column[0].target.attname for column in select[self.start : self.end]]
+        self.related = get_related_populators(klass_info, select, using)
+        self.converters = list(compiler.get_converters([column[0] for column in select[: compiler.col_count]]).items())
+        self.using = using
+
+    def __call__(self, rows: Sequence[Sequence]) -> list[Model]:
+        connection = connections[self.using]
+        instances = []
+        for row in map(list, rows):
+            for position, (converters, expression) in self.converters:
+                for converter in converters:
+                    row[position] = converter(row[position], expression, connection)
+            instance = self.model.from_db(self.using, self.init_list, row[self.start : self.end])
+            for populator in self.related:
+                populator.populate(row, instance)
+            instances.append(instance)
+        return instances
+
+
+@dataclass
+class Reading:
+    """A SELECT and what makes its rows model instances (`select`), to run with `read`."""
+
+    statement: Statement
+    rows: Rows
+
+
+# select's, by shape: the SQL, where each parameter comes from (_slots), and its Rows;
+# or None: compiled by Django every time.
+_readings: dict[tuple, tuple[str, list, Rows] | None] = {}
+
+
+def select(shape: tuple, build: Callable[..., QuerySet], inputs: Inputs, *, using: str) -> Reading:
+    """The SELECT of the QuerySet `build(**values)` (values of `inputs`, as for
+    `reused`), compiled once per `shape` and database: afterwards only the
+    inputs are prepared and put in their places, and its rows are made model
+    instances without Django's compiler. `build` must give the same query for
+    the same values, without annotations, and the shape names everything else
+    it depends on. Building and compiling the two reads of a workflow's advance
+    (a dozen columns of the run, its job type's) was about as much CPU as the
+    rest of a step hop's end together."""
+    database = connections[using]
+    prepared = _prepared(inputs, database)
+    key = ("select", using, *shape)
+    known = _readings.get(key)
+    if known is not None:
+        sql, slots, rows = known
+        return Reading((sql, _filled(slots, prepared)), rows)
+    compiler = build(**_values(inputs)).query.get_compiler(using)
+    statement = compiler.as_sql()
+    reading = Reading(statement, Rows(compiler, using))
+    if key not in _readings:
+        others = _others(inputs)
+        other = build(**_values(others)).query.get_compiler(using).as_sql()
+        template = _template(statement, other, prepared, _prepared(others, database))
+        plain = not compiler.annotation_col_map
+        _readings[key] = (*template, reading.rows) if template is not None and plain else None
+    return reading
+
+
+def read(readings: Sequence[Reading], *, using: str) -> list[list[Model]]:
+    """Run SELECTs one after another, each seeing what was committed before it
+    began (a later one sees what committed while an earlier one waited for a
+    lock); each one's model instances. On PostgreSQL (`together`) one query
+    string, one round trip: inside a transaction, as a lock it takes must be
+    held after it."""
+    with connections[using].cursor() as cursor:
+        if not together(using):
+            found = []
+            for reading in readings:
+                cursor.execute(*reading.statement)
+                found.append(cursor.fetchall())
+        else:
+            sql = "; ".join(reading.statement[0] for reading in readings)
+            cursor.execute(sql, [param for reading in readings for param in reading.statement[1]])
+            found = [cursor.fetchall()]
+            while cursor.nextset():
+                found.append(cursor.fetchall())
+    return [reading.rows(rows) for reading, rows in zip(readings, found, strict=True)]
 
 
 def _values(inputs: Inputs) -> dict:

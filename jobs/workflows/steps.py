@@ -16,9 +16,12 @@ step, and only that one.
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from django.db import router
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from jobs import notifications
+from jobs.core import statements
 from jobs.core.kinds import Kind, StepArgs
 from jobs.core.limits import is_truncated_result
 from jobs.core.params import params_with_defaults
@@ -32,6 +35,12 @@ NOT_STARTED = (Run.Status.WAITING, Run.Status.PENDING, Run.Status.QUEUED)
 STEP_FIELDS = (
     "status", "step_name", "depends_on", "params", "result", "error", "created_at", "finished_at",
     "parent_id", "job_type",
+)  # fmt: skip
+# What `advance` reads of the workflow run: to advance it, end it (its notification,
+# its failure hook) and publish its steps (its job type's queue and step_args).
+WORKFLOW_RUN_FIELDS = (
+    "status", "params", "trigger", "error", "parent_id", "notify_status", "job_type__name", "job_type__kind",
+    "job_type__queue", "job_type__step_args", "job_type__notify_on", "job_type__on_failure",
 )  # fmt: skip
 
 
@@ -163,20 +172,22 @@ class Advance:
 def advance(*, parent_id) -> Advance:
     """Bring a workflow run up to date with its steps. Call inside a transaction."""
     outcome = Advance()
-    # No ORDER BY, no LIMIT: one row by its key. Django compiles an ordering
-    # against every selected column, and these rows have many.
-    locked = Run.objects.select_for_update(of=("self",)).select_related("job_type").filter(pk=parent_id).order_by()
+    using = router.db_for_write(Run)
+    inputs = {"pk": (parent_id, Run._meta.pk)}
+    # The workflow run locked, then its steps read in a statement of its own, so
+    # that it sees what a step that ended just before committed; on PostgreSQL
+    # both in one round trip. Each compiled once per process (statements.select).
+    [locked, steps] = statements.read(
+        [
+            statements.select(("advance", "workflow run"), _locked_workflow_run, inputs, using=using),
+            statements.select(("advance", "steps"), _steps_of, inputs, using=using),
+        ],
+        using=using,
+    )
     parent = next(iter(locked), None)
     if parent is None or parent.is_terminal:
         return outcome
-    # Read after the lock, in a statement of its own, so that it sees what a
-    # step that ended just before committed. Only the columns advancing and
-    # publishing read: the others (a step's traceback, earlier attempts,
-    # notification record...) cost a workflow's every hop for nothing.
-    children = sorted(
-        parent.children.select_related("job_type").only(*STEP_FIELDS).order_by(),
-        key=lambda child: (child.created_at, child.step_name),
-    )
+    children = sorted(steps, key=lambda child: (child.created_at, child.step_name))
     for child in children:
         child.parent = parent  # publishing reads the workflow's queue
     if _fail_if_broken(parent, children, outcome):
@@ -208,6 +219,24 @@ def advance(*, parent_id) -> Advance:
     if _fail_if_broken(parent, children, outcome):
         outcome.ready = [run for run in outcome.ready if run.status == Run.Status.QUEUED]
     return outcome
+
+
+def _locked_workflow_run(pk) -> QuerySet:
+    # No ORDER BY, no LIMIT: one row by its key. Only what advancing, publishing its
+    # steps (its job type's queue) and ending it read; the rest is read if asked for.
+    return (
+        Run.objects.select_for_update(of=("self",))
+        .select_related("job_type")
+        .only(*WORKFLOW_RUN_FIELDS)
+        .filter(pk=pk)
+        .order_by()
+    )
+
+
+def _steps_of(pk) -> QuerySet:
+    # Only the columns advancing and publishing read: the others (a step's traceback,
+    # earlier attempts, notification record...) cost a workflow's every hop for nothing.
+    return Run.objects.select_related("job_type").only(*STEP_FIELDS).filter(parent_id=pk).order_by()
 
 
 def _fail_if_broken(parent: Run, children: list[Run], outcome: Advance) -> bool:
