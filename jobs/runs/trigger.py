@@ -263,7 +263,7 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
             app.producer_or_acquire() as producer,
             producer.batch(max_size=2 * size) if len(runs) > 1 else contextlib.nullcontext() as batch,
         ):
-            publisher = Publisher(producer)
+            publisher = Publisher(producer, retry=None if batch is None else False)
             # Each run's queue found once, and each queue declared once here, not
             # checked again for each message (Executor._send).
             queues = [
