@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
 from django.conf import settings
 
@@ -66,19 +67,21 @@ def queue_of(run: Run, default: str = "") -> str:
 
 @dataclass(frozen=True)
 class Publisher:
-    """A producer publishing many runs' messages (runs_publish), with what each
-    message reads of Celery's settings read once for all of them: each lookup
-    walks Celery's chained settings down to Django's, some 20 µs, as much as a
-    tenth of a message's CPU. `retry`: kombu's retry of each message, None for
-    the setting's; off for a producer's batch (kombu's Producer.batch), whose
-    messages reach Redis only at its flush, which raises if Redis may not have
-    taken them: the retry's wrapper around each message guarded nothing, at a
-    tenth of its CPU."""
+    """A producer publishing many runs' messages (runs_publish, send_message), with
+    what each message reads of Celery's settings and of this process read once
+    for all of them: each settings lookup walks Celery's chained settings down
+    to Django's, some 20 µs, as much as a tenth of a message's CPU; the
+    message's origin (this process's node name) asks for the host's name.
+    `retry`: kombu's retry of each message, None for the setting's; off for a
+    producer's batch (kombu's Producer.batch), whose messages reach Redis only at
+    its flush, which raises if Redis may not have taken them: the retry's wrapper
+    around each message guarded nothing, at a tenth of its CPU."""
 
     producer: Any
     retry: bool | None = None
     default_queue: str = field(default_factory=lambda: app.conf.task_default_queue)
     sent_event: bool = field(default_factory=lambda: app.conf.task_send_sent_event)
+    origin: str = field(default_factory=anon_nodename)  # what send_task names each message's
 
 
 def secret_values(names: set[str]) -> dict[str, str]:
@@ -116,7 +119,7 @@ def masking(masker: secrets.Masker):
 
 
 def send_message(
-    producer,
+    publisher: Publisher,
     name: str,
     *,
     task_id: str,
@@ -125,43 +128,42 @@ def send_message(
     time_limit: int,
     soft_time_limit: int,
     countdown: float | None = None,
-    sent_event: bool | None = None,
     **options,
 ) -> None:
-    """Publish a task's message on `producer`, which has declared its queue: the
+    """Publish a task's message with `publisher`, whose producer has declared its queue: the
     message `app.send_task` sends for the same arguments (tests/test_publish_messages.py
     compares them), built and sent by the same Celery functions, in the same steps
     (`amqp.create_task_message`, `amqp.send_task_message`), without what send_task
     does around them for any caller: its settings lookups, a result object. That
     was as much CPU again as the message itself, for each of the thousands a
-    dispatcher tick or a bulk trigger publishes. `sent_event`: the setting
-    task_send_sent_event, if the caller has read it already (Publisher).
-    `options`: send_task's."""
+    dispatcher tick or a bulk trigger publishes. `options`: send_task's."""
+    options = {"retry": publisher.retry, **options}
     task = app.tasks.get(name)
     # The options the task itself sets, if this process knows it, under the given ones.
     preset = {key: value for key, value in (task._get_exec_options() if task else {}).items() if value is not None}
     if "expires" in preset:  # send_task's own handling of it, then
         app.send_task(name, args=args, kwargs=kwargs, task_id=task_id, time_limit=time_limit,
-                      soft_time_limit=soft_time_limit, countdown=countdown, producer=producer, **options)  # fmt: skip
+                      soft_time_limit=soft_time_limit, countdown=countdown, producer=publisher.producer,
+                      **options)  # fmt: skip
         return
     options = {**preset, **options}
     for given in ("time_limit", "soft_time_limit"):  # the run's own, passed apart
         options.pop(given, None)
     ignore_result = options.pop("ignore_result", None)
-    options = app.amqp.router.route(options, name, args, kwargs, task)
+    amqp = app.amqp  # a cached property, read behind a lock: once
+    options = amqp.router.route(options, name, args, kwargs, task)
     current = app.current_worker_task  # a workflow's next step, published by the worker that ended the last one
     root_id = parent_id = None
     if current:
         root_id, parent_id = current.request.root_id or current.request.id, current.request.id
         if app.conf.task_inherit_parent_priority:
             options.setdefault("priority", current.request.delivery_info.get("priority"))
-    message = app.amqp.create_task_message(
+    message = amqp.create_task_message(
         task_id, name, args, kwargs, countdown, None, None, None, None, 0, None, None, None,
-        app.thread_oid, time_limit, soft_time_limit,
-        app.conf.task_send_sent_event if sent_event is None else sent_event, root_id, parent_id, None, None,
-        ignore_result=ignore_result, replaced_task_nesting=0, **options,
+        app.thread_oid, time_limit, soft_time_limit, publisher.sent_event, root_id, parent_id, None, None,
+        origin=publisher.origin, ignore_result=ignore_result, replaced_task_nesting=0, **options,
     )  # fmt: skip
-    app.amqp.send_task_message(producer, name, message, **options)
+    amqp.send_task_message(publisher.producer, name, message, **options)
     if current:
         current.add_trail(app.AsyncResult(task_id))
 
@@ -222,10 +224,7 @@ class Executor:
         if publisher is None:
             app.send_task(task_name, args=args, kwargs=kwargs, task_id=str(run.id), **options)
         else:
-            send_message(
-                publisher.producer, task_name, task_id=str(run.id), args=args, kwargs=kwargs, declare=[],
-                sent_event=publisher.sent_event, retry=publisher.retry, **options,
-            )  # fmt: skip
+            send_message(publisher, task_name, task_id=str(run.id), args=args, kwargs=kwargs, declare=[], **options)
 
     def execute(self, run: Run) -> Any:
         raise NotImplementedError(f"{self.kind} runs are not executed by Jobsite")
