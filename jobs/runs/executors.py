@@ -14,6 +14,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,10 +69,13 @@ def queue_of(run: Run, default: str = "") -> str:
 @dataclass(frozen=True)
 class Publisher:
     """A producer publishing many runs' messages (runs_publish, send_message), with
-    what each message reads of Celery's settings and of this process read once
-    for all of them: each settings lookup walks Celery's chained settings down
-    to Django's, some 20 µs, as much as a tenth of a message's CPU; the
-    message's origin (this process's node name) asks for the host's name.
+    what each message reads of Celery's settings, of Celery and of this process
+    read once for all of them: each settings lookup walks Celery's chained
+    settings down to Django's, some 20 µs, as much as a tenth of a message's
+    CPU; Celery's message functions are cached properties read behind a lock;
+    the message's origin (this process's node name) asks for the host's name;
+    the task running (a worker's, publishing a workflow's next steps) is the
+    same for all of them, made and used within one call.
     `retry`: kombu's retry of each message, None for the setting's; off for a
     producer's batch (kombu's Producer.batch), whose messages reach Redis only at
     its flush, which raises if Redis may not have taken them: the retry's wrapper
@@ -82,6 +86,11 @@ class Publisher:
     default_queue: str = field(default_factory=lambda: app.conf.task_default_queue)
     sent_event: bool = field(default_factory=lambda: app.conf.task_send_sent_event)
     origin: str = field(default_factory=anon_nodename)  # what send_task names each message's
+    tasks: Any = field(default_factory=lambda: app.tasks)
+    router: Any = field(default_factory=lambda: app.amqp.router)
+    create_task_message: Callable = field(default_factory=lambda: app.amqp.create_task_message)
+    send_task_message: Callable = field(default_factory=lambda: app.amqp.send_task_message)
+    current_task: Any = field(default_factory=lambda: app.current_worker_task)
 
 
 def secret_values(names: set[str]) -> dict[str, str]:
@@ -138,7 +147,7 @@ def send_message(
     was as much CPU again as the message itself, for each of the thousands a
     dispatcher tick or a bulk trigger publishes. `options`: send_task's."""
     options = {"retry": publisher.retry, **options}
-    task = app.tasks.get(name)
+    task = publisher.tasks.get(name)
     # The options the task itself sets, if this process knows it, under the given ones.
     preset = {key: value for key, value in (task._get_exec_options() if task else {}).items() if value is not None}
     if "expires" in preset:  # send_task's own handling of it, then
@@ -150,20 +159,19 @@ def send_message(
     for given in ("time_limit", "soft_time_limit"):  # the run's own, passed apart
         options.pop(given, None)
     ignore_result = options.pop("ignore_result", None)
-    amqp = app.amqp  # a cached property, read behind a lock: once
-    options = amqp.router.route(options, name, args, kwargs, task)
-    current = app.current_worker_task  # a workflow's next step, published by the worker that ended the last one
+    options = publisher.router.route(options, name, args, kwargs, task)
+    current = publisher.current_task  # a workflow's next step, published by the worker that ended the last one
     root_id = parent_id = None
     if current:
         root_id, parent_id = current.request.root_id or current.request.id, current.request.id
         if app.conf.task_inherit_parent_priority:
             options.setdefault("priority", current.request.delivery_info.get("priority"))
-    message = amqp.create_task_message(
+    message = publisher.create_task_message(
         task_id, name, args, kwargs, countdown, None, None, None, None, 0, None, None, None,
         app.thread_oid, time_limit, soft_time_limit, publisher.sent_event, root_id, parent_id, None, None,
         origin=publisher.origin, ignore_result=ignore_result, replaced_task_nesting=0, **options,
     )  # fmt: skip
-    amqp.send_task_message(publisher.producer, name, message, **options)
+    publisher.send_task_message(publisher.producer, name, message, **options)
     if current:
         current.add_trail(app.AsyncResult(task_id))
 
