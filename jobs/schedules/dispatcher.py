@@ -4,7 +4,8 @@ come (written `queued`, then published) and those of backfills that have room fo
 (jobs/schedules/backfill.py), and sweeps the runs whose publish failed. Each
 batch is claimed with locks that skip what another dispatcher holds, in its own
 transaction, and published once that commits, so several dispatchers never plan or
-release a tick twice. It also finds the runs past their deadline and the
+release a tick twice; a tick due before beat's next dispatch gets a dispatch of
+its own, at its moment. It also finds the runs past their deadline and the
 schedule ticks that did not succeed in time (deadlines.py). Why and how: docs/architecture.md, "The dispatcher".
 """
 
@@ -29,7 +30,8 @@ from jobsite.celery import app
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
-# A second dispatch sent for a big tick (_call_for_help) is dropped if not taken by then, as beat's are.
+# A second dispatch sent for a big tick (_call_for_help), or for the next tick's moment
+# (_dispatch_at_next_tick), is dropped if not taken by then, as beat's are.
 HELP_EXPIRES_SECONDS = 10
 
 # What differs between the runs a batch plans, with the rest the same for all:
@@ -63,6 +65,7 @@ def dispatch_due(now: datetime | None = None) -> dict[str, int]:
     while batch := _republish_batch(timezone.now()):  # `now` may stand for a schedule clock ahead (tests)
         republished += batch
     late_runs, late_ticks = deadlines.deadlines_check(now)
+    _dispatch_at_next_tick(timezone.now())
     return {
         "late_runs": late_runs,
         "late_ticks": late_ticks,
@@ -208,6 +211,24 @@ def _call_for_help() -> None:
         app.send_task("jobsite.dispatch", expires=HELP_EXPIRES_SECONDS, retry=False)
     except Exception:  # the release goes on without help
         logger.warning("Could not send a second dispatch for a big tick", exc_info=True)
+
+
+def _dispatch_at_next_tick(now: datetime) -> None:
+    """Send a dispatch for the moment the next planned run is due, if that comes
+    before beat's next dispatch: beat's come once an interval at moments of its
+    own, so a tick would be released up to an interval after it (half of one on
+    average). The worker holds the message until then (its eta). One query on
+    the (status, scheduled_for) index; a broker that does not take the message
+    leaves the tick to beat's next dispatch."""
+    ahead = now + timedelta(seconds=settings.JOBS_DISPATCH_INTERVAL_SECONDS)
+    coming = Run.objects.filter(status=Run.Status.SCHEDULED, scheduled_for__gt=now, scheduled_for__lte=ahead)
+    tick = coming.order_by("scheduled_for").values_list("scheduled_for", flat=True).first()
+    if tick is None:
+        return
+    try:
+        app.send_task("jobsite.dispatch", eta=tick, expires=tick + timedelta(seconds=HELP_EXPIRES_SECONDS), retry=False)
+    except Exception:
+        logger.warning("Could not send a dispatch for the next tick", exc_info=True)
 
 
 # What publishing a released run reads of it (runs_publish, the executors): a
