@@ -336,10 +336,11 @@ CELERY_TASK_ROUTES = {"jobsite.dispatch": {"queue": JOBS_DISPATCH_QUEUE}}
 # schedule and scheduled run (jobs/schedules/dispatcher.py). DatabaseScheduler stores this
 # entry as a PeriodicTask, visible in the admin. A message older than a few
 # seconds (the dispatcher was down) is dropped: the next one does its work.
+JOBS_DISPATCH_INTERVAL_SECONDS = float(os.environ.get("JOBS_DISPATCH_INTERVAL_SECONDS", "1"))
 CELERY_BEAT_SCHEDULE = {
     "jobsite: fire due schedules and scheduled runs": {
         "task": "jobsite.dispatch",
-        "schedule": float(os.environ.get("JOBS_DISPATCH_INTERVAL_SECONDS", "1")),
+        "schedule": JOBS_DISPATCH_INTERVAL_SECONDS,
         "options": {"queue": JOBS_DISPATCH_QUEUE, "expire_seconds": 10},
     }
 }

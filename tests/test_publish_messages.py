@@ -10,7 +10,7 @@ import uuid
 import pytest
 from celery._state import _task_stack
 
-from jobs.runs.executors import send_message
+from jobs.runs.executors import Publisher, send_message
 from jobsite.celery import app
 
 pytestmark = pytest.mark.django_db
@@ -65,12 +65,16 @@ def comparable(message: dict, queue: str) -> dict:
         ("jobs.builtin.echo", {"priority": None, "countdown": None}),
         ("jobs.builtin.echo", {"priority": 7, "countdown": None}),
         ("jobs.builtin.echo", {"priority": None, "countdown": 30}),
+        # As runs_publish sends a batch's: without kombu's retry of each message.
+        ("jobs.builtin.echo", {"priority": None, "countdown": None, "retry": False}),
+        ("jobs.builtin.echo", {"priority": None, "countdown": None, "retry": True}),
         ("tests.publish.preset", {"priority": None, "countdown": None}),
         ("tests.publish.expiring", {"priority": None, "countdown": None}),
     ],
 )
 def test_a_batched_message_is_the_message_send_task_sends(broker, name, options):
     task_id = str(uuid.uuid4())
+    retry = options.pop("retry", None)  # the publisher's, for all its messages
     arguments = {
         "args": [],
         "kwargs": {"customer": 42, "day": "2026-12-03"},
@@ -85,8 +89,8 @@ def test_a_batched_message_is_the_message_send_task_sends(broker, name, options)
     with app.producer_or_acquire() as producer:
         for queue in (ours, celerys):
             producer.maybe_declare(app.amqp.queues[queue])
-        send_message(producer, name, task_id=task_id, queue=ours, declare=[], **arguments)
-        app.send_task(name, task_id=task_id, queue=celerys, producer=producer, declare=[], **arguments)
+        send_message(Publisher(producer, retry=retry), name, task_id=task_id, queue=ours, declare=[], **arguments)
+        app.send_task(name, task_id=task_id, queue=celerys, producer=producer, declare=[], retry=retry, **arguments)
     sent, expected = waiting(ours), waiting(celerys)
     assert sent["headers"]["id"] == task_id and sent["body"][1] == arguments["kwargs"]
     assert sent["headers"]["timelimit"] == [330, 300]
@@ -108,7 +112,7 @@ def test_published_from_a_running_task_it_names_it_as_send_task_does(broker):
                 producer.maybe_declare(app.amqp.queues[queue])
             task_id = str(uuid.uuid4())
             arguments = {"args": [], "kwargs": {}, "time_limit": 330, "soft_time_limit": 300, "declare": []}
-            send_message(producer, "jobs.builtin.echo", task_id=task_id, queue="ours-in-a-task", **arguments)
+            send_message(Publisher(producer), "jobs.builtin.echo", task_id=task_id, queue="ours-in-a-task", **arguments)
             app.send_task(
                 "jobs.builtin.echo", task_id=task_id, queue="celerys-in-a-task", producer=producer, **arguments
             )

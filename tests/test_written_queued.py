@@ -81,7 +81,7 @@ def test_a_released_run_whose_publish_never_happened_is_published_by_the_lost_ch
     queue = "written-queued-release-lost"
     (run,) = due_runs([JobTypeFactory(queue=queue)], 1)
     # The release commits, and its dispatcher dies before publishing: no message anywhere.
-    assert dispatcher._release_batch(timezone.now()) == [run.pk]
+    assert [released.pk for released in dispatcher._release_batch(timezone.now())] == [run.pk]
     run.refresh_from_db()
     assert run.status == Run.Status.QUEUED and messages(queue) == []
     assert runs_republish_lost(run.queued_at + timedelta(seconds=settings.JOBS_QUEUED_CHECK_SECONDS - 1)) == 0

@@ -14,10 +14,13 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.nodenames import anon_nodename
 from celery.utils.saferepr import saferepr
 from django.conf import settings
 
@@ -54,12 +57,40 @@ class RunFailed(Exception):
     """The job ran and failed: its message becomes the run's error, with no traceback."""
 
 
-def queue_of(run: Run) -> str:
+def queue_of(run: Run, default: str = "") -> str:
     """The queue a run's task is sent to: its job type's, else (a workflow's
-    step) its workflow's, else the default queue."""
+    step) its workflow's, else the default queue (`default`, if the caller has
+    read it already: see Publisher)."""
     # Reads run.parent.job_type for a step: select_related it when reading many.
     workflow_queue = run.parent.job_type.queue if run.parent_id else ""
-    return run.job_type.queue or workflow_queue or app.conf.task_default_queue
+    return run.job_type.queue or workflow_queue or default or app.conf.task_default_queue
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """A producer publishing many runs' messages (runs_publish, send_message), with
+    what each message reads of Celery's settings, of Celery and of this process
+    read once for all of them: each settings lookup walks Celery's chained
+    settings down to Django's, some 20 µs, as much as a tenth of a message's
+    CPU; Celery's message functions are cached properties read behind a lock;
+    the message's origin (this process's node name) asks for the host's name;
+    the task running (a worker's, publishing a workflow's next steps) is the
+    same for all of them, made and used within one call.
+    `retry`: kombu's retry of each message, None for the setting's; off for a
+    producer's batch (kombu's Producer.batch), whose messages reach Redis only at
+    its flush, which raises if Redis may not have taken them: the retry's wrapper
+    around each message guarded nothing, at a tenth of its CPU."""
+
+    producer: Any
+    retry: bool | None = None
+    default_queue: str = field(default_factory=lambda: app.conf.task_default_queue)
+    sent_event: bool = field(default_factory=lambda: app.conf.task_send_sent_event)
+    origin: str = field(default_factory=anon_nodename)  # what send_task names each message's
+    tasks: Any = field(default_factory=lambda: app.tasks)
+    router: Any = field(default_factory=lambda: app.amqp.router)
+    create_task_message: Callable = field(default_factory=lambda: app.amqp.create_task_message)
+    send_task_message: Callable = field(default_factory=lambda: app.amqp.send_task_message)
+    current_task: Any = field(default_factory=lambda: app.current_worker_task)
 
 
 def secret_values(names: set[str]) -> dict[str, str]:
@@ -97,7 +128,7 @@ def masking(masker: secrets.Masker):
 
 
 def send_message(
-    producer,
+    publisher: Publisher,
     name: str,
     *,
     task_id: str,
@@ -108,37 +139,39 @@ def send_message(
     countdown: float | None = None,
     **options,
 ) -> None:
-    """Publish a task's message on `producer`, which has declared its queue: the
+    """Publish a task's message with `publisher`, whose producer has declared its queue: the
     message `app.send_task` sends for the same arguments (tests/test_publish_messages.py
     compares them), built and sent by the same Celery functions, in the same steps
     (`amqp.create_task_message`, `amqp.send_task_message`), without what send_task
     does around them for any caller: its settings lookups, a result object. That
     was as much CPU again as the message itself, for each of the thousands a
     dispatcher tick or a bulk trigger publishes. `options`: send_task's."""
-    task = app.tasks.get(name)
+    options = {"retry": publisher.retry, **options}
+    task = publisher.tasks.get(name)
     # The options the task itself sets, if this process knows it, under the given ones.
     preset = {key: value for key, value in (task._get_exec_options() if task else {}).items() if value is not None}
     if "expires" in preset:  # send_task's own handling of it, then
         app.send_task(name, args=args, kwargs=kwargs, task_id=task_id, time_limit=time_limit,
-                      soft_time_limit=soft_time_limit, countdown=countdown, producer=producer, **options)  # fmt: skip
+                      soft_time_limit=soft_time_limit, countdown=countdown, producer=publisher.producer,
+                      **options)  # fmt: skip
         return
     options = {**preset, **options}
     for given in ("time_limit", "soft_time_limit"):  # the run's own, passed apart
         options.pop(given, None)
     ignore_result = options.pop("ignore_result", None)
-    options = app.amqp.router.route(options, name, args, kwargs, task)
-    current = app.current_worker_task  # a workflow's next step, published by the worker that ended the last one
+    options = publisher.router.route(options, name, args, kwargs, task)
+    current = publisher.current_task  # a workflow's next step, published by the worker that ended the last one
     root_id = parent_id = None
     if current:
         root_id, parent_id = current.request.root_id or current.request.id, current.request.id
         if app.conf.task_inherit_parent_priority:
             options.setdefault("priority", current.request.delivery_info.get("priority"))
-    message = app.amqp.create_task_message(
+    message = publisher.create_task_message(
         task_id, name, args, kwargs, countdown, None, None, None, None, 0, None, None, None,
-        app.thread_oid, time_limit, soft_time_limit, app.conf.task_send_sent_event, root_id, parent_id, None, None,
-        ignore_result=ignore_result, replaced_task_nesting=0, **options,
+        app.thread_oid, time_limit, soft_time_limit, publisher.sent_event, root_id, parent_id, None, None,
+        origin=publisher.origin, ignore_result=ignore_result, replaced_task_nesting=0, **options,
     )  # fmt: skip
-    app.amqp.send_task_message(producer, name, message, **options)
+    publisher.send_task_message(publisher.producer, name, message, **options)
     if current:
         current.add_trail(app.AsyncResult(task_id))
 
@@ -147,22 +180,41 @@ class Executor:
     kind: str
     task_name = "jobsite.execute_run"
 
-    def publish(self, run: Run, *, countdown: float | None = None, producer=None, headers: dict | None = None) -> None:
+    def publish(
+        self,
+        run: Run,
+        *,
+        countdown: float | None = None,
+        publisher: Publisher | None = None,
+        queue: str = "",
+        headers: dict | None = None,
+    ) -> None:
         run_id = str(run.id)
         # Its arguments shown as written (Flower), without Celery's safe repr of each: the same text.
         self._send(
-            run, self.task_name, args=[run_id], kwargs={}, countdown=countdown, producer=producer, headers=headers,
-            argsrepr=f"['{run_id}']", kwargsrepr="{}",
+            run, self.task_name, args=[run_id], kwargs={}, countdown=countdown, publisher=publisher, queue=queue,
+            headers=headers, argsrepr=f"['{run_id}']", kwargsrepr="{}",
         )  # fmt: skip
 
     def _send(
-        self, run: Run, task_name: str, *, args: list, kwargs: dict, countdown=None, producer=None, headers=None, **more
+        self,
+        run: Run,
+        task_name: str,
+        *,
+        args: list,
+        kwargs: dict,
+        countdown=None,
+        publisher: Publisher | None = None,
+        queue: str = "",
+        headers=None,
+        **more,
     ) -> None:
-        """Send the run's message. A caller that brings its `producer` (runs_publish)
-        has declared the run's queue on it: Celery would check that again for each message."""
+        """Send the run's message, to `queue` if the caller knows it already (queue_of). A
+        caller that brings its `publisher` (runs_publish) has declared the run's queue on
+        its producer: Celery would check that again for each message."""
         job_type = run.job_type
         options = {
-            "queue": queue_of(run),
+            "queue": queue or queue_of(run),
             "priority": job_type.priority,
             "soft_time_limit": job_type.soft_time_limit,
             "time_limit": job_type.hard_time_limit,
@@ -177,10 +229,10 @@ class Executor:
             },
             **more,
         }
-        if producer is None:
+        if publisher is None:
             app.send_task(task_name, args=args, kwargs=kwargs, task_id=str(run.id), **options)
         else:
-            send_message(producer, task_name, task_id=str(run.id), args=args, kwargs=kwargs, declare=[], **options)
+            send_message(publisher, task_name, task_id=str(run.id), args=args, kwargs=kwargs, declare=[], **options)
 
     def execute(self, run: Run) -> Any:
         raise NotImplementedError(f"{self.kind} runs are not executed by Jobsite")
@@ -218,7 +270,15 @@ def _shown(value: list | tuple | dict) -> str:
 class TaskExecutor(Executor):
     kind = JobType.Kind.TASK
 
-    def publish(self, run: Run, *, countdown: float | None = None, producer=None, headers: dict | None = None) -> None:
+    def publish(
+        self,
+        run: Run,
+        *,
+        countdown: float | None = None,
+        publisher: Publisher | None = None,
+        queue: str = "",
+        headers: dict | None = None,
+    ) -> None:
         # Its params are the task's keyword arguments; a step called celery-director's way
         # also gets the results of the steps it depends on (read now: they are final).
         director = run.parent_id is not None and workflow_steps.called_director_way(run, run.parent)
@@ -229,7 +289,8 @@ class TaskExecutor(Executor):
             args=args,
             kwargs=run.params,
             countdown=countdown,
-            producer=producer,
+            publisher=publisher,
+            queue=queue,
             headers=headers,
             argsrepr=_shown(args or ()),  # no arguments: Celery's "()"
             kwargsrepr=_shown(run.params),
@@ -467,7 +528,7 @@ class WorkflowExecutor(Executor):
 
     kind = JobType.Kind.WORKFLOW
 
-    def publish(self, run: Run, *, countdown: float | None = None, producer=None, headers: dict | None = None) -> None:
+    def publish(self, run: Run, **options) -> None:
         raise TypeError("a workflow run is published by runs_publish, which advances it")
 
     def stop(self, run: Run) -> None:

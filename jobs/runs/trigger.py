@@ -33,7 +33,7 @@ from jobs.models import (
     latest_revision_id,
     republish_deadline,
 )
-from jobs.runs.executors import QUEUED_HEADER, executor_for, queue_of
+from jobs.runs.executors import QUEUED_HEADER, Publisher, executor_for, queue_of
 from jobs.workflows import steps as workflow_steps
 from jobsite.celery import app
 
@@ -263,12 +263,18 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
             app.producer_or_acquire() as producer,
             producer.batch(max_size=2 * size) if len(runs) > 1 else contextlib.nullcontext() as batch,
         ):
-            # Each queue declared once here, not checked again for each message (Executor._send).
-            for queue in {queue_of(run) for run in runs if run.job_type.kind != JobType.Kind.WORKFLOW}:
+            publisher = Publisher(producer, retry=None if batch is None else False)
+            # Each run's queue found once, and each queue declared once here, not
+            # checked again for each message (Executor._send).
+            queues = [
+                "" if run.job_type.kind == JobType.Kind.WORKFLOW else queue_of(run, publisher.default_queue)
+                for run in runs
+            ]
+            for queue in set(queues) - {""}:
                 producer.maybe_declare(app.amqp.queues[queue])
             for start in range(0, len(runs), size):
                 chunk = runs[start : start + size]
-                for run in chunk:
+                for run, queue in zip(chunk, queues[start : start + size], strict=True):
                     if run.job_type.kind == JobType.Kind.WORKFLOW:
                         # No Celery task of its own: publishing it starts its first steps.
                         workflow_advance(parent_id=run.pk)
@@ -276,7 +282,7 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
                         # `queued` here: written so, durably, by the statement that made it ready.
                         headers = {QUEUED_HEADER: True} if run.status == Run.Status.QUEUED else None
                         executor = executor_for(run.job_type.kind)
-                        executor.publish(run, countdown=countdown, producer=producer, headers=headers)
+                        executor.publish(run, countdown=countdown, publisher=publisher, queue=queue, headers=headers)
                 if batch is not None:
                     batch.flush()  # the chunk in one round trip; raises if Redis may not have taken it
                 published += [run.pk for run in chunk]

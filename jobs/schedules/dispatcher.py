@@ -4,7 +4,8 @@ come (written `queued`, then published) and those of backfills that have room fo
 (jobs/schedules/backfill.py), and sweeps the runs whose publish failed. Each
 batch is claimed with locks that skip what another dispatcher holds, in its own
 transaction, and published once that commits, so several dispatchers never plan or
-release a tick twice. It also finds the runs past their deadline and the
+release a tick twice; a tick due before beat's next dispatch gets a dispatch of
+its own, at its moment. It also finds the runs past their deadline and the
 schedule ticks that did not succeed in time (deadlines.py). Why and how: docs/architecture.md, "The dispatcher".
 """
 
@@ -29,7 +30,8 @@ from jobsite.celery import app
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
-# A second dispatch sent for a big tick (_call_for_help) is dropped if not taken by then, as beat's are.
+# A second dispatch sent for a big tick (_call_for_help), or for the next tick's moment
+# (_dispatch_at_next_tick), is dropped if not taken by then, as beat's are.
 HELP_EXPIRES_SECONDS = 10
 
 # What differs between the runs a batch plans, with the rest the same for all:
@@ -63,6 +65,7 @@ def dispatch_due(now: datetime | None = None) -> dict[str, int]:
     while batch := _republish_batch(timezone.now()):  # `now` may stand for a schedule clock ahead (tests)
         republished += batch
     late_runs, late_ticks = deadlines.deadlines_check(now)
+    _dispatch_at_next_tick(timezone.now())
     return {
         "late_runs": late_runs,
         "late_ticks": late_ticks,
@@ -188,11 +191,12 @@ def _release_and_publish(now: datetime) -> tuple[int, int]:
     this one has not reached, so they publish side by side.
     How many were released and published."""
     released = published = 0
+    job_types: dict[int, JobType] = {}
     while (batch := _release_batch(now)) is not None:
         if len(batch) == BATCH_SIZE and not released:
             _call_for_help()  # more may be due than this process publishes in a moment
         released += len(batch)
-        published += _publish(batch)
+        published += _publish_runs(batch, job_types)
     return released, published
 
 
@@ -209,30 +213,80 @@ def _call_for_help() -> None:
         logger.warning("Could not send a second dispatch for a big tick", exc_info=True)
 
 
-def _release_batch(now: datetime) -> list | None:
+def _dispatch_at_next_tick(now: datetime) -> None:
+    """Send a dispatch for the moment the next planned run is due, if that comes
+    before beat's next dispatch: beat's come once an interval at moments of its
+    own, so a tick would be released up to an interval after it (half of one on
+    average). The worker holds the message until then (its eta). One query on
+    the (status, scheduled_for) index; a broker that does not take the message
+    leaves the tick to beat's next dispatch."""
+    ahead = now + timedelta(seconds=settings.JOBS_DISPATCH_INTERVAL_SECONDS)
+    coming = Run.objects.filter(status=Run.Status.SCHEDULED, scheduled_for__gt=now, scheduled_for__lte=ahead)
+    tick = coming.order_by("scheduled_for").values_list("scheduled_for", flat=True).first()
+    if tick is None:
+        return
+    try:
+        app.send_task("jobsite.dispatch", eta=tick, expires=tick + timedelta(seconds=HELP_EXPIRES_SECONDS), retry=False)
+    except Exception:
+        logger.warning("Could not send a dispatch for the next tick", exc_info=True)
+
+
+# What publishing a released run reads of it (runs_publish, the executors): a
+# thousand full rows, each with its own copy of its job type, cost more to load
+# than to publish. The release's claim reads those it does not write itself.
+PUBLISH_FIELDS = ("id", "job_type_id", "parent_id", "params", "status", "created_at", "queued_at")
+CLAIMED_FIELDS = ("job_type_id", "parent_id", "params", "created_at")
+
+
+def _release_batch(now: datetime) -> list[Run] | None:
     """Claim up to BATCH_SIZE `scheduled` runs whose time has come and release
     them in one UPDATE (`_release`), but for the ticks of `overlap: skip`
     schedules whose previous run is still active: those are skipped.
 
-    Returns the ids released (to publish after commit), or None when nothing was due.
+    Returns the runs released (to publish after commit) as publishing reads
+    them, made from what the claim read and the release wrote rather than
+    loaded again; or None when nothing was due.
     """
     with transaction.atomic():
         due = Run.objects.filter(status=Run.Status.SCHEDULED, scheduled_for__lte=now).order_by("scheduled_for")
-        columns = ("pk", "schedule_id", "schedule_tick", "schedule__overlap", "job_type__kind")
+        columns = ("pk", "schedule_id", "schedule_tick", "schedule__overlap", "job_type__kind", *CLAIMED_FIELDS)
         rows = list(_claim(due).values_list(*columns)[:BATCH_SIZE])
         if not rows:
             return None
-        may_skip = {sid for _, sid, tick, overlap, _ in rows if tick is not None and overlap == Schedule.Overlap.SKIP}
+        may_skip = {sid for _, sid, tick, overlap, *_ in rows if tick is not None and overlap == Schedule.Overlap.SKIP}
         busy = _schedules_with_active_runs(may_skip)
-        skipped = [(pk, sid, tick) for pk, sid, tick, _, _ in rows if sid in busy and tick is not None]
+        skipped = [(pk, sid, tick) for pk, sid, tick, *_ in rows if sid in busy and tick is not None]
         if skipped:
             Run.objects.filter(pk__in=[pk for pk, _, _ in skipped]).delete()
             reason = "the previous run was still active (overlap: skip)"
             _record_skips([(sid, tick, reason) for _, sid, tick in skipped])
         skipped_ids = {pk for pk, _, _ in skipped}
-        released = [(pk, kind) for pk, _, _, _, kind in rows if pk not in skipped_ids]
-        _release(Run.objects.filter(status=Run.Status.SCHEDULED), released, timezone.now())
-        return [pk for pk, _ in released]
+        released = [(pk, kind, claimed) for pk, _, _, _, kind, *claimed in rows if pk not in skipped_ids]
+        at = timezone.now()
+        _release(Run.objects.filter(status=Run.Status.SCHEDULED), [(pk, kind) for pk, kind, _ in released], at)
+        return [_released_run(pk, kind, claimed, at) for pk, kind, claimed in released]
+
+
+# The publish fields in the model's order, as Model.from_db takes them.
+_PUBLISH_ATTNAMES = [field.attname for field in Run._meta.concrete_fields if field.attname in PUBLISH_FIELDS]
+
+
+def _released_run(pk, kind: str, claimed: list, now: datetime) -> Run:
+    """A run released at `now`, as its publish reads it (PUBLISH_FIELDS): its
+    CLAIMED_FIELDS as claimed, its status and queued_at as `_release` wrote them."""
+    status = _release_status(kind)
+    values = {
+        "id": pk,
+        **dict(zip(CLAIMED_FIELDS, claimed, strict=True)),
+        "status": status,
+        "queued_at": now if status == Run.Status.QUEUED else None,
+    }
+    return Run.from_db(Run.objects.db, _PUBLISH_ATTNAMES, [values[name] for name in _PUBLISH_ATTNAMES])
+
+
+def _release_status(kind: str) -> str:
+    """The status a run of this kind is released in (see _release)."""
+    return Run.Status.PENDING if kind == JobType.Kind.WORKFLOW else Run.Status.QUEUED
 
 
 def _release(runs: QuerySet, released: list[tuple], now: datetime, **changes) -> None:
@@ -245,10 +299,9 @@ def _release(runs: QuerySet, released: list[tuple], now: datetime, **changes) ->
     publish leaves its batch to the lost-message check (jobs/runs/lost.py). A workflow
     run has no message, so no lost check looks for it: it is released `pending`, and
     marked `queued` once its first steps are published; the sweeper covers it meanwhile."""
-    by_status = {
-        Run.Status.QUEUED: [pk for pk, kind in released if kind != JobType.Kind.WORKFLOW],
-        Run.Status.PENDING: [pk for pk, kind in released if kind == JobType.Kind.WORKFLOW],
-    }
+    by_status: dict[str, list] = {}
+    for pk, kind in released:
+        by_status.setdefault(_release_status(kind), []).append(pk)
     for status, ids in by_status.items():
         if ids:
             runs.filter(pk__in=ids).update(
@@ -296,26 +349,26 @@ def _schedules_with_active_runs(schedule_ids: set[int]) -> set[int]:
     return set(active.values_list("schedule_id", flat=True).distinct())
 
 
-# What publishing a released run reads of it (runs_publish, the executors): a
-# thousand full rows, each with its own copy of its job type, cost more to load
-# than to publish.
-PUBLISH_FIELDS = ("id", "job_type_id", "parent_id", "params", "status", "created_at", "queued_at")
-
-
 def _publish(run_ids: list) -> int:
-    """Publish released runs, loaded a batch at a time; how many the broker took."""
+    """Publish released runs (a backfill's), loaded a batch at a time; how many the broker took."""
     published = 0
     job_types: dict[int, JobType] = {}
     for start in range(0, len(run_ids), BATCH_SIZE):
         runs = list(Run.objects.filter(pk__in=run_ids[start : start + BATCH_SIZE]).only(*PUBLISH_FIELDS))
-        job_types |= JobType.objects.in_bulk({run.job_type_id for run in runs} - job_types.keys())
-        for run in runs:
-            run.job_type = job_types[run.job_type_id]
-        # Released runs are top-level (schedule ticks, backfills); a step among them would
-        # publish on its workflow's queue, read here for all at once rather than one by one.
-        prefetch_related_objects([run for run in runs if run.parent_id], "parent__job_type")
-        published += runs_publish(runs)
+        published += _publish_runs(runs, job_types)
     return published
+
+
+def _publish_runs(runs: list[Run], job_types: dict[int, JobType]) -> int:
+    """Publish released runs, each with its job type, read once for all batches
+    (kept in `job_types`); how many the broker took."""
+    job_types |= JobType.objects.in_bulk({run.job_type_id for run in runs} - job_types.keys())
+    for run in runs:
+        run.job_type = job_types[run.job_type_id]
+    # Released runs are top-level (schedule ticks, backfills); a step among them would
+    # publish on its workflow's queue, read here for all at once rather than one by one.
+    prefetch_related_objects([run for run in runs if run.parent_id], "parent__job_type")
+    return runs_publish(runs)
 
 
 # --- Sweeper -------------------------------------------------------------------

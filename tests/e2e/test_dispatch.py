@@ -168,6 +168,18 @@ def test_a_run_at_run_waits_as_scheduled_then_runs(worker):
     assert wait_for_run(run).status == "succeeded"
 
 
+def test_a_run_due_before_beats_next_dispatch_is_released_at_its_moment(worker):
+    # Beat's dispatches come once a second at moments of their own: the one before a
+    # run's time sends one more for that moment, which the worker holds until then.
+    run, _ = run_create(job_type=JobTypeFactory(name="echo"), trigger="api",
+                        run_at=timezone.now() + timedelta(seconds=0.6))  # fmt: skip
+    assert dispatch_due()["released"] == 0  # and no beat to dispatch again
+    run = wait_for_run(run, timeout=10)
+    assert run.status == "succeeded"
+    late = run.released_at - run.scheduled_for
+    assert timedelta(0) <= late < timedelta(seconds=settings.JOBS_DISPATCH_INTERVAL_SECONDS), late
+
+
 def test_a_scheduled_run_cancelled_before_its_time_never_runs(worker):
     run, _ = run_create(job_type=JobTypeFactory(), trigger="api", run_at=timezone.now() + timedelta(seconds=1))
     run_cancel(run=run)
