@@ -860,12 +860,14 @@ class Run(models.Model):
             if ended:
                 self._changed(changes)
             return ended
-        # The same statements, one at a time in a transaction.
+        # The same statements, one at a time in a transaction, built before it
+        # opens: SQLite's transaction holds the database's write lock from its BEGIN.
+        update, counted = statements.update_where(Run, filters, changes, using=using), _counted(self.pk, using)
         with transaction.atomic(using=using, savepoint=False), connections[using].cursor() as cursor:
-            cursor.execute(*statements.update_where(Run, filters, changes, using=using))
+            cursor.execute(*update)
             ended = cursor.rowcount > 0
             if ended:
-                cursor.execute(*_counted(self.pk, using))
+                cursor.execute(*counted)
             if also:
                 cursor.execute(*also)
         if ended:

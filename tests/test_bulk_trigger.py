@@ -38,13 +38,14 @@ def bulk_queries(job_type: JobType, count: int, capture_on_commit) -> list[str]:
 
 
 def test_it_triggers_5_or_50_runs_with_the_same_queries(broker, job_type, django_capture_on_commit_callbacks):
-    # SAVEPOINT, SELECT the job type's latest revision (once for all the runs),
-    # INSERT the runs (written `queued`), RELEASE; once committed, the publish: no UPDATE after it.
+    # SELECT the job type's latest revision (once for all the runs), to compile the
+    # INSERTs with; SAVEPOINT, the same SELECT again, INSERT the runs (written `queued`),
+    # RELEASE; once committed, the publish: no UPDATE after it.
     five = bulk_queries(job_type, 5, django_capture_on_commit_callbacks)
     fifty = bulk_queries(job_type, 50, django_capture_on_commit_callbacks)
-    assert len(five) == 4, five
+    assert len(five) == 5, five
     inserts = math.ceil(50 / rows_per_insert(50))  # 1 on PostgreSQL, 2 on SQLite
-    assert len(fifty) == 3 + inserts, fifty
+    assert len(fifty) == 4 + inserts, fifty
     assert [sql.split(" (")[0] for sql in fifty].count('INSERT INTO "jobs_run"') == inserts
 
 
@@ -60,6 +61,54 @@ def test_it_triggers_5_or_50_runs_over_the_api_with_the_same_queries(broker, api
         return len(captured.captured_queries) - math.ceil(count / rows_per_insert(count))
 
     assert queries(5) == queries(50)
+
+
+def spy_on_params(monkeypatch, then=None) -> list[bool]:
+    """Whether a transaction was open each time a run's params were prepared
+    for the database (Django prepares every field of every row to INSERT);
+    `then`: called after the first time."""
+    field, seen = Run._meta.get_field("params"), []
+
+    def spy(value, connection, original=field.get_db_prep_save):
+        seen.append(connection.in_atomic_block)
+        if then and len(seen) == 1:
+            then()
+        return original(value, connection)
+
+    monkeypatch.setattr(field, "get_db_prep_save", spy)
+    return seen
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_runs_are_prepared_before_their_transaction_opens(broker, monkeypatch):
+    # SQLite's transaction holds the database's one write lock from its BEGIN,
+    # and the workers starting and ending runs wait for it: a thousand runs'
+    # forty fields are prepared before it opens.
+    job_type = JobTypeFactory()
+    in_transaction = spy_on_params(monkeypatch)
+    runs = runs_create_many(job_type=job_type, params_list=[{"n": n} for n in range(50)], trigger=Run.Trigger.API)
+    assert len(in_transaction) == 50 and not any(in_transaction)
+    assert Run.objects.filter(pk__in=[run.pk for run in runs], status=Run.Status.QUEUED).count() == 50
+    assert sorted(Run.objects.filter(pk__in=[run.pk for run in runs]).values_list("params__n", flat=True)) == list(
+        range(50)
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_record_the_job_types_revision_as_of_their_insert_though_edited_while_prepared(broker, monkeypatch):
+    job_type = JobTypeFactory()
+
+    def edit():  # another process's edit, between the runs' preparing and their INSERT
+        job_type.description = "edited while the runs were prepared"
+        job_type.save()
+
+    spy_on_params(monkeypatch, then=edit)
+    runs = runs_create_many(job_type=job_type, params_list=[{}] * 3, trigger=Run.Trigger.API)
+    latest = job_type.history.model.objects.filter(id=job_type.pk).latest("history_date", "history_id")
+    assert latest.description == "edited while the runs were prepared"
+    stored = set(Run.objects.filter(pk__in=[run.pk for run in runs]).values_list("job_type_revision_id", flat=True))
+    assert stored == {latest.history_id}
+    assert {run.job_type_revision_id for run in runs} == stored  # as the API answers
 
 
 def test_validation_reads_nothing_per_item(job_type, django_assert_num_queries):

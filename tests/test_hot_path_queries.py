@@ -154,6 +154,27 @@ def test_outside_a_transaction_a_success_is_one_round_trip_on_postgresql(django_
     assert RunToCount.objects.filter(run_id=run.pk).count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_a_success_prepares_its_values_before_its_transaction_opens(monkeypatch):
+    # SQLite's transaction holds the database's one write lock from its BEGIN, and
+    # every other worker and the triggers wait for it: the run's result and the
+    # TaskResult's meta are prepared for the database before it opens.
+    run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.RUNNING, attempts=1)
+    prepared = []
+    for field in (Run._meta.get_field("result"), TaskResult._meta.get_field("meta")):
+
+        def spy(value, connection, original=field.get_db_prep_save, model=field.model.__name__):
+            prepared.append((model, connection.in_atomic_block))
+            return original(value, connection)
+
+        monkeypatch.setattr(field, "get_db_prep_save", spy)
+    app.backend.store_result(str(run.pk), {"n": 1}, states.SUCCESS, request=worker_request(run))
+    assert set(prepared) == {("Run", False), ("TaskResult", False)}
+    run.refresh_from_db()
+    assert (run.status, run.result) == (Run.Status.SUCCEEDED, {"n": 1})
+    assert TaskResult.objects.get(task_id=str(run.pk)).status == states.SUCCESS
+
+
 def test_each_run_ends_with_its_own_values_though_its_statements_are_compiled_once(job_type):
     # The end's statements are compiled once per process and shape, then sent
     # with each run's values (jobs/core/statements.py).

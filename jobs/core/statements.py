@@ -143,6 +143,22 @@ def insert(
     return sql, params
 
 
+def insert_rows(model: type[Model], objs: Sequence[Model], *, using: str, batch_size: int) -> list[Statement]:
+    """The INSERTs that `bulk_create(objs, batch_size=batch_size)` sends for rows
+    whose primary key is set, compiled, not run: as many rows a statement as
+    the database's bound on parameters allows (999 on SQLite as Django counts
+    it), as bulk_create splits them. Compiled before a transaction, they keep
+    Django's preparing of every field of every row out of it."""
+    fields = [field for field in model._meta.concrete_fields if not field.generated]
+    size = min(batch_size, max(connections[using].ops.bulk_batch_size(fields, objs), 1))
+    compiled = []
+    for start in range(0, len(objs), size):
+        statement = InsertQuery(model)
+        statement.insert_values(fields, objs[start : start + size])
+        compiled.extend(statement.get_compiler(using).as_sql())
+    return compiled
+
+
 def reused(shape: tuple, build: Callable[..., Statement], inputs: Inputs, *, using: str) -> Statement:
     """`build(**values)`, a statement compiled by Django from the values of
     `inputs` (name: (value, the field that prepares it)), compiled once per

@@ -200,17 +200,20 @@ def run_succeeded(
         notify_on = notifications.notify_on_for(run) if run else NotifyOn.NEVER
     notify = notifications.wants_notification(notify_on, Run.Status.SUCCEEDED)
     parent_id = _parent_id(run_id, parent_id)
-    # On PostgreSQL, the run's end and `record` are one query string, a transaction
-    # of its own; only inside a caller's transaction does it need a savepoint, so
-    # that a result that cannot be stored leaves that transaction usable.
-    in_one = not parent_id and statements.together(Run.objects.db)
     try:
+        # Built before any transaction opens: on SQLite a transaction holds the
+        # database's one write lock from its BEGIN, which every other worker and
+        # trigger waits for (Run._end builds its own statements first as well).
+        also = record() if record else None
+        # The run's end and `also` are a transaction of their own (Run._end); only
+        # inside a caller's transaction do they need a savepoint, so that a result
+        # that cannot be stored leaves that transaction usable.
         with (
             transaction.atomic()
-            if parent_id or (record and (not in_one or transaction.get_connection().in_atomic_block))
+            if parent_id or (also and transaction.get_connection().in_atomic_block)
             else contextlib.nullcontext()
         ):
-            ended = _known(run_id).mark_succeeded(result=result, notify=notify, also=record() if record else None)
+            ended = _known(run_id).mark_succeeded(result=result, notify=notify, also=also)
             if parent_id:
                 workflow_advance(parent_id=parent_id)  # its next steps are published once committed
     except (TypeError, ValueError, DatabaseError):

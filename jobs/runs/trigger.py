@@ -15,12 +15,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 from django.db.models import F, prefetch_related_objects
 from django.utils import timezone
 
 from jobs import notifications
-from jobs.core import durability, kinds
+from jobs.core import durability, kinds, statements
 from jobs.core.errors import Conflict, InvalidInput, ServiceError
 from jobs.core.params import params_with_defaults
 from jobs.models import (
@@ -212,23 +212,40 @@ def runs_create_many(
         raise InvalidInput({**shared, **({"params": bad_items} if bad_items else {})})
     chunk = settings.JOBS_BULK_MAX_RUNS
     republish_after = republish_deadline()  # from now: checking a long list took a while
+    # Written `queued`, as run_create writes one run (its publish needs no UPDATE
+    # after it); those whose message the broker does not take go back to `pending`.
+    queued = run_at is None and job_type.kind != JobType.Kind.WORKFLOW
+    for run in runs:
+        run.republish_after = republish_after
+        if queued:
+            run.status, run.queued_at = Run.Status.QUEUED, run.created_at
+    # The INSERTs are compiled before the transaction: on SQLite it holds the
+    # database's one write lock from its BEGIN, and preparing a thousand rows'
+    # forty fields took most of it, while every worker waited to start or end a run.
+    using = router.db_for_write(Run)
+    revision_id = latest_revision_id(job_type.pk)
+    inserts = _inserts(runs, revision_id, chunk, using)
     with transaction.atomic():
-        revision_id = latest_revision_id(job_type.pk)  # read in the transaction that writes the runs
-        # Written `queued`, as run_create writes one run (its publish needs no UPDATE
-        # after it); those whose message the broker does not take go back to `pending`.
-        queued = run_at is None and job_type.kind != JobType.Kind.WORKFLOW
-        for run in runs:
-            run.republish_after = republish_after
-            run.job_type_revision_id = revision_id
-            if queued:
-                run.status, run.queued_at = Run.Status.QUEUED, run.created_at
-        Run.objects.bulk_create(runs, batch_size=chunk)
+        # Read again in the transaction that writes the runs: the job type's
+        # latest revision at their INSERT. An edit in between (seldom) compiles them again.
+        if (latest := latest_revision_id(job_type.pk)) != revision_id:
+            inserts = _inserts(runs, latest, chunk, using)
+        for insert in inserts:
+            statements.execute(insert, using=using)
+        for run in runs:  # saved, as bulk_create leaves them
+            run._state.adding, run._state.db = False, using
         if job_type.kind == JobType.Kind.WORKFLOW:
             for run in runs:
                 workflow_steps.create_step_runs(parent=run)
         if run_at is None:
             transaction.on_commit(lambda: _publish_in_chunks(runs, chunk))
     return runs
+
+
+def _inserts(runs: list[Run], revision_id: int | None, size: int, using: str) -> list[statements.Statement]:
+    for run in runs:
+        run.job_type_revision_id = revision_id
+    return statements.insert_rows(Run, runs, using=using, batch_size=size)
 
 
 def _publish_in_chunks(runs: list[Run], size: int) -> None:
