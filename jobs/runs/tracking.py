@@ -6,7 +6,6 @@ Called by the worker's Celery signal handlers and result backend
 backwards.
 """
 
-
 import contextlib
 import functools
 import json
