@@ -270,17 +270,10 @@ def _shown(value: list | tuple | dict) -> str:
 class TaskExecutor(Executor):
     kind = JobType.Kind.TASK
 
-    def publish(
-        self,
-        run: Run,
-        *,
-        countdown: float | None = None,
-        publisher: Publisher | None = None,
-        queue: str = "",
-        headers: dict | None = None,
-    ) -> None:
+    def publish(self, run: Run, **options) -> None:
         # Its params are the task's keyword arguments; a step called celery-director's way
         # also gets the results of the steps it depends on (read now: they are final).
+        # `options`: Executor.publish's.
         director = run.parent_id is not None and workflow_steps.called_director_way(run, run.parent)
         args = workflow_steps.director_args(run) if director else []
         self._send(
@@ -288,12 +281,9 @@ class TaskExecutor(Executor):
             run.job_type.task,
             args=args,
             kwargs=run.params,
-            countdown=countdown,
-            publisher=publisher,
-            queue=queue,
-            headers=headers,
             argsrepr=_shown(args or ()),  # no arguments: Celery's "()"
             kwargsrepr=_shown(run.params),
+            **options,
         )
 
     def cancel_signal(self) -> str:
