@@ -714,6 +714,14 @@ class Run(models.Model):
             self._changed(changes)
         return bool(updated)
 
+    def _applied(self, statement: statements.Statement, changes: dict, *, using: str, send=statements.execute) -> bool:
+        """Run a transition's compiled UPDATE (`changes` on this run) with `send`;
+        whether it applied, its changes then set on this object too."""
+        applied = send(statement, using=using) > 0
+        if applied:
+            self._changed(changes)
+        return applied
+
     def _changed(self, changes: dict) -> None:
         """What an applied transition wrote, set on this object too."""
         for field, value in changes.items():
@@ -743,10 +751,7 @@ class Run(models.Model):
             "republish_after": republish_deadline(),
         }
         filters = {"pk": self.pk, "status__in": [self.Status.WAITING]}
-        ready = statements.execute(statements.update_where(Run, filters, changes, using=using), using=using) > 0
-        if ready:
-            self._changed(changes)
-        return ready
+        return self._applied(statements.update_where(Run, filters, changes, using=using), changes, using=using)
 
     def mark_started(self, *, worker: str, unlimited_only: bool = False, durable: bool = True) -> bool:
         """An attempt starts. `unlimited_only`: only if the job type has no
@@ -768,10 +773,7 @@ class Run(models.Model):
         }
         statement = statements.reused(("start", unlimited_only), start, inputs, using=using)
         send = statements.execute if durable else durability.progress_execute
-        started = send(statement, using=using) > 0
-        if started:
-            self._changed(Run._attempt_start(worker, now))
-        return started
+        return self._applied(statement, Run._attempt_start(worker, now), using=using, send=send)
 
     def mark_restarted(self, *, worker: str, lost_error: str) -> bool:
         """Its task was handed out again after the worker running it was lost:
@@ -853,23 +855,19 @@ class Run(models.Model):
         Within a caller's transaction, no savepoint of its own: a failure rolls back
         the caller's anyway. `filters`: which run, in which states (Run.objects.filter)."""
         using = router.db_for_write(Run)
-        if statements.together(using):
-            update = statements.update_where(Run, filters, changes, using=using)
-            then = [also] if also else []
-            ended = statements.update_then_insert(update, _counted(self.pk, using), then=then, using=using)
-            if ended:
-                self._changed(changes)
-            return ended
-        # The same statements, one at a time in a transaction, built before it
-        # opens: SQLite's transaction holds the database's write lock from its BEGIN.
         update, counted = statements.update_where(Run, filters, changes, using=using), _counted(self.pk, using)
-        with transaction.atomic(using=using, savepoint=False), connections[using].cursor() as cursor:
-            cursor.execute(*update)
-            ended = cursor.rowcount > 0
-            if ended:
-                cursor.execute(*counted)
-            if also:
-                cursor.execute(*also)
+        if statements.together(using):
+            ended = statements.update_then_insert(update, counted, then=[also] if also else [], using=using)
+        else:
+            # The same statements, one at a time in a transaction, built before it
+            # opens: SQLite's transaction holds the database's write lock from its BEGIN.
+            with transaction.atomic(using=using, savepoint=False), connections[using].cursor() as cursor:
+                cursor.execute(*update)
+                ended = cursor.rowcount > 0
+                if ended:
+                    cursor.execute(*counted)
+                if also:
+                    cursor.execute(*also)
         if ended:
             self._changed(changes)
         return ended

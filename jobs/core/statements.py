@@ -10,13 +10,13 @@ The statements of the hot path are compiled by Django once per process and
 shape; after that only their parameters are prepared, as Django's compiler
 prepares them: `update_where` and `insert` (values set and looked up, each by
 its field), `reused` (a statement whose expressions change with a few inputs
-only: a run's start, `queued_at = LEAST(COALESCE(queued_at, now), now)`), and
+only: a run's start, `queued_at = LEAST(COALESCE(queued_at, now), now)`),
 `insert_reading` (an INSERT with one field read by a subquery of its own: a
-run's job type revision), and `select` (a QuerySet's SELECT, with what makes
-its rows model instances: a workflow's advance reads). For the last three, where each input's parameters are
-is found by compiling the statement twice, with the inputs given and with
-other values of theirs (`_other`): a parameter that stays the same is a
-constant; one that is the input, prepared by its field, both times is that
+run's job type revision) and `select` (a QuerySet's SELECT, with what makes
+its rows model instances: a workflow's advance reads). For the last three, the
+places of each input's parameters are found by compiling the statement twice,
+with the inputs given and with other values of theirs (`_other`): a parameter
+that stays the same is a constant; one that is the input, prepared by its field, both times is that
 input's. A statement where a parameter is neither (computed from an input, or
 a value that is not compared by equality) is compiled by Django every time.
 """
@@ -50,7 +50,7 @@ def together(using: str) -> bool:
 
 # The SQL of statements compiled once per process (update_where, insert), by their shape.
 _compiled: dict[tuple, str] = {}
-# reused's and insert_reading's, by their shape: the SQL and where each parameter
+# reused's (select's too) and insert_reading's, by their shape: the SQL and where each parameter
 # comes from (_slots), or None: compiled by Django every time.
 _templates: dict[tuple, tuple[str, list] | None] = {}
 
@@ -243,8 +243,8 @@ def insert_reading(
 
 class Rows:
     """What makes a QuerySet's rows its model instances, as its ModelIterable
-    makes them (converters, `from_db`, select_related's populators), taken from
-    its compiler once: a SELECT of `select`'s."""
+    makes them (converters, `from_db`, select_related's populators), taken once
+    from its compiler, once that has compiled: a SELECT of `select`'s."""
 
     def __init__(self, compiler, using: str):
         select, klass_info = compiler.select, compiler.klass_info
@@ -277,37 +277,28 @@ class Reading:
     rows: Rows
 
 
-# select's, by shape: the SQL, where each parameter comes from (_slots), and its Rows;
-# or None: compiled by Django every time.
-_readings: dict[tuple, tuple[str, list, Rows] | None] = {}
+# select's Rows, by shape and database: taken from one compile of its QuerySet.
+_rows: dict[tuple, Rows] = {}
 
 
 def select(shape: tuple, build: Callable[..., QuerySet], inputs: Inputs, *, using: str) -> Reading:
-    """The SELECT of the QuerySet `build(**values)` (values of `inputs`, as for
-    `reused`), compiled once per `shape` and database: afterwards only the
-    inputs are prepared and put in their places, and its rows are made model
-    instances without Django's compiler. `build` must give the same query for
-    the same values, without annotations, and the shape names everything else
-    it depends on. Building and compiling the two reads of a workflow's advance
-    (a dozen columns of the run, its job type's) was about as much CPU as the
-    rest of a step hop's end together."""
-    database = connections[using]
-    prepared = _prepared(inputs, database)
-    key = ("select", using, *shape)
-    known = _readings.get(key)
-    if known is not None:
-        sql, slots, rows = known
-        return Reading((sql, _filled(slots, prepared)), rows)
-    compiler = build(**_values(inputs)).query.get_compiler(using)
-    statement = compiler.as_sql()
-    reading = Reading(statement, Rows(compiler, using))
-    if key not in _readings:
-        others = _others(inputs)
-        other = build(**_values(others)).query.get_compiler(using).as_sql()
-        template = _template(statement, other, prepared, _prepared(others, database))
-        plain = not compiler.annotation_col_map
-        _readings[key] = (*template, reading.rows) if template is not None and plain else None
-    return reading
+    """The SELECT of the QuerySet `build(**values)` (values of `inputs`), compiled
+    once per `shape` and database as `reused` compiles its statements, and what
+    makes its rows model instances without Django's compiler. `build` must give
+    the same query for the same values, without annotations, and the shape names
+    everything else it depends on. Building and compiling the two reads of a
+    workflow's advance (a dozen columns of the run, its job type's) was about as
+    much CPU as the rest of a step hop's end together."""
+    key = (using, *shape)
+    if key not in _rows:
+        compiler = build(**_values(inputs)).query.get_compiler(using)
+        compiler.as_sql()  # which sets up what it selects, as Rows reads it
+        _rows[key] = Rows(compiler, using)
+
+    def compiled(**values) -> Statement:
+        return build(**values).query.get_compiler(using).as_sql()
+
+    return Reading(reused(("select", *shape), compiled, inputs, using=using), _rows[key])
 
 
 def read(readings: Sequence[Reading], *, using: str) -> list[list[Model]]:

@@ -207,10 +207,7 @@ def _call_for_help() -> None:
     a full batch sends at most one, so a big tick draws in every dispatcher process
     and no more messages than its batches. Never in the way: a broker that does not
     take it at once leaves the work to this process and beat's next dispatch."""
-    try:
-        app.send_task("jobsite.dispatch", expires=HELP_EXPIRES_SECONDS, retry=False)
-    except Exception:  # the release goes on without help
-        logger.warning("Could not send a second dispatch for a big tick", exc_info=True)
+    _send_dispatch("a second dispatch for a big tick", expires=HELP_EXPIRES_SECONDS)
 
 
 def _dispatch_at_next_tick(now: datetime) -> None:
@@ -223,12 +220,17 @@ def _dispatch_at_next_tick(now: datetime) -> None:
     ahead = now + timedelta(seconds=settings.JOBS_DISPATCH_INTERVAL_SECONDS)
     coming = Run.objects.filter(status=Run.Status.SCHEDULED, scheduled_for__gt=now, scheduled_for__lte=ahead)
     tick = coming.order_by("scheduled_for").values_list("scheduled_for", flat=True).first()
-    if tick is None:
-        return
+    if tick is not None:
+        _send_dispatch("a dispatch for the next tick", eta=tick, expires=tick + timedelta(seconds=HELP_EXPIRES_SECONDS))
+
+
+def _send_dispatch(what: str, **options) -> None:
+    """Send one more `jobsite.dispatch` (send_task's `options`), once: the dispatch
+    that sends it goes on without it if the broker does not take it at once."""
     try:
-        app.send_task("jobsite.dispatch", eta=tick, expires=tick + timedelta(seconds=HELP_EXPIRES_SECONDS), retry=False)
+        app.send_task("jobsite.dispatch", retry=False, **options)
     except Exception:
-        logger.warning("Could not send a dispatch for the next tick", exc_info=True)
+        logger.warning("Could not send %s", what, exc_info=True)
 
 
 # What publishing a released run reads of it (runs_publish, the executors): a
@@ -303,14 +305,13 @@ def _release(runs: QuerySet, released: list[tuple], now: datetime, **changes) ->
     for pk, kind in released:
         by_status.setdefault(_release_status(kind), []).append(pk)
     for status, ids in by_status.items():
-        if ids:
-            runs.filter(pk__in=ids).update(
-                status=status,
-                released_at=now,
-                queued_at=now if status == Run.Status.QUEUED else None,
-                republish_after=republish_deadline(),
-                **changes,
-            )
+        runs.filter(pk__in=ids).update(
+            status=status,
+            released_at=now,
+            queued_at=now if status == Run.Status.QUEUED else None,
+            republish_after=republish_deadline(),
+            **changes,
+        )
 
 
 def _release_backfills() -> list:
