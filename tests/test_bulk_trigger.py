@@ -83,8 +83,9 @@ def spy_on_params(monkeypatch, then=None) -> list[bool]:
 def test_the_runs_are_prepared_before_their_transaction_opens(broker, monkeypatch):
     # SQLite's transaction holds the database's one write lock from its BEGIN,
     # and the workers starting and ending runs wait for it: a thousand runs'
-    # forty fields are prepared before it opens.
-    job_type = JobTypeFactory()
+    # forty fields are prepared before it opens. On a queue no worker consumes, so
+    # that a worker another test started does not start them before they are counted.
+    job_type = JobTypeFactory(queue="bulk-not-consumed")
     in_transaction = spy_on_params(monkeypatch)
     runs = runs_create_many(job_type=job_type, params_list=[{"n": n} for n in range(50)], trigger=Run.Trigger.API)
     assert len(in_transaction) == 50 and not any(in_transaction)
