@@ -136,6 +136,40 @@ def wal_flushes() -> int | None:
         return cursor.fetchone()[0]
 
 
+def database_server_pid() -> int | None:
+    """The PostgreSQL server's main process (its backends are its children), or None on SQLite."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    with open(f"/proc/{backend}/status") as f:  # the server runs on this machine: its backend's parent
+        return next(int(line.split()[1]) for line in f if line.startswith("PPid:"))
+
+
+class CpuUse:
+    """CPU seconds of the run's processes, each a tree, from now until `stop`:
+    the worker (main process and pool), the database server (PostgreSQL: every
+    backend, autovacuum too; SQLite runs inside the others), Redis, and this
+    process (the trigger, the publish, and the polling that counts the ended jobs)."""
+
+    def __init__(self, pids: dict[str, int | None]):
+        self.pids = {name: pid for name, pid in pids.items() if pid is not None}
+        self.started = self._now()
+
+    def _now(self) -> dict[str, float]:
+        now = {name: tree_usage(pid)[0] for name, pid in self.pids.items() if name != "bench"}
+        if "bench" in self.pids:  # this process: its threads' time, not its children's
+            now["bench"] = time.process_time()
+        return now
+
+    def per_run_ms(self, runs: int) -> dict[str, float]:
+        ended = self._now()
+        return {name: round((ended[name] - self.started[name]) * 1000 / runs, 2) for name in self.pids}
+
+
 def pool_memory(worker_pid: int) -> int:
     """Resident bytes of the worker's pool processes (its children), summed."""
     children = []
@@ -271,6 +305,8 @@ def run_one(mode: str, runs: int) -> dict:
                 return TaskResult.objects.count()
 
         flushes_before = wal_flushes()
+        pids = {"worker": worker.pid, "database": database_server_pid(), "redis": stack.processes["redis"].pid}
+        cpu = CpuUse({**pids, "bench": os.getpid()})
         progress = Progress(done, worker.pid, runs)
         started = time.perf_counter()
         progress.start()
@@ -278,6 +314,7 @@ def run_one(mode: str, runs: int) -> dict:
         published = time.perf_counter() - started
         progress.join()
         elapsed = progress.finished_at - started
+        cpu_ms_per_run = cpu.per_run_ms(runs)
         time.sleep(1)  # backends report their WAL statistics about once a second
         flushes = wal_flushes()
         failed = Run.objects.exclude(status=Run.Status.SUCCEEDED).count() if mode.startswith("jobsite") else 0
@@ -296,6 +333,7 @@ def run_one(mode: str, runs: int) -> dict:
             "worker_mib_peak": mib(progress.tree_peak),
             "memory_growth_percent": round(100 * (progress.memory_at_end / progress.memory_at_1000 - 1), 1),
             "wal_flushes_per_run": None if flushes is None else round((flushes - flushes_before) / runs, 2),
+            "cpu_ms_per_run": cpu_ms_per_run,
         }
         if mode == "jobsite-logs":
             from jobs.models import RunLogLine
@@ -362,6 +400,16 @@ def logs_table(plain: dict, logged: dict) -> str:
     )
 
 
+CPU_PARTS = {"worker": "worker", "database": "database", "redis": "Redis", "bench": "trigger and polling"}
+
+
+def cpu_cell(celery: dict, jobsite: dict) -> str:
+    """CPU ms per job of each process, Celery / Jobsite, and their sums."""
+    plain, ours = celery["cpu_ms_per_run"], jobsite["cpu_ms_per_run"]
+    parts = [f"{label} {plain[name]:.2f} / {ours[name]:.2f}" for name, label in CPU_PARTS.items() if name in ours]
+    return "; ".join([*parts, f"**all {sum(plain.values()):.2f} / {sum(ours.values()):.2f}**"])
+
+
 def bulk_table(celery: dict, bulk: dict) -> str:
     queries, plain = bulk["queries_per_run"], celery["queries_per_run"]
     trigger_rate = lambda result: round(result["runs"] / result["publish_seconds"])  # noqa: E731
@@ -369,12 +417,13 @@ def bulk_table(celery: dict, bulk: dict) -> str:
         [
             "| database | runs | plain Celery jobs/s | Jobsite bulk jobs/s | ratio | Jobsite bulk queries per run "
             "(trigger + start + finish) | plain Celery queries per task | triggered per second (Celery / Jobsite bulk) "
-            "| failed |",
-            "|---|---:|---:|---:|---:|---|---:|---|---:|",
+            "| CPU ms per job (Celery / Jobsite bulk) | failed |",
+            "|---|---:|---:|---:|---:|---|---:|---|---|---:|",
             f"| {bulk['database']} | {bulk['runs']:,} | {celery['jobs_per_second']} | {bulk['jobs_per_second']} "
             f"| {bulk['jobs_per_second'] / celery['jobs_per_second']:.2f} "
             f"| {queries['trigger']} + {queries['start']} + {queries['finish']} = {queries['total']} "
-            f"| {plain['total']} | {trigger_rate(celery):,} / {trigger_rate(bulk):,} | {bulk['failed']} |",
+            f"| {plain['total']} | {trigger_rate(celery):,} / {trigger_rate(bulk):,} | {cpu_cell(celery, bulk)} "
+            f"| {bulk['failed']} |",
         ]
     )
 
@@ -391,15 +440,17 @@ def table(celery: dict, jobsite: dict) -> str:
             "| database | runs | plain Celery jobs/s | Jobsite jobs/s | ratio | Jobsite queries per run "
             "(trigger + start + finish) | plain Celery queries per task | WAL flushes per run (Celery / Jobsite) "
             "| Jobsite publish (s) | pool MiB at 1,000 → end, Celery | pool MiB at 1,000 → end, Jobsite "
-            "| Jobsite pool growth % | worker peak MiB (Celery / Jobsite) | failed |",
-            "|---|---:|---:|---:|---:|---|---:|---|---:|---|---|---:|---|---:|",
+            "| Jobsite pool growth % | worker peak MiB (Celery / Jobsite) | CPU ms per job (Celery / Jobsite) "
+            "| failed |",
+            "|---|---:|---:|---:|---:|---|---:|---|---:|---|---|---:|---|---|---:|",
             f"| {jobsite['database']} | {jobsite['runs']:,} | {celery['jobs_per_second']} "
             f"| {jobsite['jobs_per_second']} | {jobsite['jobs_per_second'] / celery['jobs_per_second']:.2f} "
             f"| {queries['trigger']} + {queries['start']} + {queries['finish']} = {queries['total']} "
             f"| {plain['total']} | {flushes} | {jobsite['publish_seconds']} "
             f"| {celery['pool_mib_at_1000']} → {celery['pool_mib_at_end']} "
             f"| {jobsite['pool_mib_at_1000']} → {jobsite['pool_mib_at_end']} | {jobsite['memory_growth_percent']} "
-            f"| {celery['worker_mib_peak']} / {jobsite['worker_mib_peak']} | {jobsite['failed']} |",
+            f"| {celery['worker_mib_peak']} / {jobsite['worker_mib_peak']} | {cpu_cell(celery, jobsite)} "
+            f"| {jobsite['failed']} |",
         ]
     )
 
