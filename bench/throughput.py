@@ -71,6 +71,7 @@ def queries_per_run(mode: str) -> dict[str, float]:
     counted."""
     from celery import states
     from celery.app.task import Context
+    from django.conf import settings
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -78,13 +79,12 @@ def queries_per_run(mode: str) -> dict[str, float]:
     from jobs.runs import tracking
     from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
     from jobs.runs.trigger import run_create
+    from jobs.worker import start_marks
     from jobsite.celery import app
 
     phases = {}
     per_trigger = 1  # runs triggered by the captured trigger
     if mode == "jobsite-bulk":
-        from django.conf import settings
-
         from jobs.runs.trigger import runs_create_many
 
         per_trigger = settings.JOBS_BULK_MAX_RUNS
@@ -92,17 +92,21 @@ def queries_per_run(mode: str) -> dict[str, float]:
         with CaptureQueriesContext(connection) as phases["trigger"]:
             run = runs_create_many(job_type=job_type, params_list=[{}] * per_trigger, trigger=Run.Trigger.API)[0]
     mode = "jobsite" if mode.startswith("jobsite") else mode
-    if mode == "jobsite" and per_trigger > 1:
+    if mode == "jobsite":
+        if per_trigger == 1:
+            job_type = JobType.objects.get(name="noop")
+            with CaptureQueriesContext(connection) as phases["trigger"]:
+                run, _ = run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
         task_id, headers = str(run.pk), {RUN_HEADER: True, NOTIFY_HEADER: "never", PARENT_HEADER: ""}
         with CaptureQueriesContext(connection) as phases["start"]:
-            tracking.run_started(run_id=task_id, worker="bench", parent_id="")
-    elif mode == "jobsite":
-        job_type = JobType.objects.get(name="noop")
-        with CaptureQueriesContext(connection) as phases["trigger"]:
-            run, _ = run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
-        task_id, headers = str(run.pk), {RUN_HEADER: True, NOTIFY_HEADER: "never", PARENT_HEADER: ""}
-        with CaptureQueriesContext(connection) as phases["start"]:
-            tracking.run_started(run_id=task_id, worker="bench", parent_id="")
+            # What the task_prerun signal handler does (jobs/worker/signals.py): the
+            # run was written `queued` before its publish (the message says so).
+            start = tracking.run_started(
+                run_id=task_id, worker="bench", parent_id="", written_queued=True,
+                defer=settings.JOBS_START_MARK_DELAY_SECONDS > 0,
+            )  # fmt: skip
+        if start.late:
+            start_marks.marks.defer(task_id, start.late)  # written by the end (store_result) below
     else:
         task_id, headers = "plain-celery-task", {}
     request = Context(id=task_id, task="jobs.builtin.echo", hostname="bench", args=[], kwargs={}, **headers)

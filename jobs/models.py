@@ -775,6 +775,45 @@ class Run(models.Model):
         send = statements.execute if durable else durability.progress_execute
         return self._applied(statement, Run._attempt_start(worker, now), using=using, send=send)
 
+    # A start written late, or with the run's end (run_started in jobs/runs/tracking.py):
+    # this object is the run as read just before its task ran (read_for_start), and the
+    # start applies only if the run is still as read (startable, on the same attempt).
+
+    @classmethod
+    def read_for_start(cls, pk) -> "Run | None":
+        """The run as a worker reads it before running its task without writing
+        its start first: its status, attempts, queued_at and its job type's
+        max_concurrency; None if there is no such run. One SELECT, compiled
+        once per process (statements.select)."""
+        using = router.db_for_read(cls)
+        reading = statements.select(("read for start",), _read_for_start, {"pk": (pk, cls._meta.pk)}, using=using)
+        [runs] = statements.read([reading], using=using)
+        return runs[0] if runs else None
+
+    def _late_start(self, *, worker: str, at: datetime) -> tuple[dict, dict]:
+        """The filters and changes of the start of the attempt this object has
+        read, as it was `at`: plain values, so that its UPDATE is compiled once
+        (statements.update_where)."""
+        filters = {"pk": self.pk, "status__in": self.STARTABLE, "attempts": self.attempts}
+        queued_at = min(self.queued_at, at) if self.queued_at else at  # as _attempt_start's Least(Coalesce())
+        changes = {
+            "status": self.Status.RUNNING,
+            "started_at": at,
+            "queued_at": queued_at,
+            "attempts": self.attempts + 1,
+            "worker": worker,
+        }
+        return filters, changes
+
+    def mark_started_late(self, *, worker: str, at: datetime) -> bool:
+        """Write the start of the attempt read, which began `at`, without waiting
+        for the disk (durability.progress_execute): the run was written `queued`
+        durably before its publish, and Redis holds its message until the task ends."""
+        using = router.db_for_write(Run)
+        filters, changes = self._late_start(worker=worker, at=at)
+        statement = statements.update_where(Run, filters, changes, using=using)
+        return self._applied(statement, changes, using=using, send=durability.progress_execute)
+
     def mark_restarted(self, *, worker: str, lost_error: str) -> bool:
         """Its task was handed out again after the worker running it was lost:
         record that attempt as lost and start the next one. Applies only while
@@ -872,17 +911,25 @@ class Run(models.Model):
             self._changed(changes)
         return ended
 
-    def mark_succeeded(self, *, result, notify: bool = False, also: statements.Statement | None = None) -> bool:
-        """`also`: a statement committed with the run's end (Run._end)."""
-        return self._end(
-            {"pk": self.pk, "status__in": self.NOT_TERMINAL},
-            also=also,
-            status=self.Status.SUCCEEDED,
-            result=bounded_result(result),
-            error="",
-            traceback="",
+    def mark_succeeded(
+        self, *, result, notify: bool = False, also: statements.Statement | None = None, started: tuple | None = None
+    ) -> bool:
+        """`also`: a statement committed with the run's end (Run._end). `started`:
+        (worker, at), the start of the attempt this object has read (read_for_start),
+        not written yet: written by the same UPDATE, which then applies only if
+        the run is still as read."""
+        filters, start = {"pk": self.pk, "status__in": self.NOT_TERMINAL}, {}
+        if started:
+            worker, at = started
+            filters, start = self._late_start(worker=worker, at=at)
+        ending = {
+            "status": self.Status.SUCCEEDED,
+            "result": bounded_result(result),
+            "error": "",
+            "traceback": "",
             **self._ending(notify),
-        )
+        }
+        return self._end(filters, also=also, **{**start, **ending})
 
     def mark_failed(self, *, error: str, traceback: str = "", notify: bool = False, attempt: int | None = None) -> bool:
         """`attempt`: only if the run is still on that attempt (a run found lost
@@ -1416,6 +1463,12 @@ def _inserted_fields() -> list[models.Field]:
 
 
 @functools.cache
+def _read_for_start(pk) -> models.QuerySet:
+    """What Run.read_for_start reads."""
+    fields = ("status", "attempts", "queued_at", "job_type", "job_type__max_concurrency")
+    return Run.objects.filter(pk=pk).select_related("job_type").only(*fields)
+
+
 def _startable_unlimited() -> models.QuerySet:
     """The runs that may start and whose job type has no max_concurrency, which
     Run.mark_started filters by id. Built once: building its subquery again was a

@@ -400,6 +400,13 @@ JOBS_PENDING_REPUBLISH_SECONDS = env_int("JOBS_PENDING_REPUBLISH_SECONDS", 15)
 # Messages sent to Redis in one round trip when many runs are published at once
 # (a bulk trigger, a dispatcher tick, a workflow's ready steps).
 JOBS_PUBLISH_BATCH_SIZE = env_int("JOBS_PUBLISH_BATCH_SIZE", 500)
+# A run whose task ends within this many seconds has its start written with its
+# end, one write where there were two; a task still running then has its start
+# written at that moment, so the pages show it running (jobs/worker/start_marks.py).
+# Until then the run shows `queued`. 0: every start is written as its task starts.
+JOBS_START_MARK_DELAY_SECONDS = env_float("JOBS_START_MARK_DELAY_SECONDS", 0.5)
+if JOBS_START_MARK_DELAY_SECONDS < 0:
+    raise ImproperlyConfigured(f"JOBS_START_MARK_DELAY_SECONDS={JOBS_START_MARK_DELAY_SECONDS}: give 0 or more")
 # A run still `running` this long after its hard time limit, that no worker
 # reports as active, has lost its worker: the stuck check (every
 # JOBS_STUCK_CHECK_SECONDS) fails it.

@@ -38,11 +38,11 @@ def _redis() -> redis.Redis:
 def slow_count(self, seconds: float = 0, first_attempt_only: bool = False, **params: Any) -> dict[str, Any]:
     """Count this execution (see `calls`) and note the pool process running it,
     then sleep (with `first_attempt_only`, only in the run's first attempt)."""
-    from jobs.models import Run
-
-    _redis().incr(CALLS_KEY.format(self.request.id))
+    executions = _redis().incr(CALLS_KEY.format(self.request.id))
     _redis().set(PID_KEY.format(self.request.id), os.getpid())
-    if not first_attempt_only or Run.objects.get(pk=self.request.id).attempts == 1:
+    # The first execution, not the run's `attempts`: a short task's start is
+    # written with its end, so the run's row may not count this attempt yet.
+    if not first_attempt_only or executions == 1:
         time.sleep(float(seconds))
     return params
 

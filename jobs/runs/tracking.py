@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -52,11 +52,27 @@ def _known(run_id) -> Run:
 
 
 @dataclass
+class LateStart:
+    """A start not written when its task began (run_started's `defer`): the
+    worker writes it if the task still runs a moment later (jobs/worker/start_marks.py),
+    or with the run's end (run_succeeded), or before a failure is recorded."""
+
+    run: Run  # as read just before its task ran (Run.read_for_start)
+    worker: str
+    at: datetime
+
+    def write(self) -> bool:
+        """Write it now; whether it applied (not if the run changed since it was read)."""
+        return self.run.mark_started_late(worker=self.worker, at=self.at)
+
+
+@dataclass
 class Start:
     """What the worker does with a run's task once received (jobs/worker/task_base.py acts on it)."""
 
     go: bool
     wait_for_slot: Run | None = None  # its job type is at max_concurrency: publish it again a little later
+    late: LateStart | None = None  # it goes, its start not written yet
 
 
 GO, SKIP = Start(go=True), Start(go=False)
@@ -71,6 +87,7 @@ def run_started(
     redelivered: bool = False,
     can_hold: bool = True,
     written_queued: bool = False,
+    defer: bool = False,
 ) -> Start:
     """A task of this run is about to execute: start an attempt, or say why not.
 
@@ -97,7 +114,22 @@ def run_started(
     publishes again, and not while Redis holds the message for the worker running it.
     Any other run's start is durable: it may be `pending` under it, which the sweeper
     would publish again, and a second worker would run it.
+    `defer`: the worker can write the start later (a LateStart, jobs/worker/start_marks.py).
+    A run written `queued` whose job type has no max_concurrency, and that is not
+    one of the first steps of its workflow run, is then only read
+    (a SELECT: no write, no commit, and on SQLite no take of the write lock), and
+    its start is written with its end, one UPDATE, unless the task still runs a
+    moment later (JOBS_START_MARK_DELAY_SECONDS) or fails. Until then the run shows
+    `queued` while its task runs. Why it is safe: docs/architecture.md, "The hot path".
     """
+    # Not a workflow's first steps: they start their workflow run, whose `running`
+    # mark would show before any step does.
+    if defer and written_queued and can_hold and (parent_running or parent_id == ""):
+        at = timezone.now()
+        run = Run.read_for_start(run_id)
+        # `pending` (its publish may have failed after all): the sweeper may publish it again.
+        if run is not None and run.status == Run.Status.QUEUED and run.job_type.max_concurrency is None:
+            return Start(go=True, late=LateStart(run, worker, at))
     started = _known(run_id).mark_started(worker=worker, unlimited_only=can_hold, durable=not written_queued)
     if started:
         if not parent_running:
@@ -181,6 +213,7 @@ def run_succeeded(
     notify_on: str | None = None,
     parent_id: str | None = None,
     record: Callable[[], statements.Statement] | None = None,
+    late_start: LateStart | None = None,
 ) -> str | None:
     """Record the run's success with its result; or, if the result cannot be
     stored (result_error), fail the run and return why.
@@ -193,7 +226,8 @@ def run_succeeded(
     PostgreSQL one round trip (Run._end); its notification comes after that
     commit. A workflow step's end advances its workflow run in that same
     transaction: a step hop costs one commit, not two, and no worker can die
-    between a step's end and its workflow's advance."""
+    between a step's end and its workflow's advance. `late_start`: the run's start,
+    not written yet: written by the end's UPDATE (Run.mark_succeeded's `started`)."""
     if notify_on is None:
         run = Run.objects.select_related("job_type").filter(pk=run_id).first()
         notify_on = notifications.notify_on_for(run) if run else NotifyOn.NEVER
@@ -212,7 +246,11 @@ def run_succeeded(
             if parent_id or (also and transaction.get_connection().in_atomic_block)
             else contextlib.nullcontext()
         ):
-            ended = _known(run_id).mark_succeeded(result=result, notify=notify, also=also)
+            if late_start:
+                started = (late_start.worker, late_start.at)
+                ended = late_start.run.mark_succeeded(result=result, notify=notify, also=also, started=started)
+            else:
+                ended = _known(run_id).mark_succeeded(result=result, notify=notify, also=also)
             if parent_id:
                 workflow_advance(parent_id=parent_id)  # its next steps are published once committed
     except (TypeError, ValueError, DatabaseError):
@@ -221,6 +259,8 @@ def run_succeeded(
         problem = result_error(result)
         if problem is None:
             raise
+        if late_start:
+            late_start.write()
         run_result_unstorable(run_id=run_id, error=problem)
         return problem
     if ended and notify:

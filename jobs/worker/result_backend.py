@@ -17,7 +17,7 @@ from jobs.core import statements
 from jobs.core.limits import bounded_error, bounded_result, bounded_traceback
 from jobs.runs import tracking
 from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, RUN_HEADER
-from jobs.worker import connections, run_logs
+from jobs.worker import connections, run_logs, start_marks
 
 # Set on a task's request once its run's success is recorded with its result.
 RECORDED_ATTRIBUTE = "jobsite_success_recorded"
@@ -61,11 +61,14 @@ class RunResultBackend(DatabaseBackend):
             return super()._store_result(task_id, result, status, traceback, request, using)
         connections.checkup_if_idle(request)  # the task may have left the connection idle for long
         run_logs.flush_current()  # before the run's end, which its notification reads them after
+        late_start = start_marks.marks.take(task_id)  # its start, if not written yet: written with its end
         # run_succeeded cuts the run's copy of the result; this, the TaskResult's.
         try:
             content = self.encode_content(bounded_result(result))
         except EncodeError as exc:
             problem = tracking.result_error_message(exc)
+            if late_start:
+                late_start.write()
             tracking.run_result_unstorable(run_id=task_id, error=problem)
         else:
             problem = tracking.run_succeeded(
@@ -74,6 +77,7 @@ class RunResultBackend(DatabaseBackend):
                 notify_on=request_header(request, NOTIFY_HEADER),
                 parent_id=request_header(request, PARENT_HEADER),
                 record=lambda: self._success_statement(task_id, content, request, using),
+                late_start=late_start,
             )
         setattr(request, RECORDED_ATTRIBUTE, True)
         if problem:

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from django import db
+from django.conf import settings
 
 from jobs.models import Run
 from jobs.runs import tracking
@@ -17,7 +18,7 @@ from jobs.runs.executors import (
     RUN_HEADER,
     RunFailed,
 )
-from jobs.worker import connections, run_logs
+from jobs.worker import connections, run_logs, start_marks
 from jobs.worker.result_backend import RECORDED_ATTRIBUTE, request_header
 from jobs.worker.task_base import START_ATTRIBUTE, RunTask
 
@@ -44,7 +45,10 @@ def on_task_prerun(task_id, task, **_):
             redelivered=bool((task.request.delivery_info or {}).get("redelivered")),
             can_hold=isinstance(task, RunTask),
             written_queued=bool(_header(task, QUEUED_HEADER)),
+            defer=settings.JOBS_START_MARK_DELAY_SECONDS > 0,
         )
+        if start.late:
+            start_marks.marks.defer(run_id, start.late)
         setattr(task.request, START_ATTRIBUTE, start)  # RunTask.before_start acts on it
         if start.go:
             run_logs.install()
@@ -62,6 +66,7 @@ def on_task_success(sender, result, **_):
             result=result,
             notify_on=_header(sender, NOTIFY_HEADER),
             parent_id=_header(sender, PARENT_HEADER),
+            late_start=start_marks.marks.take(run_id),
         )
 
 
@@ -76,6 +81,7 @@ def on_task_failure(sender, task_id, exception, einfo=None, **_):
     if not run_id or getattr(sender.request, RECORDED_ATTRIBUTE, False):
         return
     connections.checkup_if_idle(sender.request)
+    start_marks.marks.flush(run_id)  # the attempt counts for its retries
     if isinstance(exception, RunFailed):
         tracking.run_failed(run_id=run_id, error=str(exception))
     elif isinstance(exception, SoftTimeLimitExceeded):
@@ -88,6 +94,11 @@ def on_task_failure(sender, task_id, exception, einfo=None, **_):
 
 @signals.task_postrun.connect
 def on_task_postrun(task, **_):
+    run_id = _run_id(task)
+    if run_id:
+        # Neither its success nor its failure wrote the start (the task raised
+        # Ignore or Retry, say): written as the task's end, as it would have been.
+        start_marks.marks.flush(run_id)
     run_logs.end()
     connections.checkup(task.request)
 
