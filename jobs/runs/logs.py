@@ -66,8 +66,11 @@ class RunLogCapture:
     Thread-safe: lines come from the task's thread, flushes from the worker's
     flusher thread too."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, attempt: int | None = None) -> None:
+        """`attempt`: its number, if the run's row may not count it yet (a start
+        written with the run's end, jobs/worker/start_marks.py); else read."""
         self.run_id = str(run_id)
+        self._given_attempt = attempt
         self.max_lines = settings.JOBS_RUN_LOG_MAX_LINES
         self.max_bytes = settings.JOBS_RUN_LOG_MAX_BYTES
         self._buffer: deque[_Line] = deque()
@@ -208,7 +211,7 @@ class RunLogCapture:
         if last is not None:
             earlier = RunLogLine.objects.filter(run_id=self.run_id).order_by("seq").values_list("seq", "message")
             stored = deque((seq, _size(message)) for seq, message in earlier)
-        self._attempt, self._stored, self._base = attempt, stored, last or 0
+        self._attempt, self._stored, self._base = self._given_attempt or attempt, stored, last or 0
         self._stored_bytes = sum(size for _, size in stored)
 
 
@@ -224,9 +227,10 @@ def current() -> RunLogCapture | None:
     return getattr(_local, "capture", None)
 
 
-def begin(run_id: str) -> RunLogCapture:
-    """Start capturing this thread's lines for an attempt of run `run_id`."""
-    capture = RunLogCapture(run_id)
+def begin(run_id: str, attempt: int | None = None) -> RunLogCapture:
+    """Start capturing this thread's lines for an attempt of run `run_id`
+    (`attempt`: RunLogCapture's)."""
+    capture = RunLogCapture(run_id, attempt)
     _local.capture = capture
     with _active_lock:
         _active[threading.get_ident()] = capture
