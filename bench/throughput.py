@@ -448,9 +448,9 @@ def main() -> None:
         # ABBA: the side that runs second in one round runs first in the next, so
         # that a drift of the machine's speed over minutes hits both sides alike.
         for mode in modes if number % 2 == 0 else reversed(modes):
-            print(f"… round {number + 1} of {len(sizes)}: {mode}, {size:,} jobs", file=sys.stderr, end="", flush=True)
+            print(f"… round {number + 1} of {len(sizes)}: {mode}, {size:,} jobs", file=sys.stderr, flush=True)
             rounds[mode].append(run_round(mode, size))
-            print(f": {rounds[mode][-1]['jobs_per_second']} jobs/s", file=sys.stderr, flush=True)
+            print(f"  {rounds[mode][-1]['jobs_per_second']} jobs/s", file=sys.stderr, flush=True)
     results = {mode: combined(rounds[mode]) for mode in modes}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
