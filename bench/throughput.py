@@ -388,8 +388,9 @@ def combined(rounds: list[dict]) -> dict:
     seconds (not a mean of the rounds' rates), and so are the CPU and WAL flushes
     per run. Memory is the worst round's (the largest growth from job 1,000 to
     the round's last, each round a fresh worker), none where a round has fewer
-    than MEMORY_ROUND jobs. The statements per run and the logs' in-process line
-    cost are the first round's: neither depends on the round."""
+    than MEMORY_ROUND jobs. The statements per run are the first round's (they do
+    not depend on the round), and so is the logs' in-process line cost, a
+    measurement of its own that the rounds are not for."""
     first, runs = rounds[0], sum(result["runs"] for result in rounds)
     seconds = sum(result["seconds"] for result in rounds)
     worst = max(rounds, key=lambda result: abs(result["memory_growth_percent"]))
