@@ -10,14 +10,24 @@ settings and the same worker (prefork, concurrency 2, queue `celery`):
   the same result backend storing each result (as a task that is not a run,
   django-celery-results stores it unchanged).
 
-Reports jobs per second end to end (first trigger to last result), their ratio,
-the database statements per run (trigger, start, and end with its TaskResult;
-counted in-process with the code the web and worker processes run) and, on
-PostgreSQL, the WAL flushes (fsyncs, what durable commits wait for) per run,
-counted by the server over the whole run; the resident memory of
-the worker's pool processes at job 1,000 and at the last job, and the peak of
-the whole worker. Goals (issue 8): ratio >= 0.8 on PostgreSQL, pool memory
-within 10% from job 1,000 to the last.
+Each side's N jobs run in --rounds rounds (default 2; N/R each, the last
+taking the remainder), the sides alternating ABBA (round 1 celery then jobsite,
+round 2 jobsite then celery, ...), each round in a process of its own with a
+fresh database, Redis and worker: the speed of a shared machine drifts over
+minutes, and with all of one side run after all of the other the drift, not
+the code, decided the ratio.
+
+Reports jobs per second end to end (first trigger to last result; each side's
+jobs over its seconds in all its rounds), their ratio and the ratio of each
+round pair (the spread), the database statements per run (trigger, start, and
+end with its TaskResult; counted in-process with the code the web and worker
+processes run) and, on PostgreSQL, the WAL flushes (fsyncs, what durable
+commits wait for) per run, counted by the server over each round; the CPU
+milliseconds per job of each process; the resident memory of the worker's pool
+processes at job 1,000 and at the round's last job in the round where it grew
+most (not measured in rounds under 2,000 jobs), and the peak of the whole
+worker. Goals (issue 8): ratio >= 0.8 on PostgreSQL, pool memory within 10%
+from job 1,000 to the last.
 
 With --bulk, bulk triggers (issue 18) against the same plain Celery loop: N
 runs through `runs_create_many` (the service behind POST
@@ -27,13 +37,13 @@ pipelined JOBS_PUBLISH_BATCH_SIZE messages per Redis round trip). Goal: ratio
 >= 1.0 on SQLite and PostgreSQL.
 
 With --logs, the cost of run logs (issue 16) instead: N runs of the no-op job
-type, then N of one whose task logs 10 lines at WARNING (bench.log10), each
-captured and stored (jobs/runs/logs.py); reports both jobs/s, the wall time
-each line added to a job end to end, and, measured in one process, what the
-worker spends per line (the logging call through the capture, and its share
-of the run's one batched INSERT).
+type against N of one whose task logs 10 lines at WARNING (bench.log10), each
+captured and stored (jobs/runs/logs.py), in rounds as above; reports both
+jobs/s, the wall time each line added to a job end to end, and, measured in
+one process in the first round, what the worker spends per line (the logging
+call through the capture, and its share of the run's one batched INSERT).
 
-    .venv/bin/python bench/throughput.py --runs 10000          # SQLite
+    .venv/bin/python bench/throughput.py --runs 10000          # SQLite, 2 rounds of 5,000 a side
     scripts/bench.sh bench/throughput.py --runs 10000          # SQLite, then PostgreSQL
     .venv/bin/python bench/throughput.py --runs 2000 --logs    # the cost of a logged line
     scripts/bench.sh bench/throughput.py --bulk --runs 10000   # bulk triggers against plain Celery
@@ -169,9 +179,14 @@ class CpuUse:
             now["bench"] = time.process_time()
         return now
 
-    def per_run_ms(self, runs: int) -> dict[str, float]:
+    def seconds(self) -> dict[str, float]:
         ended = self._now()
-        return {name: round((ended[name] - self.started[name]) * 1000 / runs, 2) for name in self.pids}
+        return {name: round(ended[name] - self.started[name], 3) for name in self.pids}
+
+
+# The smallest round whose pool memory growth is reported: from job 1,000 to
+# at least job 2,000, not over the few hundred jobs after the first 1,000.
+MEMORY_ROUND = 2000
 
 
 def pool_memory(worker_pid: int) -> int:
@@ -318,7 +333,7 @@ def run_one(mode: str, runs: int) -> dict:
         published = time.perf_counter() - started
         progress.join()
         elapsed = progress.finished_at - started
-        cpu_ms_per_run = cpu.per_run_ms(runs)
+        cpu_seconds = cpu.seconds()
         time.sleep(1)  # backends report their WAL statistics about once a second
         flushes = wal_flushes()
         failed = Run.objects.exclude(status=Run.Status.SUCCEEDED).count() if mode.startswith("jobsite") else 0
@@ -327,8 +342,8 @@ def run_one(mode: str, runs: int) -> dict:
             "mode": mode,
             "database": "postgresql" if database_url.startswith("postgres") else "sqlite",
             "runs": runs,
-            "seconds": round(elapsed, 2),
-            "publish_seconds": round(published, 2),
+            "seconds": round(elapsed, 3),
+            "publish_seconds": round(published, 3),
             "jobs_per_second": round(runs / elapsed, 1),
             "failed": failed,
             "pool_mib_at_1000": mib(progress.memory_at_1000),
@@ -336,8 +351,8 @@ def run_one(mode: str, runs: int) -> dict:
             "pool_mib_peak": mib(progress.memory_peak),
             "worker_mib_peak": mib(progress.tree_peak),
             "memory_growth_percent": round(100 * (progress.memory_at_end / progress.memory_at_1000 - 1), 1),
-            "wal_flushes_per_run": None if flushes is None else round((flushes - flushes_before) / runs, 2),
-            "cpu_ms_per_run": cpu_ms_per_run,
+            "wal_flushes": None if flushes is None else flushes - flushes_before,
+            "cpu_seconds": cpu_seconds,
         }
         if mode == "jobsite-logs":
             from jobs.models import RunLogLine
@@ -356,9 +371,71 @@ def run_one(mode: str, runs: int) -> dict:
         drop_database(database_url)
 
 
+def round_sizes(runs: int, rounds: int) -> list[int]:
+    """N jobs in R rounds of N/R each, the last taking the remainder."""
+    size = runs // rounds
+    return [size] * (rounds - 1) + [runs - size * (rounds - 1)]
+
+
+def run_round(mode: str, runs: int) -> dict:
+    """One round of one side: `run_one` in a process of its own (its own Django, database and stack)."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--one", mode, "--runs", str(runs)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.exit(f"the {mode} run failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def combined(rounds: list[dict]) -> dict:
+    """One side's figures over its rounds. Rates are its total jobs over its total
+    seconds (not a mean of the rounds' rates), and so are the CPU and WAL flushes
+    per run. Memory is the worst round's (the largest growth from job 1,000 to
+    the round's last, each round a fresh worker), none where a round has fewer
+    than MEMORY_ROUND jobs. The statements per run are the first round's (they do
+    not depend on the round), and so is the logs' in-process line cost, a
+    measurement of its own that the rounds are not for."""
+    first, runs = rounds[0], sum(result["runs"] for result in rounds)
+    seconds = sum(result["seconds"] for result in rounds)
+    worst = max(rounds, key=lambda result: abs(result["memory_growth_percent"]))
+    memory_measured = min(result["runs"] for result in rounds) >= MEMORY_ROUND
+    side = {
+        "mode": first["mode"],
+        "database": first["database"],
+        "runs": runs,
+        "rounds": len(rounds),
+        "round_size": first["runs"],
+        "seconds": round(seconds, 2),
+        "publish_seconds": round(sum(result["publish_seconds"] for result in rounds), 2),
+        "jobs_per_second": round(runs / seconds, 1),
+        "failed": sum(result["failed"] for result in rounds),
+        "pool_mib_at_1000": worst["pool_mib_at_1000"] if memory_measured else None,
+        "pool_mib_at_end": worst["pool_mib_at_end"] if memory_measured else None,
+        "memory_growth_percent": worst["memory_growth_percent"] if memory_measured else None,
+        "pool_mib_peak": max(result["pool_mib_peak"] for result in rounds),
+        "worker_mib_peak": max(result["worker_mib_peak"] for result in rounds),
+        "wal_flushes_per_run": (
+            None if first["wal_flushes"] is None else round(sum(result["wal_flushes"] for result in rounds) / runs, 2)
+        ),
+        "cpu_ms_per_run": {
+            name: round(sum(result["cpu_seconds"][name] for result in rounds) * 1000 / runs, 2)
+            for name in first["cpu_seconds"]
+        },
+        "queries_per_run": first["queries_per_run"],
+        "per_round": rounds,
+    }
+    if "log_lines" in first:
+        side["log_lines"] = sum(result["log_lines"] for result in rounds)
+        side["line_cost"] = first["line_cost"]
+    return side
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10000)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="split each side's jobs into this many rounds, alternating ABBA"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--logs", action="store_true", help="the cost of run logs: no-op jobs against 10-line ones")
     parser.add_argument("--bulk", action="store_true", help="bulk triggers against plain Celery's send_task loop")
@@ -367,16 +444,19 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(args.one, args.runs)))
         return
-    results = {}
+    if not 1 <= args.rounds <= args.runs:
+        parser.error(f"--rounds {args.rounds}: must be from 1 to --runs ({args.runs})")
     modes = ("jobsite", "jobsite-logs") if args.logs else ("celery", "jobsite-bulk" if args.bulk else "jobsite")
-    for mode in modes:
-        print(f"… {mode}: {args.runs:,} jobs", file=sys.stderr, flush=True)
-        done = subprocess.run(
-            [sys.executable, __file__, "--one", mode, "--runs", str(args.runs)], capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            sys.exit(f"the {mode} run failed:\n{done.stderr[-3000:]}")
-        results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    rounds: dict[str, list[dict]] = {mode: [] for mode in modes}
+    sizes = round_sizes(args.runs, args.rounds)
+    for number, size in enumerate(sizes):
+        # ABBA: the side that runs second in one round runs first in the next, so
+        # that a drift of the machine's speed over minutes hits both sides alike.
+        for mode in modes if number % 2 == 0 else reversed(modes):
+            print(f"… round {number + 1} of {len(sizes)}: {mode}, {size:,} jobs", file=sys.stderr, flush=True)
+            rounds[mode].append(run_round(mode, size))
+            print(f"  {rounds[mode][-1]['jobs_per_second']} jobs/s", file=sys.stderr, flush=True)
+    results = {mode: combined(rounds[mode]) for mode in modes}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     if args.logs:
@@ -387,17 +467,32 @@ def main() -> None:
         print(table(results["celery"], results["jobsite"]))
 
 
+def rounds_cell(result: dict) -> str:
+    """How a side's jobs were split: "2 (5,000 each)", "3 (3,333 each, the last 3,334)"."""
+    sizes = [each["runs"] for each in result["per_round"]]
+    last = f", the last {sizes[-1]:,}" if sizes[-1] != sizes[0] else ""
+    return f"{len(sizes)} ({sizes[0]:,} each{last})"
+
+
+def round_ratios(plain: dict, ours: dict) -> str:
+    """Our jobs/s over plain's in each round pair ("1.02, 0.97"): the spread the total's ratio hides."""
+    rate = lambda each: each["runs"] / each["seconds"]  # noqa: E731
+    return ", ".join(f"{rate(b) / rate(a):.2f}" for a, b in zip(plain["per_round"], ours["per_round"], strict=True))
+
+
 def logs_table(plain: dict, logged: dict) -> str:
     per_job = lambda result: 1000 / result["jobs_per_second"]  # noqa: E731  (ms of wall time, 2 pool processes)
     added_us = (per_job(logged) - per_job(plain)) / 10 * 1000
     cost = logged["line_cost"]
     return "\n".join(
         [
-            "| database | runs | Jobsite jobs/s, no-op | Jobsite jobs/s, 10 log lines | lines stored "
+            "| database | runs | rounds | Jobsite jobs/s, no-op | Jobsite jobs/s, 10 log lines "
+            "| ratio per round pair (10 lines / no-op) | lines stored "
             "| wall µs added per line, end to end | worker µs per logging call, bare → captured "
             "| worker ms per run's batch write (10 lines) | worker µs added per line, all told | failed |",
-            "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
-            f"| {logged['database']} | {logged['runs']:,} | {plain['jobs_per_second']} | {logged['jobs_per_second']} "
+            "|---|---:|---|---:|---:|---|---:|---:|---|---:|---:|---:|",
+            f"| {logged['database']} | {logged['runs']:,} | {rounds_cell(logged)} | {plain['jobs_per_second']} "
+            f"| {logged['jobs_per_second']} | {round_ratios(plain, logged)} "
             f"| {logged['log_lines']:,} | {added_us:.0f} | {cost['bare_us']} → {cost['captured_us']} "
             f"| {cost['batch_ms']} | {cost['overhead_us']} | {plain['failed'] + logged['failed']} |",
         ]
@@ -419,17 +514,32 @@ def bulk_table(celery: dict, bulk: dict) -> str:
     trigger_rate = lambda result: round(result["runs"] / result["publish_seconds"])  # noqa: E731
     return "\n".join(
         [
-            "| database | runs | plain Celery jobs/s | Jobsite bulk jobs/s | ratio | Jobsite bulk queries per run "
-            "(trigger + start + finish) | plain Celery queries per task | triggered per second (Celery / Jobsite bulk) "
-            "| CPU ms per job (Celery / Jobsite bulk) | failed |",
-            "|---|---:|---:|---:|---:|---|---:|---|---|---:|",
-            f"| {bulk['database']} | {bulk['runs']:,} | {celery['jobs_per_second']} | {bulk['jobs_per_second']} "
-            f"| {bulk['jobs_per_second'] / celery['jobs_per_second']:.2f} "
+            "| database | runs | rounds | plain Celery jobs/s | Jobsite bulk jobs/s | ratio | ratio per round pair "
+            "| Jobsite bulk queries per run (trigger + start + finish) | plain Celery queries per task "
+            "| triggered per second (Celery / Jobsite bulk) | CPU ms per job (Celery / Jobsite bulk) | failed |",
+            "|---|---:|---|---:|---:|---:|---|---|---:|---|---|---:|",
+            f"| {bulk['database']} | {bulk['runs']:,} | {rounds_cell(bulk)} | {celery['jobs_per_second']} "
+            f"| {bulk['jobs_per_second']} | {bulk['jobs_per_second'] / celery['jobs_per_second']:.2f} "
+            f"| {round_ratios(celery, bulk)} "
             f"| {queries['trigger']} + {queries['start']} + {queries['finish']} = {queries['total']} "
             f"| {plain['total']} | {trigger_rate(celery):,} / {trigger_rate(bulk):,} | {cpu_cell(celery, bulk)} "
             f"| {bulk['failed']} |",
         ]
     )
+
+
+def pool_cell(result: dict) -> str:
+    if result["memory_growth_percent"] is None:
+        return "—"
+    return f"{result['pool_mib_at_1000']} → {result['pool_mib_at_end']}"
+
+
+def growth_cell(result: dict) -> str:
+    """The worst round's growth; a dash and why where the rounds are too short to say
+    (a cell that starts with the dash is not judged by scripts/bench_report.py)."""
+    if result["memory_growth_percent"] is None:
+        return f"— (rounds of {result['round_size']:,} jobs: under {MEMORY_ROUND:,}, too few after job 1,000)"
+    return str(result["memory_growth_percent"])
 
 
 def table(celery: dict, jobsite: dict) -> str:
@@ -441,18 +551,18 @@ def table(celery: dict, jobsite: dict) -> str:
     )
     return "\n".join(
         [
-            "| database | runs | plain Celery jobs/s | Jobsite jobs/s | ratio | Jobsite queries per run "
-            "(trigger + start + finish) | plain Celery queries per task | WAL flushes per run (Celery / Jobsite) "
-            "| Jobsite publish (s) | pool MiB at 1,000 → end, Celery | pool MiB at 1,000 → end, Jobsite "
-            "| Jobsite pool growth % | worker peak MiB (Celery / Jobsite) | CPU ms per job (Celery / Jobsite) "
-            "| failed |",
-            "|---|---:|---:|---:|---:|---|---:|---|---:|---|---|---:|---|---|---:|",
-            f"| {jobsite['database']} | {jobsite['runs']:,} | {celery['jobs_per_second']} "
+            "| database | runs | rounds | plain Celery jobs/s | Jobsite jobs/s | ratio | ratio per round pair "
+            "| Jobsite queries per run (trigger + start + finish) | plain Celery queries per task "
+            "| WAL flushes per run (Celery / Jobsite) | Jobsite publish (s) | pool MiB at 1,000 → end, Celery "
+            "| pool MiB at 1,000 → end, Jobsite | Jobsite pool growth % | worker peak MiB (Celery / Jobsite) "
+            "| CPU ms per job (Celery / Jobsite) | failed |",
+            "|---|---:|---|---:|---:|---:|---|---|---:|---|---:|---|---|---|---|---|---:|",
+            f"| {jobsite['database']} | {jobsite['runs']:,} | {rounds_cell(jobsite)} | {celery['jobs_per_second']} "
             f"| {jobsite['jobs_per_second']} | {jobsite['jobs_per_second'] / celery['jobs_per_second']:.2f} "
+            f"| {round_ratios(celery, jobsite)} "
             f"| {queries['trigger']} + {queries['start']} + {queries['finish']} = {queries['total']} "
-            f"| {plain['total']} | {flushes} | {jobsite['publish_seconds']} "
-            f"| {celery['pool_mib_at_1000']} → {celery['pool_mib_at_end']} "
-            f"| {jobsite['pool_mib_at_1000']} → {jobsite['pool_mib_at_end']} | {jobsite['memory_growth_percent']} "
+            f"| {plain['total']} | {flushes} | {jobsite['publish_seconds']} | {pool_cell(celery)} "
+            f"| {pool_cell(jobsite)} | {growth_cell(jobsite)} "
             f"| {celery['worker_mib_peak']} / {jobsite['worker_mib_peak']} | {cpu_cell(celery, jobsite)} "
             f"| {jobsite['failed']} |",
         ]

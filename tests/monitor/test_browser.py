@@ -441,6 +441,10 @@ def test_the_admin_the_api_docs_and_the_browsable_api_work_under_the_content_sec
     expect(page.locator(".response-info")).to_contain_text('"name": "echo"')
     expect(page.locator("button", has_text="Filters")).to_have_css("float", "right")
     screenshot(page, "browsable-api")
+    page.click(".navbar .dropdown-toggle")  # the user's menu: its logout is a form's button, no inline script
+    with page.expect_navigation():
+        page.click("#api-logout")
+    log_in(page)  # logged out: sent to the login page
     page.goto("/api/auth/login/")
     expect(page.locator(".well").first).to_have_css("width", "320px")
     response = page.goto("/monitor/")
