@@ -1462,13 +1462,13 @@ def _inserted_fields() -> list[models.Field]:
     return [field for field in Run._meta.local_concrete_fields if not field.generated]
 
 
-@functools.cache
 def _read_for_start(pk) -> models.QuerySet:
     """What Run.read_for_start reads."""
     fields = ("status", "attempts", "queued_at", "job_type", "job_type__max_concurrency")
     return Run.objects.filter(pk=pk).select_related("job_type").only(*fields)
 
 
+@functools.cache
 def _startable_unlimited() -> models.QuerySet:
     """The runs that may start and whose job type has no max_concurrency, which
     Run.mark_started filters by id. Built once: building its subquery again was a
