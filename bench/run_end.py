@@ -10,8 +10,16 @@ is a round trip). No worker, no Redis: the end alone (issue 18). With
 --no-flush (PostgreSQL), this session's commits do not wait for the disk, which
 leaves the round trips and the CPU, without the flush's ups and downs.
 
+With --start, each run's start as well, the two ways a worker records it,
+alternating in blocks of 100 runs so that the machine's drift hits both alike:
+written as its task starts (an UPDATE and its commit; JOBS_START_MARK_DELAY_SECONDS
+= 0), and read as its task starts then written by the end's UPDATE (a SELECT;
+jobs/worker/start_marks.py). The runs are `queued`, written so before their
+publish, as a trigger writes them; the start and end are timed together.
+
     scripts/bench.sh bench/run_end.py --runs 2000                   # SQLite, then PostgreSQL
     DB=postgres scripts/bench.sh bench/run_end.py --runs 2000 --no-flush
+    scripts/bench.sh bench/run_end.py --runs 2000 --start
 """
 
 import argparse
@@ -25,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.stack import bench_environment, drop_database, scratch_database_url, workdir
 
 
-def measure(runs: int, flush: bool = True) -> dict:
+def measure(runs: int, flush: bool = True, start: bool = False) -> dict:
     import django
 
     django.setup()
@@ -42,12 +50,6 @@ def measure(runs: int, flush: bool = True) -> dict:
 
     call_command("migrate", verbosity=0)
     job_type = JobType.objects.create(name="noop", kind="task", task="jobs.builtin.echo")
-    ids = [
-        str(run.pk)
-        for run in Run.objects.bulk_create(
-            Run(job_type=job_type, status=Run.Status.RUNNING, attempts=1) for _ in range(runs + 1)
-        )
-    ]
     headers = {RUN_HEADER: True, NOTIFY_HEADER: "never", PARENT_HEADER: ""}
     if not flush and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -59,6 +61,14 @@ def measure(runs: int, flush: bool = True) -> dict:
         setattr(request, CHECKED_ATTRIBUTE, time.monotonic())
         app.backend.store_result(run_id, {"n": 1}, states.SUCCESS, request=request)
 
+    if start:
+        return start_and_end(job_type, runs, end)
+    ids = [
+        str(run.pk)
+        for run in Run.objects.bulk_create(
+            Run(job_type=job_type, status=Run.Status.RUNNING, attempts=1) for _ in range(runs + 1)
+        )
+    ]
     with CaptureQueriesContext(connection) as captured:
         end(ids.pop())
     wall, cpu = time.perf_counter(), time.process_time()
@@ -77,15 +87,75 @@ def measure(runs: int, flush: bool = True) -> dict:
     }
 
 
+BLOCK = 100
+
+
+def start_and_end(job_type, runs: int, end) -> dict:
+    """--start: each run's start and end, both ways, alternating by block."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from jobs.models import Run
+    from jobs.runs import tracking
+    from jobs.worker import start_marks
+
+    def start_and_end_of(run_id: str, late: bool) -> None:
+        started = tracking.run_started(run_id=run_id, worker="bench", parent_id="", written_queued=True, defer=late)
+        if started.late:
+            start_marks.marks.defer(run_id, started.late)  # taken by the end (store_result)
+        end(run_id)
+
+    ways = {"written as the task starts": False, "written with the end": True}
+    now = timezone.now()
+    ids = {
+        way: [
+            str(run.pk)
+            for run in Run.objects.bulk_create(
+                Run(job_type=job_type, status=Run.Status.QUEUED, queued_at=now) for _ in range(runs + 1)
+            )
+        ]
+        for way in ways
+    }
+    figures = {}
+    for way, late in ways.items():
+        with CaptureQueriesContext(connection) as captured:
+            start_and_end_of(ids[way].pop(), late)
+        figures[way] = {"wall": 0.0, "cpu": 0.0, "statements": [q["sql"][:60] for q in captured.captured_queries]}
+    for block in range(0, runs, BLOCK):
+        for way, late in ways.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            for run_id in ids[way][block : block + BLOCK]:
+                start_and_end_of(run_id, late)
+            figures[way]["wall"] += time.perf_counter() - wall
+            figures[way]["cpu"] += time.process_time() - cpu
+    ended = Run.objects.filter(status=Run.Status.SUCCEEDED, attempts=1).count()
+    assert ended == 2 * (runs + 1), ended
+    return {
+        "database": connection.vendor,
+        "runs": runs,
+        **{
+            way: {
+                "wall_us_per_run": round(figure["wall"] / runs * 1e6),
+                "cpu_us_per_run": round(figure["cpu"] / runs * 1e6),
+                "statements_per_run": len(figure["statements"]),
+                "statements": figure["statements"],
+            }
+            for way, figure in figures.items()
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--no-flush", action="store_true", help="commits do not wait for the disk (PostgreSQL)")
+    parser.add_argument("--start", action="store_true", help="each run's start too, written at once or with its end")
     args = parser.parse_args()
     database_url = scratch_database_url(workdir())
     bench_environment(database_url)
     try:
-        print(json.dumps(measure(args.runs, flush=not args.no_flush), indent=2))
+        print(json.dumps(measure(args.runs, flush=not args.no_flush, start=args.start), indent=2))
     finally:
         from django import db
 
