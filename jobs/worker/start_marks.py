@@ -42,17 +42,21 @@ class StartMarks:
         self._due: dict[str, tuple[float, LateStart]] = {}
         self._writing: set[str] = set()
         self._thread: threading.Thread | None = None
+        self._period = 0.0  # how long the thread waits between looks
 
     def defer(self, run_id: str, start: LateStart) -> None:
         """Write `start` in JOBS_START_MARK_DELAY_SECONDS, unless taken before.
         The thread is not woken for it: it looks every quarter of the delay, so
         that the usual task, which ends first, costs it nothing (waking it for
         each task cost more CPU than the write it saves)."""
+        delay = settings.JOBS_START_MARK_DELAY_SECONDS
         with self._lock:
-            self._due[run_id] = (time.monotonic() + settings.JOBS_START_MARK_DELAY_SECONDS, start)
+            self._due[run_id] = (time.monotonic() + delay, start)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._write_due, name="jobsite-start-marks", daemon=True)
                 self._thread.start()
+            elif delay / 4 < self._period:  # the delay was shortened since it began to wait
+                self._lock.notify_all()
 
     def take(self, run_id: str) -> LateStart | None:
         """The run's start if it is still not written, which is then the caller's
@@ -76,7 +80,8 @@ class StartMarks:
                 now = time.monotonic()
                 due = [run_id for run_id, (at, _) in self._due.items() if at <= now]
                 if not due:
-                    self._lock.wait(settings.JOBS_START_MARK_DELAY_SECONDS / 4)
+                    self._period = settings.JOBS_START_MARK_DELAY_SECONDS / 4
+                    self._lock.wait(self._period)
                     continue
                 starts = {run_id: self._due.pop(run_id)[1] for run_id in due}
                 self._writing.update(starts)
