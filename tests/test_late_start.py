@@ -22,7 +22,7 @@ from jobs.builtin import echo
 from jobs.models import Run, RunToCount
 from jobs.runs import tracking
 from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, QUEUED_HEADER, RUN_HEADER
-from jobs.worker import signals, start_marks
+from jobs.worker import run_logs, signals, start_marks
 from jobsite.celery import app
 from tests.factories import JobTypeFactory, RunFactory
 
@@ -34,6 +34,15 @@ def delay(settings):
     """Long enough that a start is written by the thread only where a test waits for it."""
     settings.JOBS_START_MARK_DELAY_SECONDS = 60
     return settings
+
+
+@pytest.fixture(autouse=True)
+def log_capture_ended(transactional_db):
+    """The run log capture that on_task_prerun began on this thread, ended as the
+    worker's postrun ends it, while the test's runs still exist: else a later test's
+    end would write what this thread logged meanwhile as a line of a run gone by then."""
+    yield
+    run_logs.end()
 
 
 @pytest.fixture
