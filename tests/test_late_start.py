@@ -64,7 +64,7 @@ def request_of(run: Run) -> Context:
 def prerun(run: Run) -> Context:
     """What the worker does as the run's task is about to execute (on_task_prerun),
     for the registered task (a RunTask, as every task on Jobsite's app)."""
-    task = echo  # run.job_type.task
+    task = echo  # queued_run's job type's task
     task.push_request(**vars(request_of(run)))
     try:
         signals.on_task_prerun(task_id=str(run.pk), task=task)
@@ -159,13 +159,13 @@ def test_a_run_cancelled_while_its_task_ran_stays_cancelled():
 def test_a_run_that_ended_before_its_task_started_is_skipped():
     run = queued_run()
     Run.objects.get(pk=run.pk).mark_cancelled()
-    start = tracking.run_started(run_id=str(run.pk), worker="w@host", written_queued=True, defer=True)
+    start = tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="", written_queued=True, defer=True)
     assert not start.go
 
 
 def test_a_job_type_with_max_concurrency_takes_its_slot_at_once():
     run = queued_run(max_concurrency=1)
-    start = tracking.run_started(run_id=str(run.pk), worker="w@host", written_queued=True, defer=True)
+    start = tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="", written_queued=True, defer=True)
     assert (start.go, start.late) == (True, None)
     assert Run.objects.get(pk=run.pk).status == Run.Status.RUNNING  # counted among the job type's running runs
 
@@ -174,14 +174,14 @@ def test_a_run_put_back_to_pending_is_started_at_once():
     # Its publish failed on the way, perhaps after Redis took its message: the
     # sweeper publishes it again, and the second message must find it running.
     run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.PENDING)
-    start = tracking.run_started(run_id=str(run.pk), worker="w@host", written_queued=True, defer=True)
+    start = tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="", written_queued=True, defer=True)
     assert (start.go, start.late) == (True, None)
     assert Run.objects.get(pk=run.pk).status == Run.Status.RUNNING
 
 
 def test_a_run_not_written_queued_before_its_publish_is_started_at_once():
-    run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.PENDING)
-    start = tracking.run_started(run_id=str(run.pk), worker="w@host", written_queued=False, defer=True)
+    run = queued_run()  # `queued` now, but its message does not say it was before its publish
+    start = tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="", written_queued=False, defer=True)
     assert (start.go, start.late) == (True, None)
     assert Run.objects.get(pk=run.pk).status == Run.Status.RUNNING  # the sweeper must not publish it again
 

@@ -61,6 +61,11 @@ class LateStart:
     worker: str
     at: datetime
 
+    @property
+    def attempt(self) -> int:
+        """The number of the attempt it starts."""
+        return self.run.attempts + 1
+
     def write(self) -> bool:
         """Write it now; whether it applied (not if the run changed since it was read)."""
         return self.run.mark_started_late(worker=self.worker, at=self.at)
@@ -259,9 +264,7 @@ def run_succeeded(
         problem = result_error(result)
         if problem is None:
             raise
-        if late_start:
-            late_start.write()
-        run_result_unstorable(run_id=run_id, error=problem)
+        run_result_unstorable(run_id=run_id, error=problem, late_start=late_start)
         return problem
     if ended and notify:
         notifications.notify_later(run_id)
@@ -286,10 +289,14 @@ def result_error_message(exc: Exception) -> str:
     )
 
 
-def run_result_unstorable(*, run_id: str, error: str) -> None:
+def run_result_unstorable(*, run_id: str, error: str, late_start: LateStart | None = None) -> None:
     """A task ended but its return value cannot be stored: the run fails at
     once, without retries (the task did its work; running it again would
-    only repeat it and return the same), and its workflow fails with it."""
+    only repeat it and return the same), and its workflow fails with it.
+    `late_start`: the run's start, not written yet: written first, so that the
+    failed attempt is counted."""
+    if late_start:
+        late_start.write()
     run = Run.objects.select_related("job_type", "parent__job_type").filter(pk=run_id).first()
     if run is None:
         return

@@ -67,9 +67,7 @@ class RunResultBackend(DatabaseBackend):
             content = self.encode_content(bounded_result(result))
         except EncodeError as exc:
             problem = tracking.result_error_message(exc)
-            if late_start:
-                late_start.write()
-            tracking.run_result_unstorable(run_id=task_id, error=problem)
+            tracking.run_result_unstorable(run_id=task_id, error=problem, late_start=late_start)
         else:
             problem = tracking.run_succeeded(
                 run_id=task_id,

@@ -52,7 +52,7 @@ def on_task_prerun(task_id, task, **_):
         setattr(task.request, START_ATTRIBUTE, start)  # RunTask.before_start acts on it
         if start.go:
             run_logs.install()
-            run_logs.begin(run_id, attempt=start.late.run.attempts + 1 if start.late else None)
+            run_logs.begin(run_id, attempt=start.late.attempt if start.late else None)
 
 
 @signals.task_success.connect

@@ -5,9 +5,10 @@ run (run_succeeded's `late_start`): one write and one commit per run where
 there were two, and on SQLite one take of the database's write lock where
 there were two. A task still running JOBS_START_MARK_DELAY_SECONDS after it
 began has its start written then (within a quarter of the delay more), by a
-thread of the pool process running it, so that the pages show it running. A failure writes it before anything else
-(`flush`), so that the attempt counts for the run's retries as any start does,
-and so does the end of a task that neither succeeded nor failed (postrun).
+thread of the pool process running it, so that the pages show it running. A
+failure writes it before anything else (`flush`), so that the attempt counts
+for the run's retries as any start does, and so does the end of a task that
+neither succeeded nor failed (postrun).
 What a run `queued` while its task runs means for the rest of Jobsite:
 docs/architecture.md, "The hot path".
 """
