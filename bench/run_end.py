@@ -17,13 +17,20 @@ written as its task starts (an UPDATE and its commit; JOBS_START_MARK_DELAY_SECO
 jobs/worker/start_marks.py). The runs are `queued`, written so before their
 publish, as a trigger writes them; the start and end are timed together.
 
+With --prepared (PostgreSQL), each run's start and end (the start written with
+the end) with the statements prepared once per connection and planned each
+time (JOBS_DB_PREPARED_STATEMENTS), alternating in blocks of 100 runs. Both
+ways also report the CPU of this connection's server process.
+
     scripts/bench.sh bench/run_end.py --runs 2000                   # SQLite, then PostgreSQL
     DB=postgres scripts/bench.sh bench/run_end.py --runs 2000 --no-flush
     scripts/bench.sh bench/run_end.py --runs 2000 --start
+    DB=postgres scripts/bench.sh bench/run_end.py --runs 2000 --prepared
 """
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.stack import bench_environment, drop_database, scratch_database_url, workdir
 
 
-def measure(runs: int, flush: bool = True, start: bool = False) -> dict:
+def measure(runs: int, flush: bool = True, start: bool = False, prepared: bool = False) -> dict:
     import django
 
     django.setup()
@@ -61,8 +68,8 @@ def measure(runs: int, flush: bool = True, start: bool = False) -> dict:
         setattr(request, CHECKED_ATTRIBUTE, time.monotonic())
         app.backend.store_result(run_id, {"n": 1}, states.SUCCESS, request=request)
 
-    if start:
-        return start_and_end(job_type, runs, end)
+    if start or prepared:
+        return start_and_end(job_type, runs, end, prepared=prepared)
     ids = [
         str(run.pk)
         for run in Run.objects.bulk_create(
@@ -71,10 +78,10 @@ def measure(runs: int, flush: bool = True, start: bool = False) -> dict:
     ]
     with CaptureQueriesContext(connection) as captured:
         end(ids.pop())
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu, server = time.perf_counter(), time.process_time(), backend_cpu()
     for run_id in ids:
         end(run_id)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu, server = time.perf_counter() - wall, time.process_time() - cpu, backend_cpu() - server
     assert Run.objects.filter(status=Run.Status.SUCCEEDED).count() == runs + 1
     return {
         "database": connection.vendor,
@@ -82,6 +89,7 @@ def measure(runs: int, flush: bool = True, start: bool = False) -> dict:
         "flush": flush,
         "wall_us_per_end": round(wall / runs * 1e6),
         "cpu_us_per_end": round(cpu / runs * 1e6),
+        "server_cpu_us_per_end": round(server / runs * 1e6),
         "statements_per_end": len(captured.captured_queries),
         "statements": [q["sql"][:60] for q in captured.captured_queries],
     }
@@ -90,8 +98,26 @@ def measure(runs: int, flush: bool = True, start: bool = False) -> dict:
 BLOCK = 100
 
 
-def start_and_end(job_type, runs: int, end) -> dict:
-    """--start: each run's start and end, both ways, alternating by block."""
+def backend_cpu() -> float:
+    """CPU seconds of this connection's PostgreSQL backend (the server runs on
+    this machine), 0 on SQLite, whose work is this process's."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return 0.0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def start_and_end(job_type, runs: int, end, prepared: bool = False) -> dict:
+    """--start: each run's start and end, both ways, alternating by block.
+    --prepared: each run's start (with its end) and end, with the statements
+    prepared once per connection and planned each time, alternating by block."""
+    from django.conf import settings
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
@@ -100,13 +126,18 @@ def start_and_end(job_type, runs: int, end) -> dict:
     from jobs.runs import tracking
     from jobs.worker import start_marks
 
-    def start_and_end_of(run_id: str, late: bool) -> None:
+    def start_and_end_of(run_id: str, way: bool) -> None:
+        late = True if prepared else way
+        settings.JOBS_DB_PREPARED_STATEMENTS = way if prepared else True
         started = tracking.run_started(run_id=run_id, worker="bench", parent_id="", written_queued=True, defer=late)
         if started.late:
             start_marks.marks.defer(run_id, started.late)  # taken by the end (store_result)
         end(run_id)
 
-    ways = {"written as the task starts": False, "written with the end": True}
+    if prepared:
+        ways = {"planned each time": False, "prepared": True}
+    else:
+        ways = {"written as the task starts": False, "written with the end": True}
     now = timezone.now()
     ids = {
         way: [
@@ -121,14 +152,17 @@ def start_and_end(job_type, runs: int, end) -> dict:
     for way, late in ways.items():
         with CaptureQueriesContext(connection) as captured:
             start_and_end_of(ids[way].pop(), late)
-        figures[way] = {"wall": 0.0, "cpu": 0.0, "statements": [q["sql"][:60] for q in captured.captured_queries]}
+        figures[way] = {
+            "wall": 0.0, "cpu": 0.0, "server": 0.0, "statements": [q["sql"][:60] for q in captured.captured_queries]
+        }  # fmt: skip
     for block in range(0, runs, BLOCK):
         for way, late in ways.items():
-            wall, cpu = time.perf_counter(), time.process_time()
+            wall, cpu, server = time.perf_counter(), time.process_time(), backend_cpu()
             for run_id in ids[way][block : block + BLOCK]:
                 start_and_end_of(run_id, late)
             figures[way]["wall"] += time.perf_counter() - wall
             figures[way]["cpu"] += time.process_time() - cpu
+            figures[way]["server"] += backend_cpu() - server
     ended = Run.objects.filter(status=Run.Status.SUCCEEDED, attempts=1).count()
     assert ended == 2 * (runs + 1), ended
     return {
@@ -138,6 +172,7 @@ def start_and_end(job_type, runs: int, end) -> dict:
             way: {
                 "wall_us_per_run": round(figure["wall"] / runs * 1e6),
                 "cpu_us_per_run": round(figure["cpu"] / runs * 1e6),
+                "server_cpu_us_per_run": round(figure["server"] / runs * 1e6),
                 "statements_per_run": len(figure["statements"]),
                 "statements": figure["statements"],
             }
@@ -151,11 +186,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--no-flush", action="store_true", help="commits do not wait for the disk (PostgreSQL)")
     parser.add_argument("--start", action="store_true", help="each run's start too, written at once or with its end")
+    parser.add_argument(
+        "--prepared", action="store_true", help="each run's start and end, statements prepared or planned each time"
+    )
     args = parser.parse_args()
     database_url = scratch_database_url(workdir())
     bench_environment(database_url)
     try:
-        print(json.dumps(measure(args.runs, flush=not args.no_flush, start=args.start), indent=2))
+        figures = measure(args.runs, flush=not args.no_flush, start=args.start, prepared=args.prepared)
+        print(json.dumps(figures, indent=2))
     finally:
         from django import db
 

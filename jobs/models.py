@@ -1465,7 +1465,7 @@ def _inserted_fields() -> list[models.Field]:
 def _read_for_start(pk) -> models.QuerySet:
     """What Run.read_for_start reads."""
     fields = ("status", "attempts", "queued_at", "job_type", "job_type__max_concurrency")
-    return Run.objects.filter(pk=pk).select_related("job_type").only(*fields)
+    return Run.objects.filter(pk=pk).select_related("job_type").only(*fields).order_by()
 
 
 @functools.cache

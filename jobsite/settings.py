@@ -407,6 +407,12 @@ JOBS_PUBLISH_BATCH_SIZE = env_int("JOBS_PUBLISH_BATCH_SIZE", 500)
 JOBS_START_MARK_DELAY_SECONDS = env_float("JOBS_START_MARK_DELAY_SECONDS", 0.5)
 if JOBS_START_MARK_DELAY_SECONDS < 0:
     raise ImproperlyConfigured(f"JOBS_START_MARK_DELAY_SECONDS={JOBS_START_MARK_DELAY_SECONDS}: give 0 or more")
+# PostgreSQL: the statements of the hot path (a run's trigger, start and end, a
+# step hop) are planned once per connection, PREPAREd, where each was planned
+# every time (jobs/core/statements.py). Off behind a pooler that hands one
+# client's statements to several server connections (PgBouncer's transaction
+# mode): their prepared statements are the server connection's.
+JOBS_DB_PREPARED_STATEMENTS = env_bool("JOBS_DB_PREPARED_STATEMENTS", True)
 # A run still `running` this long after its hard time limit, that no worker
 # reports as active, has lost its worker: the stuck check (every
 # JOBS_STUCK_CHECK_SECONDS) fails it.

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 from kombu.exceptions import EncodeError, OperationalError
 
+from jobs.core.statements import unprepared
 from jobs.models import JobType, Run, RunToCount
 from jobs.runs import tracking, trigger
 from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, PARENT_RUNNING_HEADER, QUEUED_HEADER, RUN_HEADER
@@ -142,7 +143,7 @@ def test_outside_a_transaction_a_success_is_one_round_trip_on_postgresql(django_
     postgres = connection.vendor == "postgresql"
     with django_assert_num_queries(1 if postgres else 5) as captured:
         app.backend.store_result(str(run.pk), {"n": 1}, states.SUCCESS, request=worker_request(run))
-    statements = [q["sql"] for q in captured.captured_queries]
+    statements = [unprepared(q["sql"]) for q in captured.captured_queries]
     if postgres:
         assert statements[0].startswith('WITH updated AS (UPDATE "jobs_run" SET')
         assert "synchronous_commit" not in statements[0]  # durable, as any end
@@ -305,7 +306,7 @@ def test_outside_a_transaction_a_trigger_is_one_insert(broker, django_assert_num
     # statement, durable); then the publish, and no other statement.
     with django_assert_num_queries(1) as captured:
         run, _ = trigger.run_create(job_type=job_type, params={}, trigger=Run.Trigger.API)
-    assert captured.captured_queries[0]["sql"].startswith("INSERT")
+    assert unprepared(captured.captured_queries[0]["sql"]).startswith("INSERT")
     run.refresh_from_db()
     assert run.status == Run.Status.QUEUED
 
@@ -336,7 +337,7 @@ def test_outside_a_transaction_the_start_is_one_update(django_assert_num_queries
     run = RunFactory(job_type=JobTypeFactory(), status=Run.Status.QUEUED)
     with django_assert_num_queries(1) as captured:
         tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="")
-    assert captured.captured_queries[0]["sql"].startswith("UPDATE")  # durable: it may have been `pending`
+    assert unprepared(captured.captured_queries[0]["sql"]).startswith("UPDATE")  # durable: it may have been `pending`
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING
 
@@ -365,9 +366,9 @@ def test_a_steps_success_and_its_workflows_advance_are_one_commit_then_the_next_
     reads = ["SELECT"] if postgres else ["SELECT", "SELECT"]
     with django_assert_num_queries(3 + len(end) + len(reads)) as captured:
         app.backend.store_result(str(first.pk), {"n": 1}, states.SUCCESS, request=request)
-    statements = [q["sql"].split(" ", 1)[0] for q in captured.captured_queries]
-    assert statements == ["BEGIN", *end, *reads, "UPDATE", "COMMIT"]
-    locked, steps_read = "; ".join(q["sql"] for q in captured.captured_queries[len(end) + 1 : -2]).split("; ")
+    sent = [unprepared(q["sql"]) for q in captured.captured_queries]
+    assert [sql.split(" ", 1)[0] for sql in sent] == ["BEGIN", *end, *reads, "UPDATE", "COMMIT"]
+    locked, steps_read = "; ".join(sent[len(end) + 1 : -2]).split("; ")
     assert locked.endswith('FOR UPDATE OF "jobs_run"') or not postgres
     assert '"traceback"' not in steps_read and '"earlier_attempts"' not in steps_read  # what advancing never reads
     following = parent.children.get(step_name="b")
@@ -414,7 +415,7 @@ def test_the_start_of_a_run_its_trigger_wrote_queued_is_one_statement_not_waitin
     # transaction, one round trip (jobs/core/durability.py).
     with django_assert_num_queries(1) as captured:
         start = tracking.run_started(run_id=str(run.pk), worker="w@host", parent_id="", written_queued=True)
-    sql = captured.captured_queries[0]["sql"]
+    sql = unprepared(captured.captured_queries[0]["sql"])
     assert sql.startswith("SET LOCAL synchronous_commit TO OFF; UPDATE" if postgres else "UPDATE")
     if postgres:
         assert synchronous_commit() == setting  # changed for that transaction only

@@ -51,7 +51,7 @@ def progress_execute(statement: statements.Statement, *, using: str) -> int:
         with transaction.atomic(using=using), database.cursor() as cursor:
             cursor.execute(NOT_DURABLE)
             return statements.execute(statement, using=using)
-    sql, params = statement
+    sql, params = statements.joined([statement], using=using)
     with transaction.mark_for_rollback_on_error(using=using), database.cursor() as cursor:
         cursor.execute(f"{NOT_DURABLE}; {sql}", params)
         cursor.nextset()  # the UPDATE's result

@@ -19,14 +19,27 @@ with the inputs given and with other values of theirs (`_other`): a parameter
 that stays the same is a constant; one that is the input, prepared by its field, both times is that
 input's. A statement where a parameter is neither (computed from an input, or
 a value that is not compared by equality) is compiled by Django every time.
+
+On PostgreSQL, a statement compiled once is also planned once per connection:
+the first time a connection runs it, it is PREPAREd under a name of its own,
+and from then on sent as `EXECUTE name(parameters)` (`joined`). Planning was
+most of what the server spent on each of them: 200 µs of a run's start read,
+whose execution takes 40 (bench/run_end.py). The statements go as SQL, not
+psycopg's own prepared statements, because those need server-side binding,
+which sends one statement a round trip: an end would be five where it is one.
+JOBS_DB_PREPARED_STATEMENTS turns it off (behind a pooler that hands one
+client's statements to several server connections: docs/operations.md).
 """
 
+import re
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Expression, Field, Model, QuerySet
 from django.db.models.constants import OnConflict
@@ -55,10 +68,105 @@ _compiled: dict[tuple, str] = {}
 _templates: dict[tuple, tuple[str, list] | None] = {}
 
 
+# The SQL compiled once per process (_compiled, _templates, update_then_insert's glue):
+# the name each is prepared under on a PostgreSQL connection, or None if it cannot be.
+_names: dict[str, str | None] = {}
+# The names prepared on each open PostgreSQL connection (its psycopg connection).
+_prepared_on: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Each name's SQL as PREPAREd (its parameters numbered): for `unprepared`.
+_prepared_sql: dict[str, str] = {}
+_PLACEHOLDER = re.compile(r"%([s%])")
+_EXECUTE = re.compile(r"EXECUTE (jobsite_\d+)")
+
+
+def _compiled_once(sql: str) -> str:
+    """Note SQL that is compiled once per process and sent again and again: `joined` prepares it."""
+    _names.setdefault(sql, f"jobsite_{len(_names)}")
+    return sql
+
+
+def joined(statements: Sequence[Statement], *, using: str) -> Statement:
+    """Statements as one query string (to send together: `together`), each that
+    is compiled once per process sent as the EXECUTE of its prepared statement,
+    PREPAREd first if this connection has not yet (see the module's docstring)."""
+    prepare = together(using) and settings.JOBS_DB_PREPARED_STATEMENTS
+    if len(statements) == 1 and not prepare:
+        return statements[0]
+    texts, params = [], []
+    for sql, each in statements:
+        name = _names.get(sql) if prepare else None
+        if name and _prepare(connections[using], name, sql, len(each)):
+            sql = f"EXECUTE {name}({', '.join(['%s'] * len(each))})" if each else f"EXECUTE {name}"
+        texts.append(sql)
+        params.extend(each)
+    return "; ".join(texts), params
+
+
+def _prepare(database, name: str, sql: str, count: int) -> bool:
+    """Whether `sql` is prepared as `name` on this connection now: PREPAREd
+    if it was not. A prepared statement outlives a transaction rolled back, and
+    goes with the connection. Sent by psycopg itself, not Django's cursor: it
+    is not one of the caller's statements (tests count those), once a connection."""
+    database.ensure_connection()
+    prepared = _prepared_on.setdefault(database.connection, set())
+    if name in prepared:
+        return True
+    numbers = iter(range(1, count + 1))
+    numbered = _PLACEHOLDER.sub(lambda match: f"${next(numbers)}" if match[1] == "s" else "%", sql)
+    if next(numbers, None) is not None:  # fewer placeholders than parameters: not what compiled it
+        _names[sql] = None
+        return False
+    with database.wrap_database_errors:
+        database.connection.execute(f"PREPARE {name} AS {numbered}")
+    prepared.add(name)
+    _prepared_sql[name] = numbered
+    return True
+
+
+def unprepared(sql: str) -> str:
+    """A query string as it is sent with JOBS_DB_PREPARED_STATEMENTS off: each
+    EXECUTE of a statement prepared here replaced by the statement, its
+    arguments in the places of its parameters (for tests, which read what was
+    sent, and for reading a log)."""
+    shown, position = [], 0
+    while match := _EXECUTE.search(sql, position):
+        shown.append(sql[position : match.start()])
+        arguments, position = _arguments(sql, match.end())
+        fill = lambda number, given=arguments: given[int(number[1]) - 1]  # noqa: E731
+        shown.append(re.sub(r"\$(\d+)", fill, _prepared_sql[match[1]]))
+    shown.append(sql[position:])
+    return "".join(shown)
+
+
+def _arguments(sql: str, position: int) -> tuple[list[str], int]:
+    """The arguments of an EXECUTE whose name ends at `position`, each as
+    written, and where the EXECUTE ends."""
+    if not sql.startswith("(", position):
+        return [], position
+    arguments, depth, start, at = [], 0, position + 1, position
+    while True:
+        char = sql[at]
+        if char == "'":  # a string literal: a quote inside it is doubled
+            at = sql.index("'", at + 1)
+            while sql.startswith("''", at):
+                at = sql.index("'", at + 2)
+        elif char == "(":
+            depth += 1
+        elif char == ")" or (char == "," and depth == 1):
+            if char == ")":
+                depth -= 1
+            if depth == 0 or char == ",":
+                arguments.append(sql[start:at].strip())
+                start = at + 1
+                if depth == 0:
+                    return arguments, at + 1
+        at += 1
+
+
 def execute(statement: Statement, *, using: str) -> int:
     """Run one statement, as a QuerySet's update() runs its own; its row count."""
     with transaction.mark_for_rollback_on_error(using=using), connections[using].cursor() as cursor:
-        cursor.execute(*statement)
+        cursor.execute(*joined([statement], using=using))
         return cursor.rowcount
 
 
@@ -105,7 +213,7 @@ def update_where(model: type[Model], filters: dict, changes: dict, *, using: str
         # What the parameters prepared here rely on, checked on the compiled statement.
         if len(compiled_params) != len(params) or list(compiled_params[len(params) - len(where) :]) != where:
             raise ValueError(f"update_where: {sql} takes other parameters than {params}")
-        _compiled[shape] = sql
+        _compiled[shape] = _compiled_once(sql)
     return sql, params
 
 
@@ -139,7 +247,7 @@ def insert(
     statement.insert_values(list(fields), [obj])
     [(sql, params)] = statement.get_compiler(using).as_sql()
     if len(params) == len(fields):  # one parameter a field: none computed by the database
-        _compiled[shape] = sql
+        _compiled[shape] = _compiled_once(sql)
     return sql, params
 
 
@@ -314,8 +422,7 @@ def read(readings: Sequence[Reading], *, using: str) -> list[list[Model]]:
                 cursor.execute(*reading.statement)
                 found.append(cursor.fetchall())
         else:
-            sql = "; ".join(reading.statement[0] for reading in readings)
-            cursor.execute(sql, [param for reading in readings for param in reading.statement[1]])
+            cursor.execute(*joined([reading.statement for reading in readings], using=using))
             found = [cursor.fetchall()]
             while cursor.nextset():
                 found.append(cursor.fetchall())
@@ -344,7 +451,7 @@ def _template(statement: Statement, other: Statement, prepared: dict, other_prep
     if sql != other_sql or len(params) != len(other_params):
         return None
     slots = _slots(params, other_params, prepared, other_prepared)
-    return (sql, slots) if slots is not None else None
+    return (_compiled_once(sql), slots) if slots is not None else None
 
 
 def _slots(params: Sequence, other_params: Sequence, prepared: dict, other_prepared: dict) -> list | None:
@@ -404,13 +511,11 @@ def update_then_insert(update: Statement, insert: Statement, *, then: Sequence[S
     head, placeholders = insert_sql.rsplit(" VALUES (", 1)
     if not placeholders.endswith(")") or ")" in placeholders[:-1]:
         raise ValueError(f"not an INSERT of one row: {insert_sql}")
-    sql = [f"WITH updated AS ({update_sql} RETURNING 1) {head} SELECT {placeholders[:-1]} FROM updated"]  # noqa: S608 (compiled SQL, values are parameters)
-    params = [*update_params, *insert_params]
-    for then_sql, then_params in then:
-        sql.append(then_sql)
-        params.extend(then_params)
+    sql = f"WITH updated AS ({update_sql} RETURNING 1) {head} SELECT {placeholders[:-1]} FROM updated"  # noqa: S608 (compiled SQL, values are parameters)
+    if _names.get(update_sql) and _names.get(insert_sql):
+        _compiled_once(sql)
     with connections[using].cursor() as cursor:
-        cursor.execute("; ".join(sql), params)
+        cursor.execute(*joined([(sql, [*update_params, *insert_params]), *then], using=using))
         return cursor.rowcount > 0  # the first statement's: the INSERT's
 
 
