@@ -12,6 +12,7 @@ import pytest
 from celery import states
 from django.db import connection, transaction
 
+from jobs.core import statements
 from jobs.core.statements import unprepared
 from jobs.models import Run
 from jobs.runs import tracking
@@ -137,3 +138,17 @@ def test_a_result_with_quotes_commas_and_parentheses_is_stored_as_given():
     if connection.vendor == "postgresql":
         # Read back from what was sent: the literal is whole where the statement shows it.
         assert "it''s (a, b); ''c''" in unprepared(sent[1])
+
+
+@postgres
+def test_a_statement_the_server_will_not_prepare_is_sent_as_it_is_and_leaves_a_transaction_usable(caplog):
+    # Two parameters of unknown type added: PREPARE refuses it ("operator is not
+    # unique"), while the same SQL with its values written in runs.
+    sql = statements._compiled_once("SELECT %s + %s")
+    with transaction.atomic():
+        assert statements.joined([(sql, [1, 2])], using="default") == (sql, [1, 2])
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [1, 2])
+            assert cursor.fetchone() == (3,)
+    assert "Statement not prepared" in caplog.text
+    assert statements.joined([(sql, [3, 4])], using="default") == (sql, [3, 4])  # not tried again

@@ -31,6 +31,8 @@ JOBS_DB_PREPARED_STATEMENTS turns it off (behind a pooler that hands one
 client's statements to several server connections: docs/operations.md).
 """
 
+import itertools
+import logging
 import re
 import uuid
 import weakref
@@ -40,11 +42,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import Expression, Field, Model, QuerySet
 from django.db.models.constants import OnConflict
 from django.db.models.query import get_related_populators
 from django.db.models.sql import InsertQuery, UpdateQuery
+
+logger = logging.getLogger(__name__)
 
 # SQL with its parameters, as a cursor's execute() takes them.
 Statement = tuple[str, Sequence]
@@ -75,13 +79,15 @@ _names: dict[str, str | None] = {}
 _prepared_on: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # Each name's SQL as PREPAREd (its parameters numbered): for `unprepared`.
 _prepared_sql: dict[str, str] = {}
+_numbers = itertools.count()
 _PLACEHOLDER = re.compile(r"%([s%])")
 _EXECUTE = re.compile(r"EXECUTE (jobsite_\d+)")
 
 
 def _compiled_once(sql: str) -> str:
     """Note SQL that is compiled once per process and sent again and again: `joined` prepares it."""
-    _names.setdefault(sql, f"jobsite_{len(_names)}")
+    if sql not in _names:
+        _names.setdefault(sql, f"jobsite_{next(_numbers)}")  # one number each, whichever thread asks
     return sql
 
 
@@ -106,18 +112,40 @@ def _prepare(database, name: str, sql: str, count: int) -> bool:
     """Whether `sql` is prepared as `name` on this connection now: PREPAREd
     if it was not. A prepared statement outlives a transaction rolled back, and
     goes with the connection. Sent by psycopg itself, not Django's cursor: it
-    is not one of the caller's statements (tests count those), once a connection."""
+    is not one of the caller's statements (tests count those), once a connection.
+    A statement the server will not prepare (a parameter whose type it cannot
+    tell) is sent as it is from then on, in this process."""
     database.ensure_connection()
-    prepared = _prepared_on.setdefault(database.connection, set())
+    connection = database.connection
+    prepared = _prepared_on.setdefault(connection, set())
     if name in prepared:
         return True
+    from psycopg.pq import TransactionStatus  # PostgreSQL's (together)
+
     numbers = iter(range(1, count + 1))
     numbered = _PLACEHOLDER.sub(lambda match: f"${next(numbers)}" if match[1] == "s" else "%", sql)
-    if next(numbers, None) is not None:  # fewer placeholders than parameters: not what compiled it
+    status = connection.info.transaction_status
+    if next(numbers, None) is not None or status == TransactionStatus.INERROR:
+        if status != TransactionStatus.INERROR:  # fewer placeholders than parameters: not what compiled it
+            _names[sql] = None
+        return False  # sent as it is (in a failed transaction, to fail as it would have)
+    # Inside a transaction (begun, or to begin with this statement), a refused
+    # PREPARE must not abort it: a savepoint of its own.
+    inside = not connection.autocommit
+    try:
+        with database.wrap_database_errors:
+            if inside:
+                connection.execute("SAVEPOINT jobsite_prepare")
+            connection.execute(f"PREPARE {name} AS {numbered}")
+            if inside:
+                connection.execute("RELEASE SAVEPOINT jobsite_prepare")
+    except DatabaseError:
+        logger.warning("Statement not prepared, sent as it is from now on: %s", sql, exc_info=True)
+        if inside:
+            with database.wrap_database_errors:
+                connection.execute("ROLLBACK TO SAVEPOINT jobsite_prepare")
         _names[sql] = None
         return False
-    with database.wrap_database_errors:
-        database.connection.execute(f"PREPARE {name} AS {numbered}")
     prepared.add(name)
     _prepared_sql[name] = numbered
     return True
