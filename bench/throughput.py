@@ -36,6 +36,12 @@ JOBS_BULK_MAX_RUNS runs per call, each call one transaction and its publish
 pipelined JOBS_PUBLISH_BATCH_SIZE messages per Redis round trip). Goal: ratio
 >= 1.0 on SQLite and PostgreSQL.
 
+With --interleave BLOCK, both sides run in one stack instead (one database,
+Redis and worker), in blocks of BLOCK jobs alternating ABBA, each block waited
+for to its end (run_interleaved): the speed of this machine moves within
+seconds too, and blocks seconds apart on one worker see the same machine. The
+ratio per pair is then the blocks' median and range; no pool memory of a side's own.
+
 With --logs, the cost of run logs (issue 16) instead: N runs of the no-op job
 type against N of one whose task logs 10 lines at WARNING (bench.log10), each
 captured and stored (jobs/runs/logs.py), in rounds as above; reports both
@@ -47,11 +53,13 @@ call through the capture, and its share of the run's one batched INSERT).
     scripts/bench.sh bench/throughput.py --runs 10000          # SQLite, then PostgreSQL
     .venv/bin/python bench/throughput.py --runs 2000 --logs    # the cost of a logged line
     scripts/bench.sh bench/throughput.py --bulk --runs 10000   # bulk triggers against plain Celery
+    DB=postgres scripts/bench.sh bench/throughput.py --bulk --runs 10000 --interleave 1000
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -371,6 +379,102 @@ def run_one(mode: str, runs: int) -> dict:
         drop_database(database_url)
 
 
+def run_interleaved(modes: tuple[str, str], runs: int, block: int) -> dict[str, list[dict]]:
+    """--interleave: both sides in one stack (one database, Redis and worker),
+    their jobs in blocks of `block`, alternating ABBA, each block waited for to
+    the end before the next. The machine's speed moves within seconds here, and
+    by a third between processes started minutes apart: blocks seconds long,
+    one after the other on the same worker, see the same machine. Each block is
+    one of its side's entries (a "round" to `combined`); a warm-up block of each
+    side (the worker's first tasks, its connections) is not counted. Every job,
+    a run's or a plain task's, ends with one TaskResult: their count says when
+    a block is done."""
+    work = workdir()
+    database_url = scratch_database_url(work)
+    env = bench_environment(database_url, JOBS_TASK_MODULES="bench.tasks")
+    stack = Stack(work, env)
+    try:
+        import django
+
+        django.setup()
+        from django.conf import settings
+        from django.core.management import call_command
+        from django_celery_results.models import TaskResult
+
+        from jobs.models import JobType, Run
+        from jobs.runs.trigger import run_create, runs_create_many
+        from jobsite.celery import app
+
+        call_command("migrate", verbosity=0)
+        job_type = JobType.objects.create(name="noop", kind="task", task="jobs.builtin.echo")
+        worker = stack.celery("worker", "worker", "-l", "warning", "-Q", "celery", "-c", "2", "-P", "prefork")
+        _wait_ready(app)
+
+        def trigger(mode: str, count: int) -> None:
+            if mode == "jobsite-bulk":
+                size = settings.JOBS_BULK_MAX_RUNS  # as many as one API request takes
+                for start in range(0, count, size):
+                    params_list = [{}] * min(size, count - start)
+                    runs_create_many(job_type=job_type, params_list=params_list, trigger=Run.Trigger.API)
+            elif mode == "jobsite":
+                for _ in range(count):
+                    run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
+            else:
+                for _ in range(count):
+                    app.send_task("jobs.builtin.echo", kwargs={})
+
+        def one_block(mode: str, count: int) -> dict:
+            # The block's TaskResults counted by id past the last before it: an index
+            # range, not the whole table, so that polling costs the same in every block.
+            last = TaskResult.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+            flushes_before = wal_flushes()
+            cpu = CpuUse({**pids, "bench": os.getpid()})
+            started = time.perf_counter()
+            trigger(mode, count)
+            published = time.perf_counter() - started
+            while TaskResult.objects.filter(pk__gt=last).count() < count:
+                time.sleep(0.02)
+            seconds = time.perf_counter() - started
+            cpu_seconds = cpu.seconds()
+            if flushes_before is not None:
+                time.sleep(1)  # backends report their WAL statistics about once a second
+            flushes = wal_flushes()
+            return {
+                "mode": mode,
+                "database": "postgresql" if database_url.startswith("postgres") else "sqlite",
+                "runs": count,
+                "seconds": round(seconds, 3),
+                "publish_seconds": round(published, 3),
+                "jobs_per_second": round(count / seconds, 1),
+                "failed": 0,
+                "pool_mib_at_1000": 0,
+                "pool_mib_at_end": 0,
+                "pool_mib_peak": round(pool_memory(worker.pid) / 2**20, 1),
+                "worker_mib_peak": round(tree_usage(worker.pid)[1] / 2**20, 1),
+                "memory_growth_percent": None,
+                "wal_flushes": None if flushes is None else flushes - flushes_before,
+                "cpu_seconds": cpu_seconds,
+            }
+
+        pids = {"worker": worker.pid, "database": database_server_pid(), "redis": stack.processes["redis"].pid}
+        for mode in modes:  # warm-up, not counted
+            one_block(mode, min(block, 200))
+        blocks: dict[str, list[dict]] = {mode: [] for mode in modes}
+        sizes = round_sizes(runs, max(1, runs // block))
+        for number, size in enumerate(sizes):
+            for mode in modes if number % 2 == 0 else reversed(modes):
+                blocks[mode].append(one_block(mode, size))
+        failed = Run.objects.exclude(status=Run.Status.SUCCEEDED).count()
+        stack.stop("worker")
+        for mode in modes:
+            blocks[mode][0]["queries_per_run"] = queries_per_run(mode)
+            blocks[mode][-1]["failed"] = failed if mode.startswith("jobsite") else 0
+        return blocks
+    finally:
+        stack.stop()
+        drop_database(database_url)
+
+
 def round_sizes(runs: int, rounds: int) -> list[int]:
     """N jobs in R rounds of N/R each, the last taking the remainder."""
     size = runs // rounds
@@ -387,24 +491,26 @@ def run_round(mode: str, runs: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def combined(rounds: list[dict]) -> dict:
+def combined(rounds: list[dict], blocks: bool = False) -> dict:
     """One side's figures over its rounds. Rates are its total jobs over its total
     seconds (not a mean of the rounds' rates), and so are the CPU and WAL flushes
     per run. Memory is the worst round's (the largest growth from job 1,000 to
     the round's last, each round a fresh worker), none where a round has fewer
     than MEMORY_ROUND jobs. The statements per run are the first round's (they do
     not depend on the round), and so is the logs' in-process line cost, a
-    measurement of its own that the rounds are not for."""
+    measurement of its own that the rounds are not for. `blocks`: the rounds are
+    --interleave's blocks, on one worker that runs both sides (no memory of a side's own)."""
     first, runs = rounds[0], sum(result["runs"] for result in rounds)
     seconds = sum(result["seconds"] for result in rounds)
-    worst = max(rounds, key=lambda result: abs(result["memory_growth_percent"]))
-    memory_measured = min(result["runs"] for result in rounds) >= MEMORY_ROUND
+    memory_measured = not blocks and min(result["runs"] for result in rounds) >= MEMORY_ROUND
+    worst = max(rounds, key=lambda result: abs(result["memory_growth_percent"])) if memory_measured else first
     side = {
         "mode": first["mode"],
         "database": first["database"],
         "runs": runs,
         "rounds": len(rounds),
         "round_size": first["runs"],
+        "blocks": blocks,
         "seconds": round(seconds, 2),
         "publish_seconds": round(sum(result["publish_seconds"] for result in rounds), 2),
         "jobs_per_second": round(runs / seconds, 1),
@@ -439,6 +545,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--logs", action="store_true", help="the cost of run logs: no-op jobs against 10-line ones")
     parser.add_argument("--bulk", action="store_true", help="bulk triggers against plain Celery's send_task loop")
+    parser.add_argument(
+        "--interleave",
+        type=int,
+        metavar="BLOCK",
+        help="both sides in one stack, in blocks of BLOCK jobs alternating ABBA (not with --logs)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -447,6 +559,12 @@ def main() -> None:
     if not 1 <= args.rounds <= args.runs:
         parser.error(f"--rounds {args.rounds}: must be from 1 to --runs ({args.runs})")
     modes = ("jobsite", "jobsite-logs") if args.logs else ("celery", "jobsite-bulk" if args.bulk else "jobsite")
+    if args.interleave:
+        if args.logs or not 1 <= args.interleave <= args.runs:
+            parser.error("--interleave BLOCK: from 1 to --runs, and not with --logs")
+        blocks = run_interleaved(modes, args.runs, args.interleave)
+        report({mode: combined(blocks[mode], blocks=True) for mode in modes}, args)
+        return
     rounds: dict[str, list[dict]] = {mode: [] for mode in modes}
     sizes = round_sizes(args.runs, args.rounds)
     for number, size in enumerate(sizes):
@@ -456,7 +574,10 @@ def main() -> None:
             print(f"… round {number + 1} of {len(sizes)}: {mode}, {size:,} jobs", file=sys.stderr, flush=True)
             rounds[mode].append(run_round(mode, size))
             print(f"  {rounds[mode][-1]['jobs_per_second']} jobs/s", file=sys.stderr, flush=True)
-    results = {mode: combined(rounds[mode]) for mode in modes}
+    report({mode: combined(rounds[mode]) for mode in modes}, args)
+
+
+def report(results: dict[str, dict], args) -> None:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     if args.logs:
@@ -468,16 +589,23 @@ def main() -> None:
 
 
 def rounds_cell(result: dict) -> str:
-    """How a side's jobs were split: "2 (5,000 each)", "3 (3,333 each, the last 3,334)"."""
+    """How a side's jobs were split: "2 (5,000 each)", "3 (3,333 each, the last 3,334)",
+    "20 blocks of 500, interleaved in one stack"."""
     sizes = [each["runs"] for each in result["per_round"]]
     last = f", the last {sizes[-1]:,}" if sizes[-1] != sizes[0] else ""
+    if result.get("blocks"):
+        return f"{len(sizes)} blocks of {sizes[0]:,}{last}, interleaved in one stack"
     return f"{len(sizes)} ({sizes[0]:,} each{last})"
 
 
 def round_ratios(plain: dict, ours: dict) -> str:
-    """Our jobs/s over plain's in each round pair ("1.02, 0.97"): the spread the total's ratio hides."""
+    """Our jobs/s over plain's in each round pair ("1.02, 0.97"): the spread the total's
+    ratio hides; for more than four pairs, their median and range ("median 1.02, 0.91 to 1.10")."""
     rate = lambda each: each["runs"] / each["seconds"]  # noqa: E731
-    return ", ".join(f"{rate(b) / rate(a):.2f}" for a, b in zip(plain["per_round"], ours["per_round"], strict=True))
+    ratios = [rate(b) / rate(a) for a, b in zip(plain["per_round"], ours["per_round"], strict=True)]
+    if len(ratios) > 4:
+        return f"median {statistics.median(ratios):.2f}, {min(ratios):.2f} to {max(ratios):.2f}"
+    return ", ".join(f"{ratio:.2f}" for ratio in ratios)
 
 
 def logs_table(plain: dict, logged: dict) -> str:
@@ -537,6 +665,8 @@ def pool_cell(result: dict) -> str:
 def growth_cell(result: dict) -> str:
     """The worst round's growth; a dash and why where the rounds are too short to say
     (a cell that starts with the dash is not judged by scripts/bench_report.py)."""
+    if result.get("blocks"):
+        return "— (interleaved blocks: one worker runs both sides)"
     if result["memory_growth_percent"] is None:
         return f"— (rounds of {result['round_size']:,} jobs: under {MEMORY_ROUND:,}, too few after job 1,000)"
     return str(result["memory_growth_percent"])
