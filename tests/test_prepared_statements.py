@@ -152,3 +152,8 @@ def test_a_statement_the_server_will_not_prepare_is_sent_as_it_is_and_leaves_a_t
             assert cursor.fetchone() == (3,)
     assert "Statement not prepared" in caplog.text
     assert statements.joined([(sql, [3, 4])], using="default") == (sql, [3, 4])  # not tried again
+
+
+def test_an_execute_of_a_statement_this_process_did_not_prepare_is_shown_as_it_is():
+    sent = "SET LOCAL synchronous_commit TO OFF; EXECUTE jobsite_999999('a, (b)', 2)"
+    assert unprepared(sent) == sent

@@ -122,13 +122,13 @@ def _prepare(database, name: str, sql: str, count: int) -> bool:
         return True
     from psycopg.pq import TransactionStatus  # PostgreSQL's (together)
 
-    numbers = iter(range(1, count + 1))
+    if _PLACEHOLDER.findall(sql).count("s") != count:  # not the parameters it was compiled for
+        _names[sql] = None
+        return False
+    if connection.info.transaction_status == TransactionStatus.INERROR:
+        return False  # sent as it is, to fail as it would have
+    numbers = itertools.count(1)
     numbered = _PLACEHOLDER.sub(lambda match: f"${next(numbers)}" if match[1] == "s" else "%", sql)
-    status = connection.info.transaction_status
-    if next(numbers, None) is not None or status == TransactionStatus.INERROR:
-        if status != TransactionStatus.INERROR:  # fewer placeholders than parameters: not what compiled it
-            _names[sql] = None
-        return False  # sent as it is (in a failed transaction, to fail as it would have)
     # Inside a transaction (begun, or to begin with this statement), a refused
     # PREPARE must not abort it: a savepoint of its own.
     inside = not connection.autocommit
@@ -160,6 +160,9 @@ def unprepared(sql: str) -> str:
     while match := _EXECUTE.search(sql, position):
         shown.append(sql[position : match.start()])
         arguments, position = _arguments(sql, match.end())
+        if match[1] not in _prepared_sql:  # not prepared by this process: left as it is
+            shown.append(sql[match.start() : position])
+            continue
         fill = lambda number, given=arguments: given[int(number[1]) - 1]  # noqa: E731
         shown.append(re.sub(r"\$(\d+)", fill, _prepared_sql[match[1]]))
     shown.append(sql[position:])
