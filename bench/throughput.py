@@ -64,6 +64,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -279,7 +280,11 @@ def line_cost(runs: int = 300, lines: int = 10) -> dict[str, float]:
     }
 
 
-def run_one(mode: str, runs: int) -> dict:
+@contextmanager
+def bench_stack(task: str):
+    """A fresh database (migrated, with the job type `noop` of `task`), Redis and
+    worker (prefork, 2 processes, queue `celery`), all gone at the end:
+    (stack, worker process, job type, database URL)."""
     work = workdir()
     database_url = scratch_database_url(work)
     env = bench_environment(database_url, JOBS_TASK_MODULES="bench.tasks")
@@ -289,38 +294,49 @@ def run_one(mode: str, runs: int) -> dict:
 
         django.setup()
         from django.core.management import call_command
-        from django_celery_results.models import TaskResult
 
-        from jobs.models import JobType, Run
-        from jobs.runs.trigger import run_create
+        from jobs.models import JobType
         from jobsite.celery import app
 
         call_command("migrate", verbosity=0)
-        task = "bench.log10" if mode == "jobsite-logs" else "jobs.builtin.echo"
         job_type = JobType.objects.create(name="noop", kind="task", task=task)
         worker = stack.celery("worker", "worker", "-l", "warning", "-Q", "celery", "-c", "2", "-P", "prefork")
         _wait_ready(app)
+        yield stack, worker, job_type, database_url
+    finally:
+        stack.stop()
+        drop_database(database_url)
 
-        if mode == "jobsite-bulk":
-            from django.conf import settings
 
-            from jobs.runs.trigger import runs_create_many
+def trigger(mode: str, job_type, count: int) -> None:
+    """Start `count` jobs of one side: bulk triggers (JOBS_BULK_MAX_RUNS a call, as many
+    as one API request takes), single triggers (as the API calls the service), or
+    plain Celery's send_task."""
+    from django.conf import settings
 
-            def trigger_all():
-                size = settings.JOBS_BULK_MAX_RUNS  # as many as one API request takes
-                for start in range(0, runs, size):
-                    params_list = [{}] * min(size, runs - start)
-                    runs_create_many(job_type=job_type, params_list=params_list, trigger=Run.Trigger.API)
-        elif mode.startswith("jobsite"):
+    from jobs.models import Run
+    from jobs.runs.trigger import run_create, runs_create_many
+    from jobsite.celery import app
 
-            def trigger_all():
-                for _ in range(runs):
-                    run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
-        else:
+    if mode == "jobsite-bulk":
+        size = settings.JOBS_BULK_MAX_RUNS
+        for start in range(0, count, size):
+            params_list = [{}] * min(size, count - start)
+            runs_create_many(job_type=job_type, params_list=params_list, trigger=Run.Trigger.API)
+    elif mode.startswith("jobsite"):
+        for _ in range(count):
+            run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
+    else:
+        for _ in range(count):
+            app.send_task("jobs.builtin.echo", kwargs={})
 
-            def trigger_all():
-                for _ in range(runs):
-                    app.send_task("jobs.builtin.echo", kwargs={})
+
+def run_one(mode: str, runs: int) -> dict:
+    task = "bench.log10" if mode == "jobsite-logs" else "jobs.builtin.echo"
+    with bench_stack(task) as (stack, worker, job_type, database_url):
+        from django_celery_results.models import TaskResult
+
+        from jobs.models import Run
 
         if mode.startswith("jobsite"):
 
@@ -337,7 +353,7 @@ def run_one(mode: str, runs: int) -> dict:
         progress = Progress(done, worker.pid, runs)
         started = time.perf_counter()
         progress.start()
-        trigger_all()
+        trigger(mode, job_type, runs)
         published = time.perf_counter() - started
         progress.join()
         elapsed = progress.finished_at - started
@@ -374,9 +390,6 @@ def run_one(mode: str, runs: int) -> dict:
         stack.stop("worker")
         result["queries_per_run"] = queries_per_run(mode)
         return result
-    finally:
-        stack.stop()
-        drop_database(database_url)
 
 
 def run_interleaved(modes: tuple[str, str], runs: int, block: int) -> dict[str, list[dict]]:
@@ -389,39 +402,10 @@ def run_interleaved(modes: tuple[str, str], runs: int, block: int) -> dict[str, 
     side (the worker's first tasks, its connections) is not counted. Every job,
     a run's or a plain task's, ends with one TaskResult: their count says when
     a block is done."""
-    work = workdir()
-    database_url = scratch_database_url(work)
-    env = bench_environment(database_url, JOBS_TASK_MODULES="bench.tasks")
-    stack = Stack(work, env)
-    try:
-        import django
-
-        django.setup()
-        from django.conf import settings
-        from django.core.management import call_command
+    with bench_stack("jobs.builtin.echo") as (stack, worker, job_type, database_url):
         from django_celery_results.models import TaskResult
 
-        from jobs.models import JobType, Run
-        from jobs.runs.trigger import run_create, runs_create_many
-        from jobsite.celery import app
-
-        call_command("migrate", verbosity=0)
-        job_type = JobType.objects.create(name="noop", kind="task", task="jobs.builtin.echo")
-        worker = stack.celery("worker", "worker", "-l", "warning", "-Q", "celery", "-c", "2", "-P", "prefork")
-        _wait_ready(app)
-
-        def trigger(mode: str, count: int) -> None:
-            if mode == "jobsite-bulk":
-                size = settings.JOBS_BULK_MAX_RUNS  # as many as one API request takes
-                for start in range(0, count, size):
-                    params_list = [{}] * min(size, count - start)
-                    runs_create_many(job_type=job_type, params_list=params_list, trigger=Run.Trigger.API)
-            elif mode == "jobsite":
-                for _ in range(count):
-                    run_create(job_type=job_type, params={}, trigger=Run.Trigger.CLI)
-            else:
-                for _ in range(count):
-                    app.send_task("jobs.builtin.echo", kwargs={})
+        from jobs.models import Run
 
         def one_block(mode: str, count: int) -> dict:
             # The block's TaskResults counted by id past the last before it: an index
@@ -430,7 +414,7 @@ def run_interleaved(modes: tuple[str, str], runs: int, block: int) -> dict[str, 
             flushes_before = wal_flushes()
             cpu = CpuUse({**pids, "bench": os.getpid()})
             started = time.perf_counter()
-            trigger(mode, count)
+            trigger(mode, job_type, count)
             published = time.perf_counter() - started
             while TaskResult.objects.filter(pk__gt=last).count() < count:
                 time.sleep(0.02)
@@ -470,9 +454,6 @@ def run_interleaved(modes: tuple[str, str], runs: int, block: int) -> dict[str, 
             blocks[mode][0]["queries_per_run"] = queries_per_run(mode)
             blocks[mode][-1]["failed"] = failed if mode.startswith("jobsite") else 0
         return blocks
-    finally:
-        stack.stop()
-        drop_database(database_url)
 
 
 def round_sizes(runs: int, rounds: int) -> list[int]:
