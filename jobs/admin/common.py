@@ -1,7 +1,6 @@
 """What the admin pages of job types, workflows and schedules share: the run form
 and action, the enable and disable actions, the form fields for emails and JSON."""
 
-
 from django import forms
 from django.contrib import admin, messages
 from django.db import models

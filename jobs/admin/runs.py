@@ -1,6 +1,5 @@
 """The admin pages of runs: read-only records, with cancel and rerun actions."""
 
-
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html

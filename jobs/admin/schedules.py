@@ -1,6 +1,5 @@
 """The admin pages of schedules."""
 
-
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html

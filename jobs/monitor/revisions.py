@@ -100,4 +100,3 @@ def job_type_restore(request: HttpRequest, name: str, revision_id: int) -> HttpR
         return redirect("monitor:job-type-revision", job_type.name, record.history_id)
     messages.success(request, f"Revision {record.history_id} restored: it is the job type's definition again.")
     return redirect("monitor:job-type-history", restored.name)
-
