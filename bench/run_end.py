@@ -30,14 +30,13 @@ ways also report the CPU of this connection's server process.
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stack import bench_environment, drop_database, scratch_database_url, workdir
+from bench.stack import bench_environment, drop_database, scratch_database_url, tree_usage, workdir
 
 
 def measure(runs: int, flush: bool = True, start: bool = False, prepared: bool = False) -> dict:
@@ -108,9 +107,7 @@ def backend_cpu() -> float:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return tree_usage(pid)[0]  # a backend has no children: its own
 
 
 def start_and_end(job_type, runs: int, end, prepared: bool = False) -> dict:

@@ -11,6 +11,7 @@ import re
 import pytest
 from celery import states
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from jobs.core import statements
 from jobs.core.statements import unprepared
@@ -34,8 +35,6 @@ def delay(settings):
 
 def start_and_end(run: Run, result) -> list[str]:
     """What the worker sends for a run's task, start (a read) and end (with the start)."""
-    from django.test.utils import CaptureQueriesContext
-
     with CaptureQueriesContext(connection) as captured:
         started = tracking.run_started(
             run_id=str(run.pk), worker="w@host", parent_id="", written_queued=True, defer=True
