@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 from simple_history.models import HistoricalRecords
 from simple_history.signals import pre_create_historical_record
 
-from jobs.core import durability, secrets, statements
+from jobs.core import durability, reconnect, secrets, statements
 from jobs.core.backoff import backoff
 from jobs.core.cron import cron_error, describe_cron, next_cron_fire, next_interval_fire, timezone_error
 from jobs.core.kinds import (
@@ -784,10 +784,13 @@ class Run(models.Model):
         """The run as a worker reads it before running its task without writing
         its start first: its status, attempts, queued_at and its job type's
         max_concurrency; None if there is no such run. One SELECT, compiled
-        once per process (statements.select)."""
+        once per process (statements.select), sent again on a new connection if
+        its connection turned out dropped: a worker that ended a task under a
+        second ago does not check its connection before this read
+        (jobs/worker/connections.py)."""
         using = router.db_for_read(cls)
         reading = statements.select(("read for start",), _read_for_start, {"pk": (pk, cls._meta.pk)}, using=using)
-        [runs] = statements.read([reading], using=using)
+        [runs] = reconnect.read_again_if_dropped(lambda: statements.read([reading], using=using), using=using)
         return runs[0] if runs else None
 
     def _late_start(self, *, worker: str, at: datetime) -> tuple[dict, dict]:

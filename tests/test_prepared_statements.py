@@ -21,6 +21,7 @@ from jobs.worker import start_marks
 from jobsite.celery import app
 from tests.factories import JobTypeFactory, RunFactory
 from tests.test_hot_path_queries import worker_request
+from tests.test_worker_connection_checks import drop, session
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -114,6 +115,20 @@ def test_a_rolled_back_transaction_keeps_what_it_prepared():
     start_and_end(second, {"n": 2})  # the prepared statements are still there
     second.refresh_from_db()
     assert (second.status, second.result) == (Run.Status.SUCCEEDED, {"n": 2})
+
+
+@postgres
+def test_a_connection_dropped_before_its_first_prepare_leaves_the_statements_preparable():
+    # The server ended the session (a restart, an idle timeout): the read's PREPARE
+    # fails as the read would have, the read goes again on a new connection
+    # (jobs/core/reconnect.py), and its statement is prepared there.
+    [run] = queued_runs(1)
+    connection.close()
+    drop(session())
+    sent = start_and_end(run, {"n": 2})
+    assert [len(re.findall(r"EXECUTE jobsite_\d+", sql)) for sql in sent] == [1, 2]
+    run.refresh_from_db()
+    assert (run.status, run.result) == (Run.Status.SUCCEEDED, {"n": 2})
 
 
 @postgres

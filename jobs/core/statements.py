@@ -114,7 +114,8 @@ def _prepare(database, name: str, sql: str, count: int) -> bool:
     goes with the connection. Sent by psycopg itself, not Django's cursor: it
     is not one of the caller's statements (tests count those), once a connection.
     A statement the server will not prepare (a parameter whose type it cannot
-    tell) is sent as it is from then on, in this process."""
+    tell) is sent as it is from then on, in this process; a connection that
+    turns out dropped raises, as the statement itself would have."""
     database.ensure_connection()
     connection = database.connection
     prepared = _prepared_on.setdefault(connection, set())
@@ -140,6 +141,8 @@ def _prepare(database, name: str, sql: str, count: int) -> bool:
             if inside:
                 connection.execute("RELEASE SAVEPOINT jobsite_prepare")
     except DatabaseError:
+        if connection.closed or connection.broken:
+            raise  # the connection is gone, not the statement refused: as the statement itself would fail
         logger.warning("Statement not prepared, sent as it is from now on: %s", sql, exc_info=True)
         if inside:
             with database.wrap_database_errors:

@@ -127,9 +127,8 @@ def run_started(
     moment later (JOBS_START_MARK_DELAY_SECONDS) or fails. Until then the run shows
     `queued` while its task runs. Why it is safe: docs/architecture.md, "The hot path".
     """
-    # Not a workflow's first steps: they start their workflow run, whose `running`
-    # mark would show before any step does.
-    if defer and written_queued and can_hold and (parent_running or parent_id == ""):
+    facts = {"parent_running": parent_running, "can_hold": can_hold, "written_queued": written_queued, "defer": defer}
+    if starts_with_read(parent_id=parent_id, **facts):
         at = timezone.now()
         run = Run.read_for_start(run_id)
         # `pending` (its publish may have failed after all): the sweeper may publish it again.
@@ -152,6 +151,16 @@ def run_started(
     if start.go and not parent_running:
         _workflow_started(run_id, parent_id)
     return start if can_hold else GO
+
+
+def starts_with_read(
+    *, parent_id: str | None, parent_running: bool, can_hold: bool, written_queued: bool, defer: bool
+) -> bool:
+    """Whether run_started's first statement is a read (Run.read_for_start, which
+    is sent again on a new connection if its connection turned out dropped), not
+    a write. Not for a workflow's first steps: they start their workflow run,
+    whose `running` mark would show before any step does."""
+    return defer and written_queued and can_hold and (parent_running or parent_id == "")
 
 
 def _workflow_started(run_id: str, parent_id: str | None) -> None:

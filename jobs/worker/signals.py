@@ -34,18 +34,23 @@ def _run_id(task) -> str | None:
 
 @signals.task_prerun.connect
 def on_task_prerun(task_id, task, **_):
-    connections.checkup(task.request)
     run_id = _run_id(task)
-    if run_id:
+    if not run_id:
+        connections.checkup(task.request)
+    else:
+        facts = {
+            "parent_id": _header(task, PARENT_HEADER),
+            "parent_running": bool(_header(task, PARENT_RUNNING_HEADER)),
+            "can_hold": isinstance(task, RunTask),
+            "written_queued": bool(_header(task, QUEUED_HEADER)),
+            "defer": settings.JOBS_START_MARK_DELAY_SECONDS > 0,
+        }
+        connections.checkup(task.request, reads_first=tracking.starts_with_read(**facts))
         start = tracking.run_started(
             run_id=run_id,
             worker=task.request.hostname or "",
-            parent_id=_header(task, PARENT_HEADER),
-            parent_running=bool(_header(task, PARENT_RUNNING_HEADER)),
             redelivered=bool((task.request.delivery_info or {}).get("redelivered")),
-            can_hold=isinstance(task, RunTask),
-            written_queued=bool(_header(task, QUEUED_HEADER)),
-            defer=settings.JOBS_START_MARK_DELAY_SECONDS > 0,
+            **facts,
         )
         if start.late:
             start_marks.marks.defer(run_id, start.late)
@@ -100,7 +105,7 @@ def on_task_postrun(task, **_):
         # Ignore or Retry, say): written as the task's end, as it would have been.
         start_marks.marks.flush(run_id)
     run_logs.end()
-    connections.checkup(task.request)
+    connections.task_ended(task.request)
 
 
 @signals.task_revoked.connect
