@@ -22,10 +22,17 @@ the end) with the statements prepared once per connection and planned each
 time (JOBS_DB_PREPARED_STATEMENTS), alternating in blocks of 100 runs. Both
 ways also report the CPU of this connection's server process.
 
+With --checks (PostgreSQL), each run's start and end between the connection's
+checkups as the worker's task_prerun and task_postrun make them
+(jobs/worker/connections.py), alternating in blocks of 100 runs: a health check
+(SELECT 1) before each run's start read, and none when a task ended on the
+connection under a second ago (the read is the check).
+
     scripts/bench.sh bench/run_end.py --runs 2000                   # SQLite, then PostgreSQL
     DB=postgres scripts/bench.sh bench/run_end.py --runs 2000 --no-flush
     scripts/bench.sh bench/run_end.py --runs 2000 --start
     DB=postgres scripts/bench.sh bench/run_end.py --runs 2000 --prepared
+    DB=postgres scripts/bench.sh bench/run_end.py --runs 2000 --checks
 """
 
 import argparse
@@ -33,13 +40,14 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.stack import bench_environment, drop_database, scratch_database_url, tree_usage, workdir
 
 
-def measure(runs: int, flush: bool = True, start: bool = False, prepared: bool = False) -> dict:
+def measure(runs: int, flush: bool = True, ways: str = "") -> dict:
     import django
 
     django.setup()
@@ -67,8 +75,8 @@ def measure(runs: int, flush: bool = True, start: bool = False, prepared: bool =
         setattr(request, CHECKED_ATTRIBUTE, time.monotonic())
         app.backend.store_result(run_id, {"n": 1}, states.SUCCESS, request=request)
 
-    if start or prepared:
-        return start_and_end(job_type, runs, end, prepared=prepared)
+    if ways:
+        return start_and_end(job_type, runs, end, ways=ways)
     ids = [
         str(run.pk)
         for run in Run.objects.bulk_create(
@@ -110,10 +118,12 @@ def backend_cpu() -> float:
     return tree_usage(pid)[0]  # a backend has no children: its own
 
 
-def start_and_end(job_type, runs: int, end, prepared: bool = False) -> dict:
-    """--start: each run's start and end, both ways, alternating by block.
-    --prepared: each run's start (with its end) and end, with the statements
-    prepared once per connection and planned each time, alternating by block."""
+def start_and_end(job_type, runs: int, end, ways: str) -> dict:
+    """Each run's start and end, two ways alternating by block. `ways`: "start"
+    (the start written as the task starts, or with the end), "prepared" (the
+    statements prepared once per connection, or planned each time), "checks"
+    (a health check before each start read, or none after a task ended under a
+    second ago)."""
     from django.conf import settings
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -121,20 +131,28 @@ def start_and_end(job_type, runs: int, end, prepared: bool = False) -> dict:
 
     from jobs.models import Run
     from jobs.runs import tracking
-    from jobs.worker import start_marks
+    from jobs.worker import connections, start_marks
+
+    kind = ways
 
     def start_and_end_of(run_id: str, way: bool) -> None:
-        late = True if prepared else way
-        settings.JOBS_DB_PREPARED_STATEMENTS = way if prepared else True
+        late = way if kind == "start" else True
+        settings.JOBS_DB_PREPARED_STATEMENTS = way if kind == "prepared" else True
+        task = SimpleNamespace(is_eager=False)
+        if kind == "checks":
+            connections.checkup(task, reads_first=way)  # as task_prerun
         started = tracking.run_started(run_id=run_id, worker="bench", parent_id="", written_queued=True, defer=late)
         if started.late:
             start_marks.marks.defer(run_id, started.late)  # taken by the end (store_result)
         end(run_id)
+        if kind == "checks":
+            connections.task_ended(task)  # as task_postrun
 
-    if prepared:
-        ways = {"planned each time": False, "prepared": True}
-    else:
-        ways = {"written as the task starts": False, "written with the end": True}
+    ways = {
+        "start": {"written as the task starts": False, "written with the end": True},
+        "prepared": {"planned each time": False, "prepared": True},
+        "checks": {"checked before each start": False, "unchecked after a task ended under a second ago": True},
+    }[kind]
     now = timezone.now()
     ids = {
         way: [
@@ -186,11 +204,15 @@ def main() -> None:
     parser.add_argument(
         "--prepared", action="store_true", help="each run's start and end, statements prepared or planned each time"
     )
+    parser.add_argument(
+        "--checks", action="store_true", help="each run's start and end, its connection checked first or trusted"
+    )
     args = parser.parse_args()
     database_url = scratch_database_url(workdir())
     bench_environment(database_url)
     try:
-        figures = measure(args.runs, flush=not args.no_flush, start=args.start, prepared=args.prepared)
+        ways = next((way for way in ("start", "prepared", "checks") if getattr(args, way)), "")
+        figures = measure(args.runs, flush=not args.no_flush, ways=ways)
         print(json.dumps(figures, indent=2))
     finally:
         from django import db
