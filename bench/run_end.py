@@ -28,11 +28,19 @@ checkups as the worker's task_prerun and task_postrun make them
 (SELECT 1) before each run's start read, and none when a task ended on the
 connection under a second ago (the read is the check).
 
+With --celery, a task's whole path through a pool process, as the worker runs
+it around the task (its task_prerun, its result stored by the result backend,
+task_success, task_postrun: Jobsite's signal handlers for both), alternating
+in blocks of 100: a run published by its trigger (its headers; a read at its
+start, its start written with its end), and plain Celery's task of the same name
+(no run: its result stored by django-celery-results as it is).
+
     scripts/bench.sh bench/run_end.py --runs 2000                   # SQLite, then PostgreSQL
     DB=postgres scripts/bench.sh bench/run_end.py --runs 2000 --no-flush
     scripts/bench.sh bench/run_end.py --runs 2000 --start
     DB=postgres scripts/bench.sh bench/run_end.py --runs 2000 --prepared
     DB=postgres scripts/bench.sh bench/run_end.py --runs 2000 --checks
+    scripts/bench.sh bench/run_end.py --runs 2000 --celery
 """
 
 import argparse
@@ -123,7 +131,8 @@ def start_and_end(job_type, runs: int, end, ways: str) -> dict:
     (the start written as the task starts, or with the end), "prepared" (the
     statements prepared once per connection, or planned each time), "checks"
     (a health check before each start read, or none after a task ended under a
-    second ago)."""
+    second ago), "celery" (a run's task or plain Celery's, signals included)."""
+    from celery import states
     from django.conf import settings
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -131,11 +140,32 @@ def start_and_end(job_type, runs: int, end, ways: str) -> dict:
 
     from jobs.models import Run
     from jobs.runs import tracking
-    from jobs.worker import connections, start_marks
+    from jobs.runs.executors import NOTIFY_HEADER, PARENT_HEADER, QUEUED_HEADER, RUN_HEADER
+    from jobs.worker import connections, signals, start_marks
+    from jobsite.celery import app
 
     kind = ways
+    app.loader.import_default_modules()  # the tasks a worker registers as it starts
+    task = app.tasks["jobs.builtin.echo"]
+
+    def through_signals(task_id: str, headers: dict) -> None:
+        """As Celery's tracer runs a task in a pool process, but for the task's body."""
+        request = {"task": task.name, "hostname": "bench", "args": [], "kwargs": {}, "delivery_info": {}}
+        task.push_request(id=task_id, is_eager=False, **request, **headers)
+        try:
+            signals.on_task_prerun(task_id, task)
+            task.backend.store_result(task_id, {"n": 1}, states.SUCCESS, request=task.request)
+            signals.on_task_success(task, {"n": 1})
+            signals.on_task_postrun(task)
+        finally:
+            task.pop_request()
 
     def start_and_end_of(run_id: str, way: bool) -> None:
+        if kind == "celery":
+            # A run's message: what its trigger publishes (jobs/runs/executors.py), or none of it.
+            run_headers = {RUN_HEADER: True, NOTIFY_HEADER: "never", PARENT_HEADER: "", QUEUED_HEADER: True}
+            through_signals(run_id, run_headers if way else {})
+            return
         late = way if kind == "start" else True
         settings.JOBS_DB_PREPARED_STATEMENTS = way if kind == "prepared" else True
         task = SimpleNamespace(is_eager=False)
@@ -152,6 +182,7 @@ def start_and_end(job_type, runs: int, end, ways: str) -> dict:
         "start": {"written as the task starts": False, "written with the end": True},
         "prepared": {"planned each time": False, "prepared": True},
         "checks": {"checked before each start": False, "unchecked after a task ended under a second ago": True},
+        "celery": {"plain Celery's task": False, "a Jobsite run's task": True},
     }[kind]
     now = timezone.now()
     ids = {
@@ -179,7 +210,7 @@ def start_and_end(job_type, runs: int, end, ways: str) -> dict:
             figures[way]["cpu"] += time.process_time() - cpu
             figures[way]["server"] += backend_cpu() - server
     ended = Run.objects.filter(status=Run.Status.SUCCEEDED, attempts=1).count()
-    assert ended == 2 * (runs + 1), ended
+    assert ended == (runs + 1 if kind == "celery" else 2 * (runs + 1)), ended  # plain Celery's tasks end no run
     return {
         "database": connection.vendor,
         "runs": runs,
@@ -207,11 +238,14 @@ def main() -> None:
     parser.add_argument(
         "--checks", action="store_true", help="each run's start and end, its connection checked first or trusted"
     )
+    parser.add_argument(
+        "--celery", action="store_true", help="a run's task or plain Celery's through a pool process, signals included"
+    )
     args = parser.parse_args()
     database_url = scratch_database_url(workdir())
     bench_environment(database_url)
     try:
-        ways = next((way for way in ("start", "prepared", "checks") if getattr(args, way)), "")
+        ways = next((way for way in ("start", "prepared", "checks", "celery") if getattr(args, way)), "")
         figures = measure(args.runs, flush=not args.no_flush, ways=ways)
         print(json.dumps(figures, indent=2))
     finally:
