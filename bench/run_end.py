@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.stack import bench_environment, drop_database, scratch_database_url, tree_usage, workdir
 
 
-def measure(runs: int, flush: bool = True, ways: str = "") -> dict:
+def measure(runs: int, flush: bool = True, kind: str = "") -> dict:
     import django
 
     django.setup()
@@ -83,8 +83,8 @@ def measure(runs: int, flush: bool = True, ways: str = "") -> dict:
         setattr(request, CHECKED_ATTRIBUTE, time.monotonic())
         app.backend.store_result(run_id, {"n": 1}, states.SUCCESS, request=request)
 
-    if ways:
-        return start_and_end(job_type, runs, end, ways=ways)
+    if kind:
+        return start_and_end(job_type, runs, end, kind=kind)
     ids = [
         str(run.pk)
         for run in Run.objects.bulk_create(
@@ -126,8 +126,8 @@ def backend_cpu() -> float:
     return tree_usage(pid)[0]  # a backend has no children: its own
 
 
-def start_and_end(job_type, runs: int, end, ways: str) -> dict:
-    """Each run's start and end, two ways alternating by block. `ways`: "start"
+def start_and_end(job_type, runs: int, end, kind: str) -> dict:
+    """Each run's start and end, two ways alternating by block. `kind`: "start"
     (the start written as the task starts, or with the end), "prepared" (the
     statements prepared once per connection, or planned each time), "checks"
     (a health check before each start read, or none after a task ended under a
@@ -144,7 +144,6 @@ def start_and_end(job_type, runs: int, end, ways: str) -> dict:
     from jobs.worker import connections, signals, start_marks
     from jobsite.celery import app
 
-    kind = ways
     app.loader.import_default_modules()  # the tasks a worker registers as it starts
     task = app.tasks["jobs.builtin.echo"]
 
@@ -160,23 +159,23 @@ def start_and_end(job_type, runs: int, end, ways: str) -> dict:
         finally:
             task.pop_request()
 
-    def start_and_end_of(run_id: str, way: bool) -> None:
+    def start_and_end_of(run_id: str, on: bool) -> None:
         if kind == "celery":
             # A run's message: what its trigger publishes (jobs/runs/executors.py), or none of it.
             run_headers = {RUN_HEADER: True, NOTIFY_HEADER: "never", PARENT_HEADER: "", QUEUED_HEADER: True}
-            through_signals(run_id, run_headers if way else {})
+            through_signals(run_id, run_headers if on else {})
             return
-        late = way if kind == "start" else True
-        settings.JOBS_DB_PREPARED_STATEMENTS = way if kind == "prepared" else True
-        task = SimpleNamespace(is_eager=False)
+        late = on if kind == "start" else True
+        settings.JOBS_DB_PREPARED_STATEMENTS = on if kind == "prepared" else True
+        request = SimpleNamespace(is_eager=False)
         if kind == "checks":
-            connections.checkup(task, reads_first=way)  # as task_prerun
+            connections.checkup(request, reads_first=on)  # as task_prerun
         started = tracking.run_started(run_id=run_id, worker="bench", parent_id="", written_queued=True, defer=late)
         if started.late:
             start_marks.marks.defer(run_id, started.late)  # taken by the end (store_result)
         end(run_id)
         if kind == "checks":
-            connections.task_ended(task)  # as task_postrun
+            connections.task_ended(request)  # as task_postrun
 
     ways = {
         "start": {"written as the task starts": False, "written with the end": True},
@@ -195,17 +194,17 @@ def start_and_end(job_type, runs: int, end, ways: str) -> dict:
         for way in ways
     }
     figures = {}
-    for way, late in ways.items():
+    for way, on in ways.items():
         with CaptureQueriesContext(connection) as captured:
-            start_and_end_of(ids[way].pop(), late)
+            start_and_end_of(ids[way].pop(), on)
         figures[way] = {
             "wall": 0.0, "cpu": 0.0, "server": 0.0, "statements": [q["sql"][:60] for q in captured.captured_queries]
         }  # fmt: skip
     for block in range(0, runs, BLOCK):
-        for way, late in ways.items():
+        for way, on in ways.items():
             wall, cpu, server = time.perf_counter(), time.process_time(), backend_cpu()
             for run_id in ids[way][block : block + BLOCK]:
-                start_and_end_of(run_id, late)
+                start_and_end_of(run_id, on)
             figures[way]["wall"] += time.perf_counter() - wall
             figures[way]["cpu"] += time.process_time() - cpu
             figures[way]["server"] += backend_cpu() - server
@@ -245,8 +244,8 @@ def main() -> None:
     database_url = scratch_database_url(workdir())
     bench_environment(database_url)
     try:
-        ways = next((way for way in ("start", "prepared", "checks", "celery") if getattr(args, way)), "")
-        figures = measure(args.runs, flush=not args.no_flush, ways=ways)
+        kind = next((kind for kind in ("start", "prepared", "checks", "celery") if getattr(args, kind)), "")
+        figures = measure(args.runs, flush=not args.no_flush, kind=kind)
         print(json.dumps(figures, indent=2))
     finally:
         from django import db

@@ -127,8 +127,13 @@ def run_started(
     moment later (JOBS_START_MARK_DELAY_SECONDS) or fails. Until then the run shows
     `queued` while its task runs. Why it is safe: docs/architecture.md, "The hot path".
     """
-    facts = {"parent_running": parent_running, "can_hold": can_hold, "written_queued": written_queued, "defer": defer}
-    if starts_with_read(parent_id=parent_id, **facts):
+    if starts_with_read(
+        parent_id=parent_id,
+        parent_running=parent_running,
+        can_hold=can_hold,
+        written_queued=written_queued,
+        defer=defer,
+    ):
         at = timezone.now()
         run = Run.read_for_start(run_id)
         # `pending` (its publish may have failed after all): the sweeper may publish it again.
