@@ -6,6 +6,8 @@ from typing import Any
 from celery import Celery
 from celery.app.defaults import SETTING_KEYS
 
+from jobsite import redis_transport
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "jobsite.settings")
 
 
@@ -47,6 +49,8 @@ class CelerySettings(Mapping):
 
 
 # RunTask lets Jobsite hold back a run's task before it executes (jobs/worker/task_base.py).
+# Before any broker connection: a worker holding a countdown's message survives a Redis restart.
+redis_transport.install()
 app = Celery("jobsite", task_cls="jobs.worker.task_base:RunTask")
 app.config_from_object(CelerySettings())
 # Tasks in installed apps' tasks.py; users' own modules come in through

@@ -327,6 +327,18 @@ def wait_for_ping(worker: Worker, timeout: float = 60) -> None:
             pytest.fail(f"The Celery worker did not come back:\n{_log_tail(worker.log)}")
 
 
+def answered_once_back(call, timeout: float = 60):
+    """call(), again until it gets through: this process's own pooled broker
+    connections died with Redis, and the first calls through them fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except redis.exceptions.ConnectionError:
+            assert time.monotonic() < deadline, "the broker did not come back"
+            time.sleep(0.5)
+
+
 @pytest.fixture
 def broker_outage(redis_broker, celery_worker, transactional_db):
     """The tests' Redis, to stop and start again; running, and answered by the

@@ -21,7 +21,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from jobs.models import Run
-from tests.conftest import ROOT, _database_url, wait_for_run
+from jobsite.celery import app
+from tests.conftest import ROOT, _database_url, answered_once_back, wait_for_ping, wait_for_run, wait_until
 from tests.e2e.test_execution import define, trigger
 from tests.factories import JobTypeFactory
 from tests.tasks import calls, pid_of
@@ -77,6 +78,29 @@ def test_runs_triggered_while_redis_is_down_are_accepted_then_run_once_when_it_i
     assert sorted(run.result["i"] for run in runs) == list(range(50))
     assert [calls(run.pk) for run in runs] == [1] * 50
     assert {run.attempts for run in runs} == {1}
+
+
+def test_a_worker_holding_a_countdowns_message_rides_out_a_redis_restart(broker_outage, celery_worker, api):
+    # A task with a countdown waits in the worker, its message unacknowledged.
+    # kombu 5.7.0 stopped such a worker when Redis went away (jobsite/redis_transport.py).
+    held = app.send_task("jobs.builtin.echo", kwargs={}, countdown=600)
+    try:
+        wait_until(lambda: held.id in scheduled_ids(), 30, "the worker never took the countdown's message")
+        broker_outage.stop()
+        broker_outage.start()
+        answered_once_back(lambda: wait_for_ping(celery_worker))  # fails at once if the worker died
+        assert celery_worker.process.poll() is None
+        define(api, name="after-restart", kind="task", task="jobs.builtin.echo")
+        run = wait_for_run(trigger(api, "after-restart", {"back": True}))
+        assert (run.status, run.result) == ("succeeded", {"back": True})
+    finally:
+        app.control.revoke(held.id)
+
+
+def scheduled_ids() -> set[str]:
+    """The tasks the workers hold for a countdown or an ETA."""
+    replies = app.control.inspect(timeout=1).scheduled() or {}
+    return {entry["request"]["id"] for entries in replies.values() for entry in entries or []}
 
 
 def wait_until_running(runs: list[Run], timeout: float = 30) -> None:

@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-import redis
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
@@ -17,7 +16,7 @@ from django.test import Client
 from jobs.core.roles import VIEWERS
 from jobs.models import Run
 from jobs.runs.trigger import run_create
-from tests.conftest import ROOT, free_port, wait_for_ping, wait_for_run
+from tests.conftest import ROOT, answered_once_back, free_port, wait_for_ping, wait_for_run
 from tests.factories import JobTypeFactory
 
 
@@ -179,18 +178,6 @@ def test_after_redis_restarted_flowers_page_of_a_worker_shows_it_on_the_first_vi
     assert "task_default_queue" in page.content.decode()
     # The session's worker rides out the restarts too, for the tests after this one.
     answered_once_back(lambda: wait_for_ping(celery_worker, timeout=120))
-
-
-def answered_once_back(call, timeout: float = 60):
-    """call(), again until it gets through: this process's own pooled broker
-    connections died with Redis, and the first calls through them fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except redis.exceptions.ConnectionError:
-            assert time.monotonic() < deadline, "the broker did not come back"
-            time.sleep(0.5)
 
 
 def test_the_config_a_worker_answers_with_masks_the_broker_password():
