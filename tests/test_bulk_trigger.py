@@ -3,11 +3,14 @@ runs_create_many (jobs/runs/trigger.py) called as the API and run_job call it,
 with real objects and a real Redis. As in tests/test_hot_path_queries.py, a
 transaction inside the test's is a SAVEPOINT and its RELEASE."""
 
+import json
 import math
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from jobs.core.errors import Conflict, InvalidInput
 from jobs.models import JobType, Run
@@ -153,3 +156,37 @@ def test_a_workflow_reads_its_steps_once_to_check_them(db, broker, django_captur
     # One for the check (not an EXISTS per run), then one per run to create its step runs.
     assert len(steps_reads) == 1 + 3, steps_reads
     assert Run.objects.filter(parent__in=runs, status=Run.Status.QUEUED).count() == 3
+
+
+def test_runs_written_in_bulk_read_back_as_given_each_time(db):
+    # The first bulk of a size is compiled by Django, later ones reuse its SQL and
+    # prepare their values, an object shared by several runs once: every run
+    # reads back as it was given, with its JSON's types (1, 1.0 and true are
+    # equal in Python, not in JSON), over several INSERTs on SQLite.
+    job_type = JobTypeFactory(notify_on="completion")
+    shared = {"shared": [1, 2]}
+    items = [shared, {"a": 1}, {"a": True}, {"a": 1.0}, shared, {"a": None, "s": "x'y\"z"}, {}, {"k": [True, 1, "1"]}]
+    run_at = timezone.now() + timedelta(days=1)
+    for comment in ("first", "second", "third"):
+        runs = runs_create_many(
+            job_type=job_type,
+            params_list=items * 7,
+            trigger=Run.Trigger.API,
+            run_at=run_at,
+            notify_emails=["ops@example.com"],
+            comment=comment,
+        )
+        stored = {
+            row["id"]: row
+            for row in Run.objects.filter(pk__in=[run.pk for run in runs]).values(
+                "id", "params", "comment", "notify_emails", "scheduled_for", "status", "job_type_id"
+            )
+        }
+        assert len(stored) == len(items) * 7
+        for run, given in zip(runs, items * 7, strict=True):
+            row = stored[run.pk]
+            assert json.dumps(row["params"], sort_keys=True) == json.dumps(given, sort_keys=True)
+            assert (row["comment"], row["notify_emails"], row["scheduled_for"]) == (
+                comment, ["ops@example.com"], run_at
+            )  # fmt: skip
+            assert (row["status"], row["job_type_id"]) == (Run.Status.SCHEDULED, job_type.pk)

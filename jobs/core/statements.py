@@ -31,6 +31,7 @@ JOBS_DB_PREPARED_STATEMENTS turns it off (behind a pooler that hands one
 client's statements to several server connections: docs/operations.md).
 """
 
+import functools
 import itertools
 import logging
 import re
@@ -290,15 +291,89 @@ def insert_rows(model: type[Model], objs: Sequence[Model], *, using: str, batch_
     whose primary key is set, compiled, not run: as many rows a statement as
     the database's bound on parameters allows (999 on SQLite as Django counts
     it), as bulk_create splits them. Compiled before a transaction, they keep
-    Django's preparing of every field of every row out of it."""
+    Django's preparing of every field of every row out of it.
+
+    Each statement's SQL is Django's, compiled once per process, shape and row
+    count; then only the rows' values are prepared, as Django's compiler
+    prepares them (each field's pre_save, then get_db_prep_save), and a value
+    that is the same object as the row before's (a bulk trigger's job type,
+    status, options) only once. Django's compiler, for a thousand runs' forty
+    fields, was half of a bulk trigger's time before its first message
+    (bench/throughput.py --bulk). Values the database computes (expressions),
+    and fields with placeholders of their own, are compiled by Django every time."""
     fields = [field for field in model._meta.concrete_fields if not field.generated]
     size = min(batch_size, max(connections[using].ops.bulk_batch_size(fields, objs), 1))
-    compiled = []
+    compiled, prepare = [], _RowPreparer(fields, connections[using])
     for start in range(0, len(objs), size):
-        statement = InsertQuery(model)
-        statement.insert_values(fields, objs[start : start + size])
-        compiled.extend(statement.get_compiler(using).as_sql())
+        compiled.extend(_insert_chunk(model, fields, objs[start : start + size], using, prepare))
     return compiled
+
+
+class _RowPreparer:
+    """Prepares rows of `fields`' values for the database; a value that is the
+    same object as the one before it in its field is prepared once."""
+
+    def __init__(self, fields: Sequence[Field], database):
+        self.fields, self.database = fields, database
+        self.last: list[tuple[Any, Any]] = [(_UNSET, None)] * len(fields)
+
+    def __call__(self, values: Sequence) -> list:
+        prepared = []
+        for index, (field, value) in enumerate(zip(self.fields, values, strict=True)):
+            last, done = self.last[index]
+            if value is not last:
+                done = field.get_db_prep_save(value, self.database)
+                self.last[index] = (value, done)
+            prepared.append(done)
+        return prepared
+
+
+_UNSET = object()
+
+
+def _insert_chunk(model: type[Model], fields: list[Field], objs: Sequence[Model], using: str, prepare) -> list:
+    values = [[field.pre_save(obj, True) for field in fields] for obj in objs]
+    computed = any(_computed_type(type(value)) for row in values for value in row)
+    shape = ("insert_rows", model, using, tuple(fields), len(objs))
+    known = _row_statements.get(shape)
+    if computed or not known:
+        statement = InsertQuery(model)
+        # raw: each field's value as pre_save left it above (an auto_now field's is set once).
+        statement.insert_values(fields, objs, raw=True)
+        compiled = statement.get_compiler(using).as_sql()
+        if known is None and not computed:
+            _row_statements[shape] = _row_layout(compiled, fields, len(objs))
+        return compiled
+    sql, by_columns = known
+    rows = [prepare(row) for row in values]
+    if by_columns:  # PostgreSQL's INSERT ... SELECT * FROM UNNEST(...): an array a field
+        return [(sql, tuple(list(column) for column in zip(*rows, strict=True)))]
+    return [(sql, tuple(value for row in rows for value in row))]
+
+
+@functools.cache
+def _computed_type(kind: type) -> bool:
+    """_computed, asked of a value's type: once per type, not for each of a bulk's values."""
+    return hasattr(kind, "resolve_expression") or hasattr(kind, "prepare_database_save")
+
+
+# insert_rows's statements by shape and row count: (SQL, whether its parameters
+# are a field's values a parameter), or False: Django compiles each.
+_row_statements: dict[tuple, tuple[str, bool] | bool] = {}
+
+
+def _row_layout(compiled: list, fields: Sequence[Field], count: int) -> tuple[str, bool] | bool:
+    """How Django's compiled INSERT of `count` rows takes its parameters: a
+    value a parameter, row by row, or (UNNEST) a field's values a parameter;
+    False for anything else (several statements, placeholders of a field's own)."""
+    if len(compiled) != 1 or any(hasattr(field, "get_placeholder") for field in fields):
+        return False
+    sql, params = compiled[0]
+    if len(params) == count * len(fields):
+        return sql, False
+    if len(params) == len(fields) and all(isinstance(each, list) and len(each) == count for each in params):
+        return sql, True
+    return False
 
 
 def reused(shape: tuple, build: Callable[..., Statement], inputs: Inputs, *, using: str) -> Statement:
