@@ -10,6 +10,7 @@ checks. The worker side (a run's start and end) is in jobs/runs/tracking.py.
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -265,8 +266,9 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
     here, and those of them the broker did not take go back to `pending`. The
     `pending` ones are the sweeper's, and workflow runs (no message of their own).
 
-    Many runs go to Redis JOBS_PUBLISH_BATCH_SIZE messages per round trip
-    (kombu's publish batch). A run the broker did not take, or may not have
+    Many runs go to Redis in chunks of up to JOBS_PUBLISH_BATCH_SIZE messages,
+    one round trip each (kombu's publish batch); the first chunks are smaller
+    (_chunks). A run the broker did not take, or may not have
     taken (a batch that failed on the way), keeps its status (`pending`) and is
     published again later by the sweeper, so it is never lost; a message sent
     twice runs once (the worker's start is conditional). Returns how many were published.
@@ -289,9 +291,9 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
             ]
             for queue in set(queues) - {""}:
                 producer.maybe_declare(app.amqp.queues[queue])
-            for start in range(0, len(runs), size):
-                chunk = runs[start : start + size]
-                for run, queue in zip(chunk, queues[start : start + size], strict=True):
+            for start, end in _chunks(len(runs), size):
+                chunk = runs[start:end]
+                for run, queue in zip(chunk, queues[start:end], strict=True):
                     if run.job_type.kind == JobType.Kind.WORKFLOW:
                         # No Celery task of its own: publishing it starts its first steps.
                         workflow_advance(parent_id=run.pk)
@@ -318,6 +320,22 @@ def runs_publish(runs: list[Run], *, countdown: float | None = None) -> int:
                 run.status, run.queued_at = Run.Status.QUEUED, now
     _back_to_pending(runs[len(published) :])
     return len(published)
+
+
+# The first chunk a publish sends: the chunks after it double up to
+# JOBS_PUBLISH_BATCH_SIZE, so that the workers have the first messages while the
+# rest are built (a message takes tens of µs: 500 held the first back by 25 ms or
+# more), for four round trips more on a thousand runs.
+FIRST_CHUNK = 32
+
+
+def _chunks(count: int, size: int) -> Iterator[tuple[int, int]]:
+    """The (start, end) of each chunk of `count` messages: FIRST_CHUNK, then twice the one before, up to `size`."""
+    start, step = 0, min(FIRST_CHUNK, size)
+    while start < count:
+        yield start, min(start + step, count)
+        start += step
+        step = min(2 * step, size)
 
 
 def _back_to_pending(runs: list[Run]) -> None:

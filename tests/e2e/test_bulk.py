@@ -4,7 +4,6 @@ in the middle of a bulk publish (with a real beat, whose sweeper publishes
 again what Redis did not take)."""
 
 import contextlib
-import math
 
 import pytest
 import redis
@@ -97,20 +96,22 @@ def test_workflow_runs_of_a_bulk_trigger_each_run_their_steps(workflow_worker, a
         assert steps["b"].result == {"from_a": n}
 
 
-def test_a_bulk_publish_sends_batch_size_messages_per_round_trip(transactional_db, api, broker, pipelines, settings):
-    settings.JOBS_PUBLISH_BATCH_SIZE = 10
+def test_a_bulk_publish_sends_a_small_chunk_first_then_chunks_of_the_batch_size(
+    transactional_db, api, broker, pipelines, settings
+):
+    settings.JOBS_PUBLISH_BATCH_SIZE = 100
     queue = "bulk-nobody-listens"  # the messages stay in Redis, to be counted
     define(api, name="parked", kind="task", task="tests.count_calls", queue=queue)
     try:
         pipelines.sizes.clear()
-        answer = bulk(api, "parked", [{"i": i} for i in range(45)])
-        # One pipeline per chunk of JOBS_PUBLISH_BATCH_SIZE messages: 45 in ceil(45 / 10) round trips.
-        assert pipelines.sizes == [10, 10, 10, 10, 5]
-        assert len(pipelines.sizes) == math.ceil(45 / 10)
+        answer = bulk(api, "parked", [{"i": i} for i in range(300)])
+        # One round trip a chunk: 32 messages first (the workers start on them while
+        # the rest are built), then twice as many each time, up to JOBS_PUBLISH_BATCH_SIZE.
+        assert pipelines.sizes == [32, 64, 100, 100, 4]
         messages = broker.lrange(queue, 0, -1)
-        assert len(messages) == 45
+        assert len(messages) == 300
         assert {run["status"] for run in answer} == {"queued"}
-        assert Run.objects.filter(status="queued").count() == 45
+        assert Run.objects.filter(status="queued").count() == 300
     finally:
         broker.delete(queue)
 
