@@ -315,9 +315,13 @@ CELERY_TASK_TRACK_STARTED = False
 # the way Django does around a request (jobs/worker/connections.py): closed once older
 # than CONN_MAX_AGE, or when its health check fails.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
-# Workers send task events for Flower. No "task-sent" events: they would
-# double the broker round trips of every publish.
-CELERY_WORKER_SEND_TASK_EVENTS = True
+# Workers send task events (a Redis PUBLISH per task state change) for Flower's
+# task list and task pages; Jobsite's own pages read the database. Publishing
+# them took about 40 % of a worker's main process: off, throughput rose by 35 to
+# 60 % (docs/operations.md, "Task events"). Flower reads this too
+# (jobsite/flowerconfig.py), else it would turn them back on. No "task-sent"
+# events: they would double the broker round trips of every publish.
+CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Jobsite's own work (the dispatcher) has a queue of its own, so a flood of job
 # runs never delays a schedule's fire. Listing both queues makes a plain

@@ -480,24 +480,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Flower:
-    """A real `celery flower` on loopback, with basic auth, against the tests' Redis."""
+# Flower's options that follow Jobsite's settings (enable_events), as the Procfile names them.
+FLOWER_CONF = "jobsite/flowerconfig.py"
 
-    def __init__(self, log):
+
+class Flower:
+    """A real `celery flower` on loopback, with basic auth, against the tests' Redis,
+    started as the Procfile starts it. `env`: settings of this Flower only (e.g.
+    CELERY_WORKER_SEND_TASK_EVENTS, or REDIS_URL for another broker)."""
+
+    def __init__(self, log, env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/flower"
         self.basic_auth = f"flower:{secrets.token_urlsafe(16)}"
         self.log = log
-        command = [sys.executable, "-m", "celery", "-A", "jobsite", "flower", "--address=127.0.0.1"]
-        command += [f"--port={self.port}", "--url_prefix=flower", f"--basic_auth={self.basic_auth}"]
+        command = [sys.executable, "-m", "celery", "-A", "jobsite", "flower", f"--conf={FLOWER_CONF}"]
+        command += ["--address=127.0.0.1", f"--port={self.port}", "--url_prefix=flower"]
+        command += [f"--basic_auth={self.basic_auth}"]
         # Flower asks the workers for their stats with a 1 s timeout by default: on a
         # busy 2-core machine a worker can take longer, and the page then has none.
         command += ["--inspect_timeout=5000"]
         # On the test database, as Flower runs on Jobsite's: it reads task results there.
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
-        env["CELERY_BROKER_POOL_LIMIT"] = "0"  # as the Procfile runs it (jobsite/settings.py says why)
+        environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
+        environment["CELERY_BROKER_POOL_LIMIT"] = "0"  # as the Procfile runs it (jobsite/settings.py says why)
+        environment.update(env or {})
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=ROOT, env=environment, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
             self._wait_until_ready()

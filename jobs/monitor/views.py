@@ -7,6 +7,7 @@ open are partial templates, which the page re-fetches every few seconds.
 import json
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.decorators import login_required, permission_required
@@ -203,7 +204,10 @@ def _run_context(request: HttpRequest, run: Run) -> dict:
         "can_cancel": not run.is_terminal and user.has_perm("jobs.cancel_run"),
         "can_rerun": run.is_terminal and user.has_perm("jobs.run_jobtype"),
         "can_rerun_failed": run.status == Run.Status.FAILED and run.job_type.kind == JobType.Kind.WORKFLOW,
-        "flower_task_url": f"/flower/task/{run.pk}" if may_see_flower(user) else None,
+        # Flower knows a task only from its events: without them the link would be a 404.
+        "flower_task_url": (
+            f"/flower/task/{run.pk}" if may_see_flower(user) and settings.CELERY_WORKER_SEND_TASK_EVENTS else None
+        ),
         "notification": notification_outcome(run),
         # Only a run that was tried more than once has a history worth a table.
         "attempt_history": run.attempt_history() if run.earlier_attempts else [],

@@ -218,6 +218,18 @@ def test_a_run_page_shows_everything_about_the_run(staff_client):
     )
 
 
+def test_with_task_events_off_a_run_page_does_not_link_to_flower(staff_client, settings):
+    # Flower learns of tasks from their events only: the link would lead to its 404.
+    settings.CELERY_WORKER_SEND_TASK_EVENTS = False
+    run = make_run("running")
+    for url in (f"/monitor/runs/{run.pk}/", f"/monitor/runs/{run.pk}/live/"):
+        body = staff_client.get(url).content.decode()
+        assert f'<span class="mono">{run.pk}</span>' in body, url
+        assert "/flower/task/" not in body and "in Flower" not in body, url
+    # Flower's worker pages need no task events: the menu still leads there.
+    assert '<a href="/flower/">Flower</a>' in staff_client.get(f"/monitor/runs/{run.pk}/").content.decode()
+
+
 def test_an_unknown_run_is_a_404(staff_client):
     assert staff_client.get(f"/monitor/runs/{uuid.uuid4()}/").status_code == 404
     assert staff_client.get("/monitor/runs/not-a-uuid/").status_code == 404
