@@ -205,6 +205,7 @@ BENCHES = [
                     "ratio",
                     "ratio per round pair",
                     "triggered per second (Celery / Jobsite bulk)",
+                    "first job ended after, ms (Celery / Jobsite bulk)",
                 ),
             ),
         ],
