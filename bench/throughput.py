@@ -334,6 +334,21 @@ def trigger(mode: str, job_type, count: int) -> None:
             app.send_task("jobs.builtin.echo", kwargs={})
 
 
+def side_figures(mode: str, database_url: str, runs: int, seconds: float, published: float,
+                 cpu_seconds: dict, flushes: int | None, flushes_before: int | None) -> dict:  # fmt: skip
+    """A side's figures that a round and an --interleave block report alike."""
+    return {
+        "mode": mode,
+        "database": "postgresql" if database_url.startswith("postgres") else "sqlite",
+        "runs": runs,
+        "seconds": round(seconds, 3),
+        "publish_seconds": round(published, 3),
+        "jobs_per_second": round(runs / seconds, 1),
+        "wal_flushes": None if flushes is None else flushes - flushes_before,
+        "cpu_seconds": cpu_seconds,
+    }
+
+
 def run_one(mode: str, runs: int) -> dict:
     task = "bench.log10" if mode == "jobsite-logs" else "jobs.builtin.echo"
     with bench_stack(task) as (stack, worker, job_type, database_url):
@@ -366,21 +381,14 @@ def run_one(mode: str, runs: int) -> dict:
         failed = Run.objects.exclude(status=Run.Status.SUCCEEDED).count() if mode.startswith("jobsite") else 0
         mib = lambda size: round(size / 2**20, 1)  # noqa: E731
         result = {
-            "mode": mode,
-            "database": "postgresql" if database_url.startswith("postgres") else "sqlite",
-            "runs": runs,
-            "seconds": round(elapsed, 3),
-            "publish_seconds": round(published, 3),
+            **side_figures(mode, database_url, runs, elapsed, published, cpu_seconds, flushes, flushes_before),
             "first_done_seconds": round(progress.first_at - started, 3),
-            "jobs_per_second": round(runs / elapsed, 1),
             "failed": failed,
             "pool_mib_at_1000": mib(progress.memory_at_1000),
             "pool_mib_at_end": mib(progress.memory_at_end),
             "pool_mib_peak": mib(progress.memory_peak),
             "worker_mib_peak": mib(progress.tree_peak),
             "memory_growth_percent": round(100 * (progress.memory_at_end / progress.memory_at_1000 - 1), 1),
-            "wal_flushes": None if flushes is None else flushes - flushes_before,
-            "cpu_seconds": cpu_seconds,
         }
         if mode == "jobsite-logs":
             from jobs.models import RunLogLine
@@ -428,20 +436,13 @@ def run_interleaved(modes: tuple[str, str], runs: int, block: int) -> dict[str, 
                 time.sleep(1)  # backends report their WAL statistics about once a second
             flushes = wal_flushes()
             return {
-                "mode": mode,
-                "database": "postgresql" if database_url.startswith("postgres") else "sqlite",
-                "runs": count,
-                "seconds": round(seconds, 3),
-                "publish_seconds": round(published, 3),
-                "jobs_per_second": round(count / seconds, 1),
+                **side_figures(mode, database_url, count, seconds, published, cpu_seconds, flushes, flushes_before),
                 "failed": 0,
                 "pool_mib_at_1000": 0,
                 "pool_mib_at_end": 0,
                 "pool_mib_peak": round(pool_memory(worker.pid) / 2**20, 1),
                 "worker_mib_peak": round(tree_usage(worker.pid)[1] / 2**20, 1),
                 "memory_growth_percent": None,
-                "wal_flushes": None if flushes is None else flushes - flushes_before,
-                "cpu_seconds": cpu_seconds,
             }
 
         pids = {"worker": worker.pid, "database": database_server_pid(), "redis": stack.processes["redis"].pid}

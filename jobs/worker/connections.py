@@ -28,8 +28,11 @@ def checkup(request, *, reads_first: bool = False) -> None:
     statement is a read that goes again on a new connection if this one turns
     out dropped; the connection is then not checked if a task ended on it under
     IDLE_SECONDS ago (a connection older than CONN_MAX_AGE is still closed)."""
-    if not _ours(request):
-        return
+    if _ours(request):
+        _check(request, reads_first=reads_first)
+
+
+def _check(request, *, reads_first: bool = False) -> None:
     connection = db.connection
     ended = getattr(connection, ENDED_ATTRIBUTE, None)
     now = time.monotonic()
@@ -45,7 +48,7 @@ def task_ended(request) -> None:
     task last ended on a connection that worked."""
     if not _ours(request):
         return
-    checkup(request)
+    _check(request)
     connection = db.connection
     # close_old_connections checked one that had an error, and closed it if it failed.
     setattr(connection, ENDED_ATTRIBUTE, time.monotonic() if connection.connection is not None else None)
