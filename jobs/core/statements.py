@@ -298,7 +298,7 @@ def insert_rows(model: type[Model], objs: Sequence[Model], *, using: str, batch_
     prepares them (each field's pre_save, then get_db_prep_save), and a value
     that is the same object as the row before's (a bulk trigger's job type,
     status, options) only once. Django's compiler, for a thousand runs' forty
-    fields, was half of a bulk trigger's time before its first message
+    fields, was a third to a half of a bulk trigger's time before its first message
     (bench/throughput.py --bulk). Values the database computes (expressions),
     and fields with placeholders of their own, are compiled by Django every time."""
     fields = [field for field in model._meta.concrete_fields if not field.generated]
