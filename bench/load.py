@@ -206,7 +206,8 @@ def own_stack(args) -> dict:
 
         port = free_port()
         stack.start("web", web_command(args.web, port, args.web_workers))
-        stack.celery("worker", "worker", "-l", "warning", "-E", "-c", str(args.worker_concurrency), "-n", "worker@%h")
+        # As the Procfile starts it: task events as CELERY_WORKER_SEND_TASK_EVENTS says (on by default).
+        stack.celery("worker", "worker", "-l", "warning", "-c", str(args.worker_concurrency), "-n", "worker@%h")
         stack.celery("dispatcher", "worker", "-l", "warning", "-Q", "jobsite", "-c", "2", "-n", "dispatcher@%h")
         stack.celery("beat", "beat", "-l", "warning", "--pidfile=", "-s", str(work / "beat-schedule"))
         base_url = f"http://127.0.0.1:{port}"
