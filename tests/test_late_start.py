@@ -56,17 +56,18 @@ def queued_run(**job_type) -> Run:
     return RunFactory(job_type=JobTypeFactory(**job_type), status=Run.Status.QUEUED, queued_at=queued_at)
 
 
-def request_of(run: Run) -> Context:
-    """The run's task request as the worker builds it from the message a trigger published."""
-    headers = {RUN_HEADER: True, NOTIFY_HEADER: "never", PARENT_HEADER: "", QUEUED_HEADER: True}
+def request_of(run: Run, **headers) -> Context:
+    """The run's task request as the worker builds it from the message a trigger
+    published; `headers`: other values of its headers."""
+    headers = {RUN_HEADER: True, NOTIFY_HEADER: "never", PARENT_HEADER: "", QUEUED_HEADER: True, **headers}
     return Context(id=str(run.pk), task=run.job_type.task, hostname="w@host", args=[], kwargs={}, **headers)
 
 
-def prerun(run: Run) -> Context:
+def prerun(run: Run, **headers) -> Context:
     """What the worker does as the run's task is about to execute (on_task_prerun),
     for the registered task (a RunTask, as every task on Jobsite's app)."""
     task = echo  # queued_run's job type's task
-    task.push_request(**vars(request_of(run)))
+    task.push_request(**vars(request_of(run, **headers)))
     try:
         signals.on_task_prerun(task_id=str(run.pk), task=task)
         return task.request

@@ -1,5 +1,5 @@
 """When a worker checks its database connection before a run starts
-(jobs/worker/connections.py), as the worker's signal handlers call it: a run
+(jobs/worker/connections.py), through the worker's signal handler as Celery calls it: a run
 whose start is a read skips the check when a task ended on the connection under
 a second ago, and that read goes again on a new connection if the server had
 dropped the old one (jobs/core/reconnect.py).
@@ -16,9 +16,11 @@ from django.db import OperationalError, connection, transaction
 
 from jobs.core import reconnect
 from jobs.models import Run
-from jobs.runs import tracking
-from jobs.worker import connections
+from jobs.runs.executors import QUEUED_HEADER
+from jobs.worker import connections, run_logs, start_marks
+from jobs.worker.task_base import START_ATTRIBUTE
 from tests.factories import JobTypeFactory, RunFactory
+from tests.test_late_start import prerun
 
 pytestmark = [
     pytest.mark.postgres,
@@ -26,10 +28,10 @@ pytestmark = [
     pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL server's sessions"),
 ]
 
-# A run published by its trigger (written `queued`, no workflow): its start is a read.
-READS_FIRST = {"parent_id": "", "parent_running": False, "can_hold": True, "written_queued": True, "defer": True}
-# A workflow's first step: its start writes its workflow run's `running` mark.
-WRITES_FIRST = {**READS_FIRST, "parent_id": None}
+# The headers of a run published by its trigger (written `queued`, no workflow): its start is a read.
+READS_FIRST: dict = {}
+# A run published `pending` (by the sweeper, say), marked `queued` after its publish: its start writes.
+WRITES_FIRST = {QUEUED_HEADER: False}
 
 
 @pytest.fixture
@@ -67,13 +69,16 @@ def queued_run() -> Run:
     return RunFactory(job_type=JobTypeFactory(), status=Run.Status.QUEUED)
 
 
-def start(run: Run, facts: dict, *, ended_ago: float):
-    """The worker's prerun for `run`'s task, `ended_ago` seconds after its last task ended."""
-    request = SimpleNamespace(is_eager=False)
-    connections.task_ended(request)
+def start(run: Run, headers: dict, *, ended_ago: float):
+    """The worker's prerun for `run`'s task (on_task_prerun, as Celery calls it, its
+    message's `headers` as given), `ended_ago` seconds after its last task ended."""
+    connections.task_ended(SimpleNamespace(is_eager=False))
     setattr(connection, connections.ENDED_ATTRIBUTE, time.monotonic() - ended_ago)
-    connections.checkup(request, reads_first=tracking.starts_with_read(**facts))
-    return tracking.run_started(run_id=str(run.pk), worker="w@host", **facts)
+    try:
+        return getattr(prerun(run, **headers), START_ATTRIBUTE)
+    finally:
+        start_marks.marks.take(str(run.pk))  # a deferred start: not left to the thread
+        run_logs.end()
 
 
 def test_a_run_read_soon_after_the_last_task_sends_no_health_check(health_checks):

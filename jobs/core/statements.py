@@ -213,7 +213,15 @@ def update(query: QuerySet, changes: dict) -> Statement:
 
 
 def _computed(value) -> bool:
-    return hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save")
+    """Whether Django would compute `value` in the statement (an expression) or
+    take it apart (a model instance), rather than prepare it as a parameter."""
+    return _computed_type(type(value))
+
+
+@functools.cache
+def _computed_type(kind: type) -> bool:
+    """Asked once per type (both are the class's methods), not for each of a bulk's values."""
+    return hasattr(kind, "resolve_expression") or hasattr(kind, "prepare_database_save")
 
 
 def update_where(model: type[Model], filters: dict, changes: dict, *, using: str) -> Statement:
@@ -333,7 +341,7 @@ _UNSET = object()
 
 def _insert_chunk(model: type[Model], fields: list[Field], objs: Sequence[Model], using: str, prepare) -> list:
     values = [[field.pre_save(obj, True) for field in fields] for obj in objs]
-    computed = any(_computed_type(type(value)) for row in values for value in row)
+    computed = any(_computed(value) for row in values for value in row)
     shape = ("insert_rows", model, using, tuple(fields), len(objs))
     known = _row_statements.get(shape)
     if computed or not known:
@@ -349,12 +357,6 @@ def _insert_chunk(model: type[Model], fields: list[Field], objs: Sequence[Model]
     if by_columns:  # PostgreSQL's INSERT ... SELECT * FROM UNNEST(...): an array a field
         return [(sql, tuple(list(column) for column in zip(*rows, strict=True)))]
     return [(sql, tuple(value for row in rows for value in row))]
-
-
-@functools.cache
-def _computed_type(kind: type) -> bool:
-    """_computed, asked of a value's type: once per type, not for each of a bulk's values."""
-    return hasattr(kind, "resolve_expression") or hasattr(kind, "prepare_database_save")
 
 
 # insert_rows's statements by shape and row count: (SQL, whether its parameters
