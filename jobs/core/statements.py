@@ -31,7 +31,6 @@ JOBS_DB_PREPARED_STATEMENTS turns it off (behind a pooler that hands one
 client's statements to several server connections: docs/operations.md).
 """
 
-import functools
 import itertools
 import logging
 import re
@@ -213,15 +212,7 @@ def update(query: QuerySet, changes: dict) -> Statement:
 
 
 def _computed(value) -> bool:
-    """Whether Django would compute `value` in the statement (an expression) or
-    take it apart (a model instance), rather than prepare it as a parameter."""
-    return _computed_type(type(value))
-
-
-@functools.cache
-def _computed_type(kind: type) -> bool:
-    """Asked once per type (both are the class's methods), not for each of a bulk's values."""
-    return hasattr(kind, "resolve_expression") or hasattr(kind, "prepare_database_save")
+    return hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save")
 
 
 def update_where(model: type[Model], filters: dict, changes: dict, *, using: str) -> Statement:
